@@ -1,0 +1,1 @@
+"""Ingestion, schema inference and the reversible mixed-type encoder."""
