@@ -1,0 +1,549 @@
+"""Reversible encoding of a mixed-type table into one float32 matrix, and back.
+
+Per column (in schema order; id columns take no space and are regenerated on decode):
+
+- continuous / datetime: mode-specific normalisation. A variational Gaussian mixture (at most 10 modes,
+  modes under 0.5 % weight pruned) is fitted per column, all columns in one batched loop
+  (`pipeline.mixture`). A value becomes a scalar in [-1, 1] (tanh span: its offset from the chosen mode's
+  mean in units of 4 standard deviations) and a one-hot over modes (softmax span). The mode is drawn from the
+  value's posterior, as in CTGAN, among the modes whose 4-sigma window holds the value, so that every seen
+  value decodes back to itself.
+- discrete / boolean: one-hot over the seen categories, with an explicit null category if the column has nulls.
+- a continuous or datetime column with nulls gets a 2-way null span (present, missing).
+
+`output_info` lists these spans; generators read it to put tanh on value spans and softmax on the others.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from pipeline.errors import EncodingError
+from pipeline.mixture import fit_mixtures, prune
+from pipeline.schema import ColumnSpec, Schema, parse_datetimes, write_json_atomic
+
+# Offsets are in units of this many standard deviations, and kept inside the tanh range.
+_STD_MULTIPLIER = 4.0
+_MAX_OFFSET = 0.99
+_UNIT_NS = {  # coarsest first
+    "D": 86_400 * 10**9,
+    "h": 3_600 * 10**9,
+    "min": 60 * 10**9,
+    "s": 10**9,
+    "ms": 10**6,
+    "us": 10**3,
+    "ns": 1,
+}
+_TRANSFORM_CHUNK = 50_000
+
+
+@dataclass(frozen=True)
+class Span:
+    """A slice of the encoded matrix: `dim` columns from `start`, produced by `activation`."""
+
+    column: str
+    role: str  # "value" (tanh scalar), "mode" (mixture component), "category" (discrete value), "null"
+    start: int
+    dim: int
+    activation: str  # "tanh" or "softmax"
+
+    @property
+    def stop(self) -> int:
+        return self.start + self.dim
+
+
+@dataclass
+class _Continuous:
+    """Learned state of one continuous or datetime column."""
+
+    name: str
+    dtype: str
+    has_nulls: bool
+    integer: bool
+    minimum: float
+    maximum: float
+    weights: list[float]
+    means: list[float]
+    stds: list[float]  # the mixture's own spread, used for the posterior over modes
+    scales: list[float]  # normalisation spread: stds widened so every seen value fits some mode's window
+    datetime_unit: str | None = None  # set for datetime columns: values are modelled as counts of this unit
+    datetime_format: str | None = None  # set when datetimes arrived as strings
+    timezone: str | None = None
+
+    @property
+    def n_modes(self) -> int:
+        return len(self.means)
+
+
+@dataclass
+class _Discrete:
+    name: str
+    dtype: str
+    has_nulls: bool
+    categories: list
+
+
+@dataclass
+class _Identifier:
+    name: str
+    dtype: str
+    integer: bool
+    prefix: str
+    width: int
+
+
+class TableEncoder:
+    """Fit on a table, then map it to a float32 matrix (`transform`) and back (`inverse_transform`)."""
+
+    def __init__(
+        self,
+        schema: Schema,
+        max_modes: int = 10,
+        weight_threshold: float = 0.005,
+        max_fit_rows: int = 50_000,
+        random_state: int | None = 0,
+    ):
+        self.schema = schema
+        self.max_modes = max_modes
+        self.weight_threshold = weight_threshold
+        self.max_fit_rows = max_fit_rows
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------------------------------ fit
+
+    def fit(self, df: pd.DataFrame) -> TableEncoder:
+        _check_columns(df, self.schema)
+        if len(df) == 0:
+            raise EncodingError("cannot fit the encoder on a table with no rows")
+        specs = self.schema.columns
+        numeric = {s.name: _to_model_units(df[s.name], s) for s in specs if s.kind in ("continuous", "datetime")}
+        mixtures = self._fit_mixtures(numeric)
+        self.columns_ = []
+        for spec in specs:
+            if spec.kind in ("continuous", "datetime"):
+                self.columns_.append(_continuous_state(spec, numeric[spec.name], mixtures[spec.name], df[spec.name]))
+            elif spec.kind == "id":
+                self.columns_.append(_identifier_state(spec, df[spec.name]))
+            else:
+                self.columns_.append(_discrete_state(spec, df[spec.name]))
+        self._build_layout()
+        return self
+
+    def _fit_mixtures(self, numeric: dict[str, tuple[np.ndarray, str | None]]) -> dict:
+        rng = np.random.default_rng(self.random_state)
+        samples = {}
+        for name, (values, _) in numeric.items():
+            finite = values[np.isfinite(values)]
+            if len(finite) > self.max_fit_rows:
+                finite = rng.choice(finite, self.max_fit_rows, replace=False)
+            samples[name] = finite
+        fittable = [name for name, v in samples.items() if len(np.unique(v)) > 1]
+        fitted = fit_mixtures([samples[n] for n in fittable], n_components=self.max_modes) if fittable else []
+        mixtures = {name: prune(m, self.weight_threshold) for name, m in zip(fittable, fitted)}
+        for name, v in samples.items():
+            if name not in mixtures:  # constant or all-null: one mode, nothing to learn
+                mixtures[name] = _single_mode(v)
+        return mixtures
+
+    def _build_layout(self) -> None:
+        spans, start = [], 0
+        for state in self.columns_:
+            for role, dim, activation in _span_shapes(state):
+                spans.append(Span(state.name, role, start, dim, activation))
+                start += dim
+        self.output_info_ = spans
+        self.output_dim_ = start
+        self._cache_padded_mixtures()
+
+    def _cache_padded_mixtures(self) -> None:
+        """Mixture parameters of all continuous columns as (C, K) arrays, for vectorised transforms."""
+        states = self._continuous_states()
+        k = max((s.n_modes for s in states), default=1)
+        shape = (len(states), k)
+        self._means = np.zeros(shape)
+        self._stds = np.ones(shape)
+        self._scales = np.ones(shape)
+        self._log_weights = np.full(shape, -np.inf)
+        for c, s in enumerate(states):
+            self._means[c, : s.n_modes] = s.means
+            self._stds[c, : s.n_modes] = s.stds
+            self._scales[c, : s.n_modes] = s.scales
+            self._log_weights[c, : s.n_modes] = np.log(s.weights)
+
+    # ------------------------------------------------------------------------------------------ properties
+
+    @property
+    def output_info(self) -> list[Span]:
+        self._check_fitted()
+        return self.output_info_
+
+    @property
+    def output_dim(self) -> int:
+        self._check_fitted()
+        return self.output_dim_
+
+    def spans_of(self, column: str) -> list[Span]:
+        return [span for span in self.output_info if span.column == column]
+
+    def category_values(self, column: str) -> list:
+        """The values a discrete column's one-hot stands for, in order (None marks the null category)."""
+        state = self._state(column)
+        if not isinstance(state, _Discrete):
+            raise EncodingError(f"column {column!r} is not discrete; only discrete columns have categories")
+        return list(state.categories) + ([None] if state.has_nulls else [])
+
+    # ------------------------------------------------------------------------------------------ transform
+
+    def transform(self, df: pd.DataFrame) -> np.ndarray:
+        """Encode `df` (same columns as at fit) into a float32 matrix of shape (rows, output_dim)."""
+        self._check_fitted()
+        _check_columns(df, self.schema)
+        out = np.zeros((len(df), self.output_dim_), dtype=np.float32)
+        self._transform_continuous(df, out)
+        for state in self.columns_:
+            if isinstance(state, _Discrete):
+                (span,) = self.spans_of(state.name)
+                out[np.arange(len(df)), span.start + _category_codes(state, df[state.name])] = 1.0
+        return out
+
+    def _transform_continuous(self, df: pd.DataFrame, out: np.ndarray) -> None:
+        states = self._continuous_states()
+        if not states:
+            return
+        specs = {s.name: s for s in self.schema.columns}
+        values = np.column_stack(
+            [_to_model_units(df[s.name], specs[s.name], s.datetime_unit)[0] for s in states]
+        )
+        rng = np.random.default_rng(self.random_state)
+        for lo in range(0, len(df), _TRANSFORM_CHUNK):
+            chunk = values[lo : lo + _TRANSFORM_CHUNK]
+            modes, offsets = self._choose_modes(chunk, rng)
+            rows = np.arange(lo, lo + len(chunk))
+            for c, state in enumerate(states):
+                value_span, mode_span, *null_span = self.spans_of(state.name)
+                out[rows, value_span.start] = offsets[:, c]
+                out[rows, mode_span.start + modes[:, c]] = 1.0
+                if null_span:
+                    out[rows, null_span[0].start + np.isnan(chunk[:, c])] = 1.0
+
+    def _choose_modes(self, x: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Sample each value's mode from its posterior; return (rows, C) modes and normalised offsets."""
+        missing = np.isnan(x)
+        x = np.where(missing, self._means[:, 0], x)[:, :, None]  # placeholder; nulls are overwritten below
+        offsets = (x - self._means) / (_STD_MULTIPLIER * self._scales)
+        active = np.isfinite(self._log_weights)
+        fits = (np.abs(offsets) <= _MAX_OFFSET) & active
+        log_post = self._log_weights - np.log(self._stds) - 0.5 * ((x - self._means) / self._stds) ** 2
+        log_post = np.where(fits, log_post, -np.inf)
+        gumbel = rng.gumbel(size=log_post.shape)
+        modes = np.argmax(log_post + gumbel, axis=2)
+        # Values outside every window (new data beyond what fit saw) take the nearest mode and are clipped.
+        outside = ~fits.any(axis=2)
+        if outside.any():
+            nearest = np.argmin(np.where(active, np.abs(offsets), np.inf), axis=2)
+            modes = np.where(outside, nearest, modes)
+        chosen = np.take_along_axis(offsets, modes[:, :, None], axis=2)[:, :, 0]
+        chosen = np.clip(chosen, -_MAX_OFFSET, _MAX_OFFSET)
+        # Nulls get a fixed pattern (offset 0, heaviest mode) that a generator can learn and decode ignores.
+        modes = np.where(missing, np.argmax(self._log_weights, axis=1), modes)
+        chosen = np.where(missing, 0.0, chosen)
+        return modes, chosen
+
+    # ------------------------------------------------------------------------------------------ inverse
+
+    def inverse_transform(self, data: np.ndarray, id_offset: int = 0) -> pd.DataFrame:
+        """Decode a matrix (encoded rows or generator output) back into a table with the source dtypes.
+
+        Softmax spans are read by argmax, so raw generator probabilities decode as well as one-hots.
+        `id_offset` numbers regenerated ids from that point, so batches decoded separately do not collide.
+        """
+        self._check_fitted()
+        data = np.asarray(data)
+        if data.ndim != 2 or data.shape[1] != self.output_dim_:
+            raise EncodingError(
+                f"expected a matrix with {self.output_dim_} columns, got shape {data.shape}; "
+                "was it produced by this encoder?"
+            )
+        decoded = {}
+        for state in self.columns_:
+            if isinstance(state, _Continuous):
+                decoded[state.name] = self._decode_continuous(state, data)
+            elif isinstance(state, _Discrete):
+                (span,) = self.spans_of(state.name)
+                decoded[state.name] = _decode_discrete(state, data[:, span.start : span.stop])
+            else:
+                decoded[state.name] = _generate_ids(state, len(data), id_offset)
+        return pd.DataFrame(decoded, columns=[state.name for state in self.columns_])
+
+    def _decode_continuous(self, state: _Continuous, data: np.ndarray) -> pd.Series:
+        value_span, mode_span, *null_span = self.spans_of(state.name)
+        modes = np.argmax(data[:, mode_span.start : mode_span.stop], axis=1)
+        offsets = np.clip(data[:, value_span.start].astype(np.float64), -1.0, 1.0)
+        values = offsets * _STD_MULTIPLIER * np.asarray(state.scales)[modes] + np.asarray(state.means)[modes]
+        values = np.clip(values, state.minimum, state.maximum)
+        if state.integer or state.datetime_unit:
+            values = np.round(values)
+        if null_span:
+            values[np.argmax(data[:, null_span[0].start : null_span[0].stop], axis=1) == 1] = np.nan
+        return _from_model_units(values, state)
+
+    # ------------------------------------------------------------------------------------------ persistence
+
+    def to_dict(self) -> dict:
+        """Everything needed to rebuild the fitted encoder, as plain JSON types."""
+        self._check_fitted()
+        return {
+            "params": {
+                "max_modes": self.max_modes,
+                "weight_threshold": self.weight_threshold,
+                "max_fit_rows": self.max_fit_rows,
+                "random_state": self.random_state,
+            },
+            "schema": self.schema.to_dict(),
+            "columns": [{"type": type(s).__name__, **_jsonable(asdict(s))} for s in self.columns_],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TableEncoder:
+        kinds = {"_Continuous": _Continuous, "_Discrete": _Discrete, "_Identifier": _Identifier}
+        try:
+            encoder = cls(Schema.from_dict(data["schema"]), **data["params"])
+            encoder.columns_ = [kinds[c["type"]](**{k: v for k, v in c.items() if k != "type"}) for c in data["columns"]]
+        except (KeyError, TypeError) as err:
+            raise EncodingError(f"encoder description is incomplete or from another version ({err})") from None
+        encoder._build_layout()
+        return encoder
+
+    def save(self, path) -> None:
+        write_json_atomic(self.to_dict(), path)
+
+    @classmethod
+    def load(cls, path) -> TableEncoder:
+        try:
+            with open(path, encoding="utf-8") as f:
+                return cls.from_dict(json.load(f))
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise EncodingError(f"cannot read encoder file {path}: {err}") from None
+
+    # ------------------------------------------------------------------------------------------ helpers
+
+    def _continuous_states(self) -> list[_Continuous]:
+        return [s for s in self.columns_ if isinstance(s, _Continuous)]
+
+    def _state(self, column: str):
+        for state in self.columns_:
+            if state.name == column:
+                return state
+        raise EncodingError(f"unknown column {column!r}; the encoder knows {[s.name for s in self.columns_]}")
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "columns_"):
+            raise EncodingError("the encoder is not fitted yet; call fit(df) first")
+
+
+# ---------------------------------------------------------------------------------------------- columns
+
+
+def _check_columns(df: pd.DataFrame, schema: Schema) -> None:
+    missing = [name for name in schema.names if name not in df.columns]
+    if missing:
+        raise EncodingError(f"table lacks column(s) {missing} that the schema expects")
+
+
+def _span_shapes(state) -> list[tuple[str, int, str]]:
+    if isinstance(state, _Continuous):
+        shapes = [("value", 1, "tanh"), ("mode", state.n_modes, "softmax")]
+        return shapes + ([("null", 2, "softmax")] if state.has_nulls else [])
+    if isinstance(state, _Discrete):
+        return [("category", len(state.categories) + int(state.has_nulls), "softmax")]
+    return []
+
+
+def _to_model_units(series: pd.Series, spec: ColumnSpec, unit: str | None = None) -> tuple[np.ndarray, str | None]:
+    """Float64 values the mixture models, NaN for nulls; datetimes as counts of a unit.
+
+    At fit the unit is the coarsest one that divides every timestamp (dates are modelled in days, not
+    nanoseconds); at transform the fitted unit is passed in.
+    """
+    if spec.kind != "datetime":
+        return pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan), None
+    stamps = series if pd.api.types.is_datetime64_any_dtype(series) else parse_datetimes(series, spec.datetime_format)
+    if getattr(stamps.dt, "tz", None) is not None:
+        stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
+    valid = stamps.notna().to_numpy()
+    nanos = stamps.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    unit = unit or _coarsest_unit(nanos[valid])
+    counts = nanos // _UNIT_NS[unit]  # integer division: float division would lose nanoseconds
+    return np.where(valid, counts.astype(np.float64), np.nan), unit
+
+
+def _coarsest_unit(nanos: np.ndarray) -> str:
+    for unit, unit_ns in _UNIT_NS.items():
+        if np.all(nanos % unit_ns == 0):
+            return unit
+    return "ns"
+
+
+def _continuous_state(spec: ColumnSpec, numeric, mixture, source: pd.Series) -> _Continuous:
+    values, unit = numeric
+    finite = values[np.isfinite(values)]
+    if len(finite) == 0:
+        finite = np.zeros(1)
+    scales = _widened_scales(finite, mixture)
+    timezone = None
+    if spec.kind == "datetime" and isinstance(source.dtype, pd.DatetimeTZDtype):
+        timezone = str(source.dtype.tz)
+    return _Continuous(
+        name=spec.name,
+        dtype=spec.dtype,
+        has_nulls=bool(np.isnan(values).any()),
+        integer=spec.integer,
+        minimum=float(finite.min()),
+        maximum=float(finite.max()),
+        weights=mixture.weights.tolist(),
+        means=mixture.means.tolist(),
+        stds=mixture.stds.tolist(),
+        scales=scales.tolist(),
+        datetime_unit=unit,
+        datetime_format=spec.datetime_format,
+        timezone=timezone,
+    )
+
+
+def _widened_scales(values: np.ndarray, mixture) -> np.ndarray:
+    """Widen each mode's spread just enough that every seen value lies inside some mode's window.
+
+    Pruning small modes and heavy tails can leave values more than 4 sigma from every mode; clipping those
+    would make the encoding lossy. Each such value widens the mode nearest to it (in its own sigmas).
+    """
+    scales = mixture.stds.astype(np.float64).copy()
+    scales[scales <= 0] = 1.0
+    distance = np.abs(values[:, None] - mixture.means[None, :])
+    nearest = np.argmin(distance / scales[None, :], axis=1)
+    needed = distance[np.arange(len(values)), nearest] / (_STD_MULTIPLIER * _MAX_OFFSET)
+    widest = np.zeros_like(scales)
+    np.maximum.at(widest, nearest, needed)
+    return np.maximum(scales, widest * (1 + 1e-9))
+
+
+def _single_mode(values: np.ndarray):
+    from pipeline.mixture import Mixture1D
+
+    centre = float(values[0]) if len(values) else 0.0
+    return Mixture1D(weights=np.ones(1), means=np.array([centre]), stds=np.ones(1))
+
+
+def _from_model_units(values: np.ndarray, state: _Continuous) -> pd.Series:
+    if state.datetime_unit is None:
+        return _restore_dtype(pd.Series(values), state.dtype)
+    valid = ~np.isnan(values)
+    nanos = np.zeros(len(values), dtype=np.int64)
+    nanos[valid] = values[valid].astype(np.int64) * _UNIT_NS[state.datetime_unit]
+    stamps = pd.Series(nanos.view("datetime64[ns]")).where(valid)
+    if state.timezone:
+        stamps = stamps.dt.tz_localize("UTC").dt.tz_convert(state.timezone)
+    if state.datetime_format:
+        return stamps.dt.strftime(state.datetime_format).astype(object).where(valid, np.nan)
+    return _restore_dtype(stamps, state.dtype)
+
+
+def _discrete_state(spec: ColumnSpec, series: pd.Series) -> _Discrete:
+    values = series.dropna()
+    categories = pd.unique(values)
+    try:
+        categories = np.sort(categories)
+    except TypeError:  # mixed types: keep order of appearance
+        pass
+    return _Discrete(
+        name=spec.name,
+        dtype=spec.dtype,
+        has_nulls=bool(series.isna().any()),
+        categories=[_plain(v) for v in categories],
+    )
+
+
+def _category_codes(state: _Discrete, series: pd.Series) -> np.ndarray:
+    categories = pd.Index(state.categories)
+    values = series.astype(object).where(series.notna(), None)
+    codes = categories.get_indexer(values)
+    unknown = (codes < 0) & series.notna().to_numpy()
+    if unknown.any():
+        example = series[unknown].iloc[0]
+        raise EncodingError(
+            f"column {state.name!r} holds {example!r}, a value not seen when the encoder was fitted; "
+            "refit on data that includes it"
+        )
+    nulls = series.isna().to_numpy()
+    if nulls.any():
+        if not state.has_nulls:
+            raise EncodingError(
+                f"column {state.name!r} has nulls but had none when the encoder was fitted; refit on such data"
+            )
+        codes[nulls] = len(categories)
+    return codes
+
+
+def _decode_discrete(state: _Discrete, block: np.ndarray) -> pd.Series:
+    lookup = np.empty(len(state.categories) + int(state.has_nulls), dtype=object)
+    lookup[: len(state.categories)] = state.categories
+    if state.has_nulls:
+        lookup[-1] = np.nan
+    return _restore_dtype(pd.Series(lookup[np.argmax(block, axis=1)]), state.dtype)
+
+
+def _identifier_state(spec: ColumnSpec, series: pd.Series) -> _Identifier:
+    integer = pd.api.types.is_integer_dtype(series)
+    sample = series.dropna().astype(str).head(1000)
+    prefix = "" if integer else _common_prefix(sample.tolist()).rstrip("0123456789") or "id_"
+    width = int(sample.str.len().max() - len(prefix)) if len(sample) and not integer else 0
+    # Zero-pad like the source ids where they are short codes; long opaque ids (UUIDs) get no padding.
+    width = width if 0 < width <= 12 else 1
+    return _Identifier(name=spec.name, dtype=spec.dtype, integer=integer, prefix=prefix, width=width)
+
+
+def _common_prefix(texts: list[str]) -> str:
+    if not texts:
+        return ""
+    first, last = min(texts), max(texts)
+    n = 0
+    while n < min(len(first), len(last)) and first[n] == last[n]:
+        n += 1
+    return first[:n]
+
+
+def _generate_ids(state: _Identifier, n: int, offset: int) -> pd.Series:
+    numbers = np.arange(offset, offset + n)
+    if state.integer:
+        return pd.Series(numbers).astype(state.dtype)
+    return pd.Series([f"{state.prefix}{i:0{state.width}d}" for i in numbers], dtype=object)
+
+
+def _restore_dtype(series: pd.Series, dtype: str) -> pd.Series:
+    """Cast back to the source dtype; a plain int/bool column that gained nulls becomes its nullable twin."""
+    if dtype == "object":
+        return series.astype(object)
+    try:
+        if series.isna().any() and dtype.startswith(("int", "uint")):
+            return series.astype(dtype.capitalize().replace("Uint", "UInt"))
+        if series.isna().any() and dtype == "bool":
+            return series.astype("boolean")
+        return series.astype(dtype)
+    except (TypeError, ValueError):
+        return series
+
+
+def _plain(value):
+    """numpy scalars to Python ones, so categories survive JSON."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    return value
+
+
+def _jsonable(data: dict) -> dict:
+    return {key: ([_plain(v) for v in value] if isinstance(value, list) else _plain(value)) for key, value in data.items()}

@@ -1,0 +1,316 @@
+"""Column kinds for a table: inferred from the data, overridable with SDV-style single-table metadata.
+
+A user overrides inference with a JSON file in the SDV single-table format::
+
+    {"columns": {"age": {"sdtype": "numerical", "computer_representation": "Int64"},
+                 "joined": {"sdtype": "datetime", "datetime_format": "%Y-%m-%d"},
+                 "sex": {"sdtype": "categorical"}},
+     "primary_key": "user_id"}
+
+Columns the metadata does not name are still inferred, so a file can fix just the columns inference got wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.errors import SchemaError
+
+KINDS = ("continuous", "discrete", "datetime", "boolean", "id")
+
+# SDV sdtype -> our kind, and back.
+SDTYPE_TO_KIND = {
+    "numerical": "continuous",
+    "categorical": "discrete",
+    "datetime": "datetime",
+    "boolean": "boolean",
+    "id": "id",
+}
+KIND_TO_SDTYPE = {kind: sdtype for sdtype, kind in SDTYPE_TO_KIND.items()}
+
+# A numeric column with at most this many distinct values is a code, not a measurement.
+MAX_DISCRETE_NUMERIC_VALUES = 10
+# Below this many rows "every value is unique" says nothing about being an identifier.
+MIN_ROWS_FOR_ID = 20
+_ID_NAME = re.compile(r"(^|[_\s-])(id|uuid|guid|key)$", re.IGNORECASE)
+
+
+@dataclass
+class ColumnSpec:
+    """One column: its kind, how it is stored, and how often it is null."""
+
+    name: str
+    kind: str
+    dtype: str = "object"  # pandas dtype of the source column, restored on decode
+    null_rate: float = 0.0
+    integer: bool = False  # continuous values that are whole numbers come back whole
+    datetime_format: str | None = None  # set when datetimes arrive as strings; they go back as strings
+
+    @property
+    def has_nulls(self) -> bool:
+        return self.null_rate > 0
+
+
+@dataclass
+class Schema:
+    columns: list[ColumnSpec] = field(default_factory=list)
+
+    def __getitem__(self, name: str) -> ColumnSpec:
+        for spec in self.columns:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+    @property
+    def names(self) -> list[str]:
+        return [spec.name for spec in self.columns]
+
+    def of_kind(self, *kinds: str) -> list[ColumnSpec]:
+        return [spec for spec in self.columns if spec.kind in kinds]
+
+    def to_dict(self) -> dict:
+        return {"columns": [asdict(spec) for spec in self.columns]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Schema:
+        return cls([ColumnSpec(**spec) for spec in data["columns"]])
+
+    def to_metadata(self) -> dict:
+        """SDV single-table metadata describing this schema (what `tabtwin schema` writes)."""
+        columns = {}
+        for spec in self.columns:
+            entry = {"sdtype": KIND_TO_SDTYPE[spec.kind]}
+            if spec.kind == "continuous":
+                entry["computer_representation"] = "Int64" if spec.integer else "Float"
+            if spec.kind == "datetime" and spec.datetime_format:
+                entry["datetime_format"] = spec.datetime_format
+            columns[spec.name] = entry
+        metadata = {"METADATA_SPEC_VERSION": "SINGLE_TABLE_V1", "columns": columns}
+        ids = [spec.name for spec in self.columns if spec.kind == "id"]
+        if len(ids) == 1:
+            metadata["primary_key"] = ids[0]
+        return metadata
+
+
+# ---------------------------------------------------------------------------------------------- inference
+
+
+def infer_schema(df: pd.DataFrame, metadata: dict | None = None) -> Schema:
+    """Infer every column's kind; entries in `metadata` (SDV format) override inference."""
+    if df.shape[1] == 0:
+        raise SchemaError("the table has no columns; nothing to model")
+    overrides = _kinds_from_metadata(metadata, df) if metadata is not None else {}
+    specs = []
+    for name in df.columns:
+        if name in overrides:
+            kind, datetime_format = overrides[name]
+            specs.append(_spec_for(df[name], kind, datetime_format))
+        else:
+            specs.append(infer_column(df[name]))
+    return Schema(specs)
+
+
+def infer_column(series: pd.Series) -> ColumnSpec:
+    return _spec_for(series, _infer_kind(series), None)
+
+
+def _infer_kind(series: pd.Series) -> str:
+    values = series.dropna()
+    if pd.api.types.is_bool_dtype(series) or (len(values) and _all_python_bools(values)):
+        return "boolean"
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return "datetime"
+    n_rows, n_unique = len(series), values.nunique()
+    if pd.api.types.is_numeric_dtype(series):
+        if _looks_like_integer_id(series, values, n_unique):
+            return "id"
+        return "discrete" if n_unique <= MAX_DISCRETE_NUMERIC_VALUES else "continuous"
+    if _parses_as_datetime(values):
+        return "datetime"
+    if n_rows >= MIN_ROWS_FOR_ID and n_unique == n_rows:
+        return "id"
+    return "discrete"
+
+
+def _all_python_bools(values: pd.Series) -> bool:
+    return values.map(lambda v: isinstance(v, (bool, np.bool_))).all()
+
+
+def _looks_like_integer_id(series: pd.Series, values: pd.Series, n_unique: int) -> bool:
+    # Unique integers are only an id when the name says so: ages of 20 people can be unique too.
+    return (
+        pd.api.types.is_integer_dtype(series)
+        and len(series) >= MIN_ROWS_FOR_ID
+        and n_unique == len(series)
+        and bool(_ID_NAME.search(str(series.name)))
+    )
+
+
+def _parses_as_datetime(values: pd.Series) -> bool:
+    if len(values) == 0 or not (pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)):
+        return False
+    sample = values.astype(str).head(1000)
+    # Plain numbers ("2021") and very short strings parse as dates but are rarely meant as such.
+    if sample.str.fullmatch(r"[+-]?\d+(\.\d+)?").any() or sample.str.len().min() < 6:
+        return False
+    datetime_format = _guess_format(sample.iloc[0])
+    if datetime_format is None:
+        return False
+    parsed = pd.to_datetime(sample, format=datetime_format, errors="coerce")
+    return bool(parsed.notna().all())
+
+
+def _guess_format(text: str) -> str | None:
+    from pandas.tseries.api import guess_datetime_format
+
+    return guess_datetime_format(text)
+
+
+def _spec_for(series: pd.Series, kind: str, datetime_format: str | None) -> ColumnSpec:
+    name = str(series.name)
+    values = series.dropna()
+    spec = ColumnSpec(name=name, kind=kind, dtype=str(series.dtype), null_rate=float(series.isna().mean()))
+    if kind == "continuous":
+        numeric = _as_numeric(series)
+        finite = numeric.dropna()
+        spec.integer = bool(len(finite)) and bool(np.all(np.mod(finite.to_numpy(dtype=float), 1) == 0))
+    elif kind == "boolean" and values.nunique() > 2:
+        raise SchemaError(
+            f"column {name!r} is declared boolean but has {values.nunique()} distinct values; "
+            "mark it categorical in the metadata"
+        )
+    elif kind == "datetime" and not pd.api.types.is_datetime64_any_dtype(series) and len(values):
+        spec.datetime_format = datetime_format or _guess_format(str(values.iloc[0]))
+        _check_datetime_strings(series, spec.datetime_format)
+    return spec
+
+
+def _as_numeric(series: pd.Series) -> pd.Series:
+    if pd.api.types.is_bool_dtype(series):
+        return series.astype(float)
+    numeric = pd.to_numeric(series, errors="coerce")
+    bad = numeric.isna() & series.notna()
+    if bad.any():
+        example = series[bad].iloc[0]
+        raise SchemaError(
+            f"column {series.name!r} is declared numerical but holds {example!r}; "
+            "mark it categorical in the metadata or clean the value"
+        )
+    return numeric
+
+
+def parse_datetimes(series: pd.Series, datetime_format: str | None) -> pd.Series:
+    """Parse with the column's format; without one, element by element (NaT where that fails)."""
+    return pd.to_datetime(series, format=datetime_format or "mixed", errors="coerce")
+
+
+def _check_datetime_strings(series: pd.Series, datetime_format: str | None) -> None:
+    values = series.dropna().astype(str)
+    parsed = parse_datetimes(values, datetime_format)
+    if parsed.isna().any():
+        example = values[parsed.isna()].iloc[0]
+        hint = f"format {datetime_format!r}" if datetime_format else "a recognisable date format"
+        raise SchemaError(
+            f"column {series.name!r} is declared datetime but {example!r} does not match {hint}; "
+            "set datetime_format in the metadata or mark the column categorical"
+        )
+
+
+# ---------------------------------------------------------------------------------------------- metadata
+
+
+def _kinds_from_metadata(metadata: dict, df: pd.DataFrame) -> dict[str, tuple[str, str | None]]:
+    columns = _metadata_columns(metadata)
+    missing = [name for name in columns if name not in df.columns]
+    if missing:
+        raise SchemaError(
+            f"metadata names column(s) {missing} that the table does not have "
+            f"(table columns: {list(df.columns)}); fix the names in the metadata"
+        )
+    kinds = {}
+    for name, entry in columns.items():
+        sdtype = entry.get("sdtype") if isinstance(entry, dict) else None
+        if sdtype not in SDTYPE_TO_KIND:
+            raise SchemaError(
+                f"metadata gives column {name!r} the unknown sdtype {sdtype!r}; "
+                f"use one of {sorted(SDTYPE_TO_KIND)}"
+            )
+        kinds[name] = (SDTYPE_TO_KIND[sdtype], entry.get("datetime_format"))
+    primary_key = _single_table(metadata).get("primary_key")
+    if primary_key is not None:
+        if primary_key not in df.columns:
+            raise SchemaError(f"metadata primary_key {primary_key!r} is not a column of the table")
+        kinds[primary_key] = ("id", None)
+    return kinds
+
+
+def _single_table(metadata: dict) -> dict:
+    """The table-level mapping: the metadata itself, or the one table of multi-table SDV metadata."""
+    if not isinstance(metadata, dict):
+        raise SchemaError("metadata must be a JSON object with a 'columns' mapping")
+    if "tables" in metadata and "columns" not in metadata:
+        tables = metadata["tables"]
+        if not isinstance(tables, dict) or len(tables) != 1:
+            raise SchemaError("metadata describes several tables; give the single-table metadata of one")
+        return next(iter(tables.values()))
+    return metadata
+
+
+def _metadata_columns(metadata: dict) -> dict:
+    columns = _single_table(metadata).get("columns")
+    if not isinstance(columns, dict):
+        raise SchemaError("metadata has no 'columns' mapping; expected {\"columns\": {name: {\"sdtype\": ...}}}")
+    return columns
+
+
+def load_metadata(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise SchemaError(f"metadata file not found: {path}; check the path")
+    try:
+        metadata = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise SchemaError(f"metadata file {path} is not valid JSON ({err}); fix the file") from None
+    if not isinstance(metadata, dict):
+        raise SchemaError(f"metadata file {path} must hold a JSON object with a 'columns' mapping")
+    _metadata_columns(metadata)
+    return metadata
+
+
+def save_metadata(schema: Schema, path: str | Path) -> Path:
+    return write_json_atomic(schema.to_metadata(), path)
+
+
+def write_json_atomic(data: dict, path: str | Path) -> Path:
+    """Write JSON through a temp file and a rename, so a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8") as tmp:
+        try:
+            json.dump(data, tmp, indent=2, ensure_ascii=False)
+        except BaseException:
+            tmp.close()
+            os.unlink(tmp.name)
+            raise
+    os.replace(tmp.name, path)
+    return path
+
+
+def warn_high_cardinality(schema: Schema, df: pd.DataFrame, limit: int = 1000) -> None:
+    """Discrete columns with thousands of values blow up the encoding; say so early."""
+    for spec in schema.of_kind("discrete"):
+        n_unique = df[spec.name].nunique(dropna=True)
+        if n_unique > limit:
+            warnings.warn(
+                f"column {spec.name!r} has {n_unique} categories; consider marking it as id or dropping it",
+                stacklevel=2,
+            )
