@@ -28,7 +28,7 @@ def mixed_frame() -> pd.DataFrame:
             "score": np.where(rng.random(n) < 0.1, np.nan, rng.gamma(2.0, 10.0, n)),
             "colour": rng.choice(["red", "green", "blue"], n),
             "grade": rng.choice([1, 2, 3, 4], n),
-            "city": np.where(rng.random(n) < 0.15, None, rng.choice(["Zürich", "東京", "Paris"], n)),
+            "city": pd.Series(rng.choice(["Zürich", "東京", "Paris"], n)).where(rng.random(n) >= 0.15),
             "active": rng.random(n) < 0.3,
             "joined": pd.to_datetime("2015-01-01") + pd.to_timedelta(rng.integers(0, 3000, n), unit="D"),
             "seen_at": np.where(

@@ -1,0 +1,200 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.encoding import TableEncoder
+from pipeline.errors import EncodingError
+from pipeline.schema import infer_schema
+
+
+def fit(df, metadata=None, **params):
+    return TableEncoder(infer_schema(df, metadata), **params).fit(df)
+
+
+def assert_round_trip(df, encoder):
+    back = encoder.inverse_transform(encoder.transform(df))
+    assert list(back.columns) == list(df.columns)
+    for spec in encoder.schema.columns:
+        got, want = back[spec.name], df[spec.name]
+        assert got.isna().tolist() == want.isna().tolist(), spec.name
+        if spec.kind == "id":
+            continue
+        if spec.kind == "continuous":
+            np.testing.assert_allclose(
+                got.to_numpy(float), want.to_numpy(float), rtol=1e-3, atol=1e-9, equal_nan=True, err_msg=spec.name
+            )
+        else:
+            pd.testing.assert_series_equal(got, want, check_names=False, obj=spec.name)
+    return back
+
+
+def test_adult_round_trip_is_exact(adult):
+    encoder = fit(adult)
+    back = assert_round_trip(adult, encoder)
+    for column in ["age", "fnlwgt", "capital-gain"]:
+        assert back[column].dtype == np.int64
+        assert (back[column] == adult[column]).all()  # integers come back whole and exact
+
+
+def test_mixed_frame_round_trip(mixed_frame):
+    encoder = fit(mixed_frame)
+    back = assert_round_trip(mixed_frame, encoder)
+    assert back["joined"].dtype == "datetime64[ns]" and back["active"].dtype == bool
+    assert back["born"].tolist() == mixed_frame["born"].tolist()  # date strings come back in their format
+
+
+def test_ids_are_regenerated_not_copied(mixed_frame):
+    encoder = fit(mixed_frame)
+    back = encoder.inverse_transform(encoder.transform(mixed_frame))
+    assert back["customer_id"].is_unique
+    assert back["customer_id"].dtype == mixed_frame["customer_id"].dtype
+    assert not set(back["customer_id"]) & set(mixed_frame["customer_id"])
+    assert all(span.column != "customer_id" for span in encoder.output_info)
+    shifted = encoder.inverse_transform(encoder.transform(mixed_frame), id_offset=len(mixed_frame))
+    assert not set(shifted["customer_id"]) & set(back["customer_id"])
+
+
+def test_string_ids_keep_their_shape():
+    df = pd.DataFrame({"key": [f"user_{i:04d}" for i in range(30)], "x": np.arange(30) % 3})
+    encoder = fit(df, {"columns": {"key": {"sdtype": "id"}}})
+    ids = encoder.inverse_transform(encoder.transform(df))["key"]
+    assert ids.str.fullmatch(r"user_\d{4}").all() and ids.is_unique
+
+
+def test_edge_frames_round_trip():
+    rng = np.random.default_rng(3)
+    frames = {
+        "single row": pd.DataFrame({"a": [1.5], "b": ["x"], "c": [True], "d": pd.to_datetime(["2020-01-01"])}),
+        "constant": pd.DataFrame({"a": [4.0] * 50, "b": ["k"] * 50, "c": [7] * 50}),
+        "unicode names": pd.DataFrame({"größe (cm)": rng.normal(170, 10, 60), "市": rng.choice(["東京", "大阪"], 60)}),
+        "all null numeric": pd.DataFrame({"a": [np.nan] * 30, "b": rng.normal(size=30)}),
+        "bool with nulls": pd.DataFrame({"flag": pd.array([True, False, None] * 20, dtype="boolean")}),
+        "tz datetimes": pd.DataFrame({"t": pd.date_range("2024-01-01", periods=40, freq="37min", tz="Europe/Zurich")}),
+        "negative and tiny floats": pd.DataFrame({"v": rng.normal(0, 1e-4, 200) - 3e-4}),
+    }
+    for name, df in frames.items():
+        # Force constant / few-valued columns through the continuous path too.
+        metadata = {"columns": {c: {"sdtype": "numerical"} for c in df.columns if df[c].dtype.kind in "fi"}}
+        assert_round_trip(df, fit(df, metadata))
+
+
+def test_wide_range_float_round_trip_within_tolerance():
+    rng = np.random.default_rng(5)
+    df = pd.DataFrame({"heavy": np.concatenate([rng.lognormal(3, 2, 2000), [1e9, -1e6]])})
+    assert_round_trip(df, fit(df))
+
+
+def test_datetimes_at_second_resolution_round_trip(mixed_frame):
+    encoder = fit(mixed_frame)
+    back = encoder.inverse_transform(encoder.transform(mixed_frame))
+    delta = (back["seen_at"] - mixed_frame["seen_at"]).abs().dropna()
+    assert delta.max() <= pd.Timedelta(seconds=1)
+
+
+def test_output_info_describes_contiguous_spans(mixed_frame):
+    encoder = fit(mixed_frame)
+    spans = encoder.output_info
+    assert spans[0].start == 0 and spans[-1].stop == encoder.output_dim
+    assert all(a.stop == b.start for a, b in zip(spans, spans[1:]))
+    roles = {(s.column, s.role) for s in spans}
+    assert ("score", "null") in roles and ("amount", "null") not in roles  # null channel only where needed
+    assert ("city", "category") in roles and encoder.category_values("city")[-1] is None
+    assert {s.activation for s in spans if s.role == "value"} == {"tanh"}
+    assert all(1 <= s.dim <= 10 for s in spans if s.role == "mode")
+
+
+def test_encoded_matrix_is_tanh_and_one_hot(mixed_frame):
+    encoder = fit(mixed_frame)
+    data = encoder.transform(mixed_frame)
+    assert data.dtype == np.float32 and data.shape == (len(mixed_frame), encoder.output_dim)
+    for span in encoder.output_info:
+        block = data[:, span.start : span.stop]
+        if span.activation == "tanh":
+            assert np.abs(block).max() <= 0.99 + 1e-6
+        else:
+            assert set(np.unique(block)) <= {0.0, 1.0} and (block.sum(axis=1) == 1).all()
+
+
+def test_bimodal_column_uses_both_modes(mixed_frame):
+    encoder = fit(mixed_frame)
+    state = encoder._state("amount")
+    heavy = np.array(state.means)[np.array(state.weights) > 0.2]
+    assert len(heavy) >= 2 and heavy.min() < 0 < heavy.max()
+
+
+def test_random_generator_output_decodes_within_bounds(mixed_frame):
+    encoder = fit(mixed_frame)
+    noise = np.random.default_rng(0).uniform(-3, 3, size=(5000, encoder.output_dim)).astype(np.float32)
+    fake = encoder.inverse_transform(noise)
+    for column in ["amount", "count", "score"]:
+        real = mixed_frame[column].dropna()
+        values = fake[column].dropna()
+        assert real.min() <= values.min() and values.max() <= real.max()  # clipped to the seen range
+    assert (fake["count"] == fake["count"].round()).all()
+    assert set(fake["colour"]) <= set(mixed_frame["colour"])  # categories never invented
+    assert set(fake["city"].dropna()) <= set(mixed_frame["city"].dropna())
+
+
+def test_null_rate_comes_back(mixed_frame):
+    encoder = fit(mixed_frame)
+    back = encoder.inverse_transform(encoder.transform(mixed_frame))
+    for column in ["score", "city", "seen_at"]:
+        assert back[column].isna().mean() == mixed_frame[column].isna().mean()
+
+
+def test_transform_is_reproducible_per_seed(adult):
+    sample = adult.head(3000)
+    a, b = fit(sample, random_state=1), fit(sample, random_state=1)
+    np.testing.assert_array_equal(a.transform(sample), b.transform(sample))
+    c = fit(sample, random_state=2)
+    assert not np.array_equal(a.transform(sample), c.transform(sample))  # the mode draw is random
+
+
+def test_json_round_trip_gives_the_same_encoder(mixed_frame, tmp_path):
+    encoder = fit(mixed_frame)
+    path = tmp_path / "encoder.json"
+    encoder.save(path)
+    loaded = TableEncoder.load(path)
+    np.testing.assert_array_equal(loaded.transform(mixed_frame), encoder.transform(mixed_frame))
+    noise = np.random.default_rng(1).normal(size=(100, encoder.output_dim))
+    pd.testing.assert_frame_equal(loaded.inverse_transform(noise), encoder.inverse_transform(noise))
+    assert json.loads(path.read_text())["schema"]["columns"][0]["name"] == "customer_id"
+
+
+def test_fit_samples_large_tables():
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"x": rng.normal(size=30_000)})
+    encoder = fit(df, max_fit_rows=2_000)
+    assert_round_trip(df, encoder)  # rows outside the sample still decode exactly
+
+
+def test_bad_input_is_named(mixed_frame):
+    encoder = fit(mixed_frame)
+    with pytest.raises(EncodingError, match="colour"):
+        encoder.transform(mixed_frame.drop(columns="colour"))
+    unseen = mixed_frame.copy()
+    unseen.loc[0, "colour"] = "purple"
+    with pytest.raises(EncodingError, match="'purple'"):
+        encoder.transform(unseen)
+    gained_nulls = mixed_frame.copy()
+    gained_nulls.loc[0, "colour"] = None
+    with pytest.raises(EncodingError, match="nulls"):
+        encoder.transform(gained_nulls)
+    with pytest.raises(EncodingError, match="columns"):
+        encoder.inverse_transform(np.zeros((3, encoder.output_dim + 1)))
+    with pytest.raises(EncodingError, match="not fitted"):
+        TableEncoder(encoder.schema).transform(mixed_frame)
+    with pytest.raises(EncodingError, match="no rows"):
+        TableEncoder(encoder.schema).fit(mixed_frame.iloc[:0])
+
+
+def test_corrupt_encoder_file_is_refused(tmp_path):
+    path = tmp_path / "encoder.json"
+    path.write_text('{"schema": {"columns": []}}')
+    with pytest.raises(EncodingError, match="incomplete"):
+        TableEncoder.load(path)
+    path.write_text("garbage")
+    with pytest.raises(EncodingError, match="encoder.json"):
+        TableEncoder.load(path)
