@@ -547,3 +547,23 @@ def _plain(value):
 
 def _jsonable(data: dict) -> dict:
     return {key: ([_plain(v) for v in value] if isinstance(value, list) else _plain(value)) for key, value in data.items()}
+
+
+def round_trip_errors(original: pd.DataFrame, decoded: pd.DataFrame, schema: Schema) -> pd.DataFrame:
+    """Per column: how far `decoded` is from `original` (max relative error, or share of exact matches)."""
+    rows = []
+    for spec in schema.columns:
+        if spec.kind == "id":
+            continue
+        want, got = original[spec.name], decoded[spec.name]
+        same_nulls = float((want.isna() == got.isna()).mean())
+        if spec.kind == "continuous":
+            a, b = want.to_numpy(dtype=float, na_value=np.nan), got.to_numpy(dtype=float, na_value=np.nan)
+            both = ~np.isnan(a) & ~np.isnan(b)
+            rel = np.abs(a[both] - b[both]) / np.maximum(np.abs(a[both]), 1e-12)
+            rows.append((spec.name, spec.kind, "max relative error", float(rel.max()) if both.any() else 0.0, same_nulls))
+        else:
+            present = want.notna() & got.notna()
+            match = float((want[present].astype(str) == got[present].astype(str)).mean()) if present.any() else 1.0
+            rows.append((spec.name, spec.kind, "exact match share", match, same_nulls))
+    return pd.DataFrame(rows, columns=["column", "kind", "measure", "value", "null_agreement"])
