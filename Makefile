@@ -13,7 +13,6 @@ setup: $(VENV)/.installed
 # torch first, pinned: the CPU wheel on local disk, instead of a CUDA build that other requirements would pull.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
