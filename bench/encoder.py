@@ -207,7 +207,9 @@ def main():
         df = df.head(ARGS.max_rows)
     schema = infer_schema(df)
     ids = [c.name for c in schema.columns if c.kind == "id"]
-    df = df.drop(columns=ids)
+    if ids:  # ctgan has no id notion: drop them from both frames and from our schema
+        df = df.drop(columns=ids)
+        schema = type(schema)(columns=[c for c in schema.columns if c.kind != "id"])
     discrete = [c.name for c in schema.columns if c.kind in ("discrete", "boolean")]
 
     ours, back = time_ours(df, schema, ARGS.repeats)

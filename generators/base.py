@@ -1,0 +1,355 @@
+"""The small base every generator shares: fit on a table, sample rows (optionally under conditions), save/load.
+
+A generator subclass implements four hooks on encoded data, all on `self.device_`:
+
+- `_build(data_dim)` creates the torch modules (also called by `load`, before the weights go in),
+- `_train(data, progress)` trains on the encoded training matrix (a float32 tensor resident on the device),
+- `_generate(n, cond, generator)` returns n raw encoded rows (probabilities / tanh values) under `cond`,
+- `_modules()` names the modules whose state_dict makes up the weights file.
+
+The base owns everything else: schema and encoder, seeding, conditions, decoding in large batches, and model
+files (`config.json` + `encoder.json` + `weights.pt`, a `state_dict` loaded with `weights_only=True`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.nn import functional as F
+
+from pipeline.encoding import Span, TableEncoder
+from pipeline.errors import TabtwinError
+from pipeline.schema import Schema, infer_schema, write_json_atomic
+
+FORMAT_VERSION = 1
+SAMPLE_BATCH = 50_000  # rows generated and decoded per batch: large enough to keep the device busy
+
+
+class ModelError(TabtwinError):
+    """A model directory is missing, corrupt or does not match this version."""
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise TabtwinError(f"device {device!r} requested but CUDA is not available here; use --device cpu or auto")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise TabtwinError(f"unknown device {device!r}; use auto, cpu or cuda")
+    return torch.device(device)
+
+
+def seed_everything(seed: int | None) -> None:
+    if seed is None:
+        return
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# ---------------------------------------------------------------------------------------------- spans
+
+
+@dataclass
+class SpanLayout:
+    """Index tensors that let all softmax spans be handled in one padded (rows, spans, width) operation.
+
+    A Python loop over spans costs one small kernel per span per step; gathering every softmax span into a
+    padded block costs one gather, one softmax and one scatter, whatever the table's width.
+    """
+
+    value_columns: torch.Tensor  # (V,) positions of tanh scalars
+    softmax_index: torch.Tensor  # (S, W) positions of each softmax span, padded with 0
+    softmax_valid: torch.Tensor  # (S, W) bool, False on padding
+    condition_spans: torch.Tensor  # (C,) which softmax spans are discrete columns (the conditional vector)
+
+    @classmethod
+    def from_spans(cls, spans: list[Span], device: torch.device) -> SpanLayout:
+        softmax = [s for s in spans if s.activation == "softmax"]
+        width = max((s.dim for s in softmax), default=1)
+        index = torch.zeros((len(softmax), width), dtype=torch.long)
+        valid = torch.zeros((len(softmax), width), dtype=torch.bool)
+        for i, span in enumerate(softmax):
+            index[i, : span.dim] = torch.arange(span.start, span.stop)
+            valid[i, : span.dim] = True
+        conditions = [i for i, s in enumerate(softmax) if s.role == "category"]
+        values = [s.start for s in spans if s.activation == "tanh"]
+        return cls(
+            value_columns=torch.tensor(values, dtype=torch.long, device=device),
+            softmax_index=index.to(device),
+            softmax_valid=valid.to(device),
+            condition_spans=torch.tensor(conditions, dtype=torch.long, device=device),
+        )
+
+    def padded_logits(self, raw: torch.Tensor) -> torch.Tensor:
+        """(rows, S, W) logits of every softmax span, -inf on padding."""
+        logits = raw[:, self.softmax_index]
+        return logits.masked_fill(~self.softmax_valid, float("-inf"))
+
+    def scatter(self, out: torch.Tensor, padded: torch.Tensor) -> torch.Tensor:
+        """Write padded per-span values back to their columns of `out` (rows, D)."""
+        rows = padded.shape[0]
+        flat_index = self.softmax_index[self.softmax_valid]  # (sum of dims,)
+        return out.index_copy(1, flat_index, padded[:, self.softmax_valid].reshape(rows, -1))
+
+
+def activate(
+    raw: torch.Tensor, layout: SpanLayout, tau: float | None = None, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """tanh on value spans and softmax on every softmax span; with `tau`, Gumbel-softmax at that temperature.
+
+    Gumbel noise keeps the GAN's discrete outputs differentiable yet near one-hot, and its argmax is a draw
+    from the span's categorical, which is why sampling uses it too.
+    """
+    out = raw.clone()
+    out[:, layout.value_columns] = torch.tanh(raw[:, layout.value_columns])
+    logits = layout.padded_logits(raw)
+    if tau is not None:
+        logits = (logits + gumbel_noise(logits, generator)) / tau
+    return layout.scatter(out, F.softmax(logits, dim=-1).nan_to_num(0.0))
+
+
+def gumbel_noise(like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    uniform = torch.rand(like.shape, device=like.device, dtype=like.dtype, generator=generator)
+    return -torch.log(-torch.log(uniform.clamp_min(1e-20)).clamp_min(1e-20))
+
+
+# ---------------------------------------------------------------------------------------------- conditions
+
+
+@dataclass
+class ConditionPlan:
+    """Conditions resolved against the encoder: the fixed one-hots to write, and the conditional vector."""
+
+    columns: list[str]
+    spans: list[Span]
+    codes: list[int]  # index of the required value inside each span
+
+    def force(self, data: np.ndarray) -> None:
+        """Overwrite the conditioned spans with their one-hots, so every decoded row satisfies them."""
+        for span, code in zip(self.spans, self.codes):
+            data[:, span.start : span.stop] = 0.0
+            data[:, span.start + code] = 1.0
+
+
+def plan_conditions(encoder: TableEncoder, conditions: dict | None) -> ConditionPlan | None:
+    if not conditions:
+        return None
+    if not isinstance(conditions, dict):
+        raise TabtwinError("conditions must be a mapping of column to value, e.g. {'sex': ' Female'}")
+    names, spans, codes = [], [], []
+    for column, value in conditions.items():
+        spec = _schema_column(encoder.schema, column)
+        if spec.kind not in ("discrete", "boolean"):
+            raise TabtwinError(
+                f"condition on column {column!r} ({spec.kind}) is not supported; conditions apply to "
+                "discrete and boolean columns"
+            )
+        values = encoder.category_values(column)
+        code = _find_value(values, value)
+        if code is None:
+            shown = [v for v in values if v is not None][:20]
+            raise TabtwinError(f"column {column!r} has no value {value!r}; known values include {shown}")
+        (span,) = encoder.spans_of(column)
+        names.append(column)
+        spans.append(span)
+        codes.append(code)
+    return ConditionPlan(names, spans, codes)
+
+
+def _schema_column(schema: Schema, column: str):
+    try:
+        return schema[column]
+    except KeyError:
+        raise TabtwinError(f"condition names unknown column {column!r}; columns are {schema.names}") from None
+
+
+def _find_value(values: list, wanted) -> int | None:
+    """Index of `wanted` among a column's values (None is the null category).
+
+    Exact matches win; then numbers match across int/float, and strings from the command line match a value's
+    text ("1" matches 1, "true" matches True, "female" matches "Female").
+    """
+    if wanted is None or (isinstance(wanted, float) and np.isnan(wanted)):
+        return values.index(None) if None in values else None
+    for i, value in enumerate(values):
+        if type(value) is type(wanted) and value == wanted:
+            return i
+    for i, value in enumerate(values):
+        numbers = (int, float, np.number)
+        if isinstance(value, numbers) and isinstance(wanted, numbers) and not isinstance(value, bool) and value == wanted:
+            return i
+    if isinstance(wanted, str):
+        for i, value in enumerate(values):
+            if value is not None and str(value).lower() == wanted.lower():
+                return i
+    return None
+
+
+# ---------------------------------------------------------------------------------------------- base
+
+
+class SyntheticGenerator:
+    """Base class. Subclasses define `model_name`, `__init__` params, and the four hooks above."""
+
+    model_name: ClassVar[str] = ""
+    registry: ClassVar[dict[str, type[SyntheticGenerator]]] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.model_name:
+            SyntheticGenerator.registry[cls.model_name] = cls
+
+    # Subclasses list their constructor params here so `get_params`/save/load can round-trip them.
+    def get_params(self) -> dict:
+        import inspect
+
+        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+        return {name: getattr(self, name) for name in names}
+
+    # ------------------------------------------------------------------------------------------ fit
+
+    def fit(self, df: pd.DataFrame, schema: Schema | None = None) -> SyntheticGenerator:
+        if not isinstance(df, pd.DataFrame) or len(df) == 0:
+            raise TabtwinError("fit needs a non-empty table (a pandas DataFrame)")
+        self.device_ = resolve_device(self.device)
+        seed_everything(self.random_state)
+        schema = schema or infer_schema(df)
+        self.encoder_ = TableEncoder(schema, random_state=self.random_state).fit(df)
+        if self.encoder_.output_dim == 0:
+            raise TabtwinError("the table has only id columns; there is nothing to model")
+        data = torch.from_numpy(self.encoder_.transform(df)).to(self.device_)
+        self.layout_ = SpanLayout.from_spans(self.encoder_.output_info, self.device_)
+        self._build(self.encoder_.output_dim)
+        self.history_ = []
+        self._train(data, self._progress())
+        return self
+
+    def _progress(self):
+        from tqdm.auto import tqdm
+
+        return tqdm(range(self.epochs), desc=f"{self.model_name} epochs", disable=not self.verbose, unit="epoch")
+
+    # ------------------------------------------------------------------------------------------ sample
+
+    def sample(self, n: int, conditions: dict | None = None, seed: int | None = None) -> pd.DataFrame:
+        """Exactly `n` rows; every row satisfies `conditions` ({column: value} on discrete columns)."""
+        self._check_fitted()
+        if not isinstance(n, (int, np.integer)) or n < 0:
+            raise TabtwinError(f"number of rows must be a non-negative integer, got {n!r}")
+        plan = plan_conditions(self.encoder_, conditions)
+        generator = torch.Generator(device=self.device_)
+        generator.manual_seed(seed if seed is not None else int(torch.randint(0, 2**62, (1,)).item()))
+        frames = []
+        for start in range(0, n, SAMPLE_BATCH):
+            rows = min(SAMPLE_BATCH, n - start)
+            with torch.no_grad():
+                raw = self._generate(rows, plan, generator).float().cpu().numpy()
+            if plan is not None:
+                plan.force(raw)
+            frames.append(self.encoder_.inverse_transform(raw, id_offset=start))
+        if not frames:
+            return self.encoder_.inverse_transform(np.zeros((0, self.encoder_.output_dim), dtype=np.float32))
+        return pd.concat(frames, ignore_index=True)
+
+    # ------------------------------------------------------------------------------------------ persistence
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write config.json, encoder.json and weights.pt into `path`, replacing it only once all are written."""
+        self._check_fitted()
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+        try:
+            params = self.get_params()
+            config = {"format": FORMAT_VERSION, "model": self.model_name, "params": params, "state": self._extra_state()}
+            write_json_atomic(config, staging / "config.json")
+            self.encoder_.save(staging / "encoder.json")
+            weights = {name: module.state_dict() for name, module in self._modules().items()}
+            torch.save(weights, staging / "weights.pt")
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(staging, target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return target
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str = "auto") -> SyntheticGenerator:
+        path = Path(path)
+        config = _read_config(path)
+        model_cls = SyntheticGenerator.registry.get(config.get("model"))
+        if model_cls is None or (cls is not SyntheticGenerator and model_cls is not cls):
+            raise ModelError(f"{path} holds a {config.get('model')!r} model, not {cls.model_name or 'a known one'}")
+        try:
+            model = model_cls(**{**config["params"], "device": device})
+            model.encoder_ = TableEncoder.load(path / "encoder.json")
+        except (TypeError, KeyError, TabtwinError) as err:
+            raise ModelError(f"{path} is not a valid model directory ({err}); refit the model") from None
+        model.device_ = resolve_device(device)
+        model.layout_ = SpanLayout.from_spans(model.encoder_.output_info, model.device_)
+        model._build(model.encoder_.output_dim)
+        model._load_extra_state(config.get("state", {}))
+        model._load_weights(path / "weights.pt")
+        return model
+
+    def _load_weights(self, path: Path) -> None:
+        try:
+            weights = torch.load(path, map_location=self.device_, weights_only=True)
+            for name, module in self._modules().items():
+                module.load_state_dict(weights[name])
+        except FileNotFoundError:
+            raise ModelError(f"{path} is missing; the model directory is incomplete") from None
+        except (RuntimeError, KeyError, EOFError, ValueError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ModelError(f"{path} does not fit this model ({first}); refit or use the matching version") from None
+
+    # ------------------------------------------------------------------------------------------ hooks
+
+    def _build(self, data_dim: int) -> None:
+        raise NotImplementedError
+
+    def _train(self, data: torch.Tensor, progress) -> None:
+        raise NotImplementedError
+
+    def _generate(self, n: int, plan: ConditionPlan | None, generator: torch.Generator) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _modules(self) -> dict[str, torch.nn.Module]:
+        raise NotImplementedError
+
+    def _extra_state(self) -> dict:
+        """JSON-able learned state beyond the weights (e.g. category frequencies)."""
+        return {}
+
+    def _load_extra_state(self, state: dict) -> None:
+        pass
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "encoder_"):
+            raise TabtwinError(f"the {self.model_name} model is not fitted yet; call fit(df) first")
+
+
+def _read_config(path: Path) -> dict:
+    if not path.is_dir():
+        raise ModelError(f"model directory not found: {path}; check the path or fit a model first")
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(f"{path} has no config.json; it is not a tabtwin model directory") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelError(f"{path}/config.json is corrupt ({err}); refit the model") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT_VERSION:
+        raise ModelError(f"{path} was written by another tabtwin model format; refit the model")
+    return config
