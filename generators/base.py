@@ -62,13 +62,18 @@ def seed_everything(seed: int | None) -> None:
 
 @dataclass
 class SpanLayout:
-    """Index tensors that let all softmax spans be handled in one padded (rows, spans, width) operation.
+    """Index tensors that let all spans of a kind be handled in a few whole-matrix operations.
 
-    A Python loop over spans costs one small kernel per span per step; gathering every softmax span into a
-    padded block costs one gather, one softmax and one scatter, whatever the table's width.
+    A Python loop over spans costs a handful of small kernels per span per step. Instead, every softmax span's
+    columns are gathered into one (rows, K) block and softmax runs per segment: a segment max, one exp, and
+    segment sums as a matmul with a (K, spans) indicator matrix. The padded (rows, spans, width) view is kept
+    for code that prefers it; padding wastes work when one span is much wider than the rest.
     """
 
     value_columns: torch.Tensor  # (V,) positions of tanh scalars
+    softmax_columns: torch.Tensor  # (K,) positions of all softmax spans' columns, span after span
+    softmax_segment: torch.Tensor  # (K,) which softmax span each of those columns belongs to
+    softmax_matrix: torch.Tensor  # (K, S) indicator: column k belongs to span s
     softmax_index: torch.Tensor  # (S, W) positions of each softmax span, padded with 0
     softmax_valid: torch.Tensor  # (S, W) bool, False on padding
     condition_spans: torch.Tensor  # (C,) which softmax spans are discrete columns (the conditional vector)
@@ -82,10 +87,14 @@ class SpanLayout:
         for i, span in enumerate(softmax):
             index[i, : span.dim] = torch.arange(span.start, span.stop)
             valid[i, : span.dim] = True
+        segment = torch.repeat_interleave(torch.arange(len(softmax)), torch.tensor([s.dim for s in softmax], dtype=torch.long))
         conditions = [i for i, s in enumerate(softmax) if s.role == "category"]
         values = [s.start for s in spans if s.activation == "tanh"]
         return cls(
             value_columns=torch.tensor(values, dtype=torch.long, device=device),
+            softmax_columns=index[valid].to(device),
+            softmax_segment=segment.to(device),
+            softmax_matrix=F.one_hot(segment, len(softmax)).float().to(device),
             softmax_index=index.to(device),
             softmax_valid=valid.to(device),
             condition_spans=torch.tensor(conditions, dtype=torch.long, device=device),
@@ -96,11 +105,15 @@ class SpanLayout:
         logits = raw[:, self.softmax_index]
         return logits.masked_fill(~self.softmax_valid, float("-inf"))
 
-    def scatter(self, out: torch.Tensor, padded: torch.Tensor) -> torch.Tensor:
-        """Write padded per-span values back to their columns of `out` (rows, D)."""
-        rows = padded.shape[0]
-        flat_index = self.softmax_index[self.softmax_valid]  # (sum of dims,)
-        return out.index_copy(1, flat_index, padded[:, self.softmax_valid].reshape(rows, -1))
+
+def segment_log_softmax(logits: torch.Tensor, segment: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """log-softmax of (rows, K) logits within each segment (columns sharing a `segment` id)."""
+    with torch.no_grad():  # softmax is shift-invariant, so the shift needs no gradient
+        top = torch.full((logits.shape[0], matrix.shape[1]), float("-inf"), device=logits.device, dtype=logits.dtype)
+        top = top.scatter_reduce(1, segment.expand_as(logits), logits, "amax")
+    shifted = logits - top[:, segment]
+    sums = torch.exp(shifted) @ matrix  # (rows, S)
+    return shifted - torch.log(sums)[:, segment]
 
 
 def activate(
@@ -111,17 +124,18 @@ def activate(
     Gumbel noise keeps the GAN's discrete outputs differentiable yet near one-hot, and its argmax is a draw
     from the span's categorical, which is why sampling uses it too.
     """
-    out = raw.clone()
-    out[:, layout.value_columns] = torch.tanh(raw[:, layout.value_columns])
-    logits = layout.padded_logits(raw)
+    logits = raw[:, layout.softmax_columns]
     if tau is not None:
         logits = (logits + gumbel_noise(logits, generator)) / tau
-    return layout.scatter(out, F.softmax(logits, dim=-1).nan_to_num(0.0))
+    probs = torch.exp(segment_log_softmax(logits, layout.softmax_segment, layout.softmax_matrix))
+    out = raw.index_copy(1, layout.softmax_columns, probs)
+    return out.index_copy(1, layout.value_columns, torch.tanh(raw[:, layout.value_columns]))
 
 
 def gumbel_noise(like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     uniform = torch.rand(like.shape, device=like.device, dtype=like.dtype, generator=generator)
-    return -torch.log(-torch.log(uniform.clamp_min(1e-20)).clamp_min(1e-20))
+    exponential = (-torch.log(uniform.clamp_min(1e-20))).clamp_min(1e-20)
+    return -torch.log(exponential)
 
 
 # ---------------------------------------------------------------------------------------------- conditions

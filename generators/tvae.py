@@ -1,0 +1,309 @@
+"""TVAE: a variational autoencoder for tables (Xu et al. 2019, "Modeling Tabular data using Conditional GAN").
+
+Model. The encoder maps an encoded row x (mode-specific normalised values, one-hot modes and categories) through
+an MLP with ReLUs to the mean and log-variance of q(z|x), a diagonal Gaussian over `embedding_dim` latents.
+The decoder maps z through a second MLP to one raw output per encoded column, and owns one learned sigma per
+value (tanh) span. p(x|z) is, per span: a Gaussian N(tanh(out), sigma^2) for a value span, sigma clamped to
+[0.01, 1] as in the paper; a categorical softmax(out) for every mode, category and null span.
+
+Loss per batch = loss_factor * reconstruction + KL, both summed over columns and averaged over rows, where
+reconstruction is (x - tanh(out))^2 / (2 sigma^2) + log sigma on value spans plus the cross-entropy of each
+softmax span against its one-hot, and KL is that of q(z|x) from N(0, I). All softmax spans are handled in one
+padded (rows, spans, width) log-softmax (`SpanLayout.padded_logits`), so a step costs the same few kernels
+whatever the table's width. The training matrix stays on the device; each epoch is a `randperm` on the device
+and slices of it, `n // batch` full batches of `min(batch_size, n)` rows (the remainder, different each epoch,
+is skipped, as with drop_last); the only host sync is the loss read once per epoch.
+
+Sampling is ancestral: z ~ N(0, I), then x ~ p(x|z). Softmax spans are drawn with the Gumbel-max trick (the
+base decodes by argmax); value spans are tanh(out) plus sigma-scaled Gaussian noise, clipped to [-1, 1]. The
+noise is part of the model (sigma is fitted as the spread of x around tanh(out)); leaving it out would sample
+the decoder's conditional means only and make every continuous column too smooth.
+
+Conditions. The base writes the conditioned one-hots after `_generate`, so rows satisfy conditions exactly; to
+keep the other columns coherent with them, z is drawn from a per-value latent Gaussian instead of N(0, I). At
+the end of fit the encoder runs once more over the training data (batched, no grad) and, for every value of
+every discrete column with at least `MIN_CONDITION_ROWS` rows, keeps the count, mean and diagonal variance of
+the posterior means of the rows holding it: aggregate statistics only, never a row. Several conditions combine
+as a product of Gaussians divided by the prior counted once too often: precision P = 1 + sum_k (P_k - 1),
+mean = sum_k P_k m_k / P, with each P_k floored at the prior's 1 so the combined precision stays positive (one
+condition therefore samples its own Gaussian, variance capped at 1). Rare values (too few rows to estimate)
+fall back to N(0, I). Cost: one extra encoder pass at fit, O(n_conditions * embedding_dim) at sampling, no
+rejection loop.
+
+Other uses. `embed(df)` returns the posterior means (rows, embedding_dim). `score(df)` returns each row's
+training loss, loss_factor * reconstruction + KL (the negative ELBO up to constants, with the same weighting as
+training), evaluated at the posterior mean z = mu: deterministic, and one decoder pass per row.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from generators.base import ConditionPlan, ModelError, SyntheticGenerator, activate
+from pipeline.errors import TabtwinError
+
+MIN_CONDITION_ROWS = 5  # a value needs this many training rows for its latent Gaussian to be estimated
+SIGMA_MIN, SIGMA_MAX = 0.01, 1.0
+INFERENCE_BATCH = 10_000  # rows per encoder/decoder pass outside training
+_VAR_FLOOR = 1e-4  # keeps per-value latent precisions finite when a latent dimension is constant
+
+
+def _mlp(in_dim: int, dims) -> tuple[nn.Sequential, int]:
+    layers = []
+    for width in dims:
+        layers += [nn.Linear(in_dim, int(width)), nn.ReLU()]
+        in_dim = int(width)
+    return nn.Sequential(*layers), in_dim
+
+
+class Encoder(nn.Module):
+    def __init__(self, data_dim: int, compress_dims, embedding_dim: int):
+        super().__init__()
+        self.net, width = _mlp(data_dim, compress_dims)
+        self.mu = nn.Linear(width, embedding_dim)
+        self.logvar = nn.Linear(width, embedding_dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = self.net(x)
+        return self.mu(hidden), self.logvar(hidden)
+
+
+class Decoder(nn.Module):
+    def __init__(self, embedding_dim: int, decompress_dims, data_dim: int, n_values: int):
+        super().__init__()
+        self.net, width = _mlp(embedding_dim, decompress_dims)
+        self.out = nn.Linear(width, data_dim)
+        self.log_sigma = nn.Parameter(torch.full((n_values,), math.log(0.1)))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.out(self.net(z))
+
+    def sigma(self) -> torch.Tensor:
+        return self.log_sigma.exp().clamp(SIGMA_MIN, SIGMA_MAX)
+
+
+class TVAE(SyntheticGenerator):
+    model_name = "tvae"
+
+    def __init__(
+        self,
+        embedding_dim=128,
+        compress_dims=(128, 128),
+        decompress_dims=(128, 128),
+        l2scale=1e-5,
+        batch_size=500,
+        epochs=300,
+        loss_factor=2.0,
+        lr=1e-3,
+        device="auto",
+        random_state=None,
+        verbose=True,
+    ):
+        self.embedding_dim = embedding_dim
+        self.compress_dims = compress_dims
+        self.decompress_dims = decompress_dims
+        self.l2scale = l2scale
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.loss_factor = loss_factor
+        self.lr = lr
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------------------------------ hooks
+
+    def _build(self, data_dim: int) -> None:
+        for name in ("embedding_dim", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise TabtwinError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if int(self.epochs) < 0:
+            raise TabtwinError(f"epochs must be a non-negative integer, got {self.epochs!r}")
+        n_values = len(self.layout_.value_columns)
+        self.encoder_net_ = Encoder(data_dim, self.compress_dims, int(self.embedding_dim)).to(self.device_)
+        self.decoder_net_ = Decoder(int(self.embedding_dim), self.decompress_dims, data_dim, n_values).to(self.device_)
+        self.latent_stats_ = None
+
+    def _modules(self) -> dict[str, nn.Module]:
+        return {"encoder": self.encoder_net_, "decoder": self.decoder_net_}
+
+    def _train(self, data: torch.Tensor, progress) -> None:
+        encoder, decoder = self.encoder_net_, self.decoder_net_
+        params = list(encoder.parameters()) + list(decoder.parameters())
+        optimizer = torch.optim.Adam(params, lr=self.lr, weight_decay=self.l2scale)
+        n = data.shape[0]
+        batch = min(int(self.batch_size), n)
+        steps = n // batch
+        log_sigma_bounds = (math.log(SIGMA_MIN), math.log(SIGMA_MAX))
+        encoder.train()
+        decoder.train()
+        for epoch in progress:
+            order = torch.randperm(n, device=data.device)
+            totals = torch.zeros(3, device=data.device)
+            for step in range(steps):
+                x = data[order[step * batch : (step + 1) * batch]]
+                mu, logvar = encoder(x)
+                z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+                reconstruction, kl = self._row_losses(x, decoder(z), mu, logvar)
+                reconstruction, kl = reconstruction.mean(), kl.mean()
+                loss = reconstruction + kl
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                with torch.no_grad():
+                    decoder.log_sigma.clamp_(*log_sigma_bounds)
+                totals += torch.stack([loss, reconstruction, kl]).detach()
+            loss, reconstruction, kl = (totals / steps).tolist()
+            self.history_.append({"epoch": epoch, "loss": loss, "reconstruction": reconstruction, "kl": kl})
+            if hasattr(progress, "set_postfix"):
+                progress.set_postfix(loss=f"{loss:.3f}", rec=f"{reconstruction:.3f}", kl=f"{kl:.3f}")
+        self._fit_latent_stats(data)
+
+    def _row_losses(
+        self, x: torch.Tensor, raw: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-row loss_factor * reconstruction NLL and KL(q(z|x) || N(0, I)), each of shape (rows,)."""
+        layout = self.layout_
+        sigma = self.decoder_net_.sigma()
+        values = layout.value_columns
+        gaussian = (x[:, values] - torch.tanh(raw[:, values])) ** 2 / (2 * sigma**2) + torch.log(sigma)
+        log_probs = F.log_softmax(layout.padded_logits(raw), dim=-1).masked_fill(~layout.softmax_valid, 0.0)
+        target = x[:, layout.softmax_index] * layout.softmax_valid
+        cross_entropy = -(target * log_probs).sum(dim=(1, 2))
+        reconstruction = self.loss_factor * (gaussian.sum(dim=1) + cross_entropy)
+        kl = -0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(dim=1)
+        return reconstruction, kl
+
+    def _generate(self, n: int, plan: ConditionPlan | None, generator: torch.Generator) -> torch.Tensor:
+        self.encoder_net_.eval()
+        self.decoder_net_.eval()
+        mean, std = self._latent_prior(plan)
+        z = torch.randn((n, int(self.embedding_dim)), device=self.device_, generator=generator) * std + mean
+        raw = self.decoder_net_(z)
+        out = activate(raw, self.layout_, tau=1.0, generator=generator)
+        values = self.layout_.value_columns
+        noise = torch.randn((n, len(values)), device=self.device_, generator=generator)
+        out[:, values] = (out[:, values] + noise * self.decoder_net_.sigma()).clamp(-1.0, 1.0)
+        return out
+
+    # ------------------------------------------------------------------------------------------ conditions
+
+    @torch.no_grad()
+    def _fit_latent_stats(self, data: torch.Tensor) -> None:
+        """Count, mean and variance of the posterior means of the rows holding each discrete value."""
+        positions = [
+            span.start + code
+            for span in self.encoder_.output_info
+            if span.role == "category"
+            for code in range(span.dim)
+        ]
+        if not positions:
+            self.latent_stats_ = None
+            return
+        index = torch.tensor(positions, dtype=torch.long, device=data.device)
+        dim = int(self.embedding_dim)
+        count = torch.zeros(len(positions), dtype=torch.float64, device=data.device)
+        total = torch.zeros((len(positions), dim), dtype=torch.float64, device=data.device)
+        squares = torch.zeros_like(total)
+        self.encoder_net_.eval()
+        for start in range(0, data.shape[0], INFERENCE_BATCH):
+            x = data[start : start + INFERENCE_BATCH]
+            mu = self.encoder_net_(x)[0].double()
+            onehot = x[:, index].double()  # (rows, values)
+            count += onehot.sum(dim=0)
+            total += onehot.T @ mu
+            squares += onehot.T @ mu**2
+        keep = count >= MIN_CONDITION_ROWS
+        mean = total[keep] / count[keep, None]
+        var = (squares[keep] / count[keep, None] - mean**2).clamp_min(_VAR_FLOOR)
+        self.latent_stats_ = {
+            "position": index[keep],
+            "count": count[keep],
+            "mean": mean.float(),
+            "var": var.float(),
+        }
+
+    def _latent_prior(self, plan: ConditionPlan | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and std of the latent Gaussian to sample z from under `plan` (N(0, I) without one)."""
+        dim = int(self.embedding_dim)
+        mean = torch.zeros(dim, device=self.device_)
+        precision = torch.ones(dim, device=self.device_)
+        stats = self.latent_stats_
+        if plan is None or stats is None:
+            return mean, torch.ones(dim, device=self.device_)
+        positions = stats["position"].tolist()
+        weighted = torch.zeros(dim, device=self.device_)
+        for span, code in zip(plan.spans, plan.codes):
+            if span.start + code not in positions:  # too rare to estimate: the prior, i.e. no evidence
+                continue
+            i = positions.index(span.start + code)
+            value_precision = (1.0 / stats["var"][i]).clamp_min(1.0)
+            precision = precision + value_precision - 1.0
+            weighted = weighted + value_precision * stats["mean"][i]
+        return weighted / precision, precision.rsqrt()
+
+    def _extra_state(self) -> dict:
+        stats = self.latent_stats_
+        if stats is None:
+            return {"latent_by_value": None}
+        return {"latent_by_value": {key: stats[key].tolist() for key in ("position", "count", "mean", "var")}}
+
+    def _load_extra_state(self, state: dict) -> None:
+        saved = (state or {}).get("latent_by_value")
+        if saved is None:
+            self.latent_stats_ = None
+            return
+        try:
+            stats = {
+                "position": torch.tensor(saved["position"], dtype=torch.long, device=self.device_),
+                "count": torch.tensor(saved["count"], dtype=torch.float64, device=self.device_),
+                "mean": torch.tensor(saved["mean"], dtype=torch.float32, device=self.device_),
+                "var": torch.tensor(saved["var"], dtype=torch.float32, device=self.device_),
+            }
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise ModelError(f"the latent statistics in config.json are corrupt ({err}); refit the model") from None
+        rows = len(stats["position"])
+        shape = (rows, int(self.embedding_dim))
+        if stats["count"].shape != (rows,) or stats["mean"].shape != shape or stats["var"].shape != shape:
+            raise ModelError("the latent statistics in config.json do not fit the model's size; refit the model")
+        if rows and (not bool((stats["var"] > 0).all()) or not bool(torch.isfinite(stats["mean"]).all())):
+            raise ModelError("the latent statistics in config.json hold invalid values; refit the model")
+        self.latent_stats_ = stats
+
+    # ------------------------------------------------------------------------------------------ other uses
+
+    @torch.no_grad()
+    def embed(self, df: pd.DataFrame) -> np.ndarray:
+        """Posterior means of the rows of `df`, shape (rows, embedding_dim), float32."""
+        return np.concatenate([mu.cpu().numpy() for _, mu, _ in self._encode_batches(df)], axis=0)
+
+    @torch.no_grad()
+    def score(self, df: pd.DataFrame) -> np.ndarray:
+        """Per-row anomaly score: loss_factor * reconstruction + KL at z = mu (higher is more unusual)."""
+        scores = []
+        for x, mu, logvar in self._encode_batches(df):
+            reconstruction, kl = self._row_losses(x, self.decoder_net_(mu), mu, logvar)
+            scores.append((reconstruction + kl).cpu().numpy())
+        return np.concatenate(scores, axis=0).astype(np.float64)
+
+    def _encode_batches(self, df: pd.DataFrame):
+        self._check_fitted()
+        if not isinstance(df, pd.DataFrame):
+            raise TabtwinError(f"expected a pandas DataFrame, got {type(df).__name__}")
+        encoded = self.encoder_.transform(df)
+        self.encoder_net_.eval()
+        self.decoder_net_.eval()
+        if len(encoded) == 0:
+            empty = torch.zeros((0, int(self.embedding_dim)), device=self.device_)
+            yield torch.zeros((0, encoded.shape[1]), device=self.device_), empty, empty
+            return
+        for start in range(0, len(encoded), INFERENCE_BATCH):
+            x = torch.from_numpy(encoded[start : start + INFERENCE_BATCH]).to(self.device_)
+            mu, logvar = self.encoder_net_(x)
+            yield x, mu, logvar
