@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle  # only for the error type torch.load raises on a damaged file
 import random
 import shutil
 import tempfile
@@ -325,7 +326,7 @@ class SyntheticGenerator:
                 module.load_state_dict(weights[name])
         except FileNotFoundError:
             raise ModelError(f"{path} is missing; the model directory is incomplete") from None
-        except (RuntimeError, KeyError, EOFError, ValueError) as err:
+        except (RuntimeError, KeyError, EOFError, ValueError, pickle.UnpicklingError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ModelError(f"{path} does not fit this model ({first}); refit or use the matching version") from None
 

@@ -283,6 +283,7 @@ class CTGAN(SyntheticGenerator):
         opt_g.step()
         return loss
 
+    @torch.no_grad()
     def _generate(self, n: int, plan: ConditionPlan | None, generator: torch.Generator) -> torch.Tensor:
         self.generator_.eval()
         z = torch.randn(n, self.embedding_dim, device=self.device_, generator=generator)
