@@ -205,8 +205,9 @@ def _find_value(values: list, wanted) -> int | None:
         if isinstance(value, numbers) and isinstance(wanted, numbers) and not isinstance(value, bool) and value == wanted:
             return i
     if isinstance(wanted, str):
+        # Case and surrounding spaces are forgiven (Adult's values carry a leading space).
         for i, value in enumerate(values):
-            if value is not None and str(value).lower() == wanted.lower():
+            if value is not None and str(value).strip().lower() == wanted.strip().lower():
                 return i
     return None
 

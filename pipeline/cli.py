@@ -42,7 +42,51 @@ def _parser() -> argparse.ArgumentParser:
     encode.add_argument("--seed", type=int, default=0)
     encode.add_argument("--out", type=Path, help="folder for metadata.json and encoder.json")
     encode.set_defaults(handler=_cmd_encode)
+
+    fit = commands.add_parser("fit", help="train a generator on a table and save it to a model folder")
+    _add_input_args(fit)
+    fit.add_argument("--model", choices=["ctgan", "tvae"], default="ctgan")
+    fit.add_argument("--epochs", type=_positive_int, default=300)
+    fit.add_argument("--batch-size", type=_positive_int, default=500)
+    fit.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--quiet", action="store_true", help="no progress bar")
+    fit.add_argument("--out", type=Path, required=True, help="model folder to write")
+    fit.set_defaults(handler=_cmd_fit)
+
+    sample = commands.add_parser("sample", help="sample rows from a saved model")
+    sample.add_argument("model_dir", type=Path)
+    sample.add_argument("--rows", type=_positive_int, required=True)
+    sample.add_argument("--out", type=Path, required=True, help="output .parquet or .csv")
+    sample.add_argument("--seed", type=int)
+    sample.add_argument("--device", default="auto")
+    sample.add_argument(
+        "--condition", action="append", default=[], metavar="COL=VALUE",
+        help="only rows with this value (repeatable; discrete and boolean columns)",
+    )
+    sample.set_defaults(handler=_cmd_sample)
     return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {value}")
+    return value
+
+
+def parse_conditions(items: list[str]) -> dict[str, str]:
+    """["sex=Female", "income=>50K"] -> {"sex": "Female", "income": ">50K"} (split at the first '=')."""
+    conditions = {}
+    for item in items:
+        column, sep, value = item.partition("=")
+        if not sep or not column:
+            raise TabtwinError(f"condition {item!r} is not COLUMN=VALUE; write e.g. --condition sex=Female")
+        conditions[column] = value
+    return conditions
 
 
 def _add_input_args(parser: argparse.ArgumentParser) -> None:
@@ -98,6 +142,35 @@ def _cmd_encode(args) -> int:
         save_metadata(schema, args.out / "metadata.json")
         encoder.save(args.out / "encoder.json")
         print(f"metadata and encoder written to {args.out}/")
+    return 0
+
+
+def _cmd_fit(args) -> int:
+    from generators import model_class
+
+    df, schema = _load(args)
+    params = dict(epochs=args.epochs, batch_size=args.batch_size, device=args.device, random_state=args.seed)
+    model = model_class(args.model)(**params, verbose=not args.quiet)
+    start = time.perf_counter()
+    model.fit(df, schema)
+    seconds = time.perf_counter() - start
+    model.save(args.out)
+    print(f"{args.model} fitted on {len(df):,} rows in {seconds:.1f} s ({model.device_}); model saved to {args.out}/")
+    return 0
+
+
+def _cmd_sample(args) -> int:
+    from generators import load_model
+    from pipeline.ingest import check_output_path, write_table
+
+    check_output_path(args.out)
+    conditions = parse_conditions(args.condition)
+    model = load_model(args.model_dir, device=args.device)
+    start = time.perf_counter()
+    table = model.sample(args.rows, conditions=conditions or None, seed=args.seed)
+    seconds = time.perf_counter() - start
+    path = write_table(table, args.out)
+    print(f"{len(table):,} rows sampled in {seconds:.1f} s and written to {path}")
     return 0
 
 

@@ -31,6 +31,7 @@ from pipeline.errors import IngestError
 __all__ = [
     "SUPPORTED_SUFFIXES",
     "WRITE_SUFFIXES",
+    "check_output_path",
     "is_url",
     "read_table",
     "write_table",
@@ -383,6 +384,13 @@ def _error(message: str) -> IngestError:
 
 
 # --------------------------------------------------------------------------- writing
+
+
+def check_output_path(path: str | os.PathLike) -> Path:
+    """Fail early, before any work, when `path` has a suffix `write_table` cannot write."""
+    target = Path(path).expanduser()
+    _write_suffix(target)
+    return target
 
 
 def _write_suffix(target: Path) -> str:

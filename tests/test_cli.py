@@ -1,0 +1,78 @@
+import json
+
+import pandas as pd
+import pytest
+
+from pipeline.cli import main, parse_conditions
+from pipeline.errors import TabtwinError
+from pipeline.ingest import read_table, write_table
+from pipeline.sample_data import make_sample_table
+
+
+@pytest.fixture
+def table(tmp_path):
+    return write_table(make_sample_table(300, seed=2), tmp_path / "table.csv")
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_schema_writes_metadata(table, tmp_path, capsys):
+    code, out, _ = run(capsys, "schema", table, "--out", tmp_path / "meta.json")
+    assert code == 0 and "customer_id" in out and "id" in out
+    assert json.loads((tmp_path / "meta.json").read_text())["primary_key"] == "customer_id"
+
+
+def test_encode_reports_the_round_trip(table, tmp_path, capsys):
+    code, out, _ = run(capsys, "encode", table, "--out", tmp_path / "enc")
+    assert code == 0 and "exact match share" in out
+    assert (tmp_path / "enc" / "encoder.json").is_file()
+
+
+@pytest.mark.parametrize("model", ["ctgan", "tvae"])
+def test_fit_then_sample_with_conditions(table, tmp_path, capsys, model):
+    code, out, _ = run(capsys, "fit", table, "--model", model, "--epochs", 1, "--batch-size", 50, "--quiet",
+                       "--device", "cpu", "--out", tmp_path / "model")
+    assert code == 0, out
+    out_file = tmp_path / "synthetic.parquet"
+    code, out, err = run(capsys, "sample", tmp_path / "model", "--rows", 123, "--out", out_file, "--seed", 1,
+                         "--condition", "colour=red", "--condition", "grade=2")
+    assert code == 0, err
+    synthetic = read_table(out_file)
+    assert len(synthetic) == 123 and (synthetic["colour"] == "red").all() and (synthetic["grade"] == 2).all()
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["schema", "missing.csv"], ["missing.csv", "not found"]),
+        (["sample", "no-model-dir", "--rows", "5", "--out", "x.csv"], ["no-model-dir"]),
+        (["sample", "no-model-dir", "--rows", "5", "--out", "x.txt"], ["x.txt", ".csv"]),
+    ],
+)
+def test_user_errors_are_one_line_without_traceback(tmp_path, capsys, monkeypatch, argv, words):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    for word in words:
+        assert word in err
+
+
+def test_bad_metadata_and_bad_condition_exit_2(table, tmp_path, capsys):
+    meta = tmp_path / "meta.json"
+    meta.write_text('{"columns": {"nope": {"sdtype": "numerical"}}}')
+    code, _, err = run(capsys, "schema", table, "--metadata", meta)
+    assert code == 2 and "'nope'" in err
+    run(capsys, "fit", table, "--epochs", 0, "--quiet", "--out", tmp_path / "m")
+    code, _, err = run(capsys, "sample", tmp_path / "m", "--rows", 5, "--out", tmp_path / "s.csv",
+                       "--condition", "colour=purple")
+    assert code == 2 and "'purple'" in err and not (tmp_path / "s.csv").exists()
+
+
+def test_parse_conditions():
+    assert parse_conditions(["sex= Female", "income=>50K", "a=b=c"]) == {"sex": " Female", "income": ">50K", "a": "b=c"}
+    with pytest.raises(TabtwinError):
+        parse_conditions(["sex"])
