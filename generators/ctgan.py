@@ -176,6 +176,7 @@ class CTGAN(SyntheticGenerator):
         gp_weight: float = 10.0,
         multi_condition_rate: float = 0.1,
         epochs: int = 300,
+        early_stopping: int = 0,
         device: str = "auto",
         random_state: int | None = None,
         verbose: bool = True,
@@ -194,6 +195,7 @@ class CTGAN(SyntheticGenerator):
         self.gp_weight = gp_weight
         self.multi_condition_rate = multi_condition_rate
         self.epochs = epochs
+        self.early_stopping = early_stopping  # patience in epochs on the validation distance; 0 = off
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -244,8 +246,8 @@ class CTGAN(SyntheticGenerator):
                 loss_g = self._generator_step(opt_g)
                 totals += torch.stack([loss_g.detach(), loss_d.detach()])
             loss_g, loss_d = (totals / steps).tolist()  # one device sync per epoch
-            self.history_.append({"epoch": epoch, "generator_loss": loss_g, "critic_loss": loss_d})
-            progress.set_postfix(g=f"{loss_g:.3f}", d=f"{loss_d:.3f}")
+            if self._after_epoch(progress, epoch, {"generator_loss": loss_g, "critic_loss": loss_d}):
+                break
 
     def _fake(self, cond: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Raw generator output and its activated form for a batch of conditions."""

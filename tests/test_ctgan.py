@@ -196,3 +196,23 @@ def test_batch_must_be_a_multiple_of_pac():
 def test_unfitted_model_says_so():
     with pytest.raises(TabtwinError, match="not fitted"):
         CTGAN().sample(5)
+
+
+def test_early_stopping_keeps_the_best_validation_epoch(monkeypatch):
+    held_out = {}
+    split = CTGAN._split_validation
+
+    def capture(self, data):
+        train, validation = split(self, data)
+        held_out["rows"] = validation
+        return train, validation
+
+    monkeypatch.setattr(CTGAN, "_split_validation", capture)
+    model = CTGAN(epochs=30, batch_size=100, early_stopping=3, random_state=0, verbose=False)
+    model.fit(make_sample_table(1000, seed=4))
+    distances = [h["validation_distance"] for h in model.history_]
+    assert model.best_epoch_ == int(np.argmin(distances))
+    assert len(distances) == 30 or len(distances) == model.best_epoch_ + 3 + 1  # stopped 3 epochs after the best
+    assert len(held_out["rows"]) == 100  # 10 % held out
+    model._validation = held_out["rows"]
+    assert model._validation_distance() == pytest.approx(distances[model.best_epoch_])  # best weights restored
