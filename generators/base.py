@@ -14,8 +14,8 @@ files (`config.json` + `encoder.json` + `weights.pt`, a `state_dict` loaded with
 from __future__ import annotations
 
 import json
+import hashlib
 import os
-import pickle  # only for the error type torch.load raises on a damaged file
 import random
 import shutil
 import tempfile
@@ -280,7 +280,7 @@ class SyntheticGenerator:
                 weights = {n: {k: v.detach().clone() for k, v in m.state_dict().items()} for n, m in self._modules().items()}
                 self._best = {"epoch": epoch, "distance": record["validation_distance"], "weights": weights}
         self.history_.append(record)
-        progress.set_postfix({k: f"{v:.3f}" for k, v in record.items() if k != "epoch"})
+        progress.set_postfix(**{k: f"{v:.3f}" for k, v in record.items() if k != "epoch"})
         return self._best is not None and epoch - self._best["epoch"] >= self.early_stopping
 
     def _validation_distance(self) -> float:
@@ -340,12 +340,17 @@ class SyntheticGenerator:
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
         try:
-            params = self.get_params()
-            config = {"format": FORMAT_VERSION, "model": self.model_name, "params": params, "state": self._extra_state()}
-            write_json_atomic(config, staging / "config.json")
-            self.encoder_.save(staging / "encoder.json")
             weights = {name: module.state_dict() for name, module in self._modules().items()}
             torch.save(weights, staging / "weights.pt")
+            config = {
+                "format": FORMAT_VERSION,
+                "model": self.model_name,
+                "params": self.get_params(),
+                "state": self._extra_state(),
+                "weights_sha256": _sha256(staging / "weights.pt"),  # catches damage torch.load would not notice
+            }
+            write_json_atomic(config, staging / "config.json")
+            self.encoder_.save(staging / "encoder.json")
             if target.exists():
                 shutil.rmtree(target)
             os.replace(staging, target)
@@ -370,17 +375,19 @@ class SyntheticGenerator:
         model.layout_ = SpanLayout.from_spans(model.encoder_.output_info, model.device_)
         model._build(model.encoder_.output_dim)
         model._load_extra_state(config.get("state", {}))
-        model._load_weights(path / "weights.pt")
+        model._load_weights(path / "weights.pt", config.get("weights_sha256"))
         return model
 
-    def _load_weights(self, path: Path) -> None:
+    def _load_weights(self, path: Path, sha256: str | None) -> None:
+        if path.is_file() and sha256 and _sha256(path) != sha256:
+            raise ModelError(f"{path} does not match the checksum in config.json; the file is damaged, refit or copy again")
         try:
             weights = torch.load(path, map_location=self.device_, weights_only=True)
             for name, module in self._modules().items():
                 module.load_state_dict(weights[name])
         except FileNotFoundError:
             raise ModelError(f"{path} is missing; the model directory is incomplete") from None
-        except (RuntimeError, KeyError, EOFError, ValueError, pickle.UnpicklingError) as err:
+        except Exception as err:  # a damaged file fails in many ways inside torch; all mean the same to a user
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ModelError(f"{path} does not fit this model ({first}); refit or use the matching version") from None
 
@@ -408,6 +415,14 @@ class SyntheticGenerator:
     def _check_fitted(self) -> None:
         if not hasattr(self, "encoder_"):
             raise TabtwinError(f"the {self.model_name} model is not fitted yet; call fit(df) first")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _read_config(path: Path) -> dict:
