@@ -1,0 +1,50 @@
+"""Tables as model inputs for the evaluation's classifiers: numbers as floats, categories with shared codes."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from pipeline.schema import Schema, parse_datetimes
+
+
+def model_frames(frames: list[pd.DataFrame], schema: Schema, exclude: tuple[str, ...] = ()) -> list[pd.DataFrame]:
+    """The modelled columns of each frame, ready for HistGradientBoosting with categorical_features="from_dtype".
+
+    Categories share one vocabulary across the frames (so a code means the same value in real and synthetic
+    data); datetimes become int64 nanoseconds; ids and `exclude` are dropped.
+    """
+    columns = [s for s in schema.columns if s.kind != "id" and s.name not in exclude]
+    out = [pd.DataFrame(index=frame.index) for frame in frames]
+    for spec in columns:
+        if spec.kind in ("continuous", "datetime"):
+            for target, frame in zip(out, frames):
+                target[spec.name] = numeric_values(frame[spec.name], spec)
+        else:
+            vocabulary = _vocabulary(frame[spec.name] for frame in frames)
+            for target, frame in zip(out, frames):
+                target[spec.name] = pd.Categorical(frame[spec.name].astype(object).map(_key), categories=vocabulary)
+    return out
+
+
+def numeric_values(series: pd.Series, spec) -> pd.Series:
+    """Floats for a continuous or datetime column (datetimes as nanoseconds since the epoch), NaN for nulls."""
+    if spec.kind == "datetime":
+        stamps = series if pd.api.types.is_datetime64_any_dtype(series) else parse_datetimes(series, spec.datetime_format)
+        if getattr(stamps.dt, "tz", None) is not None:
+            stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
+        nanos = stamps.astype("datetime64[ns]").astype("int64").astype(float)
+        return nanos.where(stamps.notna())
+    return pd.to_numeric(series, errors="coerce").astype(float)
+
+
+def _key(value) -> str | None:
+    # Categories compared as text, so 1 and "1" (a CSV round trip) are the same value; nulls stay missing.
+    return None if pd.isna(value) else str(value)
+
+
+def _vocabulary(columns) -> list[str]:
+    values = set()
+    for column in columns:
+        values.update(_key(v) for v in column.dropna().unique())
+    values.discard(None)
+    return sorted(values)
