@@ -1,0 +1,110 @@
+"""The pass/fail gate: thresholds a reviewer can read, applied to the evaluation's figures.
+
+Defaults (override any of them with a JSON file of the same keys, `GateConfig.from_file`):
+
+| check | default | why |
+| --- | --- | --- |
+| min_quality | 0.80 | sdmetrics overall quality (shapes and pair trends) |
+| min_pair_trends | 0.80 | correlations kept; independent columns score about 0.76 on Adult |
+| min_detection_score | 0.10 | 1 - 2*(AUC - 0.5) of a boosted real-vs-synthetic classifier; independent columns score ~0.02 |
+| max_dcr_share | 0.60 | share of synthetic rows closer to train than to holdout; 0.5 is ideal |
+| max_close_share | 0.10 | share closer to train than 95 % of real unseen rows are; 0.05 is natural |
+| max_exact_copy_excess | 0.01 | exact copies of train rows beyond the rate at which real unseen rows repeat train rows |
+| max_mia_auc | 0.60 | distance-based membership inference; 0.5 is no leakage |
+| min_utility_ratio | 0.85 | TSTR / TRTR on AUC (classification) or R2 (regression), when a target is given |
+| min_contract_success | 0.95 | share of data-contract expectations the synthetic table meets |
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from pipeline.errors import TabtwinError
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    min_quality: float = 0.80
+    min_pair_trends: float = 0.80
+    min_detection_score: float = 0.10
+    max_dcr_share: float = 0.60
+    max_close_share: float = 0.10
+    max_exact_copy_excess: float = 0.01
+    max_mia_auc: float = 0.60
+    min_utility_ratio: float = 0.85
+    min_contract_success: float = 0.95
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> GateConfig:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise TabtwinError(f"gate config not found: {path}; check the path") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise TabtwinError(f"gate config {path} is not valid JSON ({err}); fix the file") from None
+        return cls.from_dict(data, source=str(path))
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "gate config") -> GateConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known) if isinstance(data, dict) else None
+        if unknown is None or unknown:
+            raise TabtwinError(f"{source} has unknown keys {unknown}; known keys are {sorted(known)}")
+        for key, value in data.items():
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise TabtwinError(f"{source}: {key} must be a number, got {value!r}")
+        return cls(**{key: float(value) for key, value in data.items()})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def apply_gate(results: dict, config: GateConfig) -> dict:
+    """{"passed": bool, "failures": [...], "checks": [...]} for the sections present in `results`."""
+    checks = []
+    fidelity, privacy = results.get("fidelity", {}), results.get("privacy", {})
+    quality, detection = fidelity.get("quality", {}), fidelity.get("detection", {})
+    if quality:
+        checks.append(_at_least("fidelity", "quality", quality.get("score"), config.min_quality))
+        checks.append(_at_least("fidelity", "pair_trends", quality.get("column_pair_trends"), config.min_pair_trends))
+    if detection:
+        checks.append(_at_least("fidelity", "detection_score", detection.get("score"), config.min_detection_score))
+    if privacy:
+        checks.append(_at_most("privacy", "dcr_share", privacy.get("dcr_share"), config.max_dcr_share))
+        checks.append(_at_most("privacy", "close_share", privacy.get("dcr_below_holdout_p5"), config.max_close_share))
+        excess = _difference(privacy.get("exact_copy_share"), privacy.get("holdout_exact_copy_share"))
+        checks.append(_at_most("privacy", "exact_copy_excess", excess, config.max_exact_copy_excess))
+        checks.append(_at_most("privacy", "mia_auc", privacy.get("mia_auc"), config.max_mia_auc))
+    utility = results.get("utility")
+    if utility:
+        metric = "r2" if utility["task"] == "regression" else "auc"
+        checks.append(_at_least("utility", f"{metric}_ratio", utility["ratio"].get(metric), config.min_utility_ratio))
+    contracts = results.get("contracts")
+    if contracts:
+        checks.append(_at_least("contracts", "success_rate", contracts.get("success_rate"), config.min_contract_success))
+    failures = [check for check in checks if not check["passed"]]
+    return {"passed": not failures, "failures": failures, "checks": checks}
+
+
+def _difference(a, b):
+    return None if a is None else a - (b or 0.0)
+
+
+def _at_least(section, name, value, threshold) -> dict:
+    return _check(section, name, value, threshold, value is not None and value >= threshold, ">=")
+
+
+def _at_most(section, name, value, threshold) -> dict:
+    return _check(section, name, value, threshold, value is not None and value <= threshold, "<=")
+
+
+def _check(section, name, value, threshold, passed, op) -> dict:
+    shown = "missing" if value is None else f"{value:.3f}"
+    message = f"{section}.{name} = {shown}, needs {op} {threshold:g}"
+    return {
+        "section": section, "check": name, "value": value, "op": op, "threshold": threshold,
+        "passed": bool(passed), "message": message,
+    }

@@ -1,0 +1,322 @@
+"""One evaluation of a synthetic table: fidelity, privacy, utility and contracts, a gate, and the reports.
+
+`evaluate(...)` returns a JSON-able dict::
+
+    {"gate": {"passed": bool, "failures": [...], "checks": [...]},
+     "fidelity": {"quality": {...}, "detection": {...}}, "privacy": {...}, "utility": {...} | None,
+     "contracts": {...}, "meta": {...}}
+
+`write_report(results, out_dir, real, synthetic, schema)` writes `report.json` and a self-contained
+`report.html` (plots inline as PNG) atomically, plus the learned expectation suite as `expectation_suite.json`.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import platform
+import tempfile
+import time
+from datetime import datetime, timezone
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from evaluation.gate import GateConfig, apply_gate
+from pipeline.errors import TabtwinError
+from pipeline.schema import Schema, write_json_atomic
+
+
+def evaluate(
+    train: pd.DataFrame,
+    holdout: pd.DataFrame,
+    synthetic: pd.DataFrame,
+    schema: Schema,
+    target: str | None = None,
+    gate: GateConfig | None = None,
+    device: str = "auto",
+    seed: int = 0,
+) -> dict:
+    """Run every check and the gate; `target` enables the utility section."""
+    from evaluation.contracts import contracts_report
+    from evaluation.fidelity import detection_test, quality_report
+    from evaluation.privacy import privacy_metrics
+    from evaluation.utility import utility_report
+
+    _check_tables(train, holdout, synthetic, schema)
+    gate = gate or GateConfig()
+    seconds = {}
+
+    def timed(name, fn, *args, **kwargs):
+        start = time.perf_counter()
+        result = fn(*args, **kwargs)
+        seconds[name] = round(time.perf_counter() - start, 3)
+        return result
+
+    results = {
+        "fidelity": {
+            "quality": timed("quality", quality_report, train, synthetic, schema, seed=seed),
+            "detection": timed("detection", detection_test, train, synthetic, schema, seed=seed),
+        },
+        "privacy": timed("privacy", privacy_metrics, train, holdout, synthetic, schema, device=device, seed=seed),
+        "utility": timed("utility", utility_report, train, holdout, synthetic, schema, target, seed=seed) if target else None,
+        "contracts": timed("contracts", contracts_report, train, synthetic, schema),
+    }
+    results["gate"] = apply_gate(results, gate)
+    results["meta"] = {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "rows": {"train": len(train), "holdout": len(holdout), "synthetic": len(synthetic)},
+        "columns": schema.names,
+        "target": target,
+        "seed": seed,
+        "gate_config": gate.to_dict(),
+        "seconds": seconds,
+        "versions": {pkg: _version(pkg) for pkg in ("tabtwin", "sdmetrics", "great_expectations", "scikit-learn", "torch")},
+        "machine": f"{platform.platform()}, {os.cpu_count()} cores",
+    }
+    return {key: results[key] for key in ("gate", "fidelity", "privacy", "utility", "contracts", "meta")}
+
+
+def _check_tables(train, holdout, synthetic, schema: Schema) -> None:
+    for name, frame in (("real", train), ("holdout", holdout), ("synthetic", synthetic)):
+        missing = [column for column in schema.names if column not in frame.columns]
+        if missing:
+            raise TabtwinError(f"the {name} table lacks column(s) {missing}; all tables need the same columns")
+        if len(frame) == 0:
+            raise TabtwinError(f"the {name} table has no rows; evaluation needs rows in all three tables")
+
+
+def _version(package: str) -> str | None:
+    try:
+        return version(package)
+    except Exception:
+        return None
+
+
+# ---------------------------------------------------------------------------------------------- writing
+
+
+def write_report(results: dict, out_dir: str | Path, real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema) -> dict:
+    """report.json, report.html and expectation_suite.json under `out_dir`; returns their paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    results = json.loads(json.dumps(results, default=_json_default))  # plain types only, NaN-free below
+    contracts = results.get("contracts") or {}
+    suite = contracts.pop("suite", None)
+    paths = {"json": write_json_atomic(_finite(results), out / "report.json")}
+    if suite is not None:
+        paths["suite"] = write_json_atomic(suite, out / "expectation_suite.json")
+    paths["html"] = _write_text_atomic(render_html(results, real, synthetic, schema), out / "report.html")
+    return paths
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (pd.Timestamp, datetime)):
+        return value.isoformat()
+    return str(value)
+
+
+def _finite(value):
+    """JSON has no NaN or Infinity: they become null."""
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _write_text_atomic(text: str, path: Path) -> Path:
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8") as tmp:
+        tmp.write(text)
+    os.replace(tmp.name, path)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- html
+
+
+def render_html(results: dict, real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema) -> str:
+    from jinja2 import Environment
+
+    figures = {
+        "columns": _png(_column_figure, real, synthetic, schema),
+        "correlation": _png(_correlation_figure, results["fidelity"]["quality"]),
+        "dcr": _png(_dcr_figure, results["privacy"]),
+    }
+    template = Environment(autoescape=True).from_string(_TEMPLATE)
+    return template.render(r=results, figures=figures, fmt=_fmt)
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _png(draw, *args) -> str | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure = draw(*args)
+    if figure is None:
+        return None
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    plt.close(figure)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _column_figure(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema):
+    import matplotlib.pyplot as plt
+
+    from evaluation.features import numeric_values
+
+    specs = [s for s in schema.columns if s.kind != "id"]
+    if not specs:
+        return None
+    per_row = 3
+    rows = (len(specs) + per_row - 1) // per_row
+    figure, axes = plt.subplots(rows, per_row, figsize=(5 * per_row, 3 * rows), squeeze=False)
+    for ax, spec in zip(axes.flat, specs):
+        if spec.kind in ("continuous", "datetime"):
+            a, b = numeric_values(real[spec.name], spec).dropna(), numeric_values(synthetic[spec.name], spec).dropna()
+            bins = np.histogram_bin_edges(a, bins=40) if len(a) and a.min() < a.max() else 20
+            ax.hist(a, bins=bins, density=True, alpha=0.55, label="real")
+            ax.hist(b, bins=bins, density=True, alpha=0.55, label="synthetic")
+        else:
+            shares = pd.DataFrame(
+                {"real": _shares(real[spec.name]), "synthetic": _shares(synthetic[spec.name])}
+            ).fillna(0.0)
+            shares = shares.sort_values("real", ascending=False).head(15)
+            shares.plot.bar(ax=ax, width=0.8, legend=False)
+            ax.tick_params(axis="x", labelrotation=60, labelsize=7)
+        ax.set_title(spec.name, fontsize=10)
+    for ax in list(axes.flat)[len(specs):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def _shares(series: pd.Series) -> pd.Series:
+    return series.astype(object).where(series.notna(), "(null)").astype(str).value_counts(normalize=True)
+
+
+def _correlation_figure(quality: dict):
+    import matplotlib.pyplot as plt
+
+    pairs = [p for p in quality.get("pairs", []) if p.get("score") is not None]
+    if not pairs:
+        return None
+    names = list(dict.fromkeys(name for p in pairs for name in p["columns"]))
+    gap = pd.DataFrame(np.nan, index=names, columns=names)
+    for p in pairs:
+        a, b = p["columns"]
+        if p.get("real") is not None and p.get("synthetic") is not None:
+            value = abs(p["real"] - p["synthetic"])
+        else:
+            value = 1.0 - p["score"]
+        gap.loc[a, b] = gap.loc[b, a] = value
+    figure, ax = plt.subplots(figsize=(0.45 * len(names) + 3, 0.45 * len(names) + 2))
+    image = ax.imshow(gap.to_numpy(dtype=float), cmap="Reds", vmin=0, vmax=max(0.2, np.nanmax(gap.to_numpy(dtype=float))))
+    ax.set_xticks(range(len(names)), names, rotation=70, fontsize=8)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.set_title("|real - synthetic| correlation / association per pair")
+    figure.colorbar(image, ax=ax, shrink=0.8)
+    figure.tight_layout()
+    return figure
+
+
+def _dcr_figure(privacy: dict):
+    import matplotlib.pyplot as plt
+
+    distances = privacy.get("distances") or {}
+    series = {name: np.asarray(values, dtype=float) for name, values in distances.items() if values}
+    if not series:
+        return None
+    top = max(float(np.nanmax(v)) for v in series.values())
+    bins = np.linspace(0, top if top > 0 else 1.0, 50)
+    figure, ax = plt.subplots(figsize=(8, 3.5))
+    for name, values in series.items():
+        ax.hist(values, bins=bins, alpha=0.5, density=True, label=name.replace("_", " "))
+    ax.set_xlabel("distance to closest record")
+    ax.set_title("Distance to closest record")
+    ax.legend(fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+_TEMPLATE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>tabtwin evaluation report</title>
+<style>
+body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#222;line-height:1.4}
+h1{margin-bottom:.2rem} h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2rem}
+.banner{padding:1rem 1.2rem;border-radius:6px;font-size:1.2rem;font-weight:600}
+.pass{background:#e6f4ea;color:#1e6b34} .fail{background:#fce8e6;color:#a50e0e}
+table{border-collapse:collapse;margin:.6rem 0} td,th{border:1px solid #ddd;padding:.3rem .6rem;text-align:left;font-size:.92rem}
+th{background:#f5f5f5} td.ok{color:#1e6b34} td.bad{color:#a50e0e;font-weight:600} img{max-width:100%}
+.muted{color:#666;font-size:.9rem}
+</style></head><body>
+<h1>Synthetic data evaluation</h1>
+<p class="muted">{{ r.meta.created }} · real {{ r.meta.rows.train }} rows, holdout {{ r.meta.rows.holdout }},
+synthetic {{ r.meta.rows.synthetic }} · tabtwin {{ r.meta.versions.tabtwin }}, sdmetrics {{ r.meta.versions.sdmetrics }},
+great-expectations {{ r.meta.versions.great_expectations }}</p>
+<div class="banner {{ 'pass' if r.gate.passed else 'fail' }}">Gate {{ 'PASSED' if r.gate.passed else 'FAILED' }}
+{% if not r.gate.passed %}: {{ r.gate.failures|length }} check(s) failed{% endif %}</div>
+<table><tr><th>section</th><th>check</th><th>value</th><th>threshold</th><th>result</th></tr>
+{% for c in r.gate.checks %}<tr><td>{{ c.section }}</td><td>{{ c.check }}</td><td>{{ fmt(c.value) }}</td>
+<td>{{ '≥' if c.op == '>=' else '≤' }} {{ c.threshold }}</td>
+<td class="{{ 'ok' if c.passed else 'bad' }}">{{ 'pass' if c.passed else 'FAIL' }}</td></tr>{% endfor %}
+</table>
+
+<h2>Fidelity</h2>
+<table><tr><th>sdmetrics quality</th><td>{{ fmt(r.fidelity.quality.score) }}</td></tr>
+<tr><th>column shapes</th><td>{{ fmt(r.fidelity.quality.column_shapes) }}</td></tr>
+<tr><th>column pair trends</th><td>{{ fmt(r.fidelity.quality.column_pair_trends) }}</td></tr>
+<tr><th>detection AUC (boosted trees, 3-fold)</th><td>{{ fmt(r.fidelity.detection.auc) }}</td></tr>
+<tr><th>detection score (1 = indistinguishable)</th><td>{{ fmt(r.fidelity.detection.score) }}</td></tr></table>
+<p class="muted">sdmetrics {{ r.fidelity.quality.sdmetrics_version }} on {{ r.fidelity.quality.rows_used }} rows per side.</p>
+<table><tr><th>column</th><th>metric</th><th>score</th></tr>
+{% for name, c in r.fidelity.quality.columns.items() %}<tr><td>{{ name }}</td><td>{{ c.metric }}</td><td>{{ fmt(c.score) }}</td></tr>{% endfor %}
+</table>
+{% if figures.columns %}<h3>Real vs synthetic, per column</h3><img alt="column distributions" src="data:image/png;base64,{{ figures.columns }}">{% endif %}
+{% if figures.correlation %}<h3>Correlation difference</h3><img alt="correlation difference" src="data:image/png;base64,{{ figures.correlation }}">{% endif %}
+
+<h2>Privacy</h2>
+<table>
+<tr><th>DCR share (closer to train than holdout; 0.5 ideal)</th><td>{{ fmt(r.privacy.dcr_share) }}</td></tr>
+<tr><th>share closer than the 5th percentile of holdout-to-train (0.05 natural)</th><td>{{ fmt(r.privacy.dcr_below_holdout_p5) }}</td></tr>
+<tr><th>exact copies of train rows</th><td>{{ fmt(r.privacy.exact_copy_share, 4) }} (holdout rows repeating train: {{ fmt(r.privacy.holdout_exact_copy_share, 4) }})</td></tr>
+<tr><th>NNDR median (synthetic / holdout)</th><td>{{ fmt(r.privacy.nndr_median) }} / {{ fmt(r.privacy.holdout_nndr_median) }}</td></tr>
+<tr><th>membership inference AUC (0.5 = no leakage)</th><td>{{ fmt(r.privacy.mia_auc) }}</td></tr>
+</table>
+<p class="muted">{{ r.privacy.distance }}</p>
+{% if figures.dcr %}<img alt="DCR histograms" src="data:image/png;base64,{{ figures.dcr }}">{% endif %}
+
+<h2>Utility</h2>
+{% if r.utility %}<p>Predicting <b>{{ r.utility.target }}</b> ({{ r.utility.task }}, {{ r.utility.model }}), tested on the real holdout ({{ r.utility.test_rows }} rows).</p>
+<table><tr><th>metric</th><th>train on real</th><th>train on synthetic</th><th>ratio</th></tr>
+{% for m, ratio in r.utility.ratio.items() %}<tr><td>{{ m }}</td><td>{{ fmt(r.utility.train_real[m]) }}</td><td>{{ fmt(r.utility.train_synthetic[m]) }}</td><td>{{ fmt(ratio) }}</td></tr>{% endfor %}
+</table>{% else %}<p class="muted">No target column given: utility not measured.</p>{% endif %}
+
+<h2>Data contracts</h2>
+<p>{{ r.contracts.n_expectations - r.contracts.n_failed }} of {{ r.contracts.n_expectations }} expectations met
+(success rate {{ fmt(r.contracts.success_rate) }}).</p>
+{% if r.contracts.failed %}<table><tr><th>expectation</th><th>column</th><th>observed</th></tr>
+{% for f in r.contracts.failed %}<tr><td>{{ f.expectation }}</td><td>{{ f.column }}</td><td>{{ f.observed }}</td></tr>{% endfor %}
+</table>{% endif %}
+<p class="muted">Evaluation took {% for k, v in r.meta.seconds.items() %}{{ k }} {{ v }} s{% if not loop.last %}, {% endif %}{% endfor %} on {{ r.meta.machine }}.</p>
+</body></html>
+"""
