@@ -65,6 +65,20 @@ def _parser() -> argparse.ArgumentParser:
         help="only rows with this value (repeatable; discrete and boolean columns)",
     )
     sample.set_defaults(handler=_cmd_sample)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="fidelity, privacy, utility and contracts of a synthetic table; exit 3 if the gate fails"
+    )
+    evaluate.add_argument("--real", required=True, help="the real table the generator was trained on")
+    evaluate.add_argument("--holdout", required=True, help="real rows the generator never saw")
+    evaluate.add_argument("--synthetic", required=True)
+    evaluate.add_argument("--metadata", type=Path, help="SDV single-table metadata JSON that overrides inference")
+    evaluate.add_argument("--target", help="column to predict for the utility check")
+    evaluate.add_argument("--gate", type=Path, help="JSON file of gate thresholds (see evaluation/gate.py)")
+    evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--out", type=Path, required=True, help="folder for report.json and report.html")
+    evaluate.set_defaults(handler=_cmd_evaluate)
     return parser
 
 
@@ -172,6 +186,32 @@ def _cmd_sample(args) -> int:
     path = write_table(table, args.out)
     print(f"{len(table):,} rows sampled in {seconds:.1f} s and written to {path}")
     return 0
+
+
+EXIT_GATE_FAILED = 3
+
+
+def _cmd_evaluate(args) -> int:
+    from evaluation.gate import GateConfig
+    from evaluation.report import evaluate, write_report
+    from pipeline.ingest import read_table
+    from pipeline.schema import infer_schema, load_metadata
+
+    gate = GateConfig.from_file(args.gate) if args.gate else GateConfig()
+    metadata = load_metadata(args.metadata) if args.metadata else None
+    real, holdout, synthetic = (read_table(p) for p in (args.real, args.holdout, args.synthetic))
+    schema = infer_schema(real, metadata)
+    results = evaluate(real, holdout, synthetic, schema, target=args.target, gate=gate, device=args.device, seed=args.seed)
+    paths = write_report(results, args.out, real, synthetic, schema)
+    print(format_gate(results["gate"]))
+    print(f"report: {paths['html']} and {paths['json']}")
+    return 0 if results["gate"]["passed"] else EXIT_GATE_FAILED
+
+
+def format_gate(gate: dict) -> str:
+    lines = [f"gate {'PASSED' if gate['passed'] else 'FAILED'}"]
+    lines += [f"  {'ok  ' if c['passed'] else 'FAIL'} {c['message']}" for c in gate["checks"]]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -19,3 +19,34 @@ def adult() -> pd.DataFrame:
 def mixed_frame() -> pd.DataFrame:
     """Every column kind, with nulls, in a few hundred rows."""
     return make_sample_table(400, seed=7)
+
+
+def make_correlated_table(n: int, seed: int) -> pd.DataFrame:
+    """Columns that depend on each other, so that breaking the dependence is detectable."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    income = rng.lognormal(10, 0.5, n)
+    age = np.clip(20 + (np.log(income) - 9) * 15 + rng.normal(0, 5, n), 18, 90).round()
+    segment = np.where(income > np.median(income), "high", "low")
+    flip = rng.random(n) < 0.1
+    segment = np.where(flip, np.where(segment == "high", "low", "high"), segment)
+    region = np.where(age > 45, rng.choice(["north", "east"], n), rng.choice(["south", "west"], n))
+    return pd.DataFrame(
+        {
+            "row_id": np.arange(n),
+            "income": income.round(2),
+            "age": age.astype(int),
+            "segment": segment,
+            "region": region,
+            "member": (income > np.quantile(income, 0.7)) ^ (rng.random(n) < 0.05),
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+def correlated_split():
+    """(train, holdout, a fresh draw from the same distribution) of the correlated table."""
+    table = make_correlated_table(3000, seed=11)
+    fresh = make_correlated_table(1500, seed=12)
+    return table.iloc[:1500].reset_index(drop=True), table.iloc[1500:].reset_index(drop=True), fresh
