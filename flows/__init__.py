@@ -1,1 +1,11 @@
-"""flows package."""
+"""Prefect flows: thin wrappers over the plain functions in `flows.steps`, `pipeline`, `generators` and `evaluation`.
+
+Prefect is quiet by default (warnings only; `tabtwin --verbose` turns its logs on) and never phones home.
+These defaults are set before Prefect is imported and yield to anything the user set.
+"""
+
+import os
+
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")

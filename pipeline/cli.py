@@ -79,6 +79,36 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--out", type=Path, required=True, help="folder for report.json and report.html")
     evaluate.set_defaults(handler=_cmd_evaluate)
+
+    run = commands.add_parser("run", help="the whole pipeline as a Prefect flow: ingest, fit, sample, evaluate, publish")
+    run.add_argument("data", nargs="+", help="one or more tables (several fan out with --runner dask)")
+    run.add_argument("--model", nargs="+", choices=["ctgan", "tvae"], default=["ctgan"])
+    run.add_argument("--epochs", type=_positive_int, default=300)
+    run.add_argument("--batch-size", type=_positive_int, default=500)
+    run.add_argument("--rows", type=_positive_int, help="synthetic rows (default: as many as the training split)")
+    run.add_argument("--target", help="column to predict for the utility check")
+    run.add_argument("--metadata", help="SDV single-table metadata JSON that overrides inference")
+    run.add_argument("--gate", help="JSON file of gate thresholds")
+    run.add_argument("--holdout-fraction", type=float, default=0.2)
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--device", default="auto")
+    run.add_argument("--out", default="out/runs", help="folder that receives one sub-folder per run")
+    run.add_argument("--cache", default="out/cache", help="fitted models, keyed by data fingerprint + parameters")
+    run.add_argument("--registry", default="out/registry", help="where passing models are registered for requests")
+    run.add_argument("--runner", choices=["local", "dask"], default="local")
+    run.add_argument("--dask-address", help="scheduler address (default: a LocalCluster)")
+    run.add_argument("--verbose", action="store_true", help="Prefect's logs")
+    run.set_defaults(handler=_cmd_run)
+
+    request = commands.add_parser("request", help="sample from a registered model, evaluate, hand out if it passes")
+    request.add_argument("model", help="registry entry written by `tabtwin run` (e.g. out/registry/adult-ctgan)")
+    request.add_argument("--rows", type=_positive_int, required=True)
+    request.add_argument("--condition", action="append", default=[], metavar="COL=VALUE")
+    request.add_argument("--out", type=Path, required=True, help="output .parquet or .csv")
+    request.add_argument("--seed", type=int)
+    request.add_argument("--device", default="auto")
+    request.add_argument("--verbose", action="store_true", help="Prefect's logs")
+    request.set_defaults(handler=_cmd_request)
     return parser
 
 
@@ -212,6 +242,73 @@ def format_gate(gate: dict) -> str:
     lines = [f"gate {'PASSED' if gate['passed'] else 'FAILED'}"]
     lines += [f"  {'ok  ' if c['passed'] else 'FAIL'} {c['message']}" for c in gate["checks"]]
     return "\n".join(lines)
+
+
+def _quiet_prefect(verbose: bool) -> None:
+    import os
+
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
+
+
+def _cmd_run(args) -> int:
+    _quiet_prefect(args.verbose)
+    from flows.steps import RunSpec
+
+    specs = [
+        RunSpec(data=data, model=model, epochs=args.epochs, batch_size=args.batch_size, rows=args.rows,
+                target=args.target, holdout_fraction=args.holdout_fraction, seed=args.seed, device=args.device,
+                metadata=args.metadata, gate=args.gate)
+        for data in args.data
+        for model in args.model
+    ]
+    if args.runner == "dask":
+        from flows.scale import run_many
+
+        summaries = run_many(specs, args.out, args.cache, dask_address=args.dask_address)
+    else:
+        summaries = [_run_synthesize(spec, args) for spec in specs]
+    for summary in summaries:
+        verdict = "published" if summary["passed"] else "gate FAILED, data withheld"
+        print(f"{summary['data']} [{summary['model']}]: {verdict}")
+        print(f"  report: {summary['folder']}/report.html")
+        if summary["passed"]:
+            print(f"  data:   {summary['folder']}/synthetic.parquet")
+    return 0 if all(s["passed"] for s in summaries) else EXIT_GATE_FAILED
+
+
+def _run_synthesize(spec, args) -> dict:
+    from flows.synthesize import synthesize
+
+    state = synthesize(data=spec.data, model=spec.model, epochs=spec.epochs, batch_size=spec.batch_size, rows=spec.rows,
+                       target=spec.target, out=args.out, cache=args.cache, registry=args.registry,
+                       holdout_fraction=spec.holdout_fraction, seed=spec.seed, device=spec.device,
+                       metadata=spec.metadata, gate=spec.gate, return_state=True)
+    return {"data": spec.data, "model": spec.model, **_flow_outcome(state)}
+
+
+def _flow_outcome(state) -> dict:
+    """The summary a finished flow carries; a flow that crashed re-raises its error (user errors print one line)."""
+    data = state.data if isinstance(getattr(state, "data", None), dict) else None
+    if data is None:
+        state.result()  # raises the flow's exception
+    return data
+
+
+def _cmd_request(args) -> int:
+    _quiet_prefect(args.verbose)
+    from flows.synthesize import request
+    from pipeline.ingest import check_output_path
+
+    check_output_path(args.out)
+    state = request(model=args.model, rows=args.rows, conditions=parse_conditions(args.condition) or None,
+                    out=str(args.out), seed=args.seed, device=args.device, return_state=True)
+    summary = _flow_outcome(state)
+    print(f"report: {summary['folder']}/report.html")
+    if summary["passed"]:
+        print(f"{args.rows:,} rows written to {args.out}")
+        return 0
+    print("gate FAILED: the table is withheld")
+    return EXIT_GATE_FAILED
 
 
 if __name__ == "__main__":

@@ -1,0 +1,207 @@
+"""Plain, tested functions the flows are made of (no Prefect in here): split, fingerprint, cache, publish.
+
+A published run is a folder `OUT/RUN_ID/` holding `synthetic.parquet` (only when the gate passed),
+`report.json`, `report.html`, `expectation_suite.json` and `run.json`; it appears whole or not at all
+(written to a hidden staging folder, then renamed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.errors import TabtwinError
+from pipeline.schema import Schema, write_json_atomic
+
+REGISTRATION = "registration.json"
+
+
+@dataclass
+class RunSpec:
+    """Everything that decides what a run produces (and so what its cached model depends on)."""
+
+    data: str
+    model: str = "ctgan"
+    epochs: int = 300
+    batch_size: int = 500
+    rows: int | None = None  # synthetic rows; default: as many as the training split
+    target: str | None = None
+    holdout_fraction: float = 0.2
+    seed: int = 0
+    device: str = "auto"
+    table: str | None = None
+    metadata: str | None = None
+    gate: str | None = None
+    conditions: dict = field(default_factory=dict)
+
+    def model_params(self) -> dict:
+        return {"model": self.model, "epochs": self.epochs, "batch_size": self.batch_size, "seed": self.seed}
+
+
+def split_train_holdout(df: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A seeded random split; the holdout is real data the generator never sees (privacy needs it)."""
+    if not 0 < fraction < 1:
+        raise TabtwinError(f"holdout fraction must be between 0 and 1, got {fraction}")
+    holdout_rows = max(1, round(len(df) * fraction))
+    if len(df) - holdout_rows < 2:
+        raise TabtwinError(f"the table has {len(df)} rows: too few to keep a holdout of {fraction:.0%} and train on the rest")
+    holdout = df.sample(n=holdout_rows, random_state=seed)
+    return df.drop(holdout.index).reset_index(drop=True), holdout.reset_index(drop=True)
+
+
+def fingerprint(df: pd.DataFrame, schema: Schema, params: dict) -> str:
+    """Hash of the training rows, the schema and the fit parameters: same inputs, same model."""
+    digest = hashlib.sha256()
+    digest.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
+    digest.update(json.dumps([list(map(str, df.columns)), schema.to_dict(), params], sort_keys=True).encode())
+    return digest.hexdigest()[:16]
+
+
+def cached_model_dir(cache_root: str | Path, key: str) -> Path:
+    return Path(cache_root) / key
+
+
+def is_cached(model_dir: Path) -> bool:
+    return (model_dir / "config.json").is_file() and (model_dir / "weights.pt").is_file()
+
+
+def filter_rows(df: pd.DataFrame, conditions: dict) -> pd.DataFrame:
+    """Real rows meeting the conditions, compared as text like the generators do (" Female" ~ "female")."""
+    mask = pd.Series(True, index=df.index)
+    for column, value in conditions.items():
+        if column not in df.columns:
+            raise TabtwinError(f"condition names unknown column {column!r}; columns are {list(df.columns)}")
+        text = df[column].astype(str).str.strip().str.lower()
+        mask &= text == str(value).strip().lower()
+    return df[mask].reset_index(drop=True)
+
+
+def load_inputs(spec: RunSpec) -> tuple[pd.DataFrame, pd.DataFrame, Schema]:
+    """(train, holdout, schema) for a run: read, infer (metadata overrides), split."""
+    from pipeline.ingest import read_table
+    from pipeline.schema import infer_schema, load_metadata
+
+    df = read_table(spec.data, table=spec.table)
+    schema = infer_schema(df, load_metadata(spec.metadata) if spec.metadata else None)
+    train, holdout = split_train_holdout(df, spec.holdout_fraction, spec.seed)
+    return train, holdout, schema
+
+
+def fit_or_reuse(train: pd.DataFrame, schema: Schema, spec: RunSpec, cache_root: str | Path) -> tuple[Path, bool]:
+    """The model folder for these inputs, training only when no model with the same fingerprint is cached."""
+    from generators import model_class
+
+    model_dir = cached_model_dir(cache_root, fingerprint(train, schema, spec.model_params()))
+    if is_cached(model_dir):
+        return model_dir, True
+    params = dict(epochs=spec.epochs, batch_size=spec.batch_size, device=spec.device, random_state=spec.seed)
+    model_class(spec.model)(**params, verbose=False).fit(train, schema).save(model_dir)
+    return model_dir, False
+
+
+def sample_synthetic(model_dir: Path, rows: int, spec: RunSpec) -> pd.DataFrame:
+    from generators import load_model
+
+    return load_model(model_dir, device=spec.device).sample(rows, conditions=spec.conditions or None, seed=spec.seed)
+
+
+def evaluate_run(train, holdout, synthetic, schema: Schema, spec: RunSpec) -> dict:
+    from evaluation.gate import GateConfig
+    from evaluation.report import evaluate
+
+    gate = GateConfig.from_file(spec.gate) if spec.gate else GateConfig()
+    return evaluate(train, holdout, synthetic, schema, target=spec.target, gate=gate, device=spec.device, seed=spec.seed)
+
+
+def run_pipeline(spec: RunSpec, out_root: str | Path, cache_root: str | Path) -> dict:
+    """The whole synthesize pipeline as one plain call: what each Dask worker runs for one table and model."""
+    train, holdout, schema = load_inputs(spec)
+    model_dir, reused = fit_or_reuse(train, schema, spec, cache_root)
+    synthetic = sample_synthetic(model_dir, spec.rows or len(train), spec)
+    results = evaluate_run(train, holdout, synthetic, schema, spec)
+    published = publish(out_root, new_run_id(spec), results, train, synthetic, schema, {"spec": asdict(spec)})
+    return {"data": spec.data, "model": spec.model, "folder": str(published.folder), "passed": published.passed,
+            "model_reused": reused}
+
+
+def new_run_id(spec: RunSpec) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    return f"{stamp}-{Path(spec.data).stem}-{spec.model}-{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class Published:
+    folder: Path
+    passed: bool
+    synthetic: Path | None
+
+
+def publish(
+    out_root: str | Path,
+    run_id: str,
+    results: dict,
+    real: pd.DataFrame,
+    synthetic: pd.DataFrame,
+    schema: Schema,
+    run_info: dict,
+) -> Published:
+    """Write the reports (always) and the synthetic table (only if the gate passed) as one atomic folder."""
+    from evaluation.report import write_report
+    from pipeline.ingest import write_table
+
+    target = Path(out_root) / run_id
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{run_id}."))
+    passed = bool(results["gate"]["passed"])
+    try:
+        write_report(results, staging, real, synthetic, schema)
+        if passed:
+            write_table(synthetic, staging / "synthetic.parquet")
+        info = {**run_info, "run_id": run_id, "gate_passed": passed, "published": passed}
+        write_json_atomic(info, staging / "run.json")
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return Published(folder=target, passed=passed, synthetic=target / "synthetic.parquet" if passed else None)
+
+
+def register_model(registry: str | Path, name: str, model_dir: Path, spec: RunSpec) -> Path:
+    """Copy a fitted model into the registry with what is needed to evaluate later requests against real data."""
+    target = Path(registry) / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}."))
+    try:
+        shutil.copytree(model_dir, staging / "model")
+        write_json_atomic({"spec": asdict(spec), "registered": datetime.now(timezone.utc).isoformat()}, staging / REGISTRATION)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def read_registration(path: str | Path) -> tuple[Path, RunSpec]:
+    """(model folder, the spec it was trained with) from a registry entry."""
+    path = Path(path)
+    file = path / REGISTRATION
+    if not file.is_file():
+        raise TabtwinError(f"{path} is not a registered model (no {REGISTRATION}); register it with `tabtwin run`")
+    try:
+        spec = RunSpec(**json.loads(file.read_text(encoding="utf-8"))["spec"])
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise TabtwinError(f"{file} is corrupt ({err}); re-register the model") from None
+    return path / "model", spec
