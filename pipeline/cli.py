@@ -247,7 +247,8 @@ def format_gate(gate: dict) -> str:
 def _quiet_prefect(verbose: bool) -> None:
     import os
 
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
+    # Quiet by default: the CLI prints its own summary, and a user error its one line, not Prefect's traceback log.
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "CRITICAL")
 
 
 def _cmd_run(args) -> int:
@@ -288,10 +289,10 @@ def _run_synthesize(spec, args) -> dict:
 
 def _flow_outcome(state) -> dict:
     """The summary a finished flow carries; a flow that crashed re-raises its error (user errors print one line)."""
-    data = state.data if isinstance(getattr(state, "data", None), dict) else None
-    if data is None:
-        state.result()  # raises the flow's exception
-    return data
+    outcome = state.result(raise_on_failure=False)
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
 
 
 def _cmd_request(args) -> int:
