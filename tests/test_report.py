@@ -18,9 +18,18 @@ def independent_columns(frame: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame({c: rng.permutation(frame[c].to_numpy()) for c in frame.columns})
 
 
+def within_range(frame: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
+    """A fresh draw clipped to the real range, as our decoder does (the contracts expect the seen range)."""
+    out = frame.copy()
+    for column in ("income", "age"):
+        out[column] = out[column].clip(reference[column].min(), reference[column].max())
+    return out
+
+
 @pytest.fixture(scope="module")
 def runs(correlated_split):
     train, holdout, fresh = correlated_split
+    fresh = within_range(fresh, train)
     schema = infer_schema(train)
     cases = {"fresh": fresh, "copy": train.copy(), "independent": independent_columns(fresh)}
     return schema, {name: evaluate(train, holdout, synthetic, schema, target="segment") for name, synthetic in cases.items()}
@@ -52,6 +61,7 @@ def test_independent_random_columns_fail_on_fidelity(runs):
 def test_report_sections_and_files(runs, correlated_split, tmp_path):
     schema, results = runs
     train, _, fresh = correlated_split
+    fresh = within_range(fresh, train)
     paths = write_report(results["fresh"], tmp_path / "report", train, fresh, schema)
     report = json.loads(paths["json"].read_text())
     assert set(report) == {"gate", "fidelity", "privacy", "utility", "contracts", "meta"}
@@ -76,6 +86,7 @@ def test_mismatched_tables_are_refused(correlated_split):
 
 def test_cli_exit_codes(correlated_split, tmp_path, capsys):
     train, holdout, fresh = correlated_split
+    fresh = within_range(fresh, train)
     paths = {name: write_table(frame, tmp_path / f"{name}.csv")
              for name, frame in {"train": train, "holdout": holdout, "fresh": fresh, "copy": train}.items()}
 

@@ -1,0 +1,161 @@
+"""The flows, on small tables and tiny epoch counts, inside Prefect's test harness (no server to start)."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from flows import steps
+from flows.steps import RunSpec
+from pipeline.errors import TabtwinError
+from pipeline.ingest import read_table, write_table
+from pipeline.sample_data import make_sample_table
+from pipeline.schema import infer_schema
+
+LENIENT = {"min_quality": 0, "min_pair_trends": 0, "min_detection_score": 0, "max_dcr_share": 1, "max_close_share": 1,
+           "max_exact_copy_excess": 1, "max_mia_auc": 1, "min_utility_ratio": 0, "min_contract_success": 0}
+
+
+@pytest.fixture(scope="module")
+def harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def workspace(tmp_path):
+    data = write_table(make_sample_table(400, seed=5), tmp_path / "customers.csv")
+    lenient = tmp_path / "lenient.json"
+    lenient.write_text(json.dumps(LENIENT))
+    strict = tmp_path / "strict.json"
+    strict.write_text(json.dumps({**LENIENT, "min_quality": 1.01}))
+    return {"root": tmp_path, "data": str(data), "lenient": str(lenient), "strict": str(strict)}
+
+
+# ---------------------------------------------------------------------------------------------- plain steps
+
+
+def test_split_is_seeded_and_disjoint():
+    df = make_sample_table(100, seed=1)
+    train, holdout = steps.split_train_holdout(df, 0.2, seed=3)
+    again, _ = steps.split_train_holdout(df, 0.2, seed=3)
+    assert len(holdout) == 20 and len(train) == 80 and train.equals(again)
+    assert not set(train["customer_id"]) & set(holdout["customer_id"])
+    with pytest.raises(TabtwinError, match="between 0 and 1"):
+        steps.split_train_holdout(df, 1.5, seed=0)
+    with pytest.raises(TabtwinError, match="too few"):
+        steps.split_train_holdout(df.head(2), 0.5, seed=0)
+
+
+def test_fingerprint_changes_with_data_and_parameters():
+    df = make_sample_table(50, seed=1)
+    schema = infer_schema(df)
+    base = steps.fingerprint(df, schema, {"epochs": 1})
+    assert base == steps.fingerprint(df.copy(), schema, {"epochs": 1})
+    assert base != steps.fingerprint(df, schema, {"epochs": 2})
+    changed = df.copy()
+    changed.loc[0, "amount"] += 1
+    assert base != steps.fingerprint(changed, schema, {"epochs": 1})
+
+
+def test_filter_rows_matches_like_the_generators():
+    df = pd.DataFrame({"sex": [" Female", " Male", " Female"], "n": [1, 2, 3]})
+    assert steps.filter_rows(df, {"sex": "female"})["n"].tolist() == [1, 3]
+    with pytest.raises(TabtwinError, match="'nope'"):
+        steps.filter_rows(df, {"nope": 1})
+
+
+def test_registration_round_trip(tmp_path):
+    model_dir = tmp_path / "m"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text("{}")
+    spec = RunSpec(data="x.csv", epochs=3, target="y")
+    entry = steps.register_model(tmp_path / "registry", "x-ctgan", model_dir, spec)
+    folder, again = steps.read_registration(entry)
+    assert folder == entry / "model" and (folder / "config.json").is_file() and again == spec
+    with pytest.raises(TabtwinError, match="not a registered model"):
+        steps.read_registration(tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------- flows
+
+
+def run_synthesize(workspace, gate, **extra):
+    from flows.synthesize import synthesize
+
+    params = dict(data=workspace["data"], epochs=1, batch_size=50, out=str(workspace["root"] / "runs"),
+                  cache=str(workspace["root"] / "cache"), registry=str(workspace["root"] / "registry"),
+                  device="cpu", gate=gate, target="colour")
+    return synthesize(**{**params, **extra}, return_state=True)
+
+
+def test_synthesize_publishes_and_caches_the_model(harness, workspace):
+    first = run_synthesize(workspace, workspace["lenient"])
+    assert first.is_completed()
+    summary = first.result()
+    folder = Path(summary["folder"])
+    assert {p.name for p in folder.iterdir()} >= {"synthetic.parquet", "report.json", "report.html", "run.json"}
+    synthetic = read_table(folder / "synthetic.parquet")
+    assert len(synthetic) == 320  # as many rows as the training split
+    run = json.loads((folder / "run.json").read_text())
+    assert run["model_reused"] is False and run["gate_passed"] is True
+    second = run_synthesize(workspace, workspace["lenient"])
+    again = json.loads((Path(second.result()["folder"]) / "run.json").read_text())
+    assert again["model_reused"] is True  # same data and parameters: no retraining
+    assert len(list((workspace["root"] / "cache").iterdir())) == 1
+    assert (workspace["root"] / "registry" / "customers-ctgan" / "registration.json").is_file()
+
+
+def test_a_failed_gate_keeps_the_report_and_withholds_the_data(harness, workspace):
+    state = run_synthesize(workspace, workspace["strict"], registry=None)
+    assert state.is_failed() and "gate failed" in state.message
+    folder = Path(state.result(raise_on_failure=False)["folder"])
+    assert (folder / "report.html").is_file() and not (folder / "synthetic.parquet").exists()
+    assert json.loads((folder / "report.json").read_text())["gate"]["passed"] is False
+
+
+def test_report_becomes_prefect_artifacts(harness, workspace):
+    from prefect.client.orchestration import get_client
+
+    run_synthesize(workspace, workspace["lenient"])
+
+    async def artifact_keys():
+        async with get_client() as client:
+            return {a.key for a in await client.read_artifacts()}
+
+    import asyncio
+
+    assert {"synthesize-report", "synthesize-report-checks"} <= asyncio.run(artifact_keys())
+
+
+def test_request_samples_a_registered_model_under_conditions(harness, workspace):
+    from flows.synthesize import request
+
+    assert run_synthesize(workspace, workspace["lenient"]).is_completed()
+    out = workspace["root"] / "requests" / "red.csv"
+    state = request(model=str(workspace["root"] / "registry" / "customers-ctgan"), rows=77,
+                    conditions={"colour": "red"}, out=str(out), device="cpu", return_state=True)
+    assert state.is_completed(), state.message
+    table = read_table(out)
+    assert len(table) == 77 and (table["colour"] == "red").all()
+    report = json.loads((workspace["root"] / "requests" / "red" / "report.json").read_text())
+    assert report["meta"]["rows"]["synthetic"] == 77
+    assert report["meta"]["rows"]["train"] < 320  # evaluated against the real rows meeting the condition
+
+
+def test_two_tables_on_a_local_dask_cluster(workspace):
+    from flows.scale import run_many
+
+    second = write_table(make_sample_table(300, seed=9), workspace["root"] / "accounts.parquet")
+    specs = [RunSpec(data=d, epochs=1, batch_size=50, device="cpu", gate=workspace["lenient"])
+             for d in (workspace["data"], str(second))]
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        summaries = run_many(specs, str(workspace["root"] / "runs"), str(workspace["root"] / "cache"))
+    assert sorted(s["data"] for s in summaries) == sorted(spec.data for spec in specs)
+    assert all(s["passed"] for s in summaries)
+    assert len(list((workspace["root"] / "runs").iterdir())) == 2
