@@ -17,7 +17,6 @@ import io
 import json
 import os
 import platform
-import tempfile
 import time
 from datetime import datetime, timezone
 from importlib.metadata import version
@@ -28,7 +27,8 @@ import pandas as pd
 
 from evaluation.gate import GateConfig, apply_gate
 from pipeline.errors import TabtwinError
-from pipeline.schema import Schema, write_json_atomic
+from pipeline.files import write_json_atomic, write_text_atomic
+from pipeline.schema import Schema
 
 
 def evaluate(
@@ -110,7 +110,7 @@ def write_report(results: dict, out_dir: str | Path, real: pd.DataFrame, synthet
     paths = {"json": write_json_atomic(_finite(results), out / "report.json")}
     if suite is not None:
         paths["suite"] = write_json_atomic(suite, out / "expectation_suite.json")
-    paths["html"] = _write_text_atomic(render_html(results, real, synthetic, schema), out / "report.html")
+    paths["html"] = write_text_atomic(render_html(results, real, synthetic, schema), out / "report.html")
     return paths
 
 
@@ -131,13 +131,6 @@ def _finite(value):
     if isinstance(value, list):
         return [_finite(v) for v in value]
     return value
-
-
-def _write_text_atomic(text: str, path: Path) -> Path:
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8") as tmp:
-        tmp.write(text)
-    os.replace(tmp.name, path)
-    return path
 
 
 # ---------------------------------------------------------------------------------------------- html

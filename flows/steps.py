@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -20,7 +18,8 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.errors import TabtwinError
-from pipeline.schema import Schema, write_json_atomic
+from pipeline.files import atomic_directory, write_json_atomic
+from pipeline.schema import Schema
 
 REGISTRATION = "registration.json"
 
@@ -158,39 +157,22 @@ def publish(
     from evaluation.report import write_report
     from pipeline.ingest import write_table
 
-    target = Path(out_root) / run_id
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{run_id}."))
     passed = bool(results["gate"]["passed"])
-    try:
+    with atomic_directory(Path(out_root) / run_id) as staging:
         write_report(results, staging, real, synthetic, schema)
         if passed:
             write_table(synthetic, staging / "synthetic.parquet")
-        info = {**run_info, "run_id": run_id, "gate_passed": passed, "published": passed}
-        write_json_atomic(info, staging / "run.json")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        write_json_atomic({**run_info, "run_id": run_id, "gate_passed": passed, "published": passed}, staging / "run.json")
+    target = Path(out_root) / run_id
     return Published(folder=target, passed=passed, synthetic=target / "synthetic.parquet" if passed else None)
 
 
 def register_model(registry: str | Path, name: str, model_dir: Path, spec: RunSpec) -> Path:
     """Copy a fitted model into the registry with what is needed to evaluate later requests against real data."""
     target = Path(registry) / name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}."))
-    try:
+    with atomic_directory(target) as staging:
         shutil.copytree(model_dir, staging / "model")
         write_json_atomic({"spec": asdict(spec), "registered": datetime.now(timezone.utc).isoformat()}, staging / REGISTRATION)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return target
 
 

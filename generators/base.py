@@ -13,12 +13,10 @@ files (`config.json` + `encoder.json` + `weights.pt`, a `state_dict` loaded with
 
 from __future__ import annotations
 
-import json
 import hashlib
+import json
 import os
 import random
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -30,7 +28,8 @@ from torch.nn import functional as F
 
 from pipeline.encoding import Span, TableEncoder
 from pipeline.errors import TabtwinError
-from pipeline.schema import Schema, infer_schema, write_json_atomic
+from pipeline.files import atomic_directory, write_json_atomic
+from pipeline.schema import Schema, infer_schema
 
 FORMAT_VERSION = 1
 SAMPLE_BATCH = 50_000  # rows generated and decoded per batch: large enough to keep the device busy
@@ -337,9 +336,7 @@ class SyntheticGenerator:
         """Write config.json, encoder.json and weights.pt into `path`, replacing it only once all are written."""
         self._check_fitted()
         target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-        try:
+        with atomic_directory(target) as staging:
             weights = {name: module.state_dict() for name, module in self._modules().items()}
             torch.save(weights, staging / "weights.pt")
             config = {
@@ -351,12 +348,6 @@ class SyntheticGenerator:
             }
             write_json_atomic(config, staging / "config.json")
             self.encoder_.save(staging / "encoder.json")
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(staging, target)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
         return target
 
     @classmethod

@@ -13,9 +13,7 @@ Columns the metadata does not name are still inferred, so a file can fix just th
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import SchemaError
+from pipeline.files import write_json_atomic  # noqa: F401  (re-exported: used across the project)
 
 KINDS = ("continuous", "discrete", "datetime", "boolean", "id")
 
@@ -288,21 +287,6 @@ def load_metadata(path: str | Path) -> dict:
 
 def save_metadata(schema: Schema, path: str | Path) -> Path:
     return write_json_atomic(schema.to_metadata(), path)
-
-
-def write_json_atomic(data: dict, path: str | Path) -> Path:
-    """Write JSON through a temp file and a rename, so a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8") as tmp:
-        try:
-            json.dump(data, tmp, indent=2, ensure_ascii=False)
-        except BaseException:
-            tmp.close()
-            os.unlink(tmp.name)
-            raise
-    os.replace(tmp.name, path)
-    return path
 
 
 def warn_high_cardinality(schema: Schema, df: pd.DataFrame, limit: int = 1000) -> None:
