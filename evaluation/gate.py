@@ -69,7 +69,10 @@ def apply_gate(results: dict, config: GateConfig) -> dict:
     quality, detection = fidelity.get("quality", {}), fidelity.get("detection", {})
     if quality:
         checks.append(_at_least("fidelity", "quality", quality.get("score"), config.min_quality))
-        checks.append(_at_least("fidelity", "pair_trends", quality.get("column_pair_trends"), config.min_pair_trends))
+        if quality.get("column_pair_trends") is not None:
+            checks.append(_at_least("fidelity", "pair_trends", quality["column_pair_trends"], config.min_pair_trends))
+        # else: sdmetrics scores only pairs whose real association passes its threshold; with none, there is
+        # no trend to keep and nothing to check (the detection test still sees broken dependence).
     if detection:
         checks.append(_at_least("fidelity", "detection_score", detection.get("score"), config.min_detection_score))
     if privacy:

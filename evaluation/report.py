@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import time
+import warnings
 from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
@@ -162,11 +163,13 @@ def _png(draw, *args) -> str | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure = draw(*args)
-    if figure is None:
-        return None
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")  # e.g. CJK category labels
+        figure = draw(*args)
+        if figure is None:
+            return None
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
     plt.close(figure)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 

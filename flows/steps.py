@@ -118,7 +118,9 @@ def evaluate_run(train, holdout, synthetic, schema: Schema, spec: RunSpec) -> di
     from evaluation.report import evaluate
 
     gate = GateConfig.from_file(spec.gate) if spec.gate else GateConfig()
-    return evaluate(train, holdout, synthetic, schema, target=spec.target, gate=gate, device=spec.device, seed=spec.seed)
+    # A target fixed by a condition has one value: there is nothing to predict, so utility is skipped.
+    target = None if spec.target in spec.conditions else spec.target
+    return evaluate(train, holdout, synthetic, schema, target=target, gate=gate, device=spec.device, seed=spec.seed)
 
 
 def run_pipeline(spec: RunSpec, out_root: str | Path, cache_root: str | Path) -> dict:

@@ -115,3 +115,10 @@ def test_gate_config_from_file(tmp_path):
         GateConfig.from_file(path)
     with pytest.raises(TabtwinError, match="not found"):
         GateConfig.from_file(tmp_path / "missing.json")
+
+
+def test_pair_trends_without_associated_pairs_are_not_a_failure():
+    results = results_with()
+    results["fidelity"]["quality"]["column_pair_trends"] = None
+    gate = apply_gate(results, GateConfig())
+    assert gate["passed"] and "pair_trends" not in {c["check"] for c in gate["checks"]}
