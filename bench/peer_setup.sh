@@ -29,6 +29,7 @@ else
     fi
     "$PY" -m pip install -c "$CONSTRAINTS" "$WHEEL"
     "$PY" -m pip install -c "$CONSTRAINTS" "ctgan==$CTGAN_VERSION"
+    "$PY" -m pip install -c "$CONSTRAINTS" pyarrow  # the generator bench exchanges tables as Parquet
 fi
 
 # Verify the torch build really is the CPU one, then report versions.

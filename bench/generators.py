@@ -1,0 +1,153 @@
+"""Benchmark tabtwin's CTGAN and TVAE against the ctgan package's, on Adult, in one run (issue #3).
+
+    .venv/bin/python bench/generators.py [--data ../shared/data/adult.csv] [--epochs 30] [--models ctgan tvae]
+        [--sample-rows 100000] [--no-peer]
+
+Adult is split 80/20 (seed 0). Each (model, side) trains in its own process (bench/generator_runner.py; the
+peer side in bench/.peer-venv, see bench/peer_setup.sh) with the same epochs, batch size, CPU threads and
+discrete columns. Every synthetic table (as many rows as the training split) is then scored here, the same
+way: sdmetrics QualityReport (shapes, trends) and the boosted detection test against the training split, and
+the test AUC on the real 20 % of a HistGradientBoosting classifier trained on the synthetic rows to predict
+income (next to the same classifier trained on the real rows). Results go to bench/results/generators.json and
+the "Generators" section of bench/RESULTS.md.
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(ROOT))
+
+import pandas as pd  # noqa: E402
+from sklearn.model_selection import train_test_split  # noqa: E402
+
+from evaluation.fidelity import detection_test, quality_report  # noqa: E402
+from evaluation.utility import utility_report  # noqa: E402
+from pipeline.ingest import read_table  # noqa: E402
+from pipeline.schema import infer_schema  # noqa: E402
+
+PYTHON = {"ours": ROOT / ".venv" / "bin" / "python", "peer": BENCH / ".peer-venv" / "bin" / "python"}
+SECTION = "## Generators (issue #3)"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "adult.csv"))
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--models", nargs="+", default=["ctgan", "tvae"])
+    ap.add_argument("--sample-rows", type=int, default=100_000)
+    ap.add_argument("--target", default="income")
+    ap.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True)
+    args = ap.parse_args()
+
+    df = read_table(args.data)
+    train, test = train_test_split(df, test_size=0.2, random_state=0)
+    train, test = train.reset_index(drop=True), test.reset_index(drop=True)
+    schema = infer_schema(train)
+    discrete = [s.name for s in schema.of_kind("discrete", "boolean")]
+    sides = ["ours", "peer"] if args.peer and PYTHON["peer"].exists() else ["ours"]
+    if args.peer and "peer" not in sides:
+        print("peer venv missing: run `bash bench/peer_setup.sh` first; measuring ours only", file=sys.stderr)
+
+    rows = []
+    with tempfile.TemporaryDirectory() as work:
+        train_path = Path(work) / "train.parquet"
+        train.to_parquet(train_path, index=False)
+        for model in args.models:
+            for side in sides:
+                out = Path(work) / f"{model}-{side}.parquet"
+                figures = run_side(side, model, train_path, discrete, args, out)
+                synthetic = pd.read_parquet(out).head(len(train))
+                figures.update(score(train, test, synthetic, schema, args.target))
+                rows.append(figures)
+                print(format_row(figures), flush=True)
+    baseline = utility_report(train, test, train, schema, args.target)["train_real"]["auc"]
+    write_results(rows, baseline, args, len(df), df.shape[1], discrete)
+
+
+def run_side(side, model, train_path, discrete, args, out) -> dict:
+    command = [str(PYTHON[side]), str(BENCH / "generator_runner.py"), "--side", side, "--model", model,
+               "--train", str(train_path), "--discrete", *discrete, "--epochs", str(args.epochs),
+               "--sample-rows", str(args.sample_rows), "--out", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    if result.returncode != 0:
+        raise SystemExit(f"{side} {model} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def score(train, test, synthetic, schema, target) -> dict:
+    quality = quality_report(train, synthetic, schema)
+    detection = detection_test(train, synthetic, schema)
+    utility = utility_report(train, test, synthetic, schema, target)
+    return {"quality": quality["score"], "shapes": quality["column_shapes"], "trends": quality["column_pair_trends"],
+            "detection_score": detection["score"], "tstr_auc": utility["train_synthetic"]["auc"],
+            "sdmetrics": quality["sdmetrics_version"]}
+
+
+def f(value, spec=".3f") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def format_row(r) -> str:
+    return (f"{r['model']:5s} {r['side']:4s} {f(r['s_per_epoch'])} s/epoch  fit {f(r['fit_s'], '.1f')} s  "
+            f"sample {f(r['sample_rows_per_s'], '.0f')} rows/s  peak {f(r['peak_rss_mib'], '.0f')} MiB  "
+            f"quality {f(r['quality'])} (shapes {f(r['shapes'])}, trends {f(r['trends'])})  "
+            f"detection {f(r['detection_score'])}  TSTR AUC {f(r['tstr_auc'])}")
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{platform.platform()}, {os.cpu_count()} cores ({cpu}), {memory:.1f} GiB RAM"
+
+
+def write_results(rows, baseline, args, n_rows, n_cols, discrete) -> None:
+    date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    (BENCH / "results").mkdir(exist_ok=True)
+    payload = {"date": date, "machine": machine(), "epochs": args.epochs, "rows": rows, "real_baseline_auc": baseline}
+    (BENCH / "results" / "generators.json").write_text(json.dumps(payload, indent=2))
+    lines = [SECTION, "", f"- Date: {date}", f"- Machine: {machine()}, device cpu, torch threads {rows[0]['threads']}",
+             f"- Data: `{Path(args.data).name}`, {n_rows} rows x {n_cols} columns, 80/20 split (seed 0); "
+             f"{len(discrete)} discrete columns given to both sides",
+             f"- Protocol: {args.epochs} epochs, batch 500, each run in its own process; synthetic rows = training rows; "
+             "quality = sdmetrics QualityReport on 20,000 rows per side; detection = boosted real-vs-synthetic classifier "
+             "(1 = indistinguishable); TSTR AUC = HistGradientBoosting trained on synthetic, tested on the real 20 %",
+             f"- Versions: {rows[0]['version']} vs {next((r['version'] for r in rows if r['side'] == 'peer'), 'n/a')}, "
+             f"sdmetrics {rows[0]['sdmetrics']}, torch {rows[0]['torch']}", "",
+             "| model | side | s/epoch | fit s | sample rows/s | peak RSS MiB | quality | shapes | trends | detection | TSTR AUC |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['side']} | {f(r['s_per_epoch'])} | {f(r['fit_s'], '.1f')} | "
+                     f"{f(r['sample_rows_per_s'], ',.0f')} | {f(r['peak_rss_mib'], '.0f')} | {f(r['quality'])} | "
+                     f"{f(r['shapes'])} | {f(r['trends'])} | {f(r['detection_score'])} | {f(r['tstr_auc'])} |")
+    lines.append("")
+    for model in args.models:
+        ours = next((r for r in rows if r["model"] == model and r["side"] == "ours"), None)
+        peer = next((r for r in rows if r["model"] == model and r["side"] == "peer"), None)
+        if ours and peer:
+            lines.append(f"- {model}: peer/ours time per epoch {peer['s_per_epoch'] / ours['s_per_epoch']:.1f}x, "
+                         f"sampling ours/peer {ours['sample_rows_per_s'] / peer['sample_rows_per_s']:.1f}x, "
+                         f"quality ours - peer {ours['quality'] - peer['quality']:+.3f}")
+    lines += [f"- Train-on-real baseline AUC: {baseline:.3f}",
+              "- Single seed at a modest epoch count: quality figures move by about +-0.01 between seeds.", ""]
+    replace_section(BENCH / "RESULTS.md", SECTION, "\n".join(lines))
+
+
+def replace_section(path: Path, heading: str, body: str) -> None:
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    parts = text.split("\n## ")
+    kept = [parts[0]] + ["## " + p for p in parts[1:] if not ("## " + p).startswith(heading)]
+    path.write_text("\n".join(s.rstrip("\n") + "\n" for s in kept) + "\n" + body)
+
+
+if __name__ == "__main__":
+    main()
