@@ -1,28 +1,58 @@
-"""Privacy: is the synthetic table closer to the training rows than real unseen rows are?
+"""Privacy: is the synthetic table closer to the training rows than real rows the generator never saw?
 
-Distance. Over the modelled columns (ids ignored): numerics (continuous, datetimes as nanoseconds) scaled by
-the training range (a zero range counts as 1), and a 0/1 mismatch per categorical value (discrete, boolean).
-A null against a value is a mismatch of 1 on that column: nulls are their own category, and a numeric column
-with nulls adds a present/missing category while its null values sit at 0 so only that category counts.
-Each row becomes u = [scaled numerics, one-hot categories / sqrt(2)], so that ||u - v||^2 = sum of squared
-scaled numeric gaps + number of categorical mismatches, and the distance reported is ||u - v|| / sqrt(columns),
-in [0, ~1]. Every block of pairwise distances is then one matmul (`nearest_distances`), chunked so memory stays
-bounded, on the GPU when there is one: a 200k x 200k search needs no cross-join.
+Distance
+--------
+Over the modelled columns (id columns are ignored), every row becomes a vector u:
 
-Metrics (`privacy_metrics`):
-- dcr_share: share of synthetic rows closer to their nearest training row than to their nearest holdout row
-  (ties count half), against a training sample as large as the holdout so neither side wins by size. 0.5 is
-  ideal; near 1 means the generator reproduces its training rows.
-- dcr_below_holdout_p5: share of synthetic rows closer to the training set than the 5th percentile of the
-  holdout's own distances to it. Holdout rows are real rows the model never saw, so 0.05 is natural.
-- exact_copy_share: share of synthetic rows equal to a training row in every modelled column (by row hash, not
-  float distance), next to holdout_exact_copy_share, the rate at which real unseen rows repeat training rows.
-- nndr_median / nndr_p5: nearest / second-nearest training distance per synthetic row (0 when both are 0);
-  small values mean a row sits unusually close to one specific record. The holdout's values are the reference.
-- mia_auc: a distance-based membership-inference attack: the attacker scores real records by how close the
-  nearest synthetic row is and tries to tell training members (a sample as large as the holdout) from holdout
-  non-members. 0.5 means the synthetic data give no membership signal.
-No self-matches arise: every search runs between two different tables.
+- continuous values, and datetimes as int64 nanoseconds, scaled by the TRAINING range, (x - min) / (max - min)
+  (a zero or empty range counts as 1, so a constant column contributes nothing and nothing divides by 0);
+- discrete and boolean values one-hot encoded and divided by sqrt(2), so two different values are at squared
+  distance exactly 1 and equal values at 0. The vocabulary is the union of the three tables' values (compared
+  as text, with 1.0 written as 1), so a category that only the synthetic or holdout table has still gets its
+  own position; a null is one more category.
+- a numeric column with nulls in any table also gets a 0/1 null indicator, and its null values are filled
+  with the training mean (the neutral value: the point closest, on average in squares, to the real values).
+
+So d(u, v)^2 = sum of squared scaled numeric gaps + number of categorical mismatches; a null against a value
+costs 1 for the mismatch, and for a numeric column also the squared scaled gap between the value and the
+training mean (an exact "1 and nothing else" is not a Euclidean distance, and Euclidean is what turns every
+block of pairs into one matmul). Reported distances are d / sqrt(number of modelled columns): 0 for equal
+rows, about 1 at most for rows within the training ranges.
+
+Nearest neighbours (`nearest_distances`) run in torch, float32, on the GPU when there is one: query chunks
+against reference chunks, ||q - r||^2 = ||q||^2 + ||r||^2 - 2 q.r as a matmul per (chunk_rows x chunk_rows)
+block, and a running top-k merged across reference chunks, so memory stays at one block (64 MiB at the
+default 4096) whatever the table sizes: no pandas cross-join, no cdist. The matmul only selects candidates;
+their distances are then recomputed from the differences, because the expanded form loses the small
+distances (exact copies) to float32 cancellation. Every search runs between two different tables (synthetic
+vs train, holdout vs train, ...), so there are no self-matches to exclude.
+
+Metrics (`privacy_metrics`)
+---------------------------
+Where train and holdout are compared, both sides are equal-size seeded samples (m = min(len(train),
+len(holdout)) rows each; usually all of the smaller holdout and that many training rows), so neither side
+wins just by having more rows to be close to.
+
+- dcr_share: share of synthetic rows strictly closer to the training sample than to the holdout sample (ties,
+  within float32 resolution, count half). 0.5 is ideal: the generator is no closer to what it trained on than
+  to fresh real rows; near 1 means it copies. The equal-size sample dilutes copying when the holdout is
+  smaller than train: a copy of a training row left out of the sample is as likely closer to either side,
+  so a full copy scores 0.5 + 0.5 * m / len(train) (0.625 for an 80/20 split): dcr_share_for_a_copy.
+- dcr_below_holdout_p5: share of synthetic rows whose distance to the closest training row is below the 5th
+  percentile of the holdout rows' own closest-training-row distances (the natural closeness of real unseen
+  rows, against all of train). About 0.05 is natural; much higher means too close.
+- exact_copy_share: share of synthetic rows equal to some training row in every modelled column (nulls equal
+  nulls), by hashing normalised rows, not by float distance; holdout_exact_copy_share is the same for the
+  holdout rows, the base rate that duplicates in the data produce on their own.
+- nndr_median / nndr_p5: nearest-neighbour distance ratio, distance to the closest training row divided by
+  the distance to the second closest (0/0 counts 0: the row sits on a duplicated training record). Small
+  ratios mean a row sits unusually close to one specific record; holdout_nndr_median / holdout_nndr_p5 are
+  the reference for real unseen rows.
+- mia_auc: distance-based membership inference. The attacker scores each real record by how close the
+  nearest synthetic row is (minus that distance) and tries to tell training members (the training sample)
+  from holdout non-members (the holdout sample); ROC AUC. 0.5 means the synthetic data leak no membership.
+- distances: seeded samples (at most 2000 values each) of synthetic->train, synthetic->holdout and
+  holdout->train closest distances, for the report's histogram.
 """
 
 from __future__ import annotations
@@ -36,9 +66,21 @@ from sklearn.metrics import roc_auc_score
 
 from evaluation.features import numeric_values
 from pipeline.errors import TabtwinError
-from pipeline.schema import Schema
+from pipeline.schema import ColumnSpec, Schema
 
+NUMERIC_KINDS = ("continuous", "datetime")
 HISTOGRAM_SAMPLE = 2000
+# Extra candidates the matmul keeps per query, so float32 near-ties cannot push the true nearest out of the
+# set whose distances are recomputed exactly.
+REFINE_MARGIN = 2
+# Distances closer than this (after normalisation) count as a tie: float32 resolution of values in [0, ~1].
+TIE_TOLERANCE = 1e-6
+NULL_KEY = "\x00null"  # a category for nulls that no real value can spell
+DISTANCE = (
+    "Euclidean over modelled columns: numerics and datetimes scaled by the training range, one-hot categories "
+    "/ sqrt(2) (0/1 per mismatch, null its own category, numeric nulls add a 0/1 indicator), divided by "
+    "sqrt(number of modelled columns); nearest neighbours by chunked float32 matmul in torch, refined exactly"
+)
 
 
 def privacy_metrics(
@@ -50,148 +92,259 @@ def privacy_metrics(
     chunk_rows: int = 4096,
     seed: int = 0,
 ) -> dict:
-    for name, frame in (("real", train), ("holdout", holdout), ("synthetic", synthetic)):
-        if len(frame) == 0:
-            raise TabtwinError(f"the {name} table has no rows; privacy metrics need rows in all three tables")
+    """Distance-to-closest-record, exact-copy, NNDR and membership-inference metrics (see the module docstring)."""
+    columns = _check_inputs(train, holdout, synthetic, schema, chunk_rows)
     target = _device(device)
     rng = np.random.default_rng(seed)
-    members = np.sort(rng.choice(len(train), size=min(len(holdout), len(train)), replace=False))
-    u_train, u_holdout, u_synthetic = (t.to(target) for t in distance_space([train, holdout, synthetic], schema))
-    u_members = u_train[torch.from_numpy(members).to(target)]
-    scale = 1.0 / math.sqrt(max(_modelled_count(schema), 1))
+    m = min(len(train), len(holdout))
+    members = _sample_rows(len(train), m, rng)
+    non_members = _sample_rows(len(holdout), m, rng)
 
-    def nearest(queries, reference, k=1):
+    u_train, u_holdout, u_synthetic = (u.to(target) for u in distance_space([train, holdout, synthetic], schema))
+    scale = 1.0 / math.sqrt(len(columns))
+
+    def nearest(queries: torch.Tensor, reference: torch.Tensor, k: int = 1) -> np.ndarray:
         values, _ = nearest_distances(queries, reference, k=k, chunk_rows=chunk_rows)
-        return (values * scale).cpu().numpy()
+        return values.cpu().numpy().astype(np.float64) * scale
 
+    u_members, u_non_members = _take(u_train, members), _take(u_holdout, non_members)
     synthetic_to_train = nearest(u_synthetic, u_train, k=2)
     holdout_to_train = nearest(u_holdout, u_train, k=2)
     synthetic_to_members = nearest(u_synthetic, u_members)[:, 0]
-    synthetic_to_holdout = nearest(u_synthetic, u_holdout)[:, 0]
-    attack = nearest(torch.cat([u_members, u_holdout]), u_synthetic)[:, 0]
+    synthetic_to_non_members = nearest(u_synthetic, u_non_members)[:, 0]
+    attack_distances = nearest(torch.cat([u_members, u_non_members]), u_synthetic)[:, 0]
+    synthetic_to_holdout = (
+        synthetic_to_non_members if m == len(holdout) else nearest(u_synthetic, u_holdout)[:, 0]
+    )
 
-    closer = np.mean(synthetic_to_members < synthetic_to_holdout) + 0.5 * np.mean(synthetic_to_members == synthetic_to_holdout)
     p5 = float(np.quantile(holdout_to_train[:, 0], 0.05))
-    is_member = np.r_[np.ones(len(members)), np.zeros(len(holdout))]
+    synthetic_nndr, holdout_nndr = _nndr(synthetic_to_train), _nndr(holdout_to_train)
+    is_member = np.r_[np.ones(m), np.zeros(m)]
     return {
-        "dcr_share": float(closer),
+        "dcr_share": _closer_share(synthetic_to_members, synthetic_to_non_members),
+        "dcr_share_for_a_copy": 0.5 + 0.5 * m / len(train),
         "dcr_below_holdout_p5": float(np.mean(synthetic_to_train[:, 0] < p5)),
         "holdout_p5_distance": p5,
         "exact_copy_share": exact_copy_share(synthetic, train, schema),
         "holdout_exact_copy_share": exact_copy_share(holdout, train, schema),
-        "nndr_median": float(np.median(_nndr(synthetic_to_train))),
-        "nndr_p5": float(np.quantile(_nndr(synthetic_to_train), 0.05)),
-        "holdout_nndr_median": float(np.median(_nndr(holdout_to_train))),
-        "mia_auc": float(roc_auc_score(is_member, -attack)),
+        "nndr_median": float(np.median(synthetic_nndr)),
+        "nndr_p5": float(np.quantile(synthetic_nndr, 0.05)),
+        "holdout_nndr_median": float(np.median(holdout_nndr)),
+        "holdout_nndr_p5": float(np.quantile(holdout_nndr, 0.05)),
+        "mia_auc": float(roc_auc_score(is_member, -attack_distances)),
         "distances": {
-            "synthetic_to_train": _sample(synthetic_to_train[:, 0], rng),
-            "synthetic_to_holdout": _sample(synthetic_to_holdout, rng),
-            "holdout_to_train": _sample(holdout_to_train[:, 0], rng),
+            "synthetic_to_train": _histogram_sample(synthetic_to_train[:, 0], rng),
+            "synthetic_to_holdout": _histogram_sample(synthetic_to_holdout, rng),
+            "holdout_to_train": _histogram_sample(holdout_to_train[:, 0], rng),
         },
         "n_train": len(train),
         "n_holdout": len(holdout),
         "n_synthetic": len(synthetic),
+        "n_compared": m,
+        "columns": columns,
         "device": str(target),
-        "distance": "Euclidean over range-scaled numerics and 0/1 category mismatches (nulls a category), "
-        "divided by sqrt(columns); nearest neighbours by chunked matmul in torch",
+        "distance": DISTANCE,
     }
+
+
+def _check_inputs(train, holdout, synthetic, schema: Schema, chunk_rows: int) -> list[str]:
+    columns = modelled_columns(schema)
+    if not columns:
+        raise TabtwinError("the schema has no modelled (non-id) columns; privacy metrics need at least one")
+    if chunk_rows < 1:
+        raise TabtwinError(f"chunk_rows must be a positive number of rows, got {chunk_rows}")
+    for name, frame, least in (("training", train, 2), ("holdout", holdout, 1), ("synthetic", synthetic, 1)):
+        if len(frame) < least:
+            raise TabtwinError(
+                f"the {name} table has {len(frame)} rows; privacy metrics need at least {least} "
+                f"(train >= 2 for the second-nearest neighbour, holdout and synthetic >= 1)"
+            )
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise TabtwinError(
+                f"the {name} table lacks the modelled column(s) {missing}; give all three tables the same columns"
+            )
+    return columns
 
 
 # ---------------------------------------------------------------------------------------------- distance
 
 
+def modelled_columns(schema: Schema) -> list[str]:
+    return [spec.name for spec in schema.columns if spec.kind != "id"]
+
+
 def distance_space(frames: list[pd.DataFrame], schema: Schema) -> list[torch.Tensor]:
     """Each frame's rows as float32 vectors whose Euclidean distances are the documented mixed distance.
 
-    The first frame (the training table) sets the numeric ranges; categories are pooled over all frames, so a
-    value only the synthetic table has still gets its own one-hot position.
+    The first frame (the training table) sets the numeric ranges and null fill; categories are pooled over
+    all frames. Distances here are not yet divided by sqrt(number of modelled columns).
     """
     blocks: list[list[np.ndarray]] = [[] for _ in frames]
     for spec in schema.columns:
         if spec.kind == "id":
             continue
-        if spec.kind in ("continuous", "datetime"):
-            columns = [numeric_values(frame[spec.name], spec).to_numpy(dtype=np.float64) for frame in frames]
-            low, span = _range(columns[0])
-            for block, column in zip(blocks, columns):
-                block.append(np.nan_to_num((column - low) / span, nan=0.0)[:, None])
-            if any(np.isnan(column).any() for column in columns):
-                for block, column in zip(blocks, columns):
-                    block.append(_one_hot(np.isnan(column).astype(int), 2))
-        else:
-            texts = [frame[spec.name].astype(object).map(lambda v: "\x00null" if pd.isna(v) else str(v)) for frame in frames]
-            vocabulary = pd.Index(sorted(set().union(*(set(t.unique()) for t in texts))))
-            for block, text in zip(blocks, texts):
-                block.append(_one_hot(vocabulary.get_indexer(text), len(vocabulary)))
-    return [
-        torch.from_numpy(np.hstack(block).astype(np.float32)) if block else torch.zeros((len(frame), 0))
-        for block, frame in zip(blocks, frames)
-    ]
+        encode = _numeric_parts if spec.kind in NUMERIC_KINDS else _category_parts
+        for block, part in zip(blocks, encode([frame[spec.name] for frame in frames], spec)):
+            block.append(part)
+    return [torch.from_numpy(np.hstack(block).astype(np.float32, copy=False)) for block in blocks]
+
+
+def _numeric_parts(columns: list[pd.Series], spec: ColumnSpec) -> list[np.ndarray]:
+    values = [_finite_or_nan(numeric_values(column, spec)) for column in columns]
+    low, span = _range(values[0])
+    scaled = [(v - low) / span for v in values]
+    train_scaled = scaled[0][~np.isnan(scaled[0])]
+    fill = float(train_scaled.mean()) if len(train_scaled) else 0.0
+    parts = [[np.nan_to_num(s, nan=fill)[:, None]] for s in scaled]
+    if any(np.isnan(v).any() for v in values):
+        # Only when some table has nulls, so all frames get the same columns.
+        for part, v in zip(parts, values):
+            part.append(np.isnan(v).astype(np.float64)[:, None])
+    return [np.hstack(part) for part in parts]
+
+
+def _finite_or_nan(series: pd.Series) -> np.ndarray:
+    values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+    return np.where(np.isfinite(values), values, np.nan)  # +-inf has no place on a range scale: a null
 
 
 def _range(values: np.ndarray) -> tuple[float, float]:
-    finite = values[np.isfinite(values)]
+    finite = values[~np.isnan(values)]
     if len(finite) == 0:
         return 0.0, 1.0
     low, high = float(finite.min()), float(finite.max())
     return low, (high - low) if high > low else 1.0
 
 
+def _category_parts(columns: list[pd.Series], spec: ColumnSpec) -> list[np.ndarray]:
+    keys = [category_keys(column) for column in columns]
+    codes, vocabulary = pd.factorize(np.concatenate(keys))
+    bounds = np.cumsum([0] + [len(k) for k in keys])
+    return [_one_hot(codes[start:stop], len(vocabulary)) for start, stop in zip(bounds[:-1], bounds[1:])]
+
+
+def category_keys(series: pd.Series) -> np.ndarray:
+    """Values as text that reads the same across tables: 1, 1.0 and "1" alike, True as "True", nulls NULL_KEY."""
+    codes, uniques = pd.factorize(series.astype(object), use_na_sentinel=True)
+    keys = np.array([_key(value) for value in uniques] + [NULL_KEY], dtype=object)
+    return keys[codes]  # code -1 (null) picks the appended NULL_KEY
+
+
+def _key(value) -> str:
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))  # a CSV round trip or a null turns 1 into 1.0
+    return str(value)
+
+
 def _one_hot(codes: np.ndarray, width: int) -> np.ndarray:
     """One-hot rows scaled by 1/sqrt(2), so two different categories are at squared distance 1."""
-    out = np.zeros((len(codes), width))
+    out = np.zeros((len(codes), width), dtype=np.float32)
     out[np.arange(len(codes)), codes] = 1.0 / math.sqrt(2)
     return out
 
 
-def nearest_distances(
-    queries: torch.Tensor, reference: torch.Tensor, k: int = 1, chunk_rows: int = 4096
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The k smallest Euclidean distances from each query row to the reference rows, and their indices.
+# ---------------------------------------------------------------------------------------------- nearest neighbours
 
-    ||q - r||^2 = ||q||^2 + (||r||^2 - 2 q.r); the bracket is one matmul with augmented vectors
-    [q, 1] . [-2r, ||r||^2], so each (chunk x chunk) block costs a matmul and a top-k, and memory stays at
-    one block whatever the table sizes.
+
+def nearest_distances(
+    queries: torch.Tensor, reference: torch.Tensor, k: int = 2, chunk_rows: int = 4096
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k smallest Euclidean distances from each query row to the reference rows (ascending), and their indices.
+
+    Works on the tensors' device in float32. Memory beyond the inputs is one (chunk_rows x chunk_rows) block
+    plus (chunk_rows x (k + REFINE_MARGIN)) candidates, so 200k x 200k at 4096 needs well under a GiB.
     """
+    if k < 1 or chunk_rows < 1:
+        raise TabtwinError(f"k and chunk_rows must be positive, got k={k}, chunk_rows={chunk_rows}")
     if len(reference) < k:
         raise TabtwinError(f"need at least {k} reference rows for {k} nearest neighbours, got {len(reference)}")
-    reference_aug = torch.cat([-2 * reference, (reference * reference).sum(1, keepdim=True)], dim=1)
-    out_values = torch.empty((len(queries), k), device=queries.device)
-    out_index = torch.empty((len(queries), k), dtype=torch.long, device=queries.device)
+    queries, reference = queries.float(), reference.to(queries.device).float()
+    # Centring on the reference mean shrinks the norms, and with them the float32 cancellation error.
+    centre = reference.mean(0, keepdim=True)
+    queries, reference = queries - centre, reference - centre
+    reference_sq = (reference * reference).sum(1)
+    n_candidates = min(k + REFINE_MARGIN, len(reference))
+    values = torch.empty((len(queries), k), device=queries.device)
+    indices = torch.empty((len(queries), k), dtype=torch.long, device=queries.device)
     for q0 in range(0, len(queries), chunk_rows):
         q = queries[q0 : q0 + chunk_rows]
-        q_aug = torch.cat([q, torch.ones((len(q), 1), device=q.device)], dim=1)
-        best_values = torch.full((len(q), k), float("inf"), device=q.device)
-        best_index = torch.zeros((len(q), k), dtype=torch.long, device=q.device)
-        for r0 in range(0, len(reference), chunk_rows):
-            block = q_aug @ reference_aug[r0 : r0 + chunk_rows].T  # (q, r): ||r||^2 - 2 q.r
-            values, index = torch.topk(block, min(k, block.shape[1]), dim=1, largest=False)
-            merged_values = torch.cat([best_values, values], dim=1)
-            merged_index = torch.cat([best_index, index + r0], dim=1)
-            best_values, order = torch.topk(merged_values, k, dim=1, largest=False)
-            best_index = torch.gather(merged_index, 1, order)
-        squared = best_values + (q * q).sum(1, keepdim=True)
-        out_values[q0 : q0 + len(q)] = squared.clamp_min(0).sqrt()
-        out_index[q0 : q0 + len(q)] = best_index
-    return out_values, out_index
+        candidates = _candidates(q, reference, reference_sq, n_candidates, chunk_rows)
+        values[q0 : q0 + len(q)], indices[q0 : q0 + len(q)] = _refine(q, reference, candidates, k)
+    return values, indices
+
+
+def _candidates(
+    q: torch.Tensor, reference: torch.Tensor, reference_sq: torch.Tensor, count: int, chunk_rows: int
+) -> torch.Tensor:
+    """Indices of the `count` reference rows that the matmul ranks closest to each query row."""
+    best_scores = torch.empty((len(q), 0), device=q.device)
+    best_index = torch.empty((len(q), 0), dtype=torch.long, device=q.device)
+    for r0 in range(0, len(reference), chunk_rows):
+        # ||q - r||^2 - ||q||^2 = ||r||^2 - 2 q.r: the ranking per query needs no ||q||^2.
+        scores = torch.addmm(reference_sq[r0 : r0 + chunk_rows], q, reference[r0 : r0 + chunk_rows].T, alpha=-2)
+        scores, index = torch.topk(scores, min(count, scores.shape[1]), dim=1, largest=False, sorted=False)
+        best_scores = torch.cat([best_scores, scores], dim=1)
+        best_index = torch.cat([best_index, index + r0], dim=1)
+        if best_scores.shape[1] > count:
+            best_scores, order = torch.topk(best_scores, count, dim=1, largest=False, sorted=False)
+            best_index = torch.gather(best_index, 1, order)
+    return best_index
+
+
+def _refine(q: torch.Tensor, reference: torch.Tensor, candidates: torch.Tensor, k: int):
+    """Exact distances to the candidates, from differences (no cancellation), sorted; the k smallest."""
+    gaps = reference[candidates] - q[:, None, :]  # (rows, candidates, dims)
+    distances = gaps.square().sum(2).sqrt()
+    distances, order = torch.sort(distances, dim=1, stable=True)
+    return distances[:, :k], torch.gather(candidates, 1, order[:, :k])
+
+
+# ---------------------------------------------------------------------------------------------- exact copies
+
+
+def exact_copy_share(rows: pd.DataFrame, train: pd.DataFrame, schema: Schema) -> float:
+    """Share of `rows` equal to some training row in every modelled column (nulls equal nulls)."""
+    return float(np.isin(row_hashes(rows, schema), row_hashes(train, schema)).mean())
+
+
+def row_hashes(frame: pd.DataFrame, schema: Schema) -> np.ndarray:
+    """A 64-bit hash per row of the modelled columns, normalised so equal values hash alike across tables.
+
+    Numerics (datetimes as nanoseconds) as float64 with nulls as a separate flag (NaN bit patterns vary);
+    categories as the text keys the distance uses (1 and 1.0 alike).
+    """
+    normalised = {}
+    for spec in schema.columns:
+        if spec.kind == "id":
+            continue
+        if spec.kind in NUMERIC_KINDS:
+            values = numeric_values(frame[spec.name], spec).to_numpy(dtype=np.float64, na_value=np.nan)
+            null = np.isnan(values)
+            normalised[spec.name] = np.where(null, 0.0, values) + 0.0  # + 0.0 turns -0.0 into 0.0
+            normalised[spec.name + "\x00null"] = null
+        else:
+            normalised[spec.name] = category_keys(frame[spec.name])
+    return pd.util.hash_pandas_object(pd.DataFrame(normalised), index=False).to_numpy()
 
 
 # ---------------------------------------------------------------------------------------------- helpers
 
 
-def exact_copy_share(rows: pd.DataFrame, train: pd.DataFrame, schema: Schema) -> float:
-    """Share of `rows` equal to some training row in every modelled column (nulls equal nulls)."""
-    columns = [s.name for s in schema.columns if s.kind != "id"]
-    if not columns:
-        return 0.0
-    train_hashes = set(_row_hashes(train[columns]))
-    return float(np.mean([h in train_hashes for h in _row_hashes(rows[columns])]))
+def _sample_rows(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Sorted indices of a seeded sample without replacement (all rows when size == n)."""
+    return np.arange(n) if size >= n else np.sort(rng.choice(n, size=size, replace=False))
 
 
-def _row_hashes(frame: pd.DataFrame) -> np.ndarray:
-    # Compared as text so an int 3 and a float 3.0 (a CSV round trip) hash alike; nulls share one marker.
-    text = frame.astype(object).where(frame.notna(), "\x00null").astype(str)
-    return pd.util.hash_pandas_object(text, index=False).to_numpy()
+def _take(rows: torch.Tensor, index: np.ndarray) -> torch.Tensor:
+    return rows if len(index) == len(rows) else rows[torch.from_numpy(index).to(rows.device)]
+
+
+def _closer_share(to_train: np.ndarray, to_holdout: np.ndarray) -> float:
+    tie = np.abs(to_train - to_holdout) <= TIE_TOLERANCE
+    return float(np.mean((to_train < to_holdout) & ~tie) + 0.5 * np.mean(tie))
 
 
 def _nndr(distances: np.ndarray) -> np.ndarray:
@@ -199,14 +352,10 @@ def _nndr(distances: np.ndarray) -> np.ndarray:
     return np.divide(first, second, out=np.zeros_like(first), where=second > 0)
 
 
-def _sample(values: np.ndarray, rng: np.random.Generator) -> list[float]:
+def _histogram_sample(values: np.ndarray, rng: np.random.Generator) -> list[float]:
     if len(values) > HISTOGRAM_SAMPLE:
         values = rng.choice(values, HISTOGRAM_SAMPLE, replace=False)
     return [round(float(v), 6) for v in values]
-
-
-def _modelled_count(schema: Schema) -> int:
-    return sum(1 for s in schema.columns if s.kind != "id")
 
 
 def _device(device: str) -> torch.device:
