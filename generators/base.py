@@ -50,6 +50,11 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def adam(params, **options) -> torch.optim.Adam:
+    """Adam with the fused kernel: one pass over each parameter instead of a dozen small ops (CPU and CUDA)."""
+    return torch.optim.Adam(params, fused=True, **options)
+
+
 def seed_everything(seed: int | None) -> None:
     if seed is None:
         return

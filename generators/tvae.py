@@ -46,7 +46,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from generators.base import ConditionPlan, ModelError, SyntheticGenerator, activate, segment_log_softmax
+from generators.base import ConditionPlan, ModelError, SyntheticGenerator, activate, adam, segment_log_softmax
 from pipeline.errors import TabtwinError
 
 MIN_CONDITION_ROWS = 5  # a value needs this many training rows for its latent Gaussian to be estimated
@@ -132,6 +132,10 @@ class TVAE(SyntheticGenerator):
         self.encoder_net_ = Encoder(data_dim, self.compress_dims, int(self.embedding_dim)).to(self.device_)
         self.decoder_net_ = Decoder(int(self.embedding_dim), self.decompress_dims, data_dim, n_values).to(self.device_)
         self.latent_stats_ = None
+        # The decoder emits its outputs grouped (value columns, then softmax columns span after span), so the
+        # loss reads two slices instead of gathering columns twice a step; `_to_encoded` restores the order.
+        grouped = torch.cat([self.layout_.value_columns, self.layout_.softmax_columns])
+        self._to_encoded = torch.argsort(grouped)
 
     def _modules(self) -> dict[str, nn.Module]:
         return {"encoder": self.encoder_net_, "decoder": self.decoder_net_}
@@ -139,21 +143,22 @@ class TVAE(SyntheticGenerator):
     def _train(self, data: torch.Tensor, progress) -> None:
         encoder, decoder = self.encoder_net_, self.decoder_net_
         params = list(encoder.parameters()) + list(decoder.parameters())
-        optimizer = torch.optim.Adam(params, lr=self.lr, weight_decay=self.l2scale)
+        optimizer = adam(params, lr=self.lr, weight_decay=self.l2scale)
         n = data.shape[0]
         batch = min(int(self.batch_size), n)
         steps = n // batch
         log_sigma_bounds = (math.log(SIGMA_MIN), math.log(SIGMA_MAX))
         encoder.train()
         decoder.train()
+        values, softmax = self._targets(data)  # column-grouped copies, gathered once
         for epoch in progress:
             order = torch.randperm(n, device=data.device)
             totals = torch.zeros(3, device=data.device)
             for step in range(steps):
-                x = data[order[step * batch : (step + 1) * batch]]
-                mu, logvar = encoder(x)
+                rows = order[step * batch : (step + 1) * batch]
+                mu, logvar = encoder(data[rows])
                 z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-                reconstruction, kl = self._row_losses(x, decoder(z), mu, logvar)
+                reconstruction, kl = self._row_losses(values[rows], softmax[rows], decoder(z), mu, logvar)
                 reconstruction, kl = reconstruction.mean(), kl.mean()
                 loss = reconstruction + kl
                 optimizer.zero_grad(set_to_none=True)
@@ -167,17 +172,23 @@ class TVAE(SyntheticGenerator):
                 break
         self._fit_latent_stats(data)
 
+    def _targets(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The value columns and the softmax columns of encoded rows, in the decoder's grouped order."""
+        return x[:, self.layout_.value_columns], x[:, self.layout_.softmax_columns]
+
     def _row_losses(
-        self, x: torch.Tensor, raw: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
+        self, values: torch.Tensor, softmax: torch.Tensor, grouped: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-row loss_factor * reconstruction NLL and KL(q(z|x) || N(0, I)), each of shape (rows,)."""
+        """Per-row loss_factor * reconstruction NLL and KL(q(z|x) || N(0, I)), each of shape (rows,).
+
+        `grouped` is the decoder's output: value columns first, then the softmax columns.
+        """
         layout = self.layout_
         sigma = self.decoder_net_.sigma()
-        values = layout.value_columns
-        gaussian = (x[:, values] - torch.tanh(raw[:, values])) ** 2 / (2 * sigma**2) + torch.log(sigma)
-        columns = layout.softmax_columns
-        log_probs = segment_log_softmax(raw[:, columns], layout.softmax_segment, layout.softmax_matrix)
-        cross_entropy = -(x[:, columns] * log_probs).sum(dim=1)
+        n_values = values.shape[1]
+        gaussian = (values - torch.tanh(grouped[:, :n_values])) ** 2 / (2 * sigma**2) + torch.log(sigma)
+        log_probs = segment_log_softmax(grouped[:, n_values:], layout.softmax_segment, layout.softmax_matrix)
+        cross_entropy = -(softmax * log_probs).sum(dim=1)
         reconstruction = self.loss_factor * (gaussian.sum(dim=1) + cross_entropy)
         kl = -0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(dim=1)
         return reconstruction, kl
@@ -187,7 +198,7 @@ class TVAE(SyntheticGenerator):
         self.decoder_net_.eval()
         mean, std = self._latent_prior(plan)
         z = torch.randn((n, int(self.embedding_dim)), device=self.device_, generator=generator) * std + mean
-        raw = self.decoder_net_(z)
+        raw = self.decoder_net_(z)[:, self._to_encoded]
         out = activate(raw, self.layout_, tau=1.0, generator=generator)
         values = self.layout_.value_columns
         noise = torch.randn((n, len(values)), device=self.device_, generator=generator)
@@ -290,7 +301,7 @@ class TVAE(SyntheticGenerator):
         """Per-row anomaly score: loss_factor * reconstruction + KL at z = mu (higher is more unusual)."""
         scores = []
         for x, mu, logvar in self._encode_batches(df):
-            reconstruction, kl = self._row_losses(x, self.decoder_net_(mu), mu, logvar)
+            reconstruction, kl = self._row_losses(*self._targets(x), self.decoder_net_(mu), mu, logvar)
             scores.append((reconstruction + kl).cpu().numpy())
         return np.concatenate(scores, axis=0).astype(np.float64)
 
