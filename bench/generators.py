@@ -118,7 +118,9 @@ def write_results(rows, baseline, args, n_rows, n_cols, discrete) -> None:
     lines = [SECTION, "", f"- Date: {date}", f"- Machine: {machine()}, device cpu, torch threads {rows[0]['threads']}",
              f"- Data: `{Path(args.data).name}`, {n_rows} rows x {n_cols} columns, 80/20 split (seed 0); "
              f"{len(discrete)} discrete columns given to both sides",
-             f"- Protocol: {args.epochs} epochs, batch 500, each run in its own process; synthetic rows = training rows; "
+             f"- Protocol: {args.epochs} epochs, batch 500, both seeded, each run in its own process; s/epoch = the training "
+             "loop's own epoch iterator clocked the same way on both sides (encoder fit and setup excluded; fit s includes "
+             "them); synthetic rows = training rows; "
              "quality = sdmetrics QualityReport on 20,000 rows per side; detection = boosted real-vs-synthetic classifier "
              "(1 = indistinguishable); TSTR AUC = HistGradientBoosting trained on synthetic, tested on the real 20 %",
              f"- Versions: {rows[0]['version']} vs {next((r['version'] for r in rows if r['side'] == 'peer'), 'n/a')}, "

@@ -117,9 +117,11 @@ def segment_log_softmax(logits: torch.Tensor, segment: torch.Tensor, matrix: tor
     with torch.no_grad():  # softmax is shift-invariant, so the shift needs no gradient
         top = torch.full((logits.shape[0], matrix.shape[1]), float("-inf"), device=logits.device, dtype=logits.dtype)
         top = top.scatter_reduce(1, segment.expand_as(logits), logits, "amax")
-    shifted = logits - top[:, segment]
+    # Per-segment values are spread back to their columns by a matmul with the 0/1 indicator (exact, since each
+    # column has a single 1): on a CPU it is several times faster than a gather and its scatter-add backward.
+    shifted = logits - top @ matrix.T
     sums = torch.exp(shifted) @ matrix  # (rows, S)
-    return shifted - torch.log(sums)[:, segment]
+    return shifted - torch.log(sums) @ matrix.T
 
 
 def activate(

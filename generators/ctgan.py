@@ -46,14 +46,20 @@ def make_generator(in_dim: int, hidden: tuple[int, ...], out_dim: int) -> nn.Seq
 
 
 class Critic(nn.Module):
-    """PacGAN critic: `pac` rows are concatenated and scored together, which penalises mode collapse."""
+    """PacGAN critic: `pac` rows are concatenated and scored together, which penalises mode collapse.
+
+    Each hidden layer is Linear -> LeakyReLU(0.2) -> Dropout(0.5), as in CTGAN.
+    """
+
+    negative_slope = 0.2
+    dropout = 0.5
 
     def __init__(self, in_dim: int, hidden: tuple[int, ...], pac: int):
         super().__init__()
         self.pac = pac
         layers, dim = [], in_dim * pac
         for width in hidden:
-            layers += [nn.Linear(dim, width), nn.LeakyReLU(0.2), nn.Dropout(0.5)]
+            layers += [nn.Linear(dim, width), nn.LeakyReLU(self.negative_slope), nn.Dropout(self.dropout)]
             dim = width
         layers.append(nn.Linear(dim, 1))
         self.net = nn.Sequential(*layers)
@@ -61,22 +67,44 @@ class Critic(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.reshape(-1, x.shape[1] * self.pac))
 
+    def input_gradient(self, x: torch.Tensor) -> torch.Tensor:
+        """d score / d input for each pac group of `x`, as a function of the weights that autograd can differentiate.
+
+        For this network the gradient is W1^T (s1 * W2^T (s2 * w3)), where s is each hidden unit's LeakyReLU slope
+        (1 or 0.2) times its dropout factor (0 or 1 / keep). The slopes are piecewise constant in the weights, so
+        they are found by a forward pass without autograd; what autograd then sees is only this chain of
+        matmuls. It gives the same penalty gradient as autograd's double backward through the whole critic, at
+        about half the cost: the interpolated rows no longer take part in the forward graph.
+        """
+        linears = [m for m in self.net if isinstance(m, nn.Linear)]
+        h, slopes = x.reshape(-1, x.shape[1] * self.pac), []
+        with torch.no_grad():
+            for linear in linears[:-1]:
+                pre = linear(h)
+                slope = torch.where(pre > 0, 1.0, self.negative_slope)
+                if self.training:
+                    keep = 1.0 - self.dropout
+                    slope = slope * (torch.rand_like(pre) < keep) / keep
+                h = pre * slope  # LeakyReLU then dropout, since LeakyReLU(pre) = pre * its slope
+                slopes.append(slope)
+        grad = linears[-1].weight.expand(h.shape[0], -1)
+        for linear, slope in zip(reversed(linears[:-1]), reversed(slopes)):
+            grad = (grad * slope) @ linear.weight
+        return grad
+
     def wasserstein_loss(self, real: torch.Tensor, fake: torch.Tensor, gp_weight: float) -> torch.Tensor:
         """WGAN-GP critic loss: mean score of fake minus real, plus the gradient penalty on interpolations.
 
-        Real, fake and interpolated rows go through the critic as one batch: one matmul per layer instead of
-        three, and one weight gradient to accumulate (they dominate the step on a CPU). Pac groups never mix
-        because every part is a whole number of groups.
+        Real and fake rows go through the critic as one batch (one matmul per layer instead of two); the
+        penalty uses `input_gradient`. Pac groups never mix because each part is a whole number of groups.
         """
         groups = real.shape[0] // self.pac
         # One interpolation weight per pac group, so the penalty is on the critic's actual inputs.
         alpha = torch.rand(groups, 1, 1, device=real.device)
         alpha = alpha.expand(-1, self.pac, real.shape[1]).reshape(real.shape)
-        mixed = torch.lerp(fake, real, alpha).requires_grad_(True)
-        scores = self(torch.cat([real, fake, mixed]))
-        real_score, fake_score, mixed_score = scores.split(groups)
-        (grad,) = torch.autograd.grad(mixed_score.sum(), mixed, create_graph=True)
-        norms = grad.reshape(groups, -1).norm(2, dim=1)
+        mixed = torch.lerp(fake, real, alpha)
+        real_score, fake_score = self(torch.cat([real, fake])).split(groups)
+        norms = self.input_gradient(mixed).norm(2, dim=1)
         return fake_score.mean() - real_score.mean() + gp_weight * ((norms - 1) ** 2).mean()
 
 
