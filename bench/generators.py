@@ -120,15 +120,18 @@ def write_results(rows, baseline, args, n_rows, n_cols, discrete) -> None:
              f"{len(discrete)} discrete columns given to both sides",
              f"- Protocol: {args.epochs} epochs, batch 500, both seeded, each run in its own process; s/epoch = the training "
              "loop's own epoch iterator clocked the same way on both sides (encoder fit and setup excluded; fit s includes "
-             "them); synthetic rows = training rows; "
+             "them; the median epoch discounts bursts of load on a shared machine, whose speed was seen to drift by up to 2x "
+             "within minutes); synthetic rows = training rows; "
              "quality = sdmetrics QualityReport on 20,000 rows per side; detection = boosted real-vs-synthetic classifier "
              "(1 = indistinguishable); TSTR AUC = HistGradientBoosting trained on synthetic, tested on the real 20 %",
              f"- Versions: {rows[0]['version']} vs {next((r['version'] for r in rows if r['side'] == 'peer'), 'n/a')}, "
              f"sdmetrics {rows[0]['sdmetrics']}, torch {rows[0]['torch']}", "",
-             "| model | side | s/epoch | fit s | sample rows/s | peak RSS MiB | quality | shapes | trends | detection | TSTR AUC |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "| model | side | s/epoch mean | s/epoch median | fit s | sample rows/s | peak RSS MiB | quality | shapes | trends "
+             "| detection | TSTR AUC |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['side']} | {f(r['s_per_epoch'])} | {f(r['fit_s'], '.1f')} | "
+        lines.append(f"| {r['model']} | {r['side']} | {f(r['s_per_epoch'])} | {f(r['s_per_epoch_median'])} | "
+                     f"{f(r['fit_s'], '.1f')} | "
                      f"{f(r['sample_rows_per_s'], ',.0f')} | {f(r['peak_rss_mib'], '.0f')} | {f(r['quality'])} | "
                      f"{f(r['shapes'])} | {f(r['trends'])} | {f(r['detection_score'])} | {f(r['tstr_auc'])} |")
     lines.append("")
@@ -136,7 +139,8 @@ def write_results(rows, baseline, args, n_rows, n_cols, discrete) -> None:
         ours = next((r for r in rows if r["model"] == model and r["side"] == "ours"), None)
         peer = next((r for r in rows if r["model"] == model and r["side"] == "peer"), None)
         if ours and peer:
-            lines.append(f"- {model}: peer/ours time per epoch {peer['s_per_epoch'] / ours['s_per_epoch']:.1f}x, "
+            lines.append(f"- {model}: peer/ours time per epoch {peer['s_per_epoch'] / ours['s_per_epoch']:.2f}x (mean), "
+                         f"{peer['s_per_epoch_median'] / ours['s_per_epoch_median']:.2f}x (median), "
                          f"sampling ours/peer {ours['sample_rows_per_s'] / peer['sample_rows_per_s']:.1f}x, "
                          f"quality ours - peer {ours['quality'] - peer['quality']:+.3f}")
     lines += [f"- Train-on-real baseline AUC: {baseline:.3f}",

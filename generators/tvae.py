@@ -131,10 +131,11 @@ class TVAE(SyntheticGenerator):
         self.encoder_net_ = Encoder(data_dim, self.compress_dims, int(self.embedding_dim)).to(self.device_)
         self.decoder_net_ = Decoder(int(self.embedding_dim), self.decompress_dims, data_dim, n_values).to(self.device_)
         self.latent_stats_ = None
-        # The decoder emits its outputs grouped (value columns, then softmax columns span after span), so the
-        # loss reads two slices instead of gathering columns twice a step; `_to_encoded` restores the order.
-        grouped = torch.cat([self.layout_.value_columns, self.layout_.softmax_columns])
-        self._to_encoded = torch.argsort(grouped)
+        # Both networks see the columns grouped (value columns, then softmax columns span after span): the loss
+        # then reads two slices of one tensor instead of gathering columns every step, and an epoch shuffles a
+        # single copy. `_to_encoded` restores the encoder's order on the way out.
+        self._grouped = torch.cat([self.layout_.value_columns, self.layout_.softmax_columns])
+        self._to_encoded = torch.argsort(self._grouped)
 
     def _modules(self) -> dict[str, nn.Module]:
         return {"encoder": self.encoder_net_, "decoder": self.decoder_net_}
@@ -149,17 +150,19 @@ class TVAE(SyntheticGenerator):
         log_sigma_bounds = (math.log(SIGMA_MIN), math.log(SIGMA_MAX))
         encoder.train()
         decoder.train()
-        values, softmax = self._targets(data)  # column-grouped copies, gathered once
+        grouped = data[:, self._grouped]
+        n_values = len(self.layout_.value_columns)
         for epoch in progress:
-            # One shuffled copy per epoch, then contiguous slices: cheaper than three row gathers per step.
+            # One shuffled copy per epoch, then contiguous slices: cheaper than row gathers every step.
             order = torch.randperm(n, device=data.device)
-            epoch_data, epoch_values, epoch_softmax = data[order], values[order], softmax[order]
+            shuffled = grouped[order]
             totals = torch.zeros(3, device=data.device)
             for step in range(steps):
                 rows = slice(step * batch, (step + 1) * batch)
-                mu, logvar = encoder(epoch_data[rows])
+                x = shuffled[rows]
+                mu, logvar = encoder(x)
                 z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-                reconstruction, kl = self._row_losses(epoch_values[rows], epoch_softmax[rows], decoder(z), mu, logvar)
+                reconstruction, kl = self._row_losses(x[:, :n_values], x[:, n_values:], decoder(z), mu, logvar)
                 reconstruction, kl = reconstruction.mean(), kl.mean()
                 loss = reconstruction + kl
                 optimizer.zero_grad(set_to_none=True)
@@ -173,9 +176,6 @@ class TVAE(SyntheticGenerator):
                 break
         self._fit_latent_stats(data)
 
-    def _targets(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The value columns and the softmax columns of encoded rows, in the decoder's grouped order."""
-        return x[:, self.layout_.value_columns], x[:, self.layout_.softmax_columns]
 
     def _row_losses(
         self, values: torch.Tensor, softmax: torch.Tensor, grouped: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
@@ -228,7 +228,7 @@ class TVAE(SyntheticGenerator):
         self.encoder_net_.eval()
         for start in range(0, data.shape[0], INFERENCE_BATCH):
             x = data[start : start + INFERENCE_BATCH]
-            mu = self.encoder_net_(x)[0].double()
+            mu = self.encoder_net_(x[:, self._grouped])[0].double()
             onehot = x[:, index].double()  # (rows, values)
             count += onehot.sum(dim=0)
             total += onehot.T @ mu
@@ -302,7 +302,8 @@ class TVAE(SyntheticGenerator):
         """Per-row anomaly score: loss_factor * reconstruction + KL at z = mu (higher is more unusual)."""
         scores = []
         for x, mu, logvar in self._encode_batches(df):
-            reconstruction, kl = self._row_losses(*self._targets(x), self.decoder_net_(mu), mu, logvar)
+            n_values = len(self.layout_.value_columns)
+            reconstruction, kl = self._row_losses(x[:, :n_values], x[:, n_values:], self.decoder_net_(mu), mu, logvar)
             scores.append((reconstruction + kl).cpu().numpy())
         return np.concatenate(scores, axis=0).astype(np.float64)
 
@@ -319,5 +320,6 @@ class TVAE(SyntheticGenerator):
             return
         for start in range(0, len(encoded), INFERENCE_BATCH):
             x = torch.from_numpy(encoded[start : start + INFERENCE_BATCH]).to(self.device_)
+            x = x[:, self._grouped]
             mu, logvar = self.encoder_net_(x)
             yield x, mu, logvar
