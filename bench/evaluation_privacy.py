@@ -1,6 +1,6 @@
 """Benchmark the privacy metrics: privacy_metrics end to end, and the nearest-neighbour search alone.
 
-    .venv/bin/python bench/evaluation_privacy.py [--rows 200000] [--device auto] [--chunk-rows 4096]
+    .venv/bin/python bench/evaluation_privacy.py [--rows 200000] [--device auto] [--chunk-rows N]
         [--threads N] [--out bench/results/evaluation_privacy.json]
 
 Three mixed tables of --rows rows each (pipeline.sample_data.make_sample_table, seeds 1, 2, 3) play train,
@@ -30,7 +30,7 @@ def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=200_000, help="rows in each of train, holdout and synthetic")
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    ap.add_argument("--chunk-rows", type=int, default=4096)
+    ap.add_argument("--chunk-rows", type=int, default=None, help="default: evaluation.privacy.default_chunk_rows")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: library default)")
     ap.add_argument("--out", default=str(RESULTS_JSON))
@@ -46,7 +46,7 @@ if ARGS.threads:
 import torch  # noqa: E402
 
 sys.path.insert(0, str(ROOT))  # run from a checkout even if tabtwin is not installed
-from evaluation.privacy import distance_space, nearest_distances, privacy_metrics  # noqa: E402
+from evaluation.privacy import default_chunk_rows, distance_space, nearest_distances, privacy_metrics  # noqa: E402
 from generators.base import resolve_device  # noqa: E402
 from pipeline.sample_data import make_sample_table  # noqa: E402
 from pipeline.schema import infer_schema  # noqa: E402
@@ -99,7 +99,7 @@ def main() -> None:
         "modelled_columns": len(metrics["columns"]),
         "device": metrics["device"],
         "device_name": _device_name(device),
-        "chunk_rows": ARGS.chunk_rows,
+        "chunk_rows": ARGS.chunk_rows or default_chunk_rows(device),
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "generate_s": round(generate_s, 3),

@@ -21,8 +21,9 @@ rows, about 1 at most for rows within the training ranges.
 
 Nearest neighbours (`nearest_distances`) run in torch, float32, on the GPU when there is one: query chunks
 against reference chunks, ||q - r||^2 = ||q||^2 + ||r||^2 - 2 q.r as a matmul per (chunk_rows x chunk_rows)
-block, and a running top-k merged across reference chunks, so memory stays at one block (64 MiB at the
-default 4096) whatever the table sizes: no pandas cross-join, no cdist. The matmul only selects candidates;
+block, and a running top-k merged across reference chunks, so memory stays at one block whatever the table
+sizes: no pandas cross-join, no cdist. Blocks are 1024 x 1024 on a CPU (4 MiB, cache-resident: 1.5x the pairs
+per second of 4096 x 4096 blocks on a 2-core EPYC) and 4096 x 4096 on a GPU. The matmul only selects candidates;
 their distances are then recomputed from the differences, because the expanded form loses the small
 distances (exact copies) to float32 cancellation. Every search runs between two different tables (synthetic
 vs train, holdout vs train, ...), so there are no self-matches to exclude.
@@ -89,12 +90,13 @@ def privacy_metrics(
     synthetic: pd.DataFrame,
     schema: Schema,
     device: str = "auto",
-    chunk_rows: int = 4096,
+    chunk_rows: int | None = None,
     seed: int = 0,
 ) -> dict:
     """Distance-to-closest-record, exact-copy, NNDR and membership-inference metrics (see the module docstring)."""
-    columns = _check_inputs(train, holdout, synthetic, schema, chunk_rows)
     target = _device(device)
+    chunk_rows = default_chunk_rows(target) if chunk_rows is None else chunk_rows
+    columns = _check_inputs(train, holdout, synthetic, schema, chunk_rows)
     rng = np.random.default_rng(seed)
     m = min(len(train), len(holdout))
     members = _sample_rows(len(train), m, rng)
@@ -249,14 +251,20 @@ def _one_hot(codes: np.ndarray, width: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------- nearest neighbours
 
 
+def default_chunk_rows(device: torch.device) -> int:
+    """Rows per block side: small enough to stay in a CPU's cache, large enough to fill a GPU."""
+    return 4096 if device.type == "cuda" else 1024
+
+
 def nearest_distances(
-    queries: torch.Tensor, reference: torch.Tensor, k: int = 2, chunk_rows: int = 4096
+    queries: torch.Tensor, reference: torch.Tensor, k: int = 2, chunk_rows: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The k smallest Euclidean distances from each query row to the reference rows (ascending), and their indices.
 
     Works on the tensors' device in float32. Memory beyond the inputs is one (chunk_rows x chunk_rows) block
-    plus (chunk_rows x (k + REFINE_MARGIN)) candidates, so 200k x 200k at 4096 needs well under a GiB.
+    plus (chunk_rows x (k + REFINE_MARGIN)) candidates, so 200k x 200k needs well under a GiB.
     """
+    chunk_rows = default_chunk_rows(queries.device) if chunk_rows is None else chunk_rows
     if k < 1 or chunk_rows < 1:
         raise TabtwinError(f"k and chunk_rows must be positive, got k={k}, chunk_rows={chunk_rows}")
     if len(reference) < k:
