@@ -74,6 +74,25 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+def write_results_section(r: dict) -> None:
+    from bench.generators import machine, replace_section
+
+    section = "## Privacy search (issue #4)"
+    lines = [section, "", f"- Date: {r['when']}", f"- Machine: {machine()}, device {r['device']}, torch threads "
+             f"{r['torch_threads']}, blocks of {r['chunk_rows']} rows",
+             f"- Three generated tables (make_sample_table) of {r['rows_each']:,} rows each as train, holdout and "
+             f"synthetic; {r['modelled_columns']} modelled columns", "",
+             "| step | seconds |", "| --- | ---: |",
+             f"| encode train + synthetic into the distance space | {r['encode_s']:.2f} |",
+             f"| one top-2 search, synthetic x train ({r['nearest_pairs_per_s'] / 1e6:.0f} M pairs/s) | "
+             f"{r['nearest_top2_s']:.1f} |",
+             f"| privacy_metrics end to end (every search, exact copies) | {r['privacy_metrics_s']:.1f} |", "",
+             f"Peak RSS {r['peak_rss_mib']:.0f} MiB. On these independent draws: DCR share "
+             f"{r['metrics']['dcr_share']:.3f}, MIA AUC {r['metrics']['mia_auc']:.3f}, exact copies "
+             f"{r['metrics']['exact_copy_share']:.4f}."]
+    replace_section(BENCH / "RESULTS.md", section, "\n".join(lines) + "\n")
+
+
 def main() -> None:
     if ARGS.threads:
         torch.set_num_threads(ARGS.threads)
@@ -118,6 +137,8 @@ def main() -> None:
     out = Path(ARGS.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    if out == RESULTS_JSON:
+        write_results_section(result)
     print(
         f"privacy metrics, {n:,} rows each x 3 tables, {result['modelled_columns']} modelled columns, "
         f"on {result['device']} ({result['device_name']})"
