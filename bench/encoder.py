@@ -24,6 +24,9 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
+sys.path.insert(0, str(ROOT))  # run from a checkout even if tabtwin is not installed
+
+from bench.threads import pin_threads  # noqa: E402
 PEER_PY = BENCH / ".peer-venv" / "bin" / "python"
 PEER_SCRIPT = BENCH / "peer_encoder.py"
 RESULTS_MD = BENCH / "RESULTS.md"
@@ -45,16 +48,12 @@ def parse_args() -> argparse.Namespace:
 
 
 ARGS = parse_args()
-if ARGS.threads:
-    # Must be set before numpy/torch load; the peer subprocess inherits os.environ.
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = str(ARGS.threads)
+pin_threads(ARGS.threads)  # before numpy/torch load; the peer subprocess inherits it
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-sys.path.insert(0, str(ROOT))  # run from a checkout even if tabtwin is not installed
 from pipeline.encoding import TableEncoder  # noqa: E402
 from pipeline.ingest import read_table  # noqa: E402
 from pipeline.schema import infer_schema  # noqa: E402

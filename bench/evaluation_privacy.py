@@ -23,6 +23,9 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
+sys.path.insert(0, str(ROOT))  # run from a checkout even if tabtwin is not installed
+
+from bench.threads import pin_threads  # noqa: E402
 RESULTS_JSON = BENCH / "results" / "evaluation_privacy.json"
 
 
@@ -38,14 +41,10 @@ def parse_args() -> argparse.Namespace:
 
 
 ARGS = parse_args()
-if ARGS.threads:
-    # Must be set before numpy/torch load.
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = str(ARGS.threads)
+pin_threads(ARGS.threads)  # before torch loads
 
 import torch  # noqa: E402
 
-sys.path.insert(0, str(ROOT))  # run from a checkout even if tabtwin is not installed
 from evaluation.privacy import default_chunk_rows, distance_space, nearest_distances, privacy_metrics  # noqa: E402
 from generators.base import resolve_device  # noqa: E402
 from pipeline.sample_data import make_sample_table  # noqa: E402

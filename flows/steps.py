@@ -61,7 +61,9 @@ def fingerprint(df: pd.DataFrame, schema: Schema, params: dict) -> str:
     """Hash of the training rows, the schema and the fit parameters: same inputs, same model."""
     digest = hashlib.sha256()
     digest.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
-    digest.update(json.dumps([list(map(str, df.columns)), schema.to_dict(), params], sort_keys=True).encode())
+    from generators.base import FORMAT_VERSION  # a new model format must not reuse models saved in the old one
+
+    digest.update(json.dumps([list(map(str, df.columns)), schema.to_dict(), params, FORMAT_VERSION], sort_keys=True).encode())
     return digest.hexdigest()[:16]
 
 

@@ -31,7 +31,7 @@ from pipeline.errors import TabtwinError
 from pipeline.files import atomic_directory, write_json_atomic
 from pipeline.schema import Schema, infer_schema
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: TVAE's networks see grouped columns and one mean/log-variance head
 SAMPLE_BATCH = 50_000  # rows generated and decoded per batch: large enough to keep the device busy
 VALIDATION_FRACTION = 0.1  # rows held out for early stopping
 
@@ -72,8 +72,8 @@ class SpanLayout:
 
     A Python loop over spans costs a handful of small kernels per span per step. Instead, every softmax span's
     columns are gathered into one (rows, K) block and softmax runs per segment: a segment max, one exp, and
-    segment sums as a matmul with a (K, spans) indicator matrix. The padded (rows, spans, width) view is kept
-    for code that prefers it; padding wastes work when one span is much wider than the rest.
+    segment sums as a matmul with a (K, spans) indicator matrix. `softmax_index`/`softmax_valid` list each
+    span's positions padded to the widest span, which is how the conditional sampler addresses values.
     """
 
     value_columns: torch.Tensor  # (V,) positions of tanh scalars
@@ -105,11 +105,6 @@ class SpanLayout:
             softmax_valid=valid.to(device),
             condition_spans=torch.tensor(conditions, dtype=torch.long, device=device),
         )
-
-    def padded_logits(self, raw: torch.Tensor) -> torch.Tensor:
-        """(rows, S, W) logits of every softmax span, -inf on padding."""
-        logits = raw[:, self.softmax_index]
-        return logits.masked_fill(~self.softmax_valid, float("-inf"))
 
 
 def segment_log_softmax(logits: torch.Tensor, segment: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:

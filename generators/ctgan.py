@@ -92,8 +92,8 @@ class Critic(nn.Module):
             grad = (grad * slope) @ linear.weight
         return grad
 
-    def wasserstein_loss(self, real: torch.Tensor, fake: torch.Tensor, gp_weight: float) -> torch.Tensor:
-        """WGAN-GP critic loss: mean score of fake minus real, plus the gradient penalty on interpolations.
+    def wasserstein_loss(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean score of fake minus real, gradient penalty on interpolations): WGAN-GP's two critic terms.
 
         Real and fake rows go through the critic as one batch (one matmul per layer instead of two); the
         penalty uses `input_gradient`. Pac groups never mix because each part is a whole number of groups.
@@ -105,7 +105,7 @@ class Critic(nn.Module):
         mixed = torch.lerp(fake, real, alpha)
         real_score, fake_score = self(torch.cat([real, fake])).split(groups)
         norms = self.input_gradient(mixed).norm(2, dim=1)
-        return fake_score.mean() - real_score.mean() + gp_weight * ((norms - 1) ** 2).mean()
+        return fake_score.mean() - real_score.mean(), ((norms - 1) ** 2).mean()
 
 
 class ConditionSampler:
@@ -278,9 +278,10 @@ class CTGAN(SyntheticGenerator):
         for epoch in progress:
             totals = torch.zeros(2, device=self.device_)
             for _ in range(steps):
-                for _ in range(self.discriminator_steps):
+                for k in range(self.discriminator_steps):
                     cond, mask, rows = self.sampler_.sample_for_training(self.batch_size, self.multi_condition_rate)
-                    raw, fake = self._fake(cond)
+                    with torch.set_grad_enabled(k == self.discriminator_steps - 1):  # only the last batch is reused
+                        raw, fake = self._fake(cond)
                     loss_d = self._critic_step(data, rows, cond, fake.detach(), opt_d)
                 loss_g = self._generator_step(raw, fake, cond, mask, opt_g)
                 totals += torch.stack([loss_g.detach(), loss_d.detach()])
@@ -302,9 +303,9 @@ class CTGAN(SyntheticGenerator):
         if cond is not None:
             real = torch.cat([real, cond[perm]], dim=1)
             fake = torch.cat([fake, cond], dim=1)
-        loss = self.critic_.wasserstein_loss(real, fake, self.gp_weight)
+        loss, penalty = self.critic_.wasserstein_loss(real, fake)
         opt_d.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss + self.gp_weight * penalty).backward()
         opt_d.step()
         return loss
 

@@ -151,7 +151,6 @@ class TVAE(SyntheticGenerator):
         encoder.train()
         decoder.train()
         grouped = data[:, self._grouped]
-        n_values = len(self.layout_.value_columns)
         for epoch in progress:
             # One shuffled copy per epoch, then contiguous slices: cheaper than row gathers every step.
             order = torch.randperm(n, device=data.device)
@@ -162,7 +161,7 @@ class TVAE(SyntheticGenerator):
                 x = shuffled[rows]
                 mu, logvar = encoder(x)
                 z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-                reconstruction, kl = self._row_losses(x[:, :n_values], x[:, n_values:], decoder(z), mu, logvar)
+                reconstruction, kl = self._row_losses(x, decoder(z), mu, logvar)
                 reconstruction, kl = reconstruction.mean(), kl.mean()
                 loss = reconstruction + kl
                 optimizer.zero_grad(set_to_none=True)
@@ -176,20 +175,19 @@ class TVAE(SyntheticGenerator):
                 break
         self._fit_latent_stats(data)
 
-
     def _row_losses(
-        self, values: torch.Tensor, softmax: torch.Tensor, grouped: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
+        self, x: torch.Tensor, raw: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-row loss_factor * reconstruction NLL and KL(q(z|x) || N(0, I)), each of shape (rows,).
 
-        `grouped` is the decoder's output: value columns first, then the softmax columns.
+        `x` (the rows) and `raw` (the decoder's output) are both grouped: value columns first, then softmax columns.
         """
         layout = self.layout_
         sigma = self.decoder_net_.sigma()
-        n_values = values.shape[1]
-        gaussian = (values - torch.tanh(grouped[:, :n_values])) ** 2 / (2 * sigma**2) + torch.log(sigma)
-        log_probs = segment_log_softmax(grouped[:, n_values:], layout.softmax_segment, layout.softmax_matrix)
-        cross_entropy = -(softmax * log_probs).sum(dim=1)
+        n_values = len(layout.value_columns)
+        gaussian = (x[:, :n_values] - torch.tanh(raw[:, :n_values])) ** 2 / (2 * sigma**2) + torch.log(sigma)
+        log_probs = segment_log_softmax(raw[:, n_values:], layout.softmax_segment, layout.softmax_matrix)
+        cross_entropy = -(x[:, n_values:] * log_probs).sum(dim=1)
         reconstruction = self.loss_factor * (gaussian.sum(dim=1) + cross_entropy)
         kl = -0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(dim=1)
         return reconstruction, kl
@@ -302,8 +300,7 @@ class TVAE(SyntheticGenerator):
         """Per-row anomaly score: loss_factor * reconstruction + KL at z = mu (higher is more unusual)."""
         scores = []
         for x, mu, logvar in self._encode_batches(df):
-            n_values = len(self.layout_.value_columns)
-            reconstruction, kl = self._row_losses(x[:, :n_values], x[:, n_values:], self.decoder_net_(mu), mu, logvar)
+            reconstruction, kl = self._row_losses(x, self.decoder_net_(mu), mu, logvar)
             scores.append((reconstruction + kl).cpu().numpy())
         return np.concatenate(scores, axis=0).astype(np.float64)
 

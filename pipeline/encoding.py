@@ -24,7 +24,8 @@ import pandas as pd
 
 from pipeline.errors import EncodingError
 from pipeline.mixture import fit_mixtures, prune
-from pipeline.schema import ColumnSpec, Schema, parse_datetimes, write_json_atomic
+from pipeline.files import write_json_atomic
+from pipeline.schema import ColumnSpec, Schema, parse_datetimes
 
 # Offsets are in units of this many standard deviations, and kept inside the tanh range.
 _STD_MULTIPLIER = 4.0

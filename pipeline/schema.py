@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import SchemaError
-from pipeline.files import write_json_atomic  # noqa: F401  (re-exported: used across the project)
+from pipeline.files import write_json_atomic
 
 KINDS = ("continuous", "discrete", "datetime", "boolean", "id")
 

@@ -61,6 +61,17 @@ def test_fingerprint_changes_with_data_and_parameters():
     assert base != steps.fingerprint(changed, schema, {"epochs": 1})
 
 
+def test_fingerprint_changes_with_the_model_format(monkeypatch):
+    """A cached model saved in an older format would fail to load: a new format must miss the cache instead."""
+    import generators.base
+
+    df = make_sample_table(50, seed=1)
+    schema = infer_schema(df)
+    before = steps.fingerprint(df, schema, {"epochs": 1})
+    monkeypatch.setattr(generators.base, "FORMAT_VERSION", generators.base.FORMAT_VERSION + 1)
+    assert before != steps.fingerprint(df, schema, {"epochs": 1})
+
+
 def test_filter_rows_matches_like_the_generators():
     df = pd.DataFrame({"sex": [" Female", " Male", " Female"], "n": [1, 2, 3]})
     assert steps.filter_rows(df, {"sex": "female"})["n"].tolist() == [1, 3]
