@@ -1,7 +1,7 @@
 """Benchmark tabtwin's CTGAN and TVAE against the ctgan package's, on Adult, in one run (issue #3).
 
     .venv/bin/python bench/generators.py [--data ../shared/data/adult.csv] [--epochs 30] [--models ctgan tvae]
-        [--sample-rows 100000] [--no-peer]
+        [--sample-rows 100000] [--rounds 3] [--no-peer]
 
 Adult is split 80/20 (seed 0). Each (model, side) trains in its own process (bench/generator_runner.py; the
 peer side in bench/.peer-venv, see bench/peer_setup.sh) with the same epochs, batch size, CPU threads and
@@ -10,12 +10,18 @@ way: sdmetrics QualityReport (shapes, trends) and the boosted detection test aga
 the test AUC on the real 20 % of a HistGradientBoosting classifier trained on the synthetic rows to predict
 income (next to the same classifier trained on the real rows). Results go to bench/results/generators.json and
 the "Generators" section of bench/RESULTS.md.
+
+Speed is compared in rounds: each round trains ours and then the peer (same epochs), and the ratio is taken
+within the round, so both sides of a ratio ran minutes apart; a shared machine's speed drifts more than that
+over a whole run. The first round's models are the ones scored; later rounds only time training. The headline
+ratio is the median over rounds of peer/ours median epoch.
 """
 
 import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,6 +51,7 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=["ctgan", "tvae"])
     ap.add_argument("--sample-rows", type=int, default=100_000)
     ap.add_argument("--target", default="income")
+    ap.add_argument("--rounds", type=int, default=3, help="timing rounds per model (the first one is also scored)")
     ap.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True)
     args = ap.parse_args()
 
@@ -57,26 +64,33 @@ def main() -> None:
     if args.peer and "peer" not in sides:
         print("peer venv missing: run `bash bench/peer_setup.sh` first; measuring ours only", file=sys.stderr)
 
-    rows = []
+    rows, rounds = [], []
     with tempfile.TemporaryDirectory() as work:
         train_path = Path(work) / "train.parquet"
         train.to_parquet(train_path, index=False)
         for model in args.models:
-            for side in sides:
-                out = Path(work) / f"{model}-{side}.parquet"
-                figures = run_side(side, model, train_path, discrete, args, out)
-                synthetic = pd.read_parquet(out).head(len(train))
-                figures.update(score(train, test, synthetic, schema, args.target))
-                rows.append(figures)
-                print(format_row(figures), flush=True)
+            for round_ in range(1, args.rounds + 1):
+                timed = {}
+                for side in sides:
+                    out = Path(work) / f"{model}-{side}.parquet"
+                    sample_rows = args.sample_rows if round_ == 1 else 1000
+                    figures = run_side(side, model, train_path, discrete, args, out, sample_rows)
+                    timed[side] = figures["s_per_epoch_median"]
+                    if round_ == 1:
+                        synthetic = pd.read_parquet(out).head(len(train))
+                        figures.update(score(train, test, synthetic, schema, args.target))
+                        rows.append(figures)
+                        print(format_row(figures), flush=True)
+                rounds.append({"model": model, "round": round_, **timed})
+                print(f"{model} round {round_}: median epoch {timed}", flush=True)
     baseline = utility_report(train, test, train, schema, args.target)["train_real"]["auc"]
-    write_results(rows, baseline, args, len(df), df.shape[1], discrete)
+    write_results(rows, rounds, baseline, args, len(df), df.shape[1], discrete)
 
 
-def run_side(side, model, train_path, discrete, args, out) -> dict:
+def run_side(side, model, train_path, discrete, args, out, sample_rows) -> dict:
     command = [str(PYTHON[side]), str(BENCH / "generator_runner.py"), "--side", side, "--model", model,
                "--train", str(train_path), "--discrete", *discrete, "--epochs", str(args.epochs),
-               "--sample-rows", str(args.sample_rows), "--out", str(out)]
+               "--sample-rows", str(sample_rows), "--out", str(out)]
     result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     if result.returncode != 0:
         raise SystemExit(f"{side} {model} failed:\n{result.stderr[-3000:]}")
@@ -110,10 +124,15 @@ def machine() -> str:
     return f"{platform.platform()}, {os.cpu_count()} cores ({cpu}), {memory:.1f} GiB RAM"
 
 
-def write_results(rows, baseline, args, n_rows, n_cols, discrete) -> None:
+def round_ratios(rounds, model) -> list[float]:
+    return [r["peer"] / r["ours"] for r in rounds if r["model"] == model and "peer" in r]
+
+
+def write_results(rows, rounds, baseline, args, n_rows, n_cols, discrete) -> None:
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     (BENCH / "results").mkdir(exist_ok=True)
-    payload = {"date": date, "machine": machine(), "epochs": args.epochs, "rows": rows, "real_baseline_auc": baseline}
+    payload = {"date": date, "machine": machine(), "epochs": args.epochs, "rows": rows, "rounds": rounds,
+               "real_baseline_auc": baseline}
     (BENCH / "results" / "generators.json").write_text(json.dumps(payload, indent=2))
     lines = [SECTION, "", f"- Date: {date}", f"- Machine: {machine()}, device cpu, torch threads {rows[0]['threads']}",
              f"- Data: `{Path(args.data).name}`, {n_rows} rows x {n_cols} columns, 80/20 split (seed 0); "
@@ -121,7 +140,8 @@ def write_results(rows, baseline, args, n_rows, n_cols, discrete) -> None:
              f"- Protocol: {args.epochs} epochs, batch 500, both seeded, each run in its own process; s/epoch = the training "
              "loop's own epoch iterator clocked the same way on both sides (encoder fit and setup excluded; fit s includes "
              "them; the median epoch discounts bursts of load on a shared machine, whose speed was seen to drift by up to 2x "
-             "within minutes); synthetic rows = training rows; "
+             f"within minutes); speed ratios are taken within each of {args.rounds} rounds (ours, then the peer, minutes "
+             "apart; table below), the table here is the first round, whose models are scored; synthetic rows = training rows; "
              "quality = sdmetrics QualityReport on 20,000 rows per side; detection = boosted real-vs-synthetic classifier "
              "(1 = indistinguishable); TSTR AUC = HistGradientBoosting trained on synthetic, tested on the real 20 %",
              f"- Versions: {rows[0]['version']} vs {next((r['version'] for r in rows if r['side'] == 'peer'), 'n/a')}, "
@@ -135,12 +155,19 @@ def write_results(rows, baseline, args, n_rows, n_cols, discrete) -> None:
                      f"{f(r['sample_rows_per_s'], ',.0f')} | {f(r['peak_rss_mib'], '.0f')} | {f(r['quality'])} | "
                      f"{f(r['shapes'])} | {f(r['trends'])} | {f(r['detection_score'])} | {f(r['tstr_auc'])} |")
     lines.append("")
+    if any("peer" in r for r in rounds):
+        lines += ["| model | round | ours s/epoch (median) | peer s/epoch (median) | peer/ours |",
+                  "| --- | ---: | ---: | ---: | ---: |"]
+        lines += [f"| {r['model']} | {r['round']} | {r['ours']:.3f} | {r['peer']:.3f} | {r['peer'] / r['ours']:.2f}x |"
+                  for r in rounds if "peer" in r]
+        lines.append("")
     for model in args.models:
         ours = next((r for r in rows if r["model"] == model and r["side"] == "ours"), None)
         peer = next((r for r in rows if r["model"] == model and r["side"] == "peer"), None)
         if ours and peer:
-            lines.append(f"- {model}: peer/ours time per epoch {peer['s_per_epoch'] / ours['s_per_epoch']:.2f}x (mean), "
-                         f"{peer['s_per_epoch_median'] / ours['s_per_epoch_median']:.2f}x (median), "
+            ratios = round_ratios(rounds, model)
+            lines.append(f"- {model}: peer/ours time per epoch {statistics.median(ratios):.2f}x (median of {len(ratios)} "
+                         f"rounds, {min(ratios):.2f}x-{max(ratios):.2f}x), "
                          f"sampling ours/peer {ours['sample_rows_per_s'] / peer['sample_rows_per_s']:.1f}x, "
                          f"quality ours - peer {ours['quality'] - peer['quality']:+.3f}")
     lines += [f"- Train-on-real baseline AUC: {baseline:.3f}",

@@ -3,7 +3,8 @@
 A generator subclass implements four hooks on encoded data, all on `self.device_`:
 
 - `_build(data_dim)` creates the torch modules (also called by `load`, before the weights go in),
-- `_train(data, progress)` trains on the encoded training matrix (a float32 tensor resident on the device),
+- `_train(data, progress)` trains on the encoded training matrix (a float32 tensor resident on the device; the
+  networks see its columns grouped, `data[:, layout_.grouped]`, see `SpanLayout`),
 - `_generate(n, cond, generator)` returns n raw encoded rows (probabilities / tanh values) under `cond`,
 - `_modules()` names the modules whose state_dict makes up the weights file.
 
@@ -31,7 +32,7 @@ from pipeline.errors import TabtwinError
 from pipeline.files import atomic_directory, write_json_atomic
 from pipeline.schema import Schema, infer_schema
 
-FORMAT_VERSION = 2  # 2: TVAE's networks see grouped columns and one mean/log-variance head
+FORMAT_VERSION = 3  # 3: both networks see grouped columns, discrete spans last; the critic holds only its linears
 SAMPLE_BATCH = 50_000  # rows generated and decoded per batch: large enough to keep the device busy
 VALIDATION_FRACTION = 0.1  # rows held out for early stopping
 
@@ -68,71 +69,90 @@ def seed_everything(seed: int | None) -> None:
 
 @dataclass
 class SpanLayout:
-    """Index tensors that let all spans of a kind be handled in a few whole-matrix operations.
+    """Where each kind of encoded column sits, so all spans of a kind are handled in a few whole-matrix operations.
 
-    A Python loop over spans costs a handful of small kernels per span per step. Instead, every softmax span's
-    columns are gathered into one (rows, K) block and softmax runs per segment: a segment max, one exp, and
-    segment sums as a matmul with a (K, spans) indicator matrix. `softmax_index`/`softmax_valid` list each
-    span's positions padded to the widest span, which is how the conditional sampler addresses values.
+    The networks see the encoded columns *grouped*: the V tanh value columns first, then every softmax span one
+    after another, with the discrete columns' spans (the conditional vector) last. A network's output then splits
+    into slices instead of gathers, the conditional block is the trailing `condition_width` columns, and
+    `to_encoded` puts generated rows back in the encoder's order. Softmax runs per segment over the K softmax
+    columns: a segment max, one exp, and segment sums as a matmul with a (K, spans) indicator matrix; a Python
+    loop over spans would cost a handful of small kernels per span per step.
     """
 
-    value_columns: torch.Tensor  # (V,) positions of tanh scalars
-    softmax_columns: torch.Tensor  # (K,) positions of all softmax spans' columns, span after span
+    value_columns: torch.Tensor  # (V,) encoder positions of the tanh scalars
+    softmax_columns: torch.Tensor  # (K,) encoder positions of the softmax columns, span after span, discrete last
     softmax_segment: torch.Tensor  # (K,) which softmax span each of those columns belongs to
     softmax_matrix: torch.Tensor  # (K, S) indicator: column k belongs to span s
-    softmax_index: torch.Tensor  # (S, W) positions of each softmax span, padded with 0
-    softmax_valid: torch.Tensor  # (S, W) bool, False on padding
-    condition_spans: torch.Tensor  # (C,) which softmax spans are discrete columns (the conditional vector)
+    grouped: torch.Tensor  # (V + K,) encoder position of each grouped column: value_columns, softmax_columns
+    to_encoded: torch.Tensor  # (V + K,) grouped column of each encoder position (the inverse permutation)
+    condition_starts: list[int]  # encoder start of each discrete column's span, in conditional-vector order
+    condition_dims: list[int]  # and its width
+
+    @property
+    def n_values(self) -> int:
+        return len(self.value_columns)
+
+    @property
+    def condition_width(self) -> int:
+        return sum(self.condition_dims)
 
     @classmethod
     def from_spans(cls, spans: list[Span], device: torch.device) -> SpanLayout:
         softmax = [s for s in spans if s.activation == "softmax"]
-        width = max((s.dim for s in softmax), default=1)
-        index = torch.zeros((len(softmax), width), dtype=torch.long)
-        valid = torch.zeros((len(softmax), width), dtype=torch.bool)
-        for i, span in enumerate(softmax):
-            index[i, : span.dim] = torch.arange(span.start, span.stop)
-            valid[i, : span.dim] = True
+        conditions = [s for s in softmax if s.role == "category"]
+        softmax = [s for s in softmax if s.role != "category"] + conditions
+        columns = torch.tensor([p for s in softmax for p in range(s.start, s.stop)], dtype=torch.long)
         segment = torch.repeat_interleave(torch.arange(len(softmax)), torch.tensor([s.dim for s in softmax], dtype=torch.long))
-        conditions = [i for i, s in enumerate(softmax) if s.role == "category"]
-        values = [s.start for s in spans if s.activation == "tanh"]
+        values = torch.tensor([s.start for s in spans if s.activation == "tanh"], dtype=torch.long)
+        grouped = torch.cat([values, columns])
         return cls(
-            value_columns=torch.tensor(values, dtype=torch.long, device=device),
-            softmax_columns=index[valid].to(device),
+            value_columns=values.to(device),
+            softmax_columns=columns.to(device),
             softmax_segment=segment.to(device),
             softmax_matrix=F.one_hot(segment, len(softmax)).float().to(device),
-            softmax_index=index.to(device),
-            softmax_valid=valid.to(device),
-            condition_spans=torch.tensor(conditions, dtype=torch.long, device=device),
+            grouped=grouped.to(device),
+            to_encoded=torch.argsort(grouped).to(device),
+            condition_starts=[s.start for s in conditions],
+            condition_dims=[s.dim for s in conditions],
         )
 
 
 def segment_log_softmax(logits: torch.Tensor, segment: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
     """log-softmax of (rows, K) logits within each segment (columns sharing a `segment` id)."""
-    with torch.no_grad():  # softmax is shift-invariant, so the shift needs no gradient
-        top = torch.full((logits.shape[0], matrix.shape[1]), float("-inf"), device=logits.device, dtype=logits.dtype)
-        top = top.scatter_reduce(1, segment.expand_as(logits), logits, "amax")
-    # Per-segment values are spread back to their columns by a matmul with the 0/1 indicator (exact, since each
-    # column has a single 1): on a CPU it is several times faster than a gather and its scatter-add backward.
-    shifted = logits - top @ matrix.T
+    shifted = logits - segment_max(logits, segment, matrix) @ matrix.T
     sums = torch.exp(shifted) @ matrix  # (rows, S)
     return shifted - torch.log(sums) @ matrix.T
+
+
+def segment_softmax(logits: torch.Tensor, segment: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """softmax of (rows, K) logits within each segment; fewer kernels than exp(segment_log_softmax)."""
+    e = torch.exp(logits - segment_max(logits, segment, matrix) @ matrix.T)
+    return e / ((e @ matrix) @ matrix.T)
+
+
+def segment_max(logits: torch.Tensor, segment: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """(rows, S) largest logit of each segment: the shift that keeps exp finite (it needs no gradient, since
+    softmax is shift-invariant). Per-segment values are spread back to their columns by a matmul with the 0/1
+    indicator (exact, since each column has a single 1): on a CPU several times faster than a gather and its
+    scatter-add backward."""
+    with torch.no_grad():
+        top = torch.full((logits.shape[0], matrix.shape[1]), float("-inf"), device=logits.device, dtype=logits.dtype)
+        return top.scatter_reduce(1, segment.expand_as(logits), logits, "amax")
 
 
 def activate(
     raw: torch.Tensor, layout: SpanLayout, tau: float | None = None, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """tanh on value spans and softmax on every softmax span; with `tau`, Gumbel-softmax at that temperature.
+    """tanh on the value columns and softmax on every softmax span of grouped `raw`; with `tau`, Gumbel-softmax.
 
     Gumbel noise keeps the GAN's discrete outputs differentiable yet near one-hot, and its argmax is a draw
-    from the span's categorical, which is why sampling uses it too.
+    from the span's categorical, which is why sampling uses it too. Input and output are in grouped order.
     """
-    logits = raw[:, layout.softmax_columns]
+    logits = raw[:, layout.n_values :]
     if tau is not None:
         logits = (logits + gumbel_noise(logits, generator)) / tau
-    probs = torch.exp(segment_log_softmax(logits, layout.softmax_segment, layout.softmax_matrix))
-    out = raw.index_copy(1, layout.softmax_columns, probs)
-    return out.index_copy(1, layout.value_columns, torch.tanh(raw[:, layout.value_columns]))
+    probs = segment_softmax(logits, layout.softmax_segment, layout.softmax_matrix)
+    return torch.cat([torch.tanh(raw[:, : layout.n_values]), probs], dim=1)
 
 
 def gumbel_noise(like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

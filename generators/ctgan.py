@@ -5,8 +5,12 @@
   per-column row orderings built once at fit: no per-row Python.
 - Generator: residual MLP; tanh on continuous offsets, Gumbel-softmax (tau 0.2) on every mode, category and
   null span, because a generator must emit discrete values and stay differentiable.
-- Critic: PacGAN (`pac` rows judged together) trained as a WGAN with gradient penalty.
+- Critic: PacGAN (`pac` rows judged together) trained as a WGAN with gradient penalty. Its step is written out
+  by hand (`Critic.step_gradients`, tested against autograd's double backward) to skip work autograd cannot
+  see; the generator's step uses autograd.
 - Generator loss adds the cross-entropy that ties the generated discrete value to the condition.
+- The networks see the encoded columns grouped (see `SpanLayout`), so the output splits into slices and the
+  conditional block is the trailing columns; generated rows are put back in the encoder's order at the end.
 
 Several conditions at once: with probability `multi_condition_rate` per extra discrete column, a training
 condition also fixes that column to the value it has in the sampled real row, so combinations seen in the data
@@ -19,36 +23,52 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from generators.base import ConditionPlan, SpanLayout, SyntheticGenerator, activate, adam, segment_log_softmax
 from pipeline.errors import TabtwinError
 
 
-class Residual(nn.Module):
-    """Linear -> BatchNorm -> ReLU, concatenated with its input (the generator's building block)."""
+class Generator(nn.Module):
+    """CTGAN's residual MLP: each block is Linear -> BatchNorm -> ReLU, its output concatenated with its input.
 
-    def __init__(self, in_dim: int, out_dim: int):
+    The concatenation is never built: each linear layer adds one matmul per part over that part's columns of its
+    weight. That saves the copies, and the noise-and-condition part, which needs no gradient, gets none (a matmul
+    over the concatenation would compute its input gradient and throw it away).
+    """
+
+    def __init__(self, in_dim: int, hidden: tuple[int, ...], out_dim: int):
         super().__init__()
-        self.fc = nn.Linear(in_dim, out_dim)
-        self.bn = nn.BatchNorm1d(out_dim)
+        dims = [in_dim + sum(hidden[:i]) for i in range(len(hidden) + 1)]
+        self.blocks = nn.ModuleList(nn.Linear(dim, width) for dim, width in zip(dims, hidden))
+        self.norms = nn.ModuleList(nn.BatchNorm1d(width) for width in hidden)
+        self.out = nn.Linear(dims[-1], out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([torch.relu(self.bn(self.fc(x))), x], dim=1)
+        parts = [x]  # newest first: the order of the concatenation it stands for
+        for linear, norm in zip(self.blocks, self.norms):
+            parts.insert(0, torch.relu(norm(_linear_of_parts(linear, parts))))
+        return _linear_of_parts(self.out, parts)
 
 
-def make_generator(in_dim: int, hidden: tuple[int, ...], out_dim: int) -> nn.Sequential:
-    layers, dim = [], in_dim
-    for width in hidden:
-        layers.append(Residual(dim, width))
-        dim += width
-    layers.append(nn.Linear(dim, out_dim))
-    return nn.Sequential(*layers)
+def _linear_of_parts(linear: nn.Linear, parts: list[torch.Tensor]) -> torch.Tensor:
+    """linear(torch.cat(parts, dim=1)), without the concatenation."""
+    out, start = linear.bias, 0
+    for part in parts:
+        out = torch.addmm(out, part, linear.weight[:, start : start + part.shape[1]].t())
+        start += part.shape[1]
+    return out
 
 
 class Critic(nn.Module):
     """PacGAN critic: `pac` rows are concatenated and scored together, which penalises mode collapse.
 
-    Each hidden layer is Linear -> LeakyReLU(0.2) -> Dropout(0.5), as in CTGAN.
+    Each hidden layer is Linear -> LeakyReLU(0.2) -> Dropout(0.5), as in CTGAN, written as the pre-activation
+    times a `_slope`: LeakyReLU(pre) = pre * (1 or 0.2), and dropout multiplies by 0 or 1 / keep, drawn from
+    uniforms (on a CPU several times faster than `bernoulli_`).
+
+    Training uses `step_gradients`, the WGAN-GP critic loss with its gradient written by hand; `forward` is what
+    the generator's loss backpropagates through.
     """
 
     negative_slope = 0.2
@@ -57,95 +77,148 @@ class Critic(nn.Module):
     def __init__(self, in_dim: int, hidden: tuple[int, ...], pac: int):
         super().__init__()
         self.pac = pac
-        layers, dim = [], in_dim * pac
-        for width in hidden:
-            layers += [nn.Linear(dim, width), nn.LeakyReLU(self.negative_slope), nn.Dropout(self.dropout)]
-            dim = width
-        layers.append(nn.Linear(dim, 1))
-        self.net = nn.Sequential(*layers)
+        dims = [in_dim * pac, *hidden, 1]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims, dims[1:]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x.reshape(-1, x.shape[1] * self.pac))
+        h = x.reshape(-1, x.shape[1] * self.pac)
+        for linear in self.layers[:-1]:
+            pre = linear(h)
+            h = pre * self._slope(pre.detach())
+        return self.layers[-1](h)
+
+    def _slope(self, pre: torch.Tensor) -> torch.Tensor:
+        """d (LeakyReLU then dropout) / d pre at each unit: 1 or 0.2, times 0 or 1 / keep while training."""
+        slope = torch.where(pre > 0, 1.0, self.negative_slope)
+        if self.training:
+            keep = 1.0 - self.dropout
+            slope = slope * torch.rand_like(pre).lt_(keep).div_(keep)
+        return slope
+
+    def _hidden(self, first_pre: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """The slopes and outputs of every hidden layer, from the first layer's pre-activation."""
+        slopes, outputs, pre = [], [], first_pre
+        for i, linear in enumerate(self.layers[:-1]):
+            if i:
+                pre = torch.addmm(linear.bias, outputs[-1], linear.weight.t())
+            slopes.append(self._slope(pre))
+            outputs.append(pre * slopes[-1])
+        return slopes, outputs
+
+    def _gradient_chain(self, slopes: list[torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """d score / d input for rows whose hidden slopes are `slopes`: W1^T (s1 * W2^T (s2 * w3)) for two hidden
+        layers. Returns the factor u_i = (...) * s_i that meets each hidden layer's weight, and the gradient."""
+        grad = self.layers[-1].weight.expand(slopes[-1].shape[0], -1)
+        factors = []
+        for linear, slope in zip(reversed(self.layers[:-1]), reversed(slopes)):
+            grad = grad * slope
+            factors.append(grad)
+            grad = grad @ linear.weight
+        return factors[::-1], grad
 
     def input_gradient(self, x: torch.Tensor) -> torch.Tensor:
         """d score / d input for each pac group of `x`, as a function of the weights that autograd can differentiate.
 
-        For this network the gradient is W1^T (s1 * W2^T (s2 * w3)), where s is each hidden unit's LeakyReLU slope
-        (1 or 0.2) times its dropout factor (0 or 1 / keep). The slopes are piecewise constant in the weights, so
-        they are found by a forward pass without autograd; what autograd then sees is only this chain of
-        matmuls. It gives the same penalty gradient as autograd's double backward through the whole critic, at
-        about half the cost: the interpolated rows no longer take part in the forward graph.
+        The slopes are piecewise constant in the weights, so they are found without autograd; what autograd then
+        sees is only the chain of matmuls of `_gradient_chain`. Its gradient is that of autograd's double
+        backward through the whole critic (a test checks this).
         """
-        linears = [m for m in self.net if isinstance(m, nn.Linear)]
-        h, slopes = x.reshape(-1, x.shape[1] * self.pac), []
+        first = self.layers[0]
         with torch.no_grad():
-            for linear in linears[:-1]:
-                pre = linear(h)
-                slope = torch.where(pre > 0, 1.0, self.negative_slope)
-                if self.training:
-                    keep = 1.0 - self.dropout
-                    slope = slope * (torch.rand_like(pre) < keep) / keep
-                h = pre * slope  # LeakyReLU then dropout, since LeakyReLU(pre) = pre * its slope
-                slopes.append(slope)
-        grad = linears[-1].weight.expand(h.shape[0], -1)
-        for linear, slope in zip(reversed(linears[:-1]), reversed(slopes)):
-            grad = (grad * slope) @ linear.weight
-        return grad
+            slopes, _ = self._hidden(first(x.reshape(-1, x.shape[1] * self.pac)))
+        return self._gradient_chain(slopes)[1]
 
-    def wasserstein_loss(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mean score of fake minus real, gradient penalty on interpolations): WGAN-GP's two critic terms.
+    def step_gradients(self, real: list[torch.Tensor], fake: list[torch.Tensor], gp_weight: float) -> torch.Tensor:
+        """WGAN-GP critic step by hand: writes every parameter's .grad for
+        mean(score(fake)) - mean(score(real)) + gp_weight * mean((|d score / d mixed| - 1)^2), with `mixed` a random
+        interpolation of each real and fake pac group, and returns the first term. `real` and `fake` are the
+        column blocks of the critic's rows (data, then condition), concatenated here into one buffer.
 
-        Real and fake rows go through the critic as one batch (one matmul per layer instead of two); the
-        penalty uses `input_gradient`. Pac groups never mix because each part is a whole number of groups.
+        Written out because it saves work autograd cannot see: the interpolated rows' first-layer pre-activation
+        is the interpolation of the real and fake ones (the layer is linear), so those rows never go through the
+        widest matmul; and each weight's two gradients (from the scores and from the penalty) come from one
+        matmul over the stacked rows instead of two. A test compares it with autograd's double backward.
         """
-        groups = real.shape[0] // self.pac
-        # One interpolation weight per pac group, so the penalty is on the critic's actual inputs.
-        alpha = torch.rand(groups, 1, 1, device=real.device)
-        alpha = alpha.expand(-1, self.pac, real.shape[1]).reshape(real.shape)
-        mixed = torch.lerp(fake, real, alpha)
-        real_score, fake_score = self(torch.cat([real, fake])).split(groups)
-        norms = self.input_gradient(mixed).norm(2, dim=1)
-        return fake_score.mean() - real_score.mean(), ((norms - 1) ** 2).mean()
+        n, width = real[0].shape[0], sum(block.shape[1] for block in real)
+        groups = n // self.pac
+        hidden, last = list(self.layers[:-1]), self.layers[-1]
+        # Rows: real, fake, then room for the penalty's input gradient, which meets them in the first layer's
+        # weight gradient. Writing all three into one buffer saves concatenating them.
+        stacked = torch.empty(3 * n, width, device=real[0].device)
+        torch.cat(real, dim=1, out=stacked[:n])
+        torch.cat(fake, dim=1, out=stacked[n : 2 * n])
+        stacked = stacked.view(3 * groups, width * self.pac)
+        x = stacked[: 2 * groups]
+        alpha = torch.rand(groups, 1, device=x.device)  # one interpolation weight per pac group
+        pre = torch.addmm(hidden[0].bias, x, hidden[0].weight.t())
+        slopes, outputs = self._hidden(pre)
+        score = torch.addmm(last.bias, outputs[-1], last.weight.t())
+        loss = score[groups:].mean() - score[:groups].mean()
 
+        mixed_slopes, _ = self._hidden(torch.lerp(pre[groups:], pre[:groups], alpha))
+        factors, grad_input = self._gradient_chain(mixed_slopes)
+        norms = grad_input.norm(dim=1, keepdim=True)
+        # Penalty side, bottom up: what arrives at each product factors[i] @ W_i (first: d penalty / d grad_input).
+        arriving = [torch.mul(grad_input, (norms - 1) / norms.clamp_min(1e-12) * (2 * gp_weight / groups),
+                              out=stacked[2 * groups :])]
+        for i, linear in enumerate(hidden):
+            arriving.append((arriving[-1] @ linear.weight.t()) * mixed_slopes[i])
+        # Score side, top down: d loss / d pre-activation of each hidden layer.
+        d_score = torch.full((2 * groups, 1), 1.0 / groups, device=x.device)
+        d_score[:groups] = -1.0 / groups
+        d_pre, grad = [None] * len(hidden), d_score @ last.weight
+        for i in reversed(range(len(hidden))):
+            d_pre[i] = grad * slopes[i]
+            if i:
+                grad = d_pre[i] @ hidden[i].weight
+        stacked_inputs = [stacked] + [torch.cat([h, a]) for h, a in zip(outputs[:-1], arriving[1:])]
+        for i, linear in enumerate(hidden):
+            linear.weight.grad = torch.cat([d_pre[i], factors[i]]).t() @ stacked_inputs[i]
+            linear.bias.grad = d_pre[i].sum(dim=0)
+        last.weight.grad = d_score.t() @ outputs[-1] + arriving[-1].sum(dim=0, keepdim=True)
+        last.bias.grad = d_score.sum(dim=0)
+        return loss
 
 class ConditionSampler:
     """Draws conditional vectors (and matching real rows) over the discrete columns, all on the device.
 
-    The conditional vector is the discrete columns' one-hots side by side (`columns`, C of them); `counts`
-    (C, W) holds how often each value occurs, the only thing about the data kept after training.
+    The conditional vector is the discrete columns' one-hots side by side: the trailing `cond_dim` columns of the
+    grouped layout (C columns). `counts` (C, W, padded to the widest) holds how often each value occurs, the only
+    thing about the data kept after training.
     """
 
     def __init__(self, layout: SpanLayout, counts: torch.Tensor):
-        spans = layout.condition_spans
         self.device = counts.device
-        self.n_columns = len(spans)
-        index, valid = layout.softmax_index[spans], layout.softmax_valid[spans]  # (C, W)
-        self.columns = index[valid]  # (Kc,) data positions, column after column
-        self.segment = torch.arange(self.n_columns, device=self.device).repeat_interleave(valid.sum(dim=1))
-        self.matrix = torch.nn.functional.one_hot(self.segment, self.n_columns).float() if self.n_columns else None
-        self.local = (torch.arange(index.shape[1], device=self.device).expand_as(index))[valid]  # code of each
-        dims = valid.sum(dim=1)
-        self.offsets = torch.cumsum(dims, 0) - dims  # where each column starts in the conditional vector
+        dims = torch.tensor(layout.condition_dims, dtype=torch.long, device=self.device)
+        self.n_columns = len(dims)
         self.cond_dim = int(dims.sum())
-        self.valid = valid
+        self.segment = torch.arange(self.n_columns, device=self.device).repeat_interleave(dims)  # (Kc,) column of each
+        self.matrix = F.one_hot(self.segment, self.n_columns).float() if self.n_columns else None
+        self.offsets = torch.cumsum(dims, 0) - dims  # where each column starts in the conditional vector
+        self.local = torch.arange(self.cond_dim, device=self.device) - self.offsets[self.segment]  # code of each
+        self.last = dims - 1
         self.counts = counts
 
     @classmethod
-    def from_data(cls, data: torch.Tensor, layout: SpanLayout) -> ConditionSampler:
-        spans = layout.condition_spans
-        counts = torch.zeros(layout.softmax_valid[spans].shape, device=data.device)
+    def from_data(cls, grouped: torch.Tensor, layout: SpanLayout) -> ConditionSampler:
+        """From the training rows in grouped order."""
+        width = max(layout.condition_dims, default=1)
+        counts = torch.zeros((len(layout.condition_dims), width), device=grouped.device)
         sampler = cls(layout, counts)
-        sampler.n_rows = data.shape[0]
+        sampler.n_rows = grouped.shape[0]
         if sampler.n_columns == 0:
             return sampler
         # One-hot rows times each column's local position, summed per column, is each row's value code.
-        sampler.codes = ((data[:, sampler.columns] * sampler.local) @ sampler.matrix).round().long()  # (n, C)
+        block = grouped[:, grouped.shape[1] - sampler.cond_dim :]
+        sampler.codes = ((block * sampler.local) @ sampler.matrix).round().long()  # (n, C)
         counts.scatter_add_(1, sampler.codes.T, torch.ones_like(sampler.codes.T, dtype=counts.dtype))
         # Rows sorted by their value in each column; a value's rows are a contiguous run starting at `first`.
         sampler.order = torch.argsort(sampler.codes.T, dim=1, stable=True)  # (C, n)
         sampler.first = (torch.cumsum(counts, dim=1) - counts).long()
-        log_freq = torch.log(counts + 1) * sampler.valid
-        sampler.train_probs = log_freq / log_freq.sum(dim=1, keepdim=True)
+        log_freq = torch.log1p(counts)  # 0 on the padding, whose count is 0
+        # Cumulative log-frequency probabilities: a value is drawn by inverse CDF, one uniform per row, which on
+        # a CPU is several times faster than torch.multinomial.
+        sampler.train_cdf = torch.cumsum(log_freq / log_freq.sum(dim=1, keepdim=True), dim=1)
         return sampler
 
     def sample_for_training(self, batch: int, multi_rate: float):
@@ -153,11 +226,13 @@ class ConditionSampler:
         if self.n_columns == 0:
             return None, None, torch.randint(0, self.n_rows, (batch,), device=self.device)
         column = torch.randint(0, self.n_columns, (batch,), device=self.device)
-        value = torch.multinomial(self.train_probs[column], 1).squeeze(1)
+        uniform = torch.rand(batch, 2, device=self.device)
+        below = (uniform[:, :1] >= self.train_cdf[column]).sum(dim=1)
+        value = below.minimum(self.last[column])  # rounding can leave the last cumulative sum just under 1
         count = self.counts[column, value].long()
-        pick = (torch.rand(batch, device=self.device) * count).long().minimum(count - 1)
+        pick = (uniform[:, 1] * count).long().minimum(count - 1)
         rows = self.order[column, self.first[column, value] + pick]
-        mask = torch.nn.functional.one_hot(column, self.n_columns).bool()
+        mask = F.one_hot(column, self.n_columns).bool()
         if multi_rate > 0 and self.n_columns > 1:
             mask |= torch.rand(batch, self.n_columns, device=self.device) < multi_rate
         return self._one_hot(self.codes[rows], mask), mask, rows
@@ -170,7 +245,7 @@ class ConditionSampler:
         value = torch.multinomial(self.counts[column], 1, generator=generator).squeeze(1)
         codes = torch.zeros(batch, self.n_columns, dtype=torch.long, device=self.device)
         codes[torch.arange(batch, device=self.device), column] = value
-        return self._one_hot(codes, torch.nn.functional.one_hot(column, self.n_columns).bool())
+        return self._one_hot(codes, F.one_hot(column, self.n_columns).bool())
 
     def fixed(self, batch: int, plan: ConditionPlan, column_of_span: dict[int, int]) -> torch.Tensor:
         """The conditional vector for user conditions, the same for every row."""
@@ -182,8 +257,8 @@ class ConditionSampler:
         return self._one_hot(codes, mask)
 
     def condition_loss(self, raw: torch.Tensor, cond: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy between generated discrete values and the conditioned ones, over fixed columns."""
-        log_probs = segment_log_softmax(raw[:, self.columns], self.segment, self.matrix)
+        """Cross-entropy between generated discrete values (grouped `raw`) and the conditioned ones, over fixed columns."""
+        log_probs = segment_log_softmax(raw[:, raw.shape[1] - self.cond_dim :], self.segment, self.matrix)
         per_column = -(cond * log_probs) @ self.matrix  # (B, C)
         return (per_column * mask).sum() / raw.shape[0]
 
@@ -242,14 +317,12 @@ class CTGAN(SyntheticGenerator):
     def _build(self, data_dim: int) -> None:
         if self.batch_size % self.pac:
             raise TabtwinError(f"batch_size ({self.batch_size}) must be a multiple of pac ({self.pac})")
-        cond_dim = int(self.layout_.softmax_valid[self.layout_.condition_spans].sum())
-        self.generator_ = make_generator(self.embedding_dim + cond_dim, tuple(self.generator_dim), data_dim)
+        cond_dim = self.layout_.condition_width
+        self.generator_ = Generator(self.embedding_dim + cond_dim, tuple(self.generator_dim), data_dim)
         self.critic_ = Critic(data_dim + cond_dim, tuple(self.discriminator_dim), self.pac)
         self.generator_.to(self.device_)
         self.critic_.to(self.device_)
-        self._column_of_span = {
-            int(self.layout_.softmax_index[s, 0]): c for c, s in enumerate(self.layout_.condition_spans.tolist())
-        }
+        self._column_of_span = {start: c for c, start in enumerate(self.layout_.condition_starts)}
 
     def _modules(self) -> dict[str, nn.Module]:
         return {"generator": self.generator_, "critic": self.critic_}
@@ -258,13 +331,14 @@ class CTGAN(SyntheticGenerator):
         return {"category_counts": self.sampler_.counts.cpu().tolist()} if self.sampler_.n_columns else {}
 
     def _load_extra_state(self, state: dict) -> None:
-        spans = self.layout_.condition_spans
-        counts = torch.zeros(self.layout_.softmax_valid[spans].shape, device=self.device_)
-        if len(spans):
+        dims = self.layout_.condition_dims
+        counts = torch.zeros((len(dims), max(dims, default=1)), device=self.device_)
+        if dims:
             counts = torch.tensor(state["category_counts"], dtype=torch.float32, device=self.device_)
         self.sampler_ = ConditionSampler(self.layout_, counts)
 
     def _train(self, data: torch.Tensor, progress) -> None:
+        data = data[:, self.layout_.grouped]  # the networks see grouped columns (see SpanLayout)
         self.sampler_ = ConditionSampler.from_data(data, self.layout_)
         opt_g = adam(
             self.generator_.parameters(), lr=self.generator_lr, betas=(0.5, 0.9), weight_decay=self.generator_decay
@@ -299,13 +373,12 @@ class CTGAN(SyntheticGenerator):
         # Real rows are paired with a shuffled copy of the conditions, as in CTGAN: both sides see the same
         # condition distribution, and each real row matches its own condition.
         perm = torch.randperm(self.batch_size, device=self.device_)
-        real = data[rows[perm]]
+        real, fake = [data[rows[perm]]], [fake]
         if cond is not None:
-            real = torch.cat([real, cond[perm]], dim=1)
-            fake = torch.cat([fake, cond], dim=1)
-        loss, penalty = self.critic_.wasserstein_loss(real, fake)
-        opt_d.zero_grad(set_to_none=True)
-        (loss + self.gp_weight * penalty).backward()
+            real.append(cond[perm])
+            fake.append(cond)
+        with torch.no_grad():  # the critic's gradients are written by hand
+            loss = self.critic_.step_gradients(real, fake, self.gp_weight)
         opt_d.step()
         return loss
 
@@ -335,4 +408,4 @@ class CTGAN(SyntheticGenerator):
         else:
             cond = self.sampler_.fixed(n, plan, self._column_of_span)
         raw = self.generator_(z if cond is None else torch.cat([z, cond], dim=1))
-        return activate(raw, self.layout_, tau=self.tau, generator=generator)
+        return activate(raw, self.layout_, tau=self.tau, generator=generator)[:, self.layout_.to_encoded]
