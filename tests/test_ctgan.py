@@ -224,36 +224,6 @@ def _autograd_penalty(critic, x):
     return ((grad.reshape(-1, x.shape[1] * critic.pac).norm(2, dim=1) - 1) ** 2).mean()
 
 
-def _manual_penalty(critic, x):
-    return ((critic.input_gradient(x).norm(2, dim=1) - 1) ** 2).mean()
-
-
-def test_closed_form_penalty_matches_double_backward():
-    torch.manual_seed(0)
-    critic = Critic(7, (16, 12), pac=2).eval()  # eval: no dropout, so both see the same network
-    x = torch.randn(10, 7)
-    grads = []
-    for penalty in (_autograd_penalty, _manual_penalty):
-        critic.zero_grad()
-        value = penalty(critic, x)
-        value.backward()
-        grads.append((value.detach(), [torch.zeros_like(p) if p.grad is None else p.grad.clone()
-                                       for p in critic.parameters()]))
-    (auto_value, auto_grads), (manual_value, manual_grads) = grads
-    torch.testing.assert_close(manual_value, auto_value)
-    for auto, manual in zip(auto_grads, manual_grads):
-        torch.testing.assert_close(manual, auto, rtol=1e-5, atol=1e-6)
-
-
-def test_closed_form_penalty_applies_dropout_in_training():
-    torch.manual_seed(0)
-    critic = Critic(7, (64, 64), pac=2)
-    x = torch.randn(10, 7)
-    train_grad = critic.train().input_gradient(x)
-    eval_grad = critic.eval().input_gradient(x)
-    assert not torch.allclose(train_grad, eval_grad)
-
-
 @pytest.mark.parametrize("training", [False, True])
 @pytest.mark.parametrize("hidden", [(16, 12), (20,)])
 def test_hand_written_critic_step_matches_autograd(training, hidden):

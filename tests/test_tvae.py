@@ -77,7 +77,7 @@ def test_samples_have_the_source_columns_dtypes_and_exact_rows(mixed, mixed_mode
 
 
 def test_rows_across_sample_batches(mixed_model, monkeypatch):
-    monkeypatch.setattr(base, "SAMPLE_BATCH", 64)
+    monkeypatch.setitem(base.SAMPLE_BATCH, "cpu", 64)
     out = mixed_model.sample(150, seed=4)
     assert len(out) == 150
     assert out["customer_id"].is_unique
