@@ -34,6 +34,7 @@ bench: setup
 	bash bench/peer_setup.sh
 	$(BIN)/python bench/encoder.py
 	$(BIN)/python bench/generators.py
+	$(BIN)/python bench/sampling.py
 	$(BIN)/python bench/evaluation_time.py
 
 clean:

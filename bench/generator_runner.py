@@ -1,22 +1,29 @@
 """Train one generator and time it; runs in its own process (ours in .venv, the peer in bench/.peer-venv).
 
     python bench/generator_runner.py --side ours|peer --model ctgan|tvae --train T.parquet --discrete a b ...
-        --epochs E --sample-rows N --out SYN.parquet
+        --epochs E --sample-rows N --out SYN.parquet [--turn-in FD --turn-out FD]
 
 Prints one JSON line. Definitions, the same on both sides:
   preprocess_s  fitting the side's own encoder and encoding the training table, timed on its own
-  fit_s         the whole fit call (it includes the same preprocessing)
-  s_per_epoch   mean seconds per epoch of the training loop itself, clocked at each turn of the loop's own
-                epoch iterator (the progress bar, wrapped the same way on both sides); s_per_epoch_median the
-                median epoch
+  fit_s         the whole fit call (it includes the same preprocessing), time spent waiting for turns excluded
+  epoch_s       seconds of each epoch of the training loop itself, clocked around each turn of the loop's own
+                epoch iterator (the progress bar, wrapped the same way on both sides); s_per_epoch their mean,
+                s_per_epoch_median their median
   sample_rows_per_s  sampling --sample-rows rows, decoded to a DataFrame
   peak_rss_mib  the process's peak resident memory
+
+Turns: with --turn-in/--turn-out (pipe descriptors from bench/generators.py), the runner says "r" when it is
+ready to train, then waits for a "g" before each epoch and before sampling, and says "d" after each. The bench
+hands turns to ours and the peer alternately, so the two sides' epochs run one after the other, seconds apart,
+never at the same time: a shared machine's speed drifts by up to 2x within minutes, and this pairs each of our
+epochs with a peer epoch run under the same conditions.
 Only the peer side imports the ctgan package (Business Source License); it is never a dependency of tabtwin.
 """
 
 import argparse
 import importlib
 import json
+import os
 import resource
 import sys
 import time
@@ -37,7 +44,10 @@ def main() -> None:
     ap.add_argument("--sample-rows", type=int, default=100_000)
     ap.add_argument("--out", required=True)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--turn-in", type=int, help="pipe descriptor the bench writes turns to")
+    ap.add_argument("--turn-out", type=int, help="pipe descriptor this runner reports on")
     args = ap.parse_args()
+    args.turns = Turns(args.turn_in, args.turn_out)
     train = pd.read_parquet(args.train)
     torch.manual_seed(args.seed)
     run = _ours if args.side == "ours" else _peer
@@ -48,11 +58,33 @@ def main() -> None:
     print(json.dumps(figures))
 
 
-class EpochClock:
-    """Wraps an epoch iterator (a tqdm bar) and records the time at the start of each epoch and at the end."""
+class Turns:
+    """Take turns with the other side through the bench (see the module docstring); a no-op without pipes."""
 
-    def __init__(self):
-        self.stamps = []
+    def __init__(self, fd_in: int | None, fd_out: int | None):
+        self.fd_in, self.fd_out, self.started, self.waited = fd_in, fd_out, False, 0.0
+
+    def wait(self) -> None:
+        if self.fd_in is None:
+            return
+        start = time.perf_counter()
+        if not self.started:
+            os.write(self.fd_out, b"r")
+            self.started = True
+        if os.read(self.fd_in, 1) != b"g":
+            raise SystemExit("the bench went away")
+        self.waited += time.perf_counter() - start
+
+    def done(self) -> None:
+        if self.fd_out is not None:
+            os.write(self.fd_out, b"d")
+
+
+class EpochClock:
+    """Wraps an epoch iterator (a tqdm bar): each epoch is a turn, timed from its start to the loop's next step."""
+
+    def __init__(self, turns: Turns):
+        self.turns, self.epochs = turns, []
 
     def wrap(self, bar):
         clock = self
@@ -60,9 +92,11 @@ class EpochClock:
         class Clocked:
             def __iter__(self):
                 for item in bar:
-                    clock.stamps.append(time.perf_counter())
+                    clock.turns.wait()
+                    start = time.perf_counter()
                     yield item
-                clock.stamps.append(time.perf_counter())
+                    clock.epochs.append(time.perf_counter() - start)
+                    clock.turns.done()
 
             def __getattr__(self, name):
                 return getattr(bar, name)
@@ -70,13 +104,21 @@ class EpochClock:
         return Clocked()
 
     def seconds_per_epoch(self) -> float:
-        return (self.stamps[-1] - self.stamps[0]) / (len(self.stamps) - 1)
+        return sum(self.epochs) / len(self.epochs)
 
     def median_epoch(self) -> float:
         """Robust to bursts of load from other tenants of a shared machine, which the mean is not."""
-        gaps = sorted(b - a for a, b in zip(self.stamps, self.stamps[1:]))
+        gaps = sorted(self.epochs)
         middle = len(gaps) // 2
         return gaps[middle] if len(gaps) % 2 else (gaps[middle - 1] + gaps[middle]) / 2
+
+
+def _sample_in_turn(args, sample):
+    args.turns.wait()
+    try:
+        return _timed(sample)
+    finally:
+        args.turns.done()
 
 
 def _timed(fn):
@@ -96,11 +138,12 @@ def _ours(args, train):
     _, preprocess = _timed(lambda: TableEncoder(schema, random_state=args.seed).fit(train).transform(train))
     model = model_class(args.model)(epochs=args.epochs, batch_size=args.batch_size, random_state=args.seed,
                                     verbose=False, device="cpu")
-    clock = EpochClock()
+    clock = EpochClock(args.turns)
     progress = model._progress
     model._progress = lambda: clock.wrap(progress())
     _, fit = _timed(lambda: model.fit(train, schema))
-    synthetic, sample = _timed(lambda: model.sample(args.sample_rows, seed=args.seed))
+    fit -= args.turns.waited
+    synthetic, sample = _sample_in_turn(args, lambda: model.sample(args.sample_rows, seed=args.seed))
     synthetic.to_parquet(args.out, index=False)
     return _figures(args, preprocess, fit, sample, clock, version="tabtwin")
 
@@ -123,11 +166,12 @@ def _peer(args, train):
         kwargs["verbose"] = False
     model = cls(**kwargs)
     model.set_random_state(args.seed)
-    clock = EpochClock()
+    clock = EpochClock(args.turns)
     for module in map(importlib.import_module, ("ctgan.synthesizers.ctgan", "ctgan.synthesizers.tvae")):
         module.tqdm = lambda iterable, _tqdm=module.tqdm, **kw: clock.wrap(_tqdm(iterable, **kw))
     _, fit = _timed(lambda: model.fit(train, args.discrete))
-    synthetic, sample = _timed(lambda: model.sample(args.sample_rows))
+    fit -= args.turns.waited
+    synthetic, sample = _sample_in_turn(args, lambda: model.sample(args.sample_rows))
     synthetic.to_parquet(args.out, index=False)
     return _figures(args, preprocess_s, fit, sample, clock, version=f"ctgan {ctgan.__version__}")
 
@@ -136,7 +180,7 @@ def _figures(args, preprocess, fit, sample, clock, version):
     return {
         "side": args.side, "model": args.model, "version": version, "epochs": args.epochs,
         "batch_size": args.batch_size, "preprocess_s": preprocess, "fit_s": fit,
-        "s_per_epoch": clock.seconds_per_epoch(), "s_per_epoch_median": clock.median_epoch(),
+        "epoch_s": clock.epochs, "s_per_epoch": clock.seconds_per_epoch(), "s_per_epoch_median": clock.median_epoch(),
         "sample_rows": args.sample_rows,
         "sample_rows_per_s": args.sample_rows / sample,
     }

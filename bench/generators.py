@@ -1,7 +1,7 @@
 """Benchmark tabtwin's CTGAN and TVAE against the ctgan package's, on Adult, in one run (issue #3).
 
     .venv/bin/python bench/generators.py [--data ../shared/data/adult.csv] [--epochs 30] [--models ctgan tvae]
-        [--sample-rows 100000] [--rounds 3] [--no-peer]
+        [--sample-rows 100000] [--rounds 1] [--no-peer]
 
 Adult is split 80/20 (seed 0). Each (model, side) trains in its own process (bench/generator_runner.py; the
 peer side in bench/.peer-venv, see bench/peer_setup.sh) with the same epochs, batch size, CPU threads and
@@ -11,10 +11,11 @@ the test AUC on the real 20 % of a HistGradientBoosting classifier trained on th
 income (next to the same classifier trained on the real rows). Results go to bench/results/generators.json and
 the "Generators" section of bench/RESULTS.md.
 
-Speed is compared in rounds: each round trains ours and then the peer (same epochs), and the ratio is taken
-within the round, so both sides of a ratio ran minutes apart; a shared machine's speed drifts more than that
-over a whole run. The first round's models are the ones scored; later rounds only time training. The headline
-ratio is the median over rounds of peer/ours median epoch.
+Speed: ours and the peer train side by side and take turns, epoch by epoch (ours, peer, ours, ...; each waits
+while the other runs), then sample in turn. A shared machine's speed drifts by up to 2x within minutes; taking
+turns pairs each of our epochs with a peer epoch seconds away, so the ratio of the pair is measured under the
+same conditions. The headline is the median over pairs of peer epoch / our epoch. Further --rounds repeat the
+timing with the next seeds (not scored).
 """
 
 import argparse
@@ -51,7 +52,7 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=["ctgan", "tvae"])
     ap.add_argument("--sample-rows", type=int, default=100_000)
     ap.add_argument("--target", default="income")
-    ap.add_argument("--rounds", type=int, default=3, help="timing rounds per model (the first one is also scored)")
+    ap.add_argument("--rounds", type=int, default=1, help="timing rounds per model (the first one is also scored)")
     ap.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True)
     args = ap.parse_args()
 
@@ -66,35 +67,84 @@ def main() -> None:
 
     rows, rounds = [], []
     with tempfile.TemporaryDirectory() as work:
-        train_path = Path(work) / "train.parquet"
+        work = Path(work)
+        train_path = work / "train.parquet"
         train.to_parquet(train_path, index=False)
         for model in args.models:
             for round_ in range(1, args.rounds + 1):
-                timed = {}
-                for side in sides:
-                    out = Path(work) / f"{model}-{side}.parquet"
-                    sample_rows = args.sample_rows if round_ == 1 else 1000
-                    figures = run_side(side, model, train_path, discrete, args, out, sample_rows)
-                    timed[side] = figures["s_per_epoch_median"]
-                    if round_ == 1:
-                        synthetic = pd.read_parquet(out).head(len(train))
-                        figures.update(score(train, test, synthetic, schema, args.target))
-                        rows.append(figures)
-                        print(format_row(figures), flush=True)
-                rounds.append({"model": model, "round": round_, **timed})
-                print(f"{model} round {round_}: median epoch {timed}", flush=True)
+                sample_rows = args.sample_rows if round_ == 1 else 1000
+                figures = run_pair(sides, model, train_path, discrete, args.epochs, sample_rows, work, seed=round_ - 1)
+                if round_ == 1:
+                    for side in sides:
+                        synthetic = pd.read_parquet(work / f"{side}.parquet").head(len(train))
+                        figures[side].update(score(train, test, synthetic, schema, args.target))
+                        rows.append(figures[side])
+                        print(format_row(figures[side]), flush=True)
+                timing = {"model": model, "round": round_, **{side: figures[side]["s_per_epoch_median"] for side in sides}}
+                if "peer" in figures:
+                    timing["paired"] = paired_ratios(figures["ours"]["epoch_s"], figures["peer"]["epoch_s"])
+                rounds.append(timing)
+                print(f"{model} round {round_}: median epoch {[f'{side} {timing[side]:.3f} s' for side in sides]}"
+                      + (f", peer/ours over paired epochs {statistics.median(timing['paired']):.2f}x" if "paired" in timing
+                         else ""), flush=True)
     baseline = utility_report(train, test, train, schema, args.target)["train_real"]["auc"]
     write_results(rows, rounds, baseline, args, len(df), df.shape[1], discrete)
 
 
-def run_side(side, model, train_path, discrete, args, out, sample_rows) -> dict:
-    command = [str(PYTHON[side]), str(BENCH / "generator_runner.py"), "--side", side, "--model", model,
-               "--train", str(train_path), "--discrete", *discrete, "--epochs", str(args.epochs),
-               "--sample-rows", str(sample_rows), "--out", str(out)]
-    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
-    if result.returncode != 0:
-        raise SystemExit(f"{side} {model} failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+def run_pair(sides, model, train_path, discrete, epochs, sample_rows, work, seed=0, batch_size=500) -> dict:
+    """Train and sample each side in its own process, handing out turns (see bench/generator_runner.py): all
+    sides get ready, then each epoch runs on one side at a time, ours first, and sampling last. Returns each
+    side's figures; the synthetic rows are in work/<side>.parquet."""
+    runners = {}
+    for side in sides:
+        go_read, go_write = os.pipe()  # bench -> runner: "g", your turn
+        said_read, said_write = os.pipe()  # runner -> bench: "r" ready, "d" turn done
+        command = [str(PYTHON[side]), str(BENCH / "generator_runner.py"), "--side", side, "--model", model,
+                   "--train", str(train_path), "--discrete", *discrete, "--epochs", str(epochs),
+                   "--batch-size", str(batch_size), "--sample-rows", str(sample_rows), "--seed", str(seed),
+                   "--out", str(work / f"{side}.parquet"),
+                   "--turn-in", str(go_read), "--turn-out", str(said_write)]
+        stdout, stderr = open(work / f"{side}.out", "w+"), open(work / f"{side}.err", "w+")
+        process = subprocess.Popen(command, pass_fds=(go_read, said_write), stdout=stdout, stderr=stderr,
+                                   env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        os.close(go_read)
+        os.close(said_write)
+        runners[side] = (process, go_write, said_read, stdout, stderr)
+
+    def expect(side, message):
+        if os.read(runners[side][2], 1) != message:
+            runners[side][0].wait()
+            runners[side][4].seek(0)
+            raise SystemExit(f"{side} {model} failed:\n{runners[side][4].read()[-3000:]}")
+
+    try:
+        for side in sides:
+            expect(side, b"r")
+        for _ in range(epochs + 1):  # every epoch, then sampling
+            for side in sides:
+                os.write(runners[side][1], b"g")
+                expect(side, b"d")
+        figures = {}
+        for side, (process, _, _, stdout, stderr) in runners.items():
+            if process.wait() != 0:
+                stderr.seek(0)
+                raise SystemExit(f"{side} {model} failed:\n{stderr.read()[-3000:]}")
+            stdout.seek(0)
+            figures[side] = json.loads(stdout.read().strip().splitlines()[-1])
+        return figures
+    finally:
+        for process, go_write, said_read, stdout, stderr in runners.values():
+            if process.poll() is None:
+                process.kill()
+            for handle in (go_write, said_read):
+                os.close(handle)
+            stdout.close()
+            stderr.close()
+
+
+def paired_ratios(ours: list[float], peer: list[float]) -> list[float]:
+    """peer / ours for each pair of epochs that ran back to back."""
+    return [p / o for o, p in zip(ours, peer)]
 
 
 def score(train, test, synthetic, schema, target) -> dict:
@@ -124,26 +174,35 @@ def machine() -> str:
     return f"{platform.platform()}, {os.cpu_count()} cores ({cpu}), {memory:.1f} GiB RAM"
 
 
-def round_ratios(rounds, model) -> list[float]:
-    return [r["peer"] / r["ours"] for r in rounds if r["model"] == model and "peer" in r]
+def headline(rounds, model) -> dict | None:
+    """peer / ours per epoch: the median over every pair of back-to-back epochs in every round, and the range of
+    the rounds' own medians."""
+    paired = [r["paired"] for r in rounds if r["model"] == model and "paired" in r]
+    if not paired:
+        return None
+    medians = [statistics.median(p) for p in paired]
+    every = [ratio for p in paired for ratio in p]
+    return {"median": statistics.median(every), "pairs": len(every), "low": min(medians), "high": max(medians),
+            "quartiles": statistics.quantiles(every, n=4)[::2]}
 
 
 def write_results(rows, rounds, baseline, args, n_rows, n_cols, discrete) -> None:
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     (BENCH / "results").mkdir(exist_ok=True)
     payload = {"date": date, "machine": machine(), "epochs": args.epochs, "rows": rows, "rounds": rounds,
-               "real_baseline_auc": baseline}
+               "speed": {model: headline(rounds, model) for model in args.models}, "real_baseline_auc": baseline}
     (BENCH / "results" / "generators.json").write_text(json.dumps(payload, indent=2))
     lines = [SECTION, "", f"- Date: {date}", f"- Machine: {machine()}, device cpu, torch threads {rows[0]['threads']}",
              f"- Data: `{Path(args.data).name}`, {n_rows} rows x {n_cols} columns, 80/20 split (seed 0); "
              f"{len(discrete)} discrete columns given to both sides",
-             f"- Protocol: {args.epochs} epochs, batch 500, both seeded, each run in its own process; s/epoch = the training "
-             "loop's own epoch iterator clocked the same way on both sides (encoder fit and setup excluded; fit s includes "
-             "them; the median epoch discounts bursts of load on a shared machine, whose speed was seen to drift by up to 2x "
-             f"within minutes); speed ratios are taken within each of {args.rounds} rounds (ours, then the peer, minutes "
-             "apart; table below), the table here is the first round, whose models are scored; synthetic rows = training rows; "
-             "quality = sdmetrics QualityReport on 20,000 rows per side; detection = boosted real-vs-synthetic classifier "
-             "(1 = indistinguishable); TSTR AUC = HistGradientBoosting trained on synthetic, tested on the real 20 %",
+             f"- Protocol: {args.epochs} epochs, batch 500, both seeded, each side in its own process; the two sides take "
+             "turns epoch by epoch (each waits while the other runs), so each of our epochs is paired with a peer epoch "
+             "run seconds later on the same machine, whose speed was seen to drift by up to 2x within minutes; an epoch "
+             "is clocked around one turn of the training loop's own epoch iterator, the same way on both sides; "
+             "s/epoch = mean and median epoch; fit s = the whole fit call without the waits (encoder fit and setup "
+             "included); sampling also in turn; synthetic rows = training rows; quality = sdmetrics QualityReport on "
+             "20,000 rows per side; detection = boosted real-vs-synthetic classifier (1 = indistinguishable); "
+             "TSTR AUC = HistGradientBoosting trained on synthetic, tested on the real 20 %",
              f"- Versions: {rows[0]['version']} vs {next((r['version'] for r in rows if r['side'] == 'peer'), 'n/a')}, "
              f"sdmetrics {rows[0]['sdmetrics']}, torch {rows[0]['torch']}", "",
              "| model | side | s/epoch mean | s/epoch median | fit s | sample rows/s | peak RSS MiB | quality | shapes | trends "
@@ -155,19 +214,20 @@ def write_results(rows, rounds, baseline, args, n_rows, n_cols, discrete) -> Non
                      f"{f(r['sample_rows_per_s'], ',.0f')} | {f(r['peak_rss_mib'], '.0f')} | {f(r['quality'])} | "
                      f"{f(r['shapes'])} | {f(r['trends'])} | {f(r['detection_score'])} | {f(r['tstr_auc'])} |")
     lines.append("")
-    if any("peer" in r for r in rounds):
-        lines += ["| model | round | ours s/epoch (median) | peer s/epoch (median) | peer/ours |",
+    if any("paired" in r for r in rounds):
+        lines += ["| model | round (seed) | ours s/epoch (median) | peer s/epoch (median) | peer/ours, median of paired epochs |",
                   "| --- | ---: | ---: | ---: | ---: |"]
-        lines += [f"| {r['model']} | {r['round']} | {r['ours']:.3f} | {r['peer']:.3f} | {r['peer'] / r['ours']:.2f}x |"
-                  for r in rounds if "peer" in r]
+        lines += [f"| {r['model']} | {r['round']} ({r['round'] - 1}) | {r['ours']:.3f} | {r['peer']:.3f} | "
+                  f"{statistics.median(r['paired']):.2f}x |" for r in rounds if "paired" in r]
         lines.append("")
     for model in args.models:
         ours = next((r for r in rows if r["model"] == model and r["side"] == "ours"), None)
         peer = next((r for r in rows if r["model"] == model and r["side"] == "peer"), None)
-        if ours and peer:
-            ratios = round_ratios(rounds, model)
-            lines.append(f"- {model}: peer/ours time per epoch {statistics.median(ratios):.2f}x (median of {len(ratios)} "
-                         f"rounds, {min(ratios):.2f}x-{max(ratios):.2f}x), "
+        speed = headline(rounds, model)
+        if ours and peer and speed:
+            low, high = speed["quartiles"]
+            lines.append(f"- {model}: peer/ours time per epoch {speed['median']:.2f}x (median of {speed['pairs']} paired "
+                         f"epochs, quartiles {low:.2f}x-{high:.2f}x), "
                          f"sampling ours/peer {ours['sample_rows_per_s'] / peer['sample_rows_per_s']:.1f}x, "
                          f"quality ours - peer {ours['quality'] - peer['quality']:+.3f}")
     lines += [f"- Train-on-real baseline AUC: {baseline:.3f}",

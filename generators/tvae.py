@@ -53,14 +53,19 @@ from generators.base import (
     SyntheticGenerator,
     activate,
     adam,
+    flatten_parameters,
     segment_log_softmax,
-    segment_max,
 )
 from pipeline.errors import TabtwinError
 
 MIN_CONDITION_ROWS = 5  # a value needs this many training rows for its latent Gaussian to be estimated
 SIGMA_MIN, SIGMA_MAX = 0.01, 1.0
+LOG_SIGMA_MIN, LOG_SIGMA_MAX = math.log(SIGMA_MIN), math.log(SIGMA_MAX)
 INFERENCE_BATCH = 10_000  # rows per encoder/decoder pass outside training
+# Softmax logits are clamped to +-LOGIT_BOUND in the loss, straight through (the clamp's gradient is taken as 1):
+# exp then stays inside float32's normal range without a per-span max. A logit this far out means probabilities
+# of e^-120 within its span; the decoder's logits stay far inside it.
+LOGIT_BOUND = 60.0
 _VAR_FLOOR = 1e-4  # keeps per-value latent precisions finite when a latent dimension is constant
 
 
@@ -88,16 +93,22 @@ def _forward(layers: list[nn.Linear], x: torch.Tensor) -> tuple[list[torch.Tenso
     return inputs, x
 
 
-def _backward(layers: list[nn.Linear], inputs: list[torch.Tensor], grad: torch.Tensor, input_grad: bool = True):
-    """Backward pass through `_forward`: writes each layer's weight and bias .grad, and returns the gradient
-    w.r.t. the first input (None without `input_grad`)."""
+def _backward(
+    layers: list[nn.Linear], inputs: list[torch.Tensor], grad: torch.Tensor, alpha: float = 1.0, input_grad: bool = True
+):
+    """Backward pass through `_forward`, given `alpha * grad` as the gradient of its output: writes each layer's
+    weight and bias .grad, and returns the gradient w.r.t. the first input (None without `input_grad`). `alpha`
+    rides on the top layer's matmuls, which saves scaling `grad` in a pass of its own."""
     for i in reversed(range(len(layers))):
         linear = layers[i]
-        torch.mm(grad.t(), inputs[i], out=linear.weight.grad)
+        linear.weight.grad.addmm_(grad.t(), inputs[i], beta=0, alpha=alpha)
         torch.sum(grad, dim=0, out=linear.bias.grad)
+        if alpha != 1.0:
+            linear.bias.grad.mul_(alpha)
         if i == 0 and not input_grad:
             return None
-        grad = grad @ linear.weight
+        grad = torch.mm(grad, linear.weight) if alpha == 1.0 else torch.addmm(grad.new_empty(()), grad, linear.weight, beta=0, alpha=alpha)
+        alpha = 1.0
         if i > 0:  # through the ReLU that made inputs[i]: zero where it was zero
             grad = torch.ops.aten.threshold_backward(grad, inputs[i], 0)
     return grad
@@ -124,8 +135,13 @@ class Decoder(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.out(self.net(z))
 
+    def clamped_log_sigma(self) -> torch.Tensor:
+        """log sigma within [log SIGMA_MIN, log SIGMA_MAX]; clamping the log, not sigma, keeps the bounds exact
+        (training clamps log_sigma to them after every step, and the gradient passes there)."""
+        return self.log_sigma.clamp(LOG_SIGMA_MIN, LOG_SIGMA_MAX)
+
     def sigma(self) -> torch.Tensor:
-        return self.log_sigma.exp().clamp(SIGMA_MIN, SIGMA_MAX)
+        return self.clamped_log_sigma().exp()
 
 
 class TVAE(SyntheticGenerator):
@@ -177,14 +193,14 @@ class TVAE(SyntheticGenerator):
 
     def _train(self, data: torch.Tensor, progress) -> None:
         encoder, decoder = self.encoder_net_, self.decoder_net_
-        params = list(encoder.parameters()) + list(decoder.parameters())
-        for param in params:
-            param.grad = torch.zeros_like(param)  # `_step_gradients` overwrites these every step
-        optimizer = adam(params, lr=self.lr, weight_decay=self.l2scale)
+        # One flat buffer for Adam; `_step_gradients` overwrites every .grad view every step.
+        flat = flatten_parameters(list(encoder.parameters()) + list(decoder.parameters()))
+        optimizer = adam([flat], lr=self.lr, weight_decay=self.l2scale)
         n = data.shape[0]
         batch = min(int(self.batch_size), n)
         steps = n // batch
-        log_sigma_bounds = (math.log(SIGMA_MIN), math.log(SIGMA_MAX))
+        log_sigma_bounds = (LOG_SIGMA_MIN, LOG_SIGMA_MAX)
+        layers = self._layers()
         encoder.train()
         decoder.train()
         # Both networks see grouped columns (see SpanLayout): the loss reads two slices of one tensor instead of
@@ -196,65 +212,87 @@ class TVAE(SyntheticGenerator):
                 # One shuffled copy per epoch, then contiguous slices: cheaper than row gathers every step. The copy
                 # reuses one buffer, since a fresh one page-faults in on every epoch.
                 shuffled = torch.index_select(grouped, 0, torch.randperm(n, device=data.device), out=shuffled)
-                totals = torch.zeros(3, device=data.device)
+                totals = torch.zeros(7, device=data.device)
                 for step in range(steps):
                     x = shuffled[step * batch : (step + 1) * batch]
-                    totals += self._step_gradients(x, torch.randn(batch, int(self.embedding_dim), device=data.device))
+                    noise = torch.randn(batch, int(self.embedding_dim), device=data.device)
+                    totals += self._step_gradients(x, noise, layers)
                     optimizer.step()
                     decoder.log_sigma.clamp_(*log_sigma_bounds)
-                loss, reconstruction, kl = (totals / steps).tolist()  # one device sync per epoch
+                loss, reconstruction, kl = self._losses(totals / steps, batch).tolist()  # one device sync per epoch
                 if self._after_epoch(progress, epoch, {"loss": loss, "reconstruction": reconstruction, "kl": kl}):
                     break
         self._fit_latent_stats(data)
 
-    def _step_gradients(self, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """Forward and backward pass of one batch, by hand: writes every parameter's .grad and returns the batch
-        means of (loss, reconstruction, KL), with z = mu + noise * sigma_q.
+    def _step_gradients(self, x: torch.Tensor, noise: torch.Tensor, layers=None) -> torch.Tensor:
+        """Forward and backward pass of one batch, by hand: writes every parameter's .grad and returns the
+        batch's loss parts (see `_losses`), with z = mu + noise * sigma_q.
 
-        It is the gradient of the mean of `_row_losses` (a test compares it with autograd's), in fewer kernels:
-        the cross-entropy's gradient is softmax - x directly, the Gaussian's and the KL's are one expression each,
-        and nothing builds a graph. Written for rows whose softmax spans are one-hot, as the encoder writes them.
+        It is the gradient of the mean of `_row_losses` (a test compares it with autograd's), in few kernels: the
+        cross-entropy's gradient is softmax - x directly, the Gaussian's and the KL's are one expression each,
+        nothing builds a graph, and the loss is left as seven sums that `_losses` combines once per epoch.
+        Written for rows whose softmax spans are one-hot, as the encoder writes them. The softmax needs no
+        per-span max: logits are clamped to +-LOGIT_BOUND (see there), so exp cannot overflow or underflow.
+        `layers`: the (encoder, decoder) linear layers, as `_layers()` gives them.
         """
-        encoder, decoder, layout = self.encoder_net_, self.decoder_net_, self.layout_
+        decoder, layout = self.decoder_net_, self.layout_
         rows, v, latent = x.shape[0], layout.n_values, noise.shape[1]
-        segment, matrix = layout.softmax_segment, layout.softmax_matrix
-        encoder_layers, decoder_layers = [*_linears(encoder.net), encoder.head], [*_linears(decoder.net), decoder.out]
+        matrix = layout.softmax_matrix
+        encoder_layers, decoder_layers = layers or self._layers()
         encoder_inputs, head = _forward(encoder_layers, x)
         mu, logvar = head[:, :latent], head[:, latent:]
         std = logvar.mul(0.5).exp_()
         z = torch.addcmul(mu, noise, std)
         decoder_inputs, raw = _forward(decoder_layers, z)
 
-        exp_log_sigma = decoder.log_sigma.exp()
-        sigma = exp_log_sigma.clamp(SIGMA_MIN, SIGMA_MAX)
-        inv_var = sigma.pow(-2)
+        log_sigma = decoder.clamped_log_sigma()
+        inv_var = torch.exp(log_sigma * -2.0)
         t = torch.tanh(raw[:, :v])
-        diff = t - x[:, :v]
-        scaled_sq_mean = (diff.square() * inv_var).mean(dim=0)  # (V,) mean of (x - tanh)^2 / sigma^2
-        logits = raw[:, v:]
-        shifted = logits - segment_max(logits, segment, matrix) @ matrix.T
-        exps = torch.exp(shifted)
+        gap = x[:, :v] - t  # x - tanh(out)
+        squares = gap.square().sum(dim=0)  # (V,)
+        logits = raw[:, v:].clamp(-LOGIT_BOUND, LOGIT_BOUND)  # also a contiguous copy: exp is slow on strided views
+        exps = torch.exp(logits)
         sums = exps @ matrix  # (rows, spans)
-        # Per row: sum over spans of log-sum-exp minus the true value's shifted logit (x one-hot per span).
-        cross_entropy = (torch.log(sums).sum() - (x[:, v:] * shifted).sum()) / rows
-        reconstruction = self.loss_factor * (0.5 * scaled_sq_mean.sum() + torch.log(sigma).sum() + cross_entropy)
-        variance = std.square()
-        kl = 0.5 * ((mu.square() + variance - logvar).sum() - mu.numel()) / rows
+        mu_sq, std_sq = torch.linalg.vector_norm(mu), torch.linalg.vector_norm(std)
+        parts = torch.stack([
+            torch.log(sums).sum(), (x[:, v:] * logits).sum(), squares @ inv_var, log_sigma.sum(),
+            mu_sq * mu_sq, std_sq * std_sq, logvar.sum(),
+        ])  # fmt: skip
 
-        # d loss / d raw, written in place: Gaussian spans, then softmax - x on the softmax spans.
+        # d loss / d raw is -scale times `ascent`, which holds x - softmax on the softmax spans (one pass) and the
+        # Gaussian's (x - tanh) (1 - tanh^2) / sigma^2 on the value spans; -scale goes into the output layer's
+        # matmuls instead of a pass of its own.
         scale = self.loss_factor / rows
-        grad_raw = torch.empty_like(raw)
-        torch.mul(diff * inv_var, (1 - t.square()) * scale, out=grad_raw[:, :v])
-        torch.sub(exps * ((scale / sums) @ matrix.T), x[:, v:], alpha=scale, out=grad_raw[:, v:])
-        inside = (exp_log_sigma >= SIGMA_MIN) & (exp_log_sigma <= SIGMA_MAX)  # where the clamp passes gradient
-        decoder.log_sigma.grad.copy_(self.loss_factor * (1 - scaled_sq_mean) * inside)
-        grad_z = _backward(decoder_layers, decoder_inputs, grad_raw)
-        # d loss / d (mu, logvar): the KL's own term plus what flows back through z (noise * std = z - mu).
+        ascent = torch.empty_like(raw)
+        torch.addcmul(gap, gap, t.square(), value=-1.0, out=ascent[:, :v]).mul_(inv_var)
+        torch.addcmul(x[:, v:], exps, sums.reciprocal_() @ matrix.T, value=-1.0, out=ascent[:, v:])
+        # d/d log sigma of rows * (sum squares / (2 sigma^2) + log sigma), averaged, where the clamp passes it.
+        inside = log_sigma == decoder.log_sigma
+        torch.mul(squares * inv_var, -1.0 / rows, out=decoder.log_sigma.grad).add_(1.0).mul_(inside).mul_(self.loss_factor)
+        grad_z = _backward(decoder_layers, decoder_inputs, ascent, alpha=-scale)
+        # d loss / d (mu, logvar): the KL's own term plus what flows back through z = mu + noise * std, i.e.
+        # grad_z + mu / rows and 0.5 (std^2 - 1) / rows + 0.5 grad_z noise std, written as
+        # 0.5 / rows * (std + rows grad_z noise) * std - 0.5 / rows: two passes.
         grad_head = torch.empty_like(head)
         torch.add(grad_z, mu, alpha=1 / rows, out=grad_head[:, :latent])
-        torch.addcmul(variance.sub_(1).mul_(0.5 / rows), grad_z, z - mu, value=0.5, out=grad_head[:, latent:])
+        through_z = torch.addcmul(std, grad_z, noise, value=rows)
+        torch.addcmul(head.new_tensor(-0.5 / rows), through_z, std, value=0.5 / rows, out=grad_head[:, latent:])
         _backward(encoder_layers, encoder_inputs, grad_head, input_grad=False)
+        return parts
+
+    def _losses(self, parts: torch.Tensor, rows: int) -> torch.Tensor:
+        """(loss, reconstruction, KL), each the mean over rows, from the sums `_step_gradients` returns for a batch
+        of `rows` rows (or their average over batches of that size: the combination is linear)."""
+        log_sums, true_logits, scaled_squares, log_sigma, mu_sq, std_sq, logvar = parts
+        cross_entropy = (log_sums - true_logits) / rows
+        reconstruction = self.loss_factor * (0.5 * scaled_squares / rows + log_sigma + cross_entropy)
+        kl = 0.5 * (mu_sq + std_sq - logvar - rows * int(self.embedding_dim)) / rows
         return torch.stack([reconstruction + kl, reconstruction, kl])
+
+    def _layers(self) -> tuple[list[nn.Linear], list[nn.Linear]]:
+        """The encoder's and the decoder's linear layers, in order, as `_forward` and `_backward` take them."""
+        encoder, decoder = self.encoder_net_, self.decoder_net_
+        return [*_linears(encoder.net), encoder.head], [*_linears(decoder.net), decoder.out]
 
     def _row_losses(
         self, x: torch.Tensor, raw: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
@@ -267,7 +305,9 @@ class TVAE(SyntheticGenerator):
         sigma = self.decoder_net_.sigma()
         n_values = layout.n_values
         gaussian = (x[:, :n_values] - torch.tanh(raw[:, :n_values])) ** 2 / (2 * sigma**2) + torch.log(sigma)
-        log_probs = segment_log_softmax(raw[:, n_values:], layout.softmax_segment, layout.softmax_matrix)
+        logits = raw[:, n_values:]
+        logits = logits + (logits.clamp(-LOGIT_BOUND, LOGIT_BOUND) - logits).detach()  # straight through
+        log_probs = segment_log_softmax(logits, layout.softmax_segment, layout.softmax_matrix)
         cross_entropy = -(x[:, n_values:] * log_probs).sum(dim=1)
         reconstruction = self.loss_factor * (gaussian.sum(dim=1) + cross_entropy)
         kl = -0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(dim=1)

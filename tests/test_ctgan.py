@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from generators.base import ModelError, SyntheticGenerator, plan_conditions
-from generators.ctgan import CTGAN, Critic
+import generators.base as base
+import generators.ctgan as ctgan
+from generators.ctgan import CTGAN, ConditionSampler, Critic, Workspace, random_bits
 from pipeline.errors import TabtwinError
 from pipeline.sample_data import make_sample_table
 
@@ -218,33 +220,108 @@ def test_early_stopping_keeps_the_best_validation_epoch(monkeypatch):
     assert model._validation_distance() == pytest.approx(distances[model.best_epoch_])  # best weights restored
 
 
-def _autograd_penalty(critic, x):
-    x = x.clone().requires_grad_(True)
-    (grad,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
-    return ((grad.reshape(-1, x.shape[1] * critic.pac).norm(2, dim=1) - 1) ** 2).mean()
+def _autograd_penalty(critic, data, cond):
+    inputs = [x.clone().requires_grad_(True) for x in (data, cond) if x is not None]
+    grads = torch.autograd.grad(critic(*inputs).sum(), inputs, create_graph=True)
+    per_group = torch.cat([g.reshape(-1, g.shape[1] * critic.pac) for g in grads], dim=1)  # a pac group's input
+    return ((per_group.norm(2, dim=1) - 1) ** 2).mean()
 
 
 @pytest.mark.parametrize("training", [False, True])
 @pytest.mark.parametrize("hidden", [(16, 12), (20,)])
-def test_hand_written_critic_step_matches_autograd(training, hidden):
+@pytest.mark.parametrize("cond_dim", [3, 0])
+def test_hand_written_critic_step_matches_autograd(training, hidden, cond_dim):
     """WGAN-GP critic loss + penalty through autograd's double backward, against `step_gradients`. Both draw the
     interpolation weights and then the dropout masks in the same order, so with one seed they see the same ones."""
-    critic = Critic(7, hidden, pac=2).train(training)
+    critic = Critic(4, cond_dim, hidden, pac=2).train(training)
     torch.manual_seed(0)
-    real, fake = torch.randn(12, 7), torch.randn(12, 7)
+    real, fake = torch.randn(12, 4 + cond_dim), torch.randn(12, 4 + cond_dim)
     groups, gp_weight = 6, 10.0
+    work = Workspace.allocate(12, 2, 4, cond_dim, 5, (8,), torch.device("cpu"))
+    work.block(work.critic_data, 0).copy_(real[:, :4])
+    work.block(work.critic_data, 1).copy_(fake[:, :4])
+    if cond_dim:
+        work.block(work.critic_cond, 0).copy_(real[:, 4:])
+        work.block(work.critic_cond, 1).copy_(fake[:, 4:])
 
     torch.manual_seed(1)
     with torch.no_grad():
-        loss = critic.step_gradients([real[:, :4], real[:, 4:]], [fake[:, :4], fake[:, 4:]], gp_weight)
+        loss = critic.step_gradients(work, gp_weight)
     by_hand = [p.grad.clone() for p in critic.parameters()]
 
     critic.zero_grad(set_to_none=True)
     torch.manual_seed(1)
     alpha = torch.rand(groups, 1).repeat_interleave(2, dim=0)  # per pac group, as rows
-    scores = critic(torch.cat([real, fake]))
+    both = torch.cat([real, fake])
+    scores = critic(both[:, :4], both[:, 4:] if cond_dim else None)
     reference = scores[groups:].mean() - scores[:groups].mean()
-    (reference + gp_weight * _autograd_penalty(critic, torch.lerp(fake, real, alpha))).backward()
+    mixed = torch.lerp(fake, real, alpha)
+    (reference + gp_weight * _autograd_penalty(critic, mixed[:, :4], mixed[:, 4:] if cond_dim else None)).backward()
     torch.testing.assert_close(loss, reference.detach())
     for hand, param in zip(by_hand, critic.parameters()):
         torch.testing.assert_close(hand, param.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_critic_reads_data_blocks_then_condition_blocks():
+    """A pac group's input is [data of row 1, ..., data of row pac, cond of row 1, ..., cond of row pac]."""
+    critic = Critic(4, 3, (5,), pac=2).eval()
+    data, cond = torch.randn(6, 4), torch.randn(6, 3)
+    weight = torch.cat([critic.data_in.weight, critic.cond_in.weight], dim=1)  # one linear layer over the input
+    pre = torch.cat([data.reshape(3, 8), cond.reshape(3, 6)], dim=1) @ weight.t() + critic.data_in.bias
+    expected = critic.layers[0](torch.nn.functional.leaky_relu(pre, 0.2))
+    torch.testing.assert_close(critic(data, cond), expected)
+    bound = 1 / (7 * 2) ** 0.5  # initialised as nn.Linear over the whole input of a pac group
+    assert weight.abs().max() <= bound and weight.abs().max() > 0.8 * bound
+
+
+@pytest.mark.parametrize("discrete", [True, False])
+def test_hand_written_generator_step_matches_autograd(monkeypatch, discrete):
+    """The generator's loss (critic score of the Gumbel-softmax output, plus the condition's cross-entropy) and its
+    gradient w.r.t. every generator parameter, by hand (`_fake_batch` + `_generator_step`) and through autograd on
+    the modules' own forward passes, with the same noise and dropout masks."""
+    df = grouped_table(200, seed=5)
+    if not discrete:
+        df = df[["value"]].assign(other=lambda d: d["value"] * 2 + 1)
+    model = CTGAN(epochs=1, batch_size=20, pac=2, embedding_dim=6, generator_dim=(8, 7), discriminator_dim=(9,),
+                  random_state=0, verbose=False).fit(df)
+    model.generator_.train()
+    model.critic_.train()
+    data = torch.from_numpy(model.encoder_.transform(df))[:, model.layout_.grouped]
+    model.sampler_ = ConditionSampler.from_data(data, model.layout_)
+    gumbel = torch.randn(20, len(model.layout_.softmax_columns)).abs()
+    monkeypatch.setattr(ctgan, "gumbel_noise", lambda like, generator=None: gumbel.clone())
+    monkeypatch.setattr(base, "gumbel_noise", lambda like, generator=None: gumbel.clone())
+    params = list(model.generator_.parameters())
+    work = Workspace.allocate(20, 2, data.shape[1], model.sampler_.cond_dim, 6, (8, 7), torch.device("cpu"))
+
+    torch.manual_seed(3)
+    with torch.no_grad():
+        raw, cond, mask = model._fake_batch(data, work)
+        torch.manual_seed(4)
+        loss = model._generator_step(raw, cond, mask, work)
+    by_hand = [p.grad.clone() for p in params]
+
+    for p in params:
+        p.grad = None
+    z = work.noise.clone()
+    raw_ref = model.generator_(z if cond is None else torch.cat([z, cond], dim=1))
+    fake = base.activate(raw_ref, model.layout_, tau=model.tau)
+    torch.manual_seed(4)
+    reference = -model.critic_(fake, cond).mean()
+    if cond is not None:
+        reference = reference + model.sampler_.condition_loss(raw_ref, cond, mask)
+    reference.backward()
+    torch.testing.assert_close(raw, raw_ref.detach())
+    torch.testing.assert_close(work.block(work.critic_data, 1), fake.detach())
+    torch.testing.assert_close(loss, reference.detach())
+    for hand, param in zip(by_hand, params):
+        torch.testing.assert_close(hand, param.grad, rtol=1e-4, atol=1e-5 * float(param.grad.abs().max()) + 1e-7)
+
+
+def test_random_bits_are_fair_coins():
+    torch.manual_seed(0)
+    bits = random_bits(torch.Size((300, 70)), torch.device("cpu"))
+    assert bits.shape == (300, 70) and set(bits.unique().tolist()) == {0.0, 1.0}
+    assert abs(bits.mean().item() - 0.5) < 0.01  # 21,000 fair coins: sd 0.0035
+    assert abs((bits[:, 1:] * bits[:, :-1]).mean().item() - 0.25) < 0.01  # neighbours independent
+    assert not torch.equal(bits, random_bits(torch.Size((300, 70)), torch.device("cpu")))
