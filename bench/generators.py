@@ -14,8 +14,8 @@ the "Generators" section of bench/RESULTS.md.
 Speed: ours and the peer train side by side and take turns, epoch by epoch (ours, peer, ours, ...; each waits
 while the other runs), then sample in turn. A shared machine's speed drifts by up to 2x within minutes; taking
 turns pairs each of our epochs with a peer epoch seconds away, so the ratio of the pair is measured under the
-same conditions. The headline is the median over pairs of peer epoch / our epoch. Further --rounds repeat the
-timing with the next seeds (not scored).
+same conditions. The headline is the median over pairs of peer epoch / our epoch. --rounds (3) repeats the
+whole comparison with seeds 0, 1, 2: quality moves by about 0.01-0.02 between seeds, more than between versions.
 """
 
 import argparse
@@ -52,7 +52,7 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=["ctgan", "tvae"])
     ap.add_argument("--sample-rows", type=int, default=100_000)
     ap.add_argument("--target", default="income")
-    ap.add_argument("--rounds", type=int, default=1, help="timing rounds per model (the first one is also scored)")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds per model, with seeds 0, 1, ...; each is timed and scored")
     ap.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True)
     args = ap.parse_args()
 
@@ -72,14 +72,13 @@ def main() -> None:
         train.to_parquet(train_path, index=False)
         for model in args.models:
             for round_ in range(1, args.rounds + 1):
-                sample_rows = args.sample_rows if round_ == 1 else 1000
-                figures = run_pair(sides, model, train_path, discrete, args.epochs, sample_rows, work, seed=round_ - 1)
-                if round_ == 1:
-                    for side in sides:
-                        synthetic = pd.read_parquet(work / f"{side}.parquet").head(len(train))
-                        figures[side].update(score(train, test, synthetic, schema, args.target))
-                        rows.append(figures[side])
-                        print(format_row(figures[side]), flush=True)
+                seed = round_ - 1
+                figures = run_pair(sides, model, train_path, discrete, args.epochs, args.sample_rows, work, seed=seed)
+                for side in sides:
+                    synthetic = pd.read_parquet(work / f"{side}.parquet").head(len(train))
+                    figures[side].update(score(train, test, synthetic, schema, args.target), seed=seed)
+                    rows.append(figures[side])
+                    print(format_row(figures[side]), flush=True)
                 timing = {"model": model, "round": round_, **{side: figures[side]["s_per_epoch_median"] for side in sides}}
                 if "peer" in figures:
                     timing["paired"] = paired_ratios(figures["ours"]["epoch_s"], figures["peer"]["epoch_s"])
@@ -161,7 +160,7 @@ def f(value, spec=".3f") -> str:
 
 
 def format_row(r) -> str:
-    return (f"{r['model']:5s} {r['side']:4s} {f(r['s_per_epoch'])} s/epoch  fit {f(r['fit_s'], '.1f')} s  "
+    return (f"{r['model']:5s} {r['side']:4s} seed {r['seed']} {f(r['s_per_epoch'])} s/epoch  fit {f(r['fit_s'], '.1f')} s  "
             f"sample {f(r['sample_rows_per_s'], '.0f')} rows/s  peak {f(r['peak_rss_mib'], '.0f')} MiB  "
             f"quality {f(r['quality'])} (shapes {f(r['shapes'])}, trends {f(r['trends'])})  "
             f"detection {f(r['detection_score'])}  TSTR AUC {f(r['tstr_auc'])}")
@@ -174,65 +173,69 @@ def machine() -> str:
     return f"{platform.platform()}, {os.cpu_count()} cores ({cpu}), {memory:.1f} GiB RAM"
 
 
-def headline(rounds, model) -> dict | None:
-    """peer / ours per epoch: the median over every pair of back-to-back epochs in every round, and the range of
-    the rounds' own medians."""
-    paired = [r["paired"] for r in rounds if r["model"] == model and "paired" in r]
-    if not paired:
-        return None
-    medians = [statistics.median(p) for p in paired]
-    every = [ratio for p in paired for ratio in p]
-    return {"median": statistics.median(every), "pairs": len(every), "low": min(medians), "high": max(medians),
-            "quartiles": statistics.quantiles(every, n=4)[::2]}
-
-
 def write_results(rows, rounds, baseline, args, n_rows, n_cols, discrete) -> None:
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     (BENCH / "results").mkdir(exist_ok=True)
+    summary = {model: summarise(rows, rounds, model) for model in args.models}
     payload = {"date": date, "machine": machine(), "epochs": args.epochs, "rows": rows, "rounds": rounds,
-               "speed": {model: headline(rounds, model) for model in args.models}, "real_baseline_auc": baseline}
+               "summary": summary, "real_baseline_auc": baseline}
     (BENCH / "results" / "generators.json").write_text(json.dumps(payload, indent=2))
+    seeds = sorted({r["seed"] for r in rows})
     lines = [SECTION, "", f"- Date: {date}", f"- Machine: {machine()}, device cpu, torch threads {rows[0]['threads']}",
              f"- Data: `{Path(args.data).name}`, {n_rows} rows x {n_cols} columns, 80/20 split (seed 0); "
              f"{len(discrete)} discrete columns given to both sides",
-             f"- Protocol: {args.epochs} epochs, batch 500, both seeded, each side in its own process; the two sides take "
-             "turns epoch by epoch (each waits while the other runs), so each of our epochs is paired with a peer epoch "
-             "run seconds later on the same machine, whose speed was seen to drift by up to 2x within minutes; an epoch "
-             "is clocked around one turn of the training loop's own epoch iterator, the same way on both sides; "
-             "s/epoch = mean and median epoch; fit s = the whole fit call without the waits (encoder fit and setup "
-             "included); sampling also in turn; synthetic rows = training rows; quality = sdmetrics QualityReport on "
-             "20,000 rows per side; detection = boosted real-vs-synthetic classifier (1 = indistinguishable); "
-             "TSTR AUC = HistGradientBoosting trained on synthetic, tested on the real 20 %",
+             f"- Protocol: {args.epochs} epochs, batch 500, seeds {', '.join(map(str, seeds))}, each side in its own process; "
+             "the two sides take turns epoch by epoch (each waits while the other runs), so each of our epochs is paired "
+             "with a peer epoch run seconds later on the same machine, whose speed was seen to drift by up to 2x within "
+             "minutes; an epoch is clocked around one turn of the training loop's own epoch iterator, the same way on "
+             "both sides; s/epoch = mean and median epoch; fit s = the whole fit call without the waits (encoder fit and "
+             f"setup included); sampling ({args.sample_rows:,} rows, decoded) also in turn; quality = sdmetrics "
+             "QualityReport on 20,000 rows per side of as many synthetic rows as training rows; detection = boosted "
+             "real-vs-synthetic classifier (1 = indistinguishable); TSTR AUC = HistGradientBoosting trained on "
+             "synthetic, tested on the real 20 %",
              f"- Versions: {rows[0]['version']} vs {next((r['version'] for r in rows if r['side'] == 'peer'), 'n/a')}, "
              f"sdmetrics {rows[0]['sdmetrics']}, torch {rows[0]['torch']}", "",
-             "| model | side | s/epoch mean | s/epoch median | fit s | sample rows/s | peak RSS MiB | quality | shapes | trends "
-             "| detection | TSTR AUC |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "| model | side | seed | s/epoch mean | s/epoch median | fit s | sample rows/s | peak RSS MiB | quality | shapes "
+             "| trends | detection | TSTR AUC |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['side']} | {f(r['s_per_epoch'])} | {f(r['s_per_epoch_median'])} | "
+        lines.append(f"| {r['model']} | {r['side']} | {r['seed']} | {f(r['s_per_epoch'])} | {f(r['s_per_epoch_median'])} | "
                      f"{f(r['fit_s'], '.1f')} | "
                      f"{f(r['sample_rows_per_s'], ',.0f')} | {f(r['peak_rss_mib'], '.0f')} | {f(r['quality'])} | "
                      f"{f(r['shapes'])} | {f(r['trends'])} | {f(r['detection_score'])} | {f(r['tstr_auc'])} |")
     lines.append("")
-    if any("paired" in r for r in rounds):
-        lines += ["| model | round (seed) | ours s/epoch (median) | peer s/epoch (median) | peer/ours, median of paired epochs |",
-                  "| --- | ---: | ---: | ---: | ---: |"]
-        lines += [f"| {r['model']} | {r['round']} ({r['round'] - 1}) | {r['ours']:.3f} | {r['peer']:.3f} | "
-                  f"{statistics.median(r['paired']):.2f}x |" for r in rounds if "paired" in r]
-        lines.append("")
-    for model in args.models:
-        ours = next((r for r in rows if r["model"] == model and r["side"] == "ours"), None)
-        peer = next((r for r in rows if r["model"] == model and r["side"] == "peer"), None)
-        speed = headline(rounds, model)
-        if ours and peer and speed:
-            low, high = speed["quartiles"]
-            lines.append(f"- {model}: peer/ours time per epoch {speed['median']:.2f}x (median of {speed['pairs']} paired "
-                         f"epochs, quartiles {low:.2f}x-{high:.2f}x), "
-                         f"sampling ours/peer {ours['sample_rows_per_s'] / peer['sample_rows_per_s']:.1f}x, "
-                         f"quality ours - peer {ours['quality'] - peer['quality']:+.3f}")
-    lines += [f"- Train-on-real baseline AUC: {baseline:.3f}",
-              "- Single seed at a modest epoch count: quality figures move by about +-0.01 between seeds.", ""]
+    for model, s in summary.items():
+        if s:
+            lines.append(f"- {model}: peer/ours time per epoch {s['speed']:.2f}x (median of {s['pairs']} paired epochs, "
+                         f"quartiles {s['speed_quartiles'][0]:.2f}x-{s['speed_quartiles'][1]:.2f}x; per seed "
+                         f"{', '.join(f'{x:.2f}x' for x in s['speed_per_seed'])}), sampling ours/peer {s['sampling']:.1f}x, "
+                         f"quality ours {s['quality_ours']:.3f} vs peer {s['quality_peer']:.3f} (means over seeds; ours - "
+                         f"peer per seed {', '.join(f'{d:+.3f}' for d in s['quality_gaps'])})")
+    lines += [f"- Train-on-real baseline AUC: {baseline:.3f}", ""]
     replace_section(BENCH / "RESULTS.md", SECTION, "\n".join(lines))
+
+
+def summarise(rows, rounds, model) -> dict | None:
+    """The comparison with the peer for one model: speed over every pair of back-to-back epochs, sampling and
+    quality averaged over seeds, and the quality gap seed by seed."""
+    paired = [r["paired"] for r in rounds if r["model"] == model and "paired" in r]
+    by_seed = {}
+    for r in rows:
+        if r["model"] == model:
+            by_seed.setdefault(r["seed"], {})[r["side"]] = r
+    pairs = [sides for sides in by_seed.values() if {"ours", "peer"} <= sides.keys()]
+    if not paired or not pairs:
+        return None
+    every = [ratio for p in paired for ratio in p]
+    mean = statistics.fmean
+    return {
+        "speed": statistics.median(every), "pairs": len(every),
+        "speed_quartiles": statistics.quantiles(every, n=4)[::2] if len(every) > 1 else [every[0]] * 2,
+        "speed_per_seed": [statistics.median(p) for p in paired],
+        "sampling": mean(p["ours"]["sample_rows_per_s"] / p["peer"]["sample_rows_per_s"] for p in pairs),
+        "quality_ours": mean(p["ours"]["quality"] for p in pairs), "quality_peer": mean(p["peer"]["quality"] for p in pairs),
+        "quality_gaps": [p["ours"]["quality"] - p["peer"]["quality"] for p in pairs],
+    }
 
 
 def replace_section(path: Path, heading: str, body: str) -> None:

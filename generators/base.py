@@ -32,7 +32,8 @@ from pipeline.errors import TabtwinError
 from pipeline.files import atomic_directory, write_json_atomic
 from pipeline.schema import Schema, infer_schema
 
-FORMAT_VERSION = 4  # 4: the critic reads a pac group's data, then its conditions; 3: grouped columns, discrete spans last
+# 4: the critic reads a pac group's data, then its conditions; 3: grouped columns, discrete spans last
+FORMAT_VERSION = 4
 # Rows generated and decoded per batch. A GPU wants large batches to stay busy; on a CPU, batches of a few
 # thousand rows keep each intermediate in cache and sample Adult about 1.5x faster than 50,000-row batches.
 SAMPLE_BATCH = {"cpu": 8192, "cuda": 50_000}

@@ -145,13 +145,15 @@ class Critic(nn.Module):
         dims = [*hidden, 1]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims, dims[1:]))
         bound = 1 / math.sqrt((data_dim + cond_dim) * pac)  # nn.Linear's init for the whole input layer
+        first = [self.data_in.weight, self.data_in.bias] + ([] if self.cond_in is None else [self.cond_in.weight])
         with torch.no_grad():
-            for param in (self.data_in.weight, self.data_in.bias, *([] if self.cond_in is None else [self.cond_in.weight])):
+            for param in first:
                 param.uniform_(-bound, bound)
 
     def forward(self, data: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         """Scores (groups, 1) of the pac groups of `data` (rows, data_dim) and `cond` (rows, cond_dim)."""
-        pre = self._first(data.reshape(-1, self.data_in.in_features), None if cond is None else cond.reshape(-1, self.cond_in.in_features))
+        groups = data.shape[0] // self.pac
+        pre = self._first(data.reshape(groups, -1), None if cond is None else cond.reshape(groups, -1))
         h = pre * self._slope(pre.detach())
         for linear in self.layers[:-1]:
             pre = linear(h)
@@ -304,7 +306,9 @@ def activate_train(raw: torch.Tensor, layout: SpanLayout, tau: float, out: torch
     segment_softmax(logits, layout.softmax_segment, layout.softmax_matrix, out=out[:, v:])
 
 
-def activate_backward(activated: torch.Tensor, d_activated: torch.Tensor, layout: SpanLayout, tau: float) -> torch.Tensor:
+def activate_backward(
+    activated: torch.Tensor, d_activated: torch.Tensor, layout: SpanLayout, tau: float
+) -> torch.Tensor:
     """d loss / d raw, given the output of `activate_train` and d loss / d that output: tanh' = 1 - t^2 on the
     value columns; on each softmax span, p * (g - sum over the span of g * p) / tau."""
     v, matrix = layout.n_values, layout.softmax_matrix
@@ -451,7 +455,8 @@ class ConditionSampler:
         fixed = mask.to(raw.dtype)
         loss = ((torch.log(sums) - (cond * shifted) @ self.matrix) * fixed).sum() / rows
         weight = fixed / (sums * rows)  # per row and column: 1 / (rows * sum exp) where fixed, else 0
-        d_raw[:, raw.shape[1] - self.cond_dim :].addcmul_(exps, weight @ self.matrix.T).sub_(cond * (fixed @ self.matrix.T), alpha=1.0 / rows)
+        d_cond = d_raw[:, raw.shape[1] - self.cond_dim :]
+        d_cond.addcmul_(exps, weight @ self.matrix.T).sub_(cond * (fixed @ self.matrix.T), alpha=1.0 / rows)
         return loss
 
     def _one_hot(self, codes: torch.Tensor, mask: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:

@@ -107,7 +107,10 @@ def _backward(
             linear.bias.grad.mul_(alpha)
         if i == 0 and not input_grad:
             return None
-        grad = torch.mm(grad, linear.weight) if alpha == 1.0 else torch.addmm(grad.new_empty(()), grad, linear.weight, beta=0, alpha=alpha)
+        if alpha == 1.0:
+            grad = torch.mm(grad, linear.weight)
+        else:
+            grad = torch.addmm(grad.new_empty(()), grad, linear.weight, beta=0, alpha=alpha)
         alpha = 1.0
         if i > 0:  # through the ReLU that made inputs[i]: zero where it was zero
             grad = torch.ops.aten.threshold_backward(grad, inputs[i], 0)
@@ -268,7 +271,8 @@ class TVAE(SyntheticGenerator):
         torch.addcmul(x[:, v:], exps, sums.reciprocal_() @ matrix.T, value=-1.0, out=ascent[:, v:])
         # d/d log sigma of rows * (sum squares / (2 sigma^2) + log sigma), averaged, where the clamp passes it.
         inside = log_sigma == decoder.log_sigma
-        torch.mul(squares * inv_var, -1.0 / rows, out=decoder.log_sigma.grad).add_(1.0).mul_(inside).mul_(self.loss_factor)
+        d_log_sigma = torch.mul(squares * inv_var, -1.0 / rows, out=decoder.log_sigma.grad)
+        d_log_sigma.add_(1.0).mul_(inside).mul_(self.loss_factor)
         grad_z = _backward(decoder_layers, decoder_inputs, ascent, alpha=-scale)
         # d loss / d (mu, logvar): the KL's own term plus what flows back through z = mu + noise * std, i.e.
         # grad_z + mu / rows and 0.5 (std^2 - 1) / rows + 0.5 grad_z noise std, written as
