@@ -35,6 +35,7 @@ bench: setup
 	$(BIN)/python bench/encoder.py
 	$(BIN)/python bench/generators.py
 	$(BIN)/python bench/sampling.py
+	$(BIN)/python bench/tvae_floor.py
 	$(BIN)/python bench/evaluation_time.py
 
 clean:

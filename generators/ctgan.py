@@ -354,6 +354,11 @@ class Workspace:
             noise=torch.zeros(batch, embedding, device=device),
         )
 
+    def generator_input(self, part: int) -> torch.Tensor:
+        """The columns of `acts` that hold the generator's input: part 0 the noise, part 1 the condition."""
+        start = self.d_acts.shape[1] + part * self.noise.shape[1]  # after the hidden outputs
+        return self.acts[:, start : start + self.noise.shape[1]] if part == 0 else self.acts[:, start:]
+
     def block(self, buffer: torch.Tensor, index: int) -> torch.Tensor:
         """Block `index` (0 real, 1 fake) of a critic buffer, as (batch, width) rows."""
         return buffer[index * self.groups : (index + 1) * self.groups].view(self.batch, -1)
@@ -578,12 +583,11 @@ class CTGAN(SyntheticGenerator):
         cond, mask, rows = self.sampler_.sample_for_training(self.batch_size, self.multi_condition_rate, fake_cond)
         perm = torch.randperm(self.batch_size, device=self.device_)
         torch.index_select(data, 0, rows[perm], out=work.block(work.critic_data, 0))
-        width = self.embedding_dim
         torch.randn(work.noise.shape, device=self.device_, out=work.noise)
-        work.acts[:, work.acts.shape[1] - width - (cond.shape[1] if has_cond else 0) :][:, :width].copy_(work.noise)
+        work.generator_input(0).copy_(work.noise)  # the generator reads [noise | condition]
         if has_cond:
             torch.index_select(cond, 0, perm, out=work.block(work.critic_cond, 0))
-            work.acts[:, work.acts.shape[1] - cond.shape[1] :].copy_(cond)
+            work.generator_input(1).copy_(cond)
         raw = self.generator_.train_forward(work)
         activate_train(raw, self.layout_, self.tau, out=work.block(work.critic_data, 1))
         return raw, cond, mask
