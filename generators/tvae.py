@@ -12,8 +12,9 @@ softmax span against its one-hot, and KL is that of q(z|x) from N(0, I). All sof
 by segment softmax over the grouped columns (see `SpanLayout`), so a step costs the same few kernels whatever
 the table's width. The step's forward and backward passes are written out by hand (`_step_gradients`; a test
 checks them against autograd on `_row_losses`): the cross-entropy's gradient is softmax - x, the Gaussian's and
-the KL's one expression each, and no graph is built, which makes a step on Adult about 20 % faster than
-autograd's. The training matrix stays on the device; each epoch is a `randperm` on the device, one shuffled copy
+the KL's one expression each, no graph is built, the softmax takes no per-span max (logits are clamped, see
+LOGIT_BOUND), and the loss is kept as seven running sums that `_losses` combines once per epoch. Parameters are
+views of one flat buffer, so Adam is one fused kernel. The training matrix stays on the device; each epoch is a `randperm` on the device, one shuffled copy
 and slices of it, `n // batch` full batches of `min(batch_size, n)` rows (the remainder, different each epoch, is
 skipped, as with drop_last); the only host sync is the loss read once per epoch.
 
