@@ -168,18 +168,28 @@ def segment_max(logits: torch.Tensor, segment: torch.Tensor, matrix: torch.Tenso
 
 
 def activate(
-    raw: torch.Tensor, layout: SpanLayout, tau: float | None = None, generator: torch.Generator | None = None
+    raw: torch.Tensor,
+    layout: SpanLayout,
+    tau: float | None = None,
+    generator: torch.Generator | None = None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """tanh on the value columns and softmax on every softmax span of grouped `raw`; with `tau`, Gumbel-softmax.
 
     Gumbel noise keeps the GAN's discrete outputs differentiable yet near one-hot, and its argmax is a draw
     from the span's categorical, which is why sampling uses it too. Input and output are in grouped order.
+    With `out` (training, no autograd) the result is written there instead of into a new tensor.
     """
-    logits = raw[:, layout.n_values :]
+    v = layout.n_values
+    logits = raw[:, v:]
     if tau is not None:
         logits = torch.add(logits, gumbel_noise(logits, generator)).div_(tau)
-    probs = segment_softmax(logits, layout.softmax_segment, layout.softmax_matrix)
-    return torch.cat([torch.tanh(raw[:, : layout.n_values]), probs], dim=1)
+    if out is None:
+        probs = segment_softmax(logits, layout.softmax_segment, layout.softmax_matrix)
+        return torch.cat([torch.tanh(raw[:, :v]), probs], dim=1)
+    segment_softmax(logits, layout.softmax_segment, layout.softmax_matrix, out=out[:, v:])
+    torch.tanh(raw[:, :v], out=out[:, :v])
+    return out
 
 
 def gumbel_noise(like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

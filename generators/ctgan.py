@@ -42,7 +42,6 @@ from generators.base import (
     activate,
     adam,
     flatten_parameters,
-    gumbel_noise,
     segment_log_softmax,
     segment_max,
     segment_softmax,
@@ -239,12 +238,7 @@ class Critic(nn.Module):
         """
         groups = work.groups
         slopes, _ = self._hidden(mixed_pre)
-        factors = [None] * len(slopes)
-        grad = self.layers[-1].weight.expand(mixed_pre.shape[0], -1)
-        for i in reversed(range(len(slopes))):
-            grad = factors[i] = grad * slopes[i]
-            if i:
-                grad = grad @ self.layers[i - 1].weight
+        factors = self._down(self.layers[-1].weight.expand(mixed_pre.shape[0], -1), slopes)
         g_data = torch.mm(factors[0], self.data_in.weight, out=work.critic_data[2 * groups :])
         squares = torch.linalg.vector_norm(g_data, dim=1, keepdim=True).square_()
         g_cond = None
@@ -297,19 +291,10 @@ def random_bits(shape: torch.Size, device: torch.device) -> torch.Tensor:
     return bits.view(-1)[:n].view(shape).float()
 
 
-def activate_train(raw: torch.Tensor, layout: SpanLayout, tau: float, out: torch.Tensor) -> None:
-    """Gumbel-softmax activation of grouped `raw` (as `activate(raw, layout, tau)`), written into `out`."""
-    v = layout.n_values
-    torch.tanh(raw[:, :v], out=out[:, :v])
-    logits = raw[:, v:]
-    logits = torch.add(logits, gumbel_noise(logits)).div_(tau)
-    segment_softmax(logits, layout.softmax_segment, layout.softmax_matrix, out=out[:, v:])
-
-
 def activate_backward(
     activated: torch.Tensor, d_activated: torch.Tensor, layout: SpanLayout, tau: float
 ) -> torch.Tensor:
-    """d loss / d raw, given the output of `activate_train` and d loss / d that output: tanh' = 1 - t^2 on the
+    """d loss / d raw, given the Gumbel-softmax output of `activate` and d loss / d that output: tanh' = 1 - t^2 on the
     value columns; on each softmax span, p * (g - sum over the span of g * p) / tau."""
     v, matrix = layout.n_values, layout.softmax_matrix
     d_raw = torch.empty_like(activated)
@@ -589,7 +574,7 @@ class CTGAN(SyntheticGenerator):
             torch.index_select(cond, 0, perm, out=work.block(work.critic_cond, 0))
             work.generator_input(1).copy_(cond)
         raw = self.generator_.train_forward(work)
-        activate_train(raw, self.layout_, self.tau, out=work.block(work.critic_data, 1))
+        activate(raw, self.layout_, tau=self.tau, out=work.block(work.critic_data, 1))
         return raw, cond, mask
 
     def _generator_step(self, raw, cond, mask, work: Workspace) -> torch.Tensor:

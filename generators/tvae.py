@@ -14,9 +14,10 @@ the table's width. The step's forward and backward passes are written out by han
 checks them against autograd on `_row_losses`): the cross-entropy's gradient is softmax - x, the Gaussian's and
 the KL's one expression each, no graph is built, the softmax takes no per-span max (logits are clamped, see
 LOGIT_BOUND), and the loss is kept as seven running sums that `_losses` combines once per epoch. Parameters are
-views of one flat buffer, so Adam is one fused kernel. The training matrix stays on the device; each epoch is a `randperm` on the device, one shuffled copy
-and slices of it, `n // batch` full batches of `min(batch_size, n)` rows (the remainder, different each epoch, is
-skipped, as with drop_last); the only host sync is the loss read once per epoch.
+views of one flat buffer, so Adam is one fused kernel. The training matrix stays on the device; each epoch is a
+`randperm` on the device, one shuffled copy and slices of it, `n // batch` full batches of `min(batch_size, n)`
+rows (the remainder, different each epoch, is skipped, as with drop_last); the only host sync is the loss read
+once per epoch.
 
 Sampling is ancestral: z ~ N(0, I), then x ~ p(x|z). Softmax spans are drawn with the Gumbel-max trick (the
 base decodes by argmax); value spans are tanh(out) plus sigma-scaled Gaussian noise, clipped to [-1, 1]. The

@@ -7,7 +7,6 @@ import torch
 
 from generators.base import ModelError, SyntheticGenerator, plan_conditions
 import generators.base as base
-import generators.ctgan as ctgan
 from generators.ctgan import CTGAN, ConditionSampler, Critic, Workspace, random_bits
 from pipeline.errors import TabtwinError
 from pipeline.sample_data import make_sample_table
@@ -289,7 +288,6 @@ def test_hand_written_generator_step_matches_autograd(monkeypatch, discrete):
     data = torch.from_numpy(model.encoder_.transform(df))[:, model.layout_.grouped]
     model.sampler_ = ConditionSampler.from_data(data, model.layout_)
     gumbel = torch.randn(20, len(model.layout_.softmax_columns)).abs()
-    monkeypatch.setattr(ctgan, "gumbel_noise", lambda like, generator=None: gumbel.clone())
     monkeypatch.setattr(base, "gumbel_noise", lambda like, generator=None: gumbel.clone())
     params = list(model.generator_.parameters())
     work = Workspace.allocate(20, 2, data.shape[1], model.sampler_.cond_dim, 6, (8, 7), torch.device("cpu"))
