@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 # The whole flow on 2 cores in a few minutes. Exit code 3 (the gate failed: report kept, data withheld) is a
 # legitimate outcome for a short demo run, so only a crash fails `make demo`.
 demo: setup
-	@[ -f "$(DATA)" ] || $(BIN)/python -m pipeline.sample_data "$(DATA)"
+	@[ -f "$(DATA)" ] || $(BIN)/python -m tabtwin.pipeline.sample_data "$(DATA)"
 	$(BIN)/tabtwin run "$(DATA)" --model $(MODEL) --epochs $(EPOCHS) --target $(TARGET) \
 		--out $(OUT)/runs --cache $(OUT)/cache --registry $(OUT)/registry || [ $$? -eq 3 ]
 

@@ -54,9 +54,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from pipeline.encoding import TableEncoder  # noqa: E402
-from pipeline.ingest import read_table  # noqa: E402
-from pipeline.schema import infer_schema  # noqa: E402
+from tabtwin.pipeline.encoding import TableEncoder  # noqa: E402
+from tabtwin.pipeline.ingest import read_table  # noqa: E402
+from tabtwin.pipeline.schema import infer_schema  # noqa: E402
 
 if ARGS.threads:
     torch.set_num_threads(ARGS.threads)

@@ -23,11 +23,11 @@ sys.path.insert(0, str(BENCH.parent))
 from sklearn.model_selection import train_test_split  # noqa: E402
 
 from bench.generators import machine, replace_section  # noqa: E402
-from evaluation.report import evaluate  # noqa: E402
-from generators.tvae import TVAE  # noqa: E402
-from pipeline.ingest import read_table  # noqa: E402
-from pipeline.sample_data import make_sample_table  # noqa: E402
-from pipeline.schema import infer_schema  # noqa: E402
+from tabtwin.evaluation.report import evaluate  # noqa: E402
+from tabtwin.generators.tvae import TVAE  # noqa: E402
+from tabtwin.pipeline.ingest import read_table  # noqa: E402
+from tabtwin.pipeline.sample_data import make_sample_table  # noqa: E402
+from tabtwin.pipeline.schema import infer_schema  # noqa: E402
 
 SECTION = "## Evaluation (issue #4)"
 

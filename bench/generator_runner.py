@@ -129,9 +129,9 @@ def _timed(fn):
 
 def _ours(args, train):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from generators import model_class
-    from pipeline.encoding import TableEncoder
-    from pipeline.schema import infer_schema
+    from tabtwin.generators import model_class
+    from tabtwin.pipeline.encoding import TableEncoder
+    from tabtwin.pipeline.schema import infer_schema
 
     schema = infer_schema(train)
     TableEncoder(schema, random_state=args.seed).fit(train)  # warm-up, as on the peer side

@@ -36,10 +36,10 @@ sys.path.insert(0, str(ROOT))
 import pandas as pd  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
-from evaluation.fidelity import detection_test, quality_report  # noqa: E402
-from evaluation.utility import utility_report  # noqa: E402
-from pipeline.ingest import read_table  # noqa: E402
-from pipeline.schema import infer_schema  # noqa: E402
+from tabtwin.evaluation.fidelity import detection_test, quality_report  # noqa: E402
+from tabtwin.evaluation.utility import utility_report  # noqa: E402
+from tabtwin.pipeline.ingest import read_table  # noqa: E402
+from tabtwin.pipeline.schema import infer_schema  # noqa: E402
 
 PYTHON = {"ours": ROOT / ".venv" / "bin" / "python", "peer": BENCH / ".peer-venv" / "bin" / "python"}
 SECTION = "## Generators (issue #3)"

@@ -24,8 +24,8 @@ sys.path.insert(0, str(ROOT))
 from sklearn.model_selection import train_test_split  # noqa: E402
 
 from bench.generators import PYTHON, machine, replace_section, run_pair  # noqa: E402
-from pipeline.ingest import read_table  # noqa: E402
-from pipeline.schema import infer_schema  # noqa: E402
+from tabtwin.pipeline.ingest import read_table  # noqa: E402
+from tabtwin.pipeline.schema import infer_schema  # noqa: E402
 
 SECTION = "## Sampling (issue #3)"
 

@@ -56,7 +56,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from pipeline.schema import Schema, parse_datetimes
+from tabtwin.pipeline.schema import Schema, parse_datetimes
 
 if TYPE_CHECKING:  # pragma: no cover
     import great_expectations as gx

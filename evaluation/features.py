@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from pipeline.schema import Schema, parse_datetimes
+from tabtwin.pipeline.schema import Schema, parse_datetimes
 
 
 def model_frames(frames: list[pd.DataFrame], schema: Schema, exclude: tuple[str, ...] = ()) -> list[pd.DataFrame]:

@@ -18,8 +18,8 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-from evaluation.features import model_frames
-from pipeline.schema import Schema
+from tabtwin.evaluation.features import model_frames
+from tabtwin.pipeline.schema import Schema
 
 QUALITY_ROWS = 20_000  # rows per side for the QualityReport (pair trends grow with rows x pairs)
 DETECTION_ROWS = 20_000  # rows per side for the detection classifier

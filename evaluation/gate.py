@@ -21,7 +21,7 @@ import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from pipeline.errors import TabtwinError
+from tabtwin.pipeline.errors import TabtwinError
 
 
 @dataclass(frozen=True)

@@ -65,9 +65,9 @@ import pandas as pd
 import torch
 from sklearn.metrics import roc_auc_score
 
-from evaluation.features import numeric_values
-from pipeline.errors import TabtwinError
-from pipeline.schema import ColumnSpec, Schema
+from tabtwin.evaluation.features import numeric_values
+from tabtwin.pipeline.errors import TabtwinError
+from tabtwin.pipeline.schema import ColumnSpec, Schema
 
 NUMERIC_KINDS = ("continuous", "datetime")
 HISTOGRAM_SAMPLE = 2000
@@ -367,6 +367,6 @@ def _histogram_sample(values: np.ndarray, rng: np.random.Generator) -> list[floa
 
 
 def _device(device: str) -> torch.device:
-    from generators.base import resolve_device
+    from tabtwin.generators.base import resolve_device
 
     return resolve_device(device)

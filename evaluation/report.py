@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from evaluation.gate import GateConfig, apply_gate
-from pipeline.errors import TabtwinError
-from pipeline.files import write_json_atomic, write_text_atomic
-from pipeline.schema import Schema
+from tabtwin.evaluation.gate import GateConfig, apply_gate
+from tabtwin.pipeline.errors import TabtwinError
+from tabtwin.pipeline.files import write_json_atomic, write_text_atomic
+from tabtwin.pipeline.schema import Schema
 
 
 def evaluate(
@@ -43,10 +43,10 @@ def evaluate(
     seed: int = 0,
 ) -> dict:
     """Run every check and the gate; `target` enables the utility section."""
-    from evaluation.contracts import contracts_report
-    from evaluation.fidelity import detection_test, quality_report
-    from evaluation.privacy import privacy_metrics
-    from evaluation.utility import utility_report
+    from tabtwin.evaluation.contracts import contracts_report
+    from tabtwin.evaluation.fidelity import detection_test, quality_report
+    from tabtwin.evaluation.privacy import privacy_metrics
+    from tabtwin.evaluation.utility import utility_report
 
     _check_tables(train, holdout, synthetic, schema)
     gate = gate or GateConfig()
@@ -177,7 +177,7 @@ def _png(draw, *args) -> str | None:
 def _column_figure(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema):
     import matplotlib.pyplot as plt
 
-    from evaluation.features import numeric_values
+    from tabtwin.evaluation.features import numeric_values
 
     specs = [s for s in schema.columns if s.kind != "id"]
     if not specs:

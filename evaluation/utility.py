@@ -12,9 +12,9 @@ import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.metrics import f1_score, r2_score, roc_auc_score
 
-from evaluation.features import model_frames, numeric_values
-from pipeline.errors import TabtwinError
-from pipeline.schema import Schema
+from tabtwin.evaluation.features import model_frames, numeric_values
+from tabtwin.pipeline.errors import TabtwinError
+from tabtwin.pipeline.schema import Schema
 
 
 def utility_report(

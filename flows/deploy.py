@@ -1,6 +1,6 @@
 """Serve both flows as deployments: a nightly refresh for the data engineer, a parameter form for analysts.
 
-    python -m flows.deploy --data warehouse.parquet --cron "0 2 * * *" --target income
+    python -m tabtwin.flows.deploy --data warehouse.parquet --cron "0 2 * * *" --target income
 
 needs a Prefect server (`prefect server start`, or PREFECT_API_URL pointing at one) and keeps running: it
 creates the two deployments and executes their runs. In the Prefect UI, "synthesize-nightly" runs on the cron
@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 
-import flows  # noqa: F401  (quiet, offline defaults)
+import tabtwin.flows  # noqa: F401  (quiet, offline defaults)
 
 
 def deployments(data: str, cron: str, model: str = "ctgan", epochs: int = 300, target: str | None = None,
                 out: str = "out/runs", registry: str = "out/registry"):
-    from flows.synthesize import request, synthesize
+    from tabtwin.flows.synthesize import request, synthesize
 
     nightly = synthesize.to_deployment(
         name="synthesize-nightly",

@@ -6,13 +6,13 @@ Each (table, model) pair is one task running the whole pipeline (`flows.steps.ru
 
 from __future__ import annotations
 
-import flows  # noqa: F401  (quiet, offline defaults)
+import tabtwin.flows  # noqa: F401  (quiet, offline defaults)
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows import steps
-from flows.steps import RunSpec
+from tabtwin.flows import steps
+from tabtwin.flows.steps import RunSpec
 
 run_one = task(steps.run_pipeline, cache_policy=NO_CACHE, persist_result=False, retries=1, name="run-pipeline")
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.errors import TabtwinError
-from pipeline.files import atomic_directory, write_json_atomic
-from pipeline.schema import Schema
+from tabtwin.pipeline.errors import TabtwinError
+from tabtwin.pipeline.files import atomic_directory, write_json_atomic
+from tabtwin.pipeline.schema import Schema
 
 REGISTRATION = "registration.json"
 
@@ -61,7 +61,7 @@ def fingerprint(df: pd.DataFrame, schema: Schema, params: dict) -> str:
     """Hash of the training rows, the schema and the fit parameters: same inputs, same model."""
     digest = hashlib.sha256()
     digest.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
-    from generators.base import FORMAT_VERSION  # a new model format must not reuse models saved in the old one
+    from tabtwin.generators.base import FORMAT_VERSION  # a new model format must not reuse models saved in the old one
 
     digest.update(json.dumps([list(map(str, df.columns)), schema.to_dict(), params, FORMAT_VERSION], sort_keys=True).encode())
     return digest.hexdigest()[:16]
@@ -88,8 +88,8 @@ def filter_rows(df: pd.DataFrame, conditions: dict) -> pd.DataFrame:
 
 def load_inputs(spec: RunSpec) -> tuple[pd.DataFrame, pd.DataFrame, Schema]:
     """(train, holdout, schema) for a run: read, infer (metadata overrides), split."""
-    from pipeline.ingest import read_table
-    from pipeline.schema import infer_schema, load_metadata
+    from tabtwin.pipeline.ingest import read_table
+    from tabtwin.pipeline.schema import infer_schema, load_metadata
 
     df = read_table(spec.data, table=spec.table)
     schema = infer_schema(df, load_metadata(spec.metadata) if spec.metadata else None)
@@ -99,7 +99,7 @@ def load_inputs(spec: RunSpec) -> tuple[pd.DataFrame, pd.DataFrame, Schema]:
 
 def fit_or_reuse(train: pd.DataFrame, schema: Schema, spec: RunSpec, cache_root: str | Path) -> tuple[Path, bool]:
     """The model folder for these inputs, training only when no model with the same fingerprint is cached."""
-    from generators import model_class
+    from tabtwin.generators import model_class
 
     model_dir = cached_model_dir(cache_root, fingerprint(train, schema, spec.model_params()))
     if is_cached(model_dir):
@@ -110,14 +110,14 @@ def fit_or_reuse(train: pd.DataFrame, schema: Schema, spec: RunSpec, cache_root:
 
 
 def sample_synthetic(model_dir: Path, rows: int, spec: RunSpec) -> pd.DataFrame:
-    from generators import load_model
+    from tabtwin.generators import load_model
 
     return load_model(model_dir, device=spec.device).sample(rows, conditions=spec.conditions or None, seed=spec.seed)
 
 
 def evaluate_run(train, holdout, synthetic, schema: Schema, spec: RunSpec) -> dict:
-    from evaluation.gate import GateConfig
-    from evaluation.report import evaluate
+    from tabtwin.evaluation.gate import GateConfig
+    from tabtwin.evaluation.report import evaluate
 
     gate = GateConfig.from_file(spec.gate) if spec.gate else GateConfig()
     # A target fixed by a condition has one value: there is nothing to predict, so utility is skipped.
@@ -158,8 +158,8 @@ def publish(
     run_info: dict,
 ) -> Published:
     """Write the reports (always) and the synthetic table (only if the gate passed) as one atomic folder."""
-    from evaluation.report import write_report
-    from pipeline.ingest import write_table
+    from tabtwin.evaluation.report import write_report
+    from tabtwin.pipeline.ingest import write_table
 
     passed = bool(results["gate"]["passed"])
     with atomic_directory(Path(out_root) / run_id) as staging:

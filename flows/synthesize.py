@@ -8,7 +8,7 @@ meet the same conditions, and hand out the table only if the gate passes.
 
 from __future__ import annotations
 
-import flows  # noqa: F401  (quiet, offline Prefect defaults before Prefect is imported)
+import tabtwin.flows  # noqa: F401  (quiet, offline Prefect defaults before Prefect is imported)
 
 from dataclasses import asdict
 from pathlib import Path
@@ -18,8 +18,8 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, Failed
 
-from flows import steps
-from flows.steps import RunSpec
+from tabtwin.flows import steps
+from tabtwin.flows.steps import RunSpec
 
 # Results (DataFrames, models) stay in memory: nothing is pickled to Prefect's result storage.
 quiet_task = task(cache_policy=NO_CACHE, persist_result=False)
@@ -87,7 +87,7 @@ def request(
     published = publish(target.parent, target.stem, results, train, synthetic, schema,
                         {"model": str(model), "rows": rows, "conditions": spec.conditions})
     if published.passed:
-        from pipeline.ingest import write_table
+        from tabtwin.pipeline.ingest import write_table
 
         write_table(synthetic, target)  # the format the analyst asked for, beside the report folder
     publish_artifacts(results, published.folder, key="request-report")

@@ -1,17 +1,17 @@
 """Generators: a CTGAN-style conditional GAN and a TVAE-style VAE sharing one small base."""
 
-from generators.base import ModelError, SyntheticGenerator
+from tabtwin.generators.base import ModelError, SyntheticGenerator
 
 
 def model_class(name: str) -> type[SyntheticGenerator]:
     """The generator class registered under `name` ("ctgan" or "tvae")."""
-    import generators.ctgan  # noqa: F401  (registers itself)
-    import generators.tvae  # noqa: F401
+    import tabtwin.generators.ctgan  # noqa: F401  (registers itself)
+    import tabtwin.generators.tvae  # noqa: F401
 
     try:
         return SyntheticGenerator.registry[name]
     except KeyError:
-        from pipeline.errors import TabtwinError
+        from tabtwin.pipeline.errors import TabtwinError
 
         known = sorted(SyntheticGenerator.registry)
         raise TabtwinError(f"unknown model {name!r}; use one of {known}") from None

@@ -27,10 +27,10 @@ import pandas as pd
 import torch
 from torch.nn import functional as F
 
-from pipeline.encoding import Span, TableEncoder
-from pipeline.errors import TabtwinError
-from pipeline.files import atomic_directory, write_json_atomic
-from pipeline.schema import Schema, infer_schema
+from tabtwin.pipeline.encoding import Span, TableEncoder
+from tabtwin.pipeline.errors import TabtwinError
+from tabtwin.pipeline.files import atomic_directory, write_json_atomic
+from tabtwin.pipeline.schema import Schema, infer_schema
 
 # 4: the critic reads a pac group's data, then its conditions; 3: grouped columns, discrete spans last
 FORMAT_VERSION = 4

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from generators.base import (
+from tabtwin.generators.base import (
     ConditionPlan,
     SpanLayout,
     SyntheticGenerator,
@@ -46,7 +46,7 @@ from generators.base import (
     segment_max,
     segment_softmax,
 )
-from pipeline.errors import TabtwinError
+from tabtwin.pipeline.errors import TabtwinError
 
 
 class Generator(nn.Module):

@@ -49,7 +49,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from generators.base import (
+from tabtwin.generators.base import (
     ConditionPlan,
     ModelError,
     SyntheticGenerator,
@@ -58,7 +58,7 @@ from generators.base import (
     flatten_parameters,
     segment_log_softmax,
 )
-from pipeline.errors import TabtwinError
+from tabtwin.pipeline.errors import TabtwinError
 
 MIN_CONDITION_ROWS = 5  # a value needs this many training rows for its latent Gaussian to be estimated
 SIGMA_MIN, SIGMA_MAX = 0.01, 1.0

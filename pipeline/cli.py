@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from pipeline.errors import TabtwinError
+from tabtwin.pipeline.errors import TabtwinError
 
 EXIT_USER_ERROR = 2
 
@@ -141,8 +141,8 @@ def _add_input_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(args):
-    from pipeline.ingest import read_table
-    from pipeline.schema import infer_schema, load_metadata
+    from tabtwin.pipeline.ingest import read_table
+    from tabtwin.pipeline.schema import infer_schema, load_metadata
 
     df = read_table(args.data, table=args.table, query=args.query)
     metadata = load_metadata(args.metadata) if args.metadata else None
@@ -150,7 +150,7 @@ def _load(args):
 
 
 def _cmd_schema(args) -> int:
-    from pipeline.schema import save_metadata
+    from tabtwin.pipeline.schema import save_metadata
 
     df, schema = _load(args)
     print(f"{args.data}: {len(df):,} rows x {df.shape[1]} columns")
@@ -164,8 +164,8 @@ def _cmd_schema(args) -> int:
 
 
 def _cmd_encode(args) -> int:
-    from pipeline.encoding import TableEncoder, round_trip_errors
-    from pipeline.schema import save_metadata
+    from tabtwin.pipeline.encoding import TableEncoder, round_trip_errors
+    from tabtwin.pipeline.schema import save_metadata
 
     df, schema = _load(args)
     start = time.perf_counter()
@@ -190,7 +190,7 @@ def _cmd_encode(args) -> int:
 
 
 def _cmd_fit(args) -> int:
-    from generators import model_class
+    from tabtwin.generators import model_class
 
     df, schema = _load(args)
     params = dict(epochs=args.epochs, batch_size=args.batch_size, device=args.device, random_state=args.seed)
@@ -204,8 +204,8 @@ def _cmd_fit(args) -> int:
 
 
 def _cmd_sample(args) -> int:
-    from generators import load_model
-    from pipeline.ingest import check_output_path, write_table
+    from tabtwin.generators import load_model
+    from tabtwin.pipeline.ingest import check_output_path, write_table
 
     check_output_path(args.out)
     conditions = parse_conditions(args.condition)
@@ -222,10 +222,10 @@ EXIT_GATE_FAILED = 3
 
 
 def _cmd_evaluate(args) -> int:
-    from evaluation.gate import GateConfig
-    from evaluation.report import evaluate, write_report
-    from pipeline.ingest import read_table
-    from pipeline.schema import infer_schema, load_metadata
+    from tabtwin.evaluation.gate import GateConfig
+    from tabtwin.evaluation.report import evaluate, write_report
+    from tabtwin.pipeline.ingest import read_table
+    from tabtwin.pipeline.schema import infer_schema, load_metadata
 
     gate = GateConfig.from_file(args.gate) if args.gate else GateConfig()
     metadata = load_metadata(args.metadata) if args.metadata else None
@@ -253,7 +253,7 @@ def _quiet_prefect(verbose: bool) -> None:
 
 def _cmd_run(args) -> int:
     _quiet_prefect(args.verbose)
-    from flows.steps import RunSpec
+    from tabtwin.flows.steps import RunSpec
 
     specs = [
         RunSpec(data=data, model=model, epochs=args.epochs, batch_size=args.batch_size, rows=args.rows,
@@ -263,7 +263,7 @@ def _cmd_run(args) -> int:
         for model in args.model
     ]
     if args.runner == "dask":
-        from flows.scale import run_many
+        from tabtwin.flows.scale import run_many
 
         summaries = run_many(specs, args.out, args.cache, dask_address=args.dask_address)
     else:
@@ -278,7 +278,7 @@ def _cmd_run(args) -> int:
 
 
 def _run_synthesize(spec, args) -> dict:
-    from flows.synthesize import synthesize
+    from tabtwin.flows.synthesize import synthesize
 
     state = synthesize(data=spec.data, model=spec.model, epochs=spec.epochs, batch_size=spec.batch_size, rows=spec.rows,
                        target=spec.target, out=args.out, cache=args.cache, registry=args.registry,
@@ -297,8 +297,8 @@ def _flow_outcome(state) -> dict:
 
 def _cmd_request(args) -> int:
     _quiet_prefect(args.verbose)
-    from flows.synthesize import request
-    from pipeline.ingest import check_output_path
+    from tabtwin.flows.synthesize import request
+    from tabtwin.pipeline.ingest import check_output_path
 
     check_output_path(args.out)
     state = request(model=args.model, rows=args.rows, conditions=parse_conditions(args.condition) or None,

@@ -22,10 +22,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from pipeline.errors import EncodingError
-from pipeline.mixture import fit_mixtures, prune
-from pipeline.files import write_json_atomic
-from pipeline.schema import ColumnSpec, Schema, parse_datetimes
+from tabtwin.pipeline.errors import EncodingError
+from tabtwin.pipeline.mixture import fit_mixtures, prune
+from tabtwin.pipeline.files import write_json_atomic
+from tabtwin.pipeline.schema import ColumnSpec, Schema, parse_datetimes
 
 # Offsets are in units of this many standard deviations, and kept inside the tanh range.
 _STD_MULTIPLIER = 4.0
@@ -432,7 +432,7 @@ def _widened_scales(values: np.ndarray, mixture) -> np.ndarray:
 
 
 def _single_mode(values: np.ndarray):
-    from pipeline.mixture import Mixture1D
+    from tabtwin.pipeline.mixture import Mixture1D
 
     centre = float(values[0]) if len(values) else 0.0
     return Mixture1D(weights=np.ones(1), means=np.array([centre]), stds=np.ones(1))

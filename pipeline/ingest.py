@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
-from pipeline.errors import IngestError
+from tabtwin.pipeline.errors import IngestError
 
 __all__ = [
     "SUPPORTED_SUFFIXES",

@@ -1,6 +1,6 @@
 """A small generated table with every column kind, for the demo on a machine without the Adult data.
 
-Run `python -m pipeline.sample_data OUT.csv [ROWS]` to write one.
+Run `python -m tabtwin.pipeline.sample_data OUT.csv [ROWS]` to write one.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def make_sample_table(n_rows: int = 2000, seed: int = 0) -> pd.DataFrame:
 
 
 if __name__ == "__main__":
-    from pipeline.ingest import write_table
+    from tabtwin.pipeline.ingest import write_table
 
     rows = int(sys.argv[2]) if len(sys.argv) > 2 else 2000
     print(write_table(make_sample_table(rows), sys.argv[1]))

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.errors import SchemaError
-from pipeline.files import write_json_atomic
+from tabtwin.pipeline.errors import SchemaError
+from tabtwin.pipeline.files import write_json_atomic
 
 KINDS = ("continuous", "discrete", "datetime", "boolean", "id")
 

@@ -3,7 +3,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline.sample_data import make_sample_table
+from tabtwin.pipeline.sample_data import make_sample_table
 
 ADULT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "adult.csv"
 

@@ -3,10 +3,10 @@ import json
 import pandas as pd
 import pytest
 
-from pipeline.cli import main, parse_conditions
-from pipeline.errors import TabtwinError
-from pipeline.ingest import read_table, write_table
-from pipeline.sample_data import make_sample_table
+from tabtwin.pipeline.cli import main, parse_conditions
+from tabtwin.pipeline.errors import TabtwinError
+from tabtwin.pipeline.ingest import read_table, write_table
+from tabtwin.pipeline.sample_data import make_sample_table
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evaluation.contracts import build_suite, check_contracts, contracts_report
-from pipeline.sample_data import make_sample_table
-from pipeline.schema import infer_schema
+from tabtwin.evaluation.contracts import build_suite, check_contracts, contracts_report
+from tabtwin.pipeline.sample_data import make_sample_table
+from tabtwin.pipeline.schema import infer_schema
 
 BETWEEN = "expect_column_values_to_be_between"
 IN_SET = "expect_column_values_to_be_in_set"

@@ -5,11 +5,11 @@ import pandas as pd
 import pytest
 import torch
 
-from generators.base import ModelError, SyntheticGenerator, plan_conditions
-import generators.base as base
-from generators.ctgan import CTGAN, ConditionSampler, Critic, Workspace, random_bits
-from pipeline.errors import TabtwinError
-from pipeline.sample_data import make_sample_table
+from tabtwin.generators.base import ModelError, SyntheticGenerator, plan_conditions
+import tabtwin.generators.base as base
+from tabtwin.generators.ctgan import CTGAN, ConditionSampler, Critic, Workspace, random_bits
+from tabtwin.pipeline.errors import TabtwinError
+from tabtwin.pipeline.sample_data import make_sample_table
 
 
 def grouped_table(n=1000, seed=0):

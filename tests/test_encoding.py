@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.encoding import TableEncoder
-from pipeline.errors import EncodingError
-from pipeline.schema import infer_schema
+from tabtwin.pipeline.encoding import TableEncoder
+from tabtwin.pipeline.errors import EncodingError
+from tabtwin.pipeline.schema import infer_schema
 
 
 def fit(df, metadata=None, **params):

@@ -4,11 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evaluation.fidelity import detection_test, quality_report
-from evaluation.gate import GateConfig, apply_gate
-from evaluation.utility import utility_report
-from pipeline.errors import TabtwinError
-from pipeline.schema import infer_schema
+from tabtwin.evaluation.fidelity import detection_test, quality_report
+from tabtwin.evaluation.gate import GateConfig, apply_gate
+from tabtwin.evaluation.utility import utility_report
+from tabtwin.pipeline.errors import TabtwinError
+from tabtwin.pipeline.schema import infer_schema
 
 
 def independent_columns(frame: pd.DataFrame, seed: int = 0) -> pd.DataFrame:

@@ -6,12 +6,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from flows import steps
-from flows.steps import RunSpec
-from pipeline.errors import TabtwinError
-from pipeline.ingest import read_table, write_table
-from pipeline.sample_data import make_sample_table
-from pipeline.schema import infer_schema
+from tabtwin.flows import steps
+from tabtwin.flows.steps import RunSpec
+from tabtwin.pipeline.errors import TabtwinError
+from tabtwin.pipeline.ingest import read_table, write_table
+from tabtwin.pipeline.sample_data import make_sample_table
+from tabtwin.pipeline.schema import infer_schema
 
 LENIENT = {"min_quality": 0, "min_pair_trends": 0, "min_detection_score": 0, "max_dcr_share": 1, "max_close_share": 1,
            "max_exact_copy_excess": 1, "max_mia_auc": 1, "min_utility_ratio": 0, "min_contract_success": 0}
@@ -63,12 +63,12 @@ def test_fingerprint_changes_with_data_and_parameters():
 
 def test_fingerprint_changes_with_the_model_format(monkeypatch):
     """A cached model saved in an older format would fail to load: a new format must miss the cache instead."""
-    import generators.base
+    import tabtwin.generators.base
 
     df = make_sample_table(50, seed=1)
     schema = infer_schema(df)
     before = steps.fingerprint(df, schema, {"epochs": 1})
-    monkeypatch.setattr(generators.base, "FORMAT_VERSION", generators.base.FORMAT_VERSION + 1)
+    monkeypatch.setattr(tabtwin.generators.base, "FORMAT_VERSION", tabtwin.generators.base.FORMAT_VERSION + 1)
     assert before != steps.fingerprint(df, schema, {"epochs": 1})
 
 
@@ -95,7 +95,7 @@ def test_registration_round_trip(tmp_path):
 
 
 def run_synthesize(workspace, gate, **extra):
-    from flows.synthesize import synthesize
+    from tabtwin.flows.synthesize import synthesize
 
     params = dict(data=workspace["data"], epochs=1, batch_size=50, out=str(workspace["root"] / "runs"),
                   cache=str(workspace["root"] / "cache"), registry=str(workspace["root"] / "registry"),
@@ -143,7 +143,7 @@ def test_report_becomes_prefect_artifacts(harness, workspace):
 
 
 def test_request_samples_a_registered_model_under_conditions(harness, workspace):
-    from flows.synthesize import request
+    from tabtwin.flows.synthesize import request
 
     assert run_synthesize(workspace, workspace["lenient"]).is_completed()
     out = workspace["root"] / "requests" / "red.csv"
@@ -158,7 +158,7 @@ def test_request_samples_a_registered_model_under_conditions(harness, workspace)
 
 
 def test_two_tables_on_a_local_dask_cluster(workspace):
-    from flows.scale import run_many
+    from tabtwin.flows.scale import run_many
 
     second = write_table(make_sample_table(300, seed=9), workspace["root"] / "accounts.parquet")
     specs = [RunSpec(data=d, epochs=1, batch_size=50, device="cpu", gate=workspace["lenient"])

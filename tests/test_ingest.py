@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.errors import IngestError, TabtwinError
-from pipeline.ingest import SUPPORTED_SUFFIXES, WRITE_SUFFIXES, is_url, read_table, write_table
+from tabtwin.pipeline.errors import IngestError, TabtwinError
+from tabtwin.pipeline.ingest import SUPPORTED_SUFFIXES, WRITE_SUFFIXES, is_url, read_table, write_table
 
 ADULT_CSV = Path(__file__).resolve().parents[1].parent / "shared/data/adult.csv"
 

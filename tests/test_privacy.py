@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 import torch
 
-from evaluation.privacy import distance_space, exact_copy_share, nearest_distances, privacy_metrics
-from pipeline.errors import TabtwinError
-from pipeline.sample_data import make_sample_table
-from pipeline.schema import ColumnSpec, Schema, infer_schema
+from tabtwin.evaluation.privacy import distance_space, exact_copy_share, nearest_distances, privacy_metrics
+from tabtwin.pipeline.errors import TabtwinError
+from tabtwin.pipeline.sample_data import make_sample_table
+from tabtwin.pipeline.schema import ColumnSpec, Schema, infer_schema
 
 MIXED_SCHEMA = Schema(
     [

@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evaluation.report import evaluate, write_report
-from pipeline.cli import main
-from pipeline.errors import TabtwinError
-from pipeline.ingest import write_table
-from pipeline.schema import infer_schema
+from tabtwin.evaluation.report import evaluate, write_report
+from tabtwin.pipeline.cli import main
+from tabtwin.pipeline.errors import TabtwinError
+from tabtwin.pipeline.ingest import write_table
+from tabtwin.pipeline.schema import infer_schema
 
 
 def independent_columns(frame: pd.DataFrame, seed: int = 0) -> pd.DataFrame:

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.errors import SchemaError
-from pipeline.schema import Schema, infer_schema, load_metadata, save_metadata
+from tabtwin.pipeline.errors import SchemaError
+from tabtwin.pipeline.schema import Schema, infer_schema, load_metadata, save_metadata
 
 
 def kinds(schema):

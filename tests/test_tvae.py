@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 import torch
 
-import generators.base as base
-from generators.base import ModelError, SyntheticGenerator
-from generators.tvae import TVAE
-from pipeline.errors import TabtwinError
-from pipeline.sample_data import make_sample_table
+import tabtwin.generators.base as base
+from tabtwin.generators.base import ModelError, SyntheticGenerator
+from tabtwin.generators.tvae import TVAE
+from tabtwin.pipeline.errors import TabtwinError
+from tabtwin.pipeline.sample_data import make_sample_table
 
 SMALL = dict(embedding_dim=16, compress_dims=(64, 64), decompress_dims=(64, 64), verbose=False)
 
