@@ -27,6 +27,8 @@ import pandas as pd
 import torch
 from torch.nn import functional as F
 
+from tabtwin.pipeline.conditions import find_value
+from tabtwin.pipeline.device import resolve_device  # noqa: F401  (re-exported: generators.base.resolve_device)
 from tabtwin.pipeline.encoding import Span, TableEncoder
 from tabtwin.pipeline.errors import TabtwinError
 from tabtwin.pipeline.files import atomic_directory, write_json_atomic
@@ -42,16 +44,6 @@ VALIDATION_FRACTION = 0.1  # rows held out for early stopping
 
 class ModelError(TabtwinError):
     """A model directory is missing, corrupt or does not match this version."""
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise TabtwinError(f"device {device!r} requested but CUDA is not available here; use --device cpu or auto")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise TabtwinError(f"unknown device {device!r}; use auto, cpu or cuda")
-    return torch.device(device)
 
 
 def adam(params, **options) -> torch.optim.Adam:
@@ -250,26 +242,8 @@ def _schema_column(schema: Schema, column: str):
 
 
 def _find_value(values: list, wanted) -> int | None:
-    """Index of `wanted` among a column's values (None is the null category).
-
-    Exact matches win; then numbers match across int/float, and strings from the command line match a value's
-    text ("1" matches 1, "true" matches True, "female" matches "Female").
-    """
-    if wanted is None or (isinstance(wanted, float) and np.isnan(wanted)):
-        return values.index(None) if None in values else None
-    for i, value in enumerate(values):
-        if type(value) is type(wanted) and value == wanted:
-            return i
-    for i, value in enumerate(values):
-        numbers = (int, float, np.number)
-        if isinstance(value, numbers) and isinstance(wanted, numbers) and not isinstance(value, bool) and value == wanted:
-            return i
-    if isinstance(wanted, str):
-        # Case and surrounding spaces are forgiven (Adult's values carry a leading space).
-        for i, value in enumerate(values):
-            if value is not None and str(value).strip().lower() == wanted.strip().lower():
-                return i
-    return None
+    """Index of `wanted` among a column's values (None is the null category): `pipeline.conditions.find_value`."""
+    return find_value(values, wanted)
 
 
 # ---------------------------------------------------------------------------------------------- base
