@@ -43,9 +43,7 @@ built or checked.
 
 from __future__ import annotations
 
-import datetime as _dt
 import logging
-import math
 import os
 import re
 import uuid
@@ -56,6 +54,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from tabtwin.pipeline.jsonable import jsonable
 from tabtwin.pipeline.schema import Schema, parse_datetimes
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -165,7 +164,7 @@ def check_contracts(synthetic: pd.DataFrame, suite) -> dict:
         "n_failed": len(failed),
         "failed": failed,
         "by_rule": by_rule,
-        "suite": _jsonable(suite.to_json_dict()),
+        "suite": jsonable(suite.to_json_dict()),
         "great_expectations_version": gx.__version__,
     }
 
@@ -222,7 +221,7 @@ def _range_rules(E, spec, column: pd.Series, notes: list[str], mostly: float) ->
         numeric = pd.to_numeric(values, errors="coerce").dropna()
         if not len(numeric):
             return []
-        low, high = _native(numeric.min()), _native(numeric.max())
+        low, high = jsonable(numeric.min()), jsonable(numeric.max())
         return [_between(E, name, low, high, mostly)]
     if spec.kind != "datetime":
         return []
@@ -282,7 +281,7 @@ def _null_rule(E, name: str, column: pd.Series, tolerance: float):
 
 
 def _value_set(column: pd.Series) -> list:
-    values = [_native(v) for v in pd.unique(column.dropna())]
+    values = [jsonable(v) for v in pd.unique(column.dropna())]
     return sorted(values, key=lambda v: (type(v).__name__, str(v)))
 
 
@@ -301,8 +300,8 @@ def _failure(result) -> dict:
         "expectation": config.type,
         "column": config.kwargs.get("column"),
         "rule": (config.meta or {}).get("rule"),
-        "kwargs": _jsonable(kwargs),
-        "observed": _jsonable(_observed(result)),
+        "kwargs": jsonable(kwargs),
+        "observed": jsonable(_observed(result)),
     }
 
 
@@ -340,32 +339,6 @@ def _short(value):
     if isinstance(value, dict):
         return {k: _short(v) for k, v in value.items()}
     return value
-
-
-def _native(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, (pd.Timestamp, _dt.datetime, _dt.date)):
-        return value.isoformat()
-    return value
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (str, bool, int)) or value is None:
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, np.generic):
-        return _jsonable(value.item())
-    if isinstance(value, (pd.Timestamp, _dt.datetime, _dt.date)):
-        return value.isoformat()
-    if hasattr(value, "to_json_dict"):
-        return _jsonable(value.to_json_dict())
-    return str(value)
 
 
 # ---------------------------------------------------------------------------------------------- GX plumbing

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from tabtwin.pipeline.keys import category_key
 from tabtwin.pipeline.schema import Schema, parse_datetimes
 
 
@@ -22,7 +23,7 @@ def model_frames(frames: list[pd.DataFrame], schema: Schema, exclude: tuple[str,
         else:
             vocabulary = _vocabulary(frame[spec.name] for frame in frames)
             for target, frame in zip(out, frames):
-                target[spec.name] = pd.Categorical(frame[spec.name].astype(object).map(_key), categories=vocabulary)
+                target[spec.name] = pd.Categorical(frame[spec.name].astype(object).map(category_key), categories=vocabulary)
     return out
 
 
@@ -37,14 +38,9 @@ def numeric_values(series: pd.Series, spec) -> pd.Series:
     return pd.to_numeric(series, errors="coerce").astype(float)
 
 
-def _key(value) -> str | None:
-    # Categories compared as text, so 1 and "1" (a CSV round trip) are the same value; nulls stay missing.
-    return None if pd.isna(value) else str(value)
-
-
 def _vocabulary(columns) -> list[str]:
     values = set()
     for column in columns:
-        values.update(_key(v) for v in column.dropna().unique())
+        values.update(category_key(v) for v in column.dropna().unique())
     values.discard(None)
     return sorted(values)

@@ -66,6 +66,8 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from tabtwin.evaluation.features import numeric_values
+from tabtwin.pipeline import keys
+from tabtwin.pipeline.device import resolve_device
 from tabtwin.pipeline.errors import TabtwinError
 from tabtwin.pipeline.schema import ColumnSpec, Schema
 
@@ -227,18 +229,9 @@ def _category_parts(columns: list[pd.Series], spec: ColumnSpec) -> list[np.ndarr
 
 
 def category_keys(series: pd.Series) -> np.ndarray:
-    """Values as text that reads the same across tables: 1, 1.0 and "1" alike, True as "True", nulls NULL_KEY."""
-    codes, uniques = pd.factorize(series.astype(object), use_na_sentinel=True)
-    keys = np.array([_key(value) for value in uniques] + [NULL_KEY], dtype=object)
-    return keys[codes]  # code -1 (null) picks the appended NULL_KEY
-
-
-def _key(value) -> str:
-    if isinstance(value, (bool, np.bool_)):
-        return str(bool(value))
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
-        return str(int(value))  # a CSV round trip or a null turns 1 into 1.0
-    return str(value)
+    """Values as text that reads the same across tables (`pipeline.keys.category_key`: 1, 1.0 and "1" alike,
+    True as "True"), nulls as NULL_KEY."""
+    return keys.category_keys(series, null=NULL_KEY)
 
 
 def _one_hot(codes: np.ndarray, width: int) -> np.ndarray:
@@ -367,6 +360,4 @@ def _histogram_sample(values: np.ndarray, rng: np.random.Generator) -> list[floa
 
 
 def _device(device: str) -> torch.device:
-    from tabtwin.generators.base import resolve_device
-
     return resolve_device(device)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import os
 import platform
 import time
@@ -29,6 +28,8 @@ import pandas as pd
 from tabtwin.evaluation.gate import GateConfig, apply_gate
 from tabtwin.pipeline.errors import TabtwinError
 from tabtwin.pipeline.files import write_json_atomic, write_text_atomic
+from tabtwin.pipeline.jsonable import jsonable
+from tabtwin.pipeline.keys import category_keys
 from tabtwin.pipeline.schema import Schema
 
 
@@ -105,33 +106,14 @@ def write_report(results: dict, out_dir: str | Path, real: pd.DataFrame, synthet
     """report.json, report.html and expectation_suite.json under `out_dir`; returns their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    results = json.loads(json.dumps(results, default=_json_default))  # plain types only, NaN-free below
+    results = jsonable(results)  # plain types only: numpy scalars as Python, NaN and inf as null
     contracts = results.get("contracts") or {}
     suite = contracts.pop("suite", None)
-    paths = {"json": write_json_atomic(_finite(results), out / "report.json")}
+    paths = {"json": write_json_atomic(results, out / "report.json")}
     if suite is not None:
         paths["suite"] = write_json_atomic(suite, out / "expectation_suite.json")
     paths["html"] = write_text_atomic(render_html(results, real, synthetic, schema), out / "report.html")
     return paths
-
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, (pd.Timestamp, datetime)):
-        return value.isoformat()
-    return str(value)
-
-
-def _finite(value):
-    """JSON has no NaN or Infinity: they become null."""
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
 
 
 # ---------------------------------------------------------------------------------------------- html
@@ -207,7 +189,7 @@ def _column_figure(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema):
 
 
 def _shares(series: pd.Series) -> pd.Series:
-    return series.astype(object).where(series.notna(), "(null)").astype(str).value_counts(normalize=True)
+    return pd.Series(category_keys(series, null="(null)")).value_counts(normalize=True)
 
 
 def _correlation_figure(quality: dict):

@@ -14,6 +14,7 @@ from sklearn.metrics import f1_score, r2_score, roc_auc_score
 
 from tabtwin.evaluation.features import model_frames, numeric_values
 from tabtwin.pipeline.errors import TabtwinError
+from tabtwin.pipeline.keys import category_key
 from tabtwin.pipeline.schema import Schema
 
 
@@ -32,7 +33,7 @@ def utility_report(
         real, synth = (_regression(x, y, holdout_x, labels[1], seed) for x, y in ((train_x, labels[0]), (synthetic_x, labels[2])))
         task, metrics = "regression", ["r2"]
     else:
-        labels = [frame[target].astype(object).map(lambda v: None if pd.isna(v) else str(v)) for frame in (train, holdout, synthetic)]
+        labels = [frame[target].astype(object).map(category_key) for frame in (train, holdout, synthetic)]
         classes = sorted(set(labels[0].dropna()) | set(labels[1].dropna()))
         real, synth = (_classification(x, y, holdout_x, labels[1], classes, seed) for x, y in ((train_x, labels[0]), (synthetic_x, labels[2])))
         task, metrics = "classification", ["auc", "f1"]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from tabtwin.pipeline.conditions import matches
 from tabtwin.pipeline.errors import TabtwinError
 from tabtwin.pipeline.files import atomic_directory, write_json_atomic
 from tabtwin.pipeline.schema import Schema
@@ -76,13 +77,12 @@ def is_cached(model_dir: Path) -> bool:
 
 
 def filter_rows(df: pd.DataFrame, conditions: dict) -> pd.DataFrame:
-    """Real rows meeting the conditions, compared as text like the generators do (" Female" ~ "female")."""
+    """Real rows meeting the conditions, matched as the generators match them (`pipeline.conditions`)."""
     mask = pd.Series(True, index=df.index)
     for column, value in conditions.items():
         if column not in df.columns:
             raise TabtwinError(f"condition names unknown column {column!r}; columns are {list(df.columns)}")
-        text = df[column].astype(str).str.strip().str.lower()
-        mask &= text == str(value).strip().lower()
+        mask &= matches(df[column], value)
     return df[mask].reset_index(drop=True)
 
 

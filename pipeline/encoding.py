@@ -23,8 +23,9 @@ import numpy as np
 import pandas as pd
 
 from tabtwin.pipeline.errors import EncodingError
-from tabtwin.pipeline.mixture import fit_mixtures, prune
 from tabtwin.pipeline.files import write_json_atomic
+from tabtwin.pipeline.jsonable import jsonable
+from tabtwin.pipeline.mixture import fit_mixtures, prune
 from tabtwin.pipeline.schema import ColumnSpec, Schema, parse_datetimes
 
 # Offsets are in units of this many standard deviations, and kept inside the tanh range.
@@ -305,7 +306,7 @@ class TableEncoder:
                 "random_state": self.random_state,
             },
             "schema": self.schema.to_dict(),
-            "columns": [{"type": type(s).__name__, **_jsonable(asdict(s))} for s in self.columns_],
+            "columns": [{"type": type(s).__name__, **jsonable(asdict(s))} for s in self.columns_],
         }
 
     @classmethod
@@ -463,7 +464,7 @@ def _discrete_state(spec: ColumnSpec, series: pd.Series) -> _Discrete:
         name=spec.name,
         dtype=spec.dtype,
         has_nulls=bool(series.isna().any()),
-        categories=[_plain(v) for v in categories],
+        categories=[jsonable(v) for v in categories],  # as they read back from encoder.json
     )
 
 
@@ -535,19 +536,6 @@ def _restore_dtype(series: pd.Series, dtype: str) -> pd.Series:
         return series.astype(dtype)
     except (TypeError, ValueError):
         return series
-
-
-def _plain(value):
-    """numpy scalars to Python ones, so categories survive JSON."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, pd.Timestamp):
-        return value.isoformat()
-    return value
-
-
-def _jsonable(data: dict) -> dict:
-    return {key: ([_plain(v) for v in value] if isinstance(value, list) else _plain(value)) for key, value in data.items()}
 
 
 def round_trip_errors(original: pd.DataFrame, decoded: pd.DataFrame, schema: Schema) -> pd.DataFrame:

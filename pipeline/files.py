@@ -1,4 +1,9 @@
-"""Atomic writes: a reader sees the old file or folder, or the new one whole, never half of one."""
+"""Atomic writes: a reader sees the old file or folder, or the new one whole, never half of one.
+
+Every writer in tabtwin goes through here. Data is written to a temporary name beside the target, flushed to
+disk (fsync), then renamed over the target (os.replace), and the parent folder is synced so the rename survives
+a crash. Without the fsync a crash just after the rename can leave an empty or truncated target.
+"""
 
 from __future__ import annotations
 
@@ -10,36 +15,90 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tabtwin.pipeline.jsonable import jsonable
+
+
+@contextmanager
+def atomic_file(target: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temporary path beside `target` to write; on success it is synced and replaces `target`.
+
+    On any error the temporary file is removed and `target` is left as it was. The new file gets the mode an
+    existing target had, or the umask default (a plain open()'s), not NamedTemporaryFile's 0600.
+    """
+    target = Path(target).expanduser()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(delete=False, dir=target.parent, prefix=f".{target.name}.", suffix=suffix) as tmp:
+        tmp_path = Path(tmp.name)
+    try:
+        yield tmp_path
+        fsync_file(tmp_path)
+        os.chmod(tmp_path, _target_mode(target))
+        os.replace(tmp_path, target)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+    fsync_directory(target.parent)
+
 
 @contextmanager
 def atomic_directory(target: str | Path) -> Iterator[Path]:
-    """Yield a hidden staging folder beside `target`; on success it replaces `target`, on error it is removed."""
+    """Yield a hidden staging folder beside `target`; on success its files are synced and it replaces `target`."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
     try:
         yield staging
+        for path in sorted(staging.rglob("*")):
+            if path.is_file() and not path.is_symlink():
+                fsync_file(path)
+        for folder in [staging, *(p for p in staging.rglob("*") if p.is_dir())]:
+            fsync_directory(folder)
         if target.exists():
             shutil.rmtree(target)
         os.replace(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    fsync_directory(target.parent)
 
 
 def write_text_atomic(text: str, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8") as tmp:
-        try:
-            tmp.write(text)
-        except BaseException:
-            tmp.close()
-            os.unlink(tmp.name)
-            raise
-    os.replace(tmp.name, path)
-    return path
+    with atomic_file(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path).expanduser()
 
 
 def write_json_atomic(data, path: str | Path) -> Path:
-    return write_text_atomic(json.dumps(data, indent=2, ensure_ascii=False), path)
+    """`data`, cleaned by `pipeline.jsonable.jsonable` (NaN -> null, numpy -> Python), as indented JSON."""
+    return write_text_atomic(json.dumps(jsonable(data), indent=2, ensure_ascii=False, allow_nan=False), path)
+
+
+def fsync_file(path: str | Path) -> None:
+    """Flush a file's data to disk."""
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def fsync_directory(path: str | Path) -> None:
+    """Flush a folder's entries (a rename into it) to disk; a no-op where folders cannot be opened (Windows)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _target_mode(target: Path) -> int:
+    """Keep an existing target's permissions; otherwise the umask default for new files."""
+    try:
+        return target.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        # os.umask can only be read by setting it; restore it at once.
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -27,6 +26,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from tabtwin.pipeline.errors import IngestError
+from tabtwin.pipeline.files import atomic_file
 
 __all__ = [
     "SUPPORTED_SUFFIXES",
@@ -90,24 +90,14 @@ def read_table(
 def write_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write ``df`` to CSV or Parquet atomically and return the target path.
 
-    The data goes to a temporary file next to the target and is moved into place with
-    ``os.replace``; on any failure the temporary file is removed and the error re-raised,
-    leaving an existing target untouched.
+    The data goes to a temporary file next to the target, is synced to disk and moved into place with
+    ``os.replace`` (``pipeline.files.atomic_file``); on any failure the temporary file is removed and the
+    error re-raised, leaving an existing target untouched.
     """
     target = Path(path).expanduser()
     suffix = _write_suffix(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(delete=False, dir=target.parent, prefix=f".{target.name}.", suffix=suffix) as tmp:
-        tmp_path = Path(tmp.name)
-    try:
+    with atomic_file(target, suffix=suffix) as tmp_path:
         _write_frame(df, tmp_path, suffix)
-        _fsync(tmp_path)
-        # NamedTemporaryFile creates mode 0600; give the result the mode a plain open() would.
-        os.chmod(tmp_path, _target_mode(target))
-        os.replace(tmp_path, target)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
     return target
 
 
@@ -407,20 +397,3 @@ def _write_frame(df: pd.DataFrame, path: Path, suffix: str) -> None:
         df.to_parquet(path, engine="pyarrow", index=False)
     else:
         df.to_csv(path, index=False)
-
-
-def _fsync(path: Path) -> None:
-    """Flush the data to disk so a crash after os.replace cannot leave an empty target."""
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def _target_mode(target: Path) -> int:
-    """Keep an existing target's permissions; otherwise the umask default for new files."""
-    try:
-        return target.stat().st_mode & 0o7777
-    except FileNotFoundError:
-        # os.umask can only be read by setting it; restore it at once.
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
