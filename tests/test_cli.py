@@ -3,7 +3,7 @@ import json
 import pandas as pd
 import pytest
 
-from tabtwin.pipeline.cli import main, parse_conditions
+from tabtwin.flows.cli import main, parse_conditions
 from tabtwin.pipeline.errors import TabtwinError
 from tabtwin.pipeline.ingest import read_table, write_table
 from tabtwin.pipeline.sample_data import make_sample_table

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from tabtwin.evaluation.report import evaluate, write_report
-from tabtwin.pipeline.cli import main
+from tabtwin.flows.cli import main
 from tabtwin.pipeline.errors import TabtwinError
 from tabtwin.pipeline.ingest import write_table
 from tabtwin.pipeline.schema import infer_schema
