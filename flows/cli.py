@@ -1,6 +1,8 @@
-"""`tabtwin` command line: a thin shell over the same functions the flows call.
+"""`tabtwin` command line: a thin shell over the same functions the flows call (the top layer: it may import all).
 
-User errors (TabtwinError) print one line and exit 2; no traceback.
+User errors (TabtwinError, and bad arguments) print one line and exit 2; no traceback. Every --help shows every
+default. `run`'s flags are built from `flows.steps.RunSpec` and `flows.steps.Places`, the one declaration of a
+run's parameters; `fit` takes its model, epochs, batch size, device and seed defaults from there too.
 """
 
 from __future__ import annotations
@@ -8,15 +10,18 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import MISSING, fields
 from pathlib import Path
 
+from tabtwin.flows.steps import Places, RunSpec, spec_default
 from tabtwin.pipeline.errors import TabtwinError
 
 EXIT_USER_ERROR = 2
+EXIT_GATE_FAILED = 3
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.handler(args) or 0
@@ -28,98 +33,146 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tabtwin", description="Synthetic twins of tables, with proof.")
-    commands = parser.add_subparsers(dest="command", required=True)
+class Parser(argparse.ArgumentParser):
+    """Every --help shows every default; a bad argument is one line on stderr and exit 2 (argparse's code)."""
 
-    schema = commands.add_parser("schema", help="infer a table's schema and write it as SDV metadata JSON")
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="tabtwin", description="Synthetic twins of tables, with proof.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help, description=help)
+
+    schema = command("schema", "infer a table's schema and write it as SDV metadata JSON")
     _add_input_args(schema)
     schema.add_argument("--out", type=Path, help="write the metadata JSON here")
     schema.set_defaults(handler=_cmd_schema)
 
-    encode = commands.add_parser("encode", help="fit the reversible encoder and check the round trip")
+    encode = command("encode", "fit the reversible encoder and check the round trip")
     _add_input_args(encode)
-    encode.add_argument("--seed", type=int, default=0)
+    encode.add_argument("--seed", type=int, default=0, help="seed of the encoder's mixture fits")
     encode.add_argument("--out", type=Path, help="folder for metadata.json and encoder.json")
     encode.set_defaults(handler=_cmd_encode)
 
-    fit = commands.add_parser("fit", help="train a generator on a table and save it to a model folder")
+    fit = command("fit", "train a generator on a table and save it to a model folder")
     _add_input_args(fit)
-    fit.add_argument("--model", choices=["ctgan", "tvae"], default="ctgan")
-    fit.add_argument("--epochs", type=_positive_int, default=300)
-    fit.add_argument("--batch-size", type=_positive_int, default=500)
-    fit.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
-    fit.add_argument("--seed", type=int, default=0)
+    add_spec_arguments(fit, ("model", "epochs", "batch_size", "device", "seed"))
     fit.add_argument("--quiet", action="store_true", help="no progress bar")
     fit.add_argument("--out", type=Path, required=True, help="model folder to write")
     fit.set_defaults(handler=_cmd_fit)
 
-    sample = commands.add_parser("sample", help="sample rows from a saved model")
-    sample.add_argument("model_dir", type=Path)
-    sample.add_argument("--rows", type=_positive_int, required=True)
+    sample = command("sample", "sample rows from a saved model")
+    sample.add_argument("model_dir", type=Path, help="model folder written by `tabtwin fit`")
+    sample.add_argument("--rows", type=positive_int, required=True, help="rows to sample")
     sample.add_argument("--out", type=Path, required=True, help="output .parquet or .csv")
-    sample.add_argument("--seed", type=int)
-    sample.add_argument("--device", default="auto")
+    sample.add_argument("--seed", type=int, help="sampling seed (None: a fresh draw each time)")
+    sample.add_argument("--device", default=spec_default("device"), help=_help("device"))
     sample.add_argument(
         "--condition", action="append", default=[], metavar="COL=VALUE",
         help="only rows with this value (repeatable; discrete and boolean columns)",
     )
     sample.set_defaults(handler=_cmd_sample)
 
-    evaluate = commands.add_parser(
-        "evaluate", help="fidelity, privacy, utility and contracts of a synthetic table; exit 3 if the gate fails"
+    evaluate = command(
+        "evaluate", "fidelity, privacy, utility and contracts of a synthetic table; exit 3 if the gate fails"
     )
     evaluate.add_argument("--real", required=True, help="the real table the generator was trained on")
     evaluate.add_argument("--holdout", required=True, help="real rows the generator never saw")
-    evaluate.add_argument("--synthetic", required=True)
-    evaluate.add_argument("--metadata", type=Path, help="SDV single-table metadata JSON that overrides inference")
-    evaluate.add_argument("--target", help="column to predict for the utility check")
-    evaluate.add_argument("--gate", type=Path, help="JSON file of gate thresholds (see evaluation/gate.py)")
-    evaluate.add_argument("--device", default="auto")
-    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--synthetic", required=True, help="the synthetic table")
+    evaluate.add_argument("--metadata", type=Path, help=_help("metadata"))
+    evaluate.add_argument("--target", help=_help("target"))
+    evaluate.add_argument("--gate", type=Path, help=_help("gate"))
+    evaluate.add_argument("--device", default=spec_default("device"), help=_help("device"))
+    evaluate.add_argument("--seed", type=int, default=spec_default("seed"), help="seed of the evaluation's samples and models")
     evaluate.add_argument("--out", type=Path, required=True, help="folder for report.json and report.html")
     evaluate.set_defaults(handler=_cmd_evaluate)
 
-    run = commands.add_parser("run", help="the whole pipeline as a Prefect flow: ingest, fit, sample, evaluate, publish")
+    run = command("run", "the whole pipeline as a Prefect flow: ingest, fit, sample, evaluate, publish")
     run.add_argument("data", nargs="+", help="one or more tables (several fan out with --runner dask)")
-    run.add_argument("--model", nargs="+", choices=["ctgan", "tvae"], default=["ctgan"])
-    run.add_argument("--epochs", type=_positive_int, default=300)
-    run.add_argument("--batch-size", type=_positive_int, default=500)
-    run.add_argument("--rows", type=_positive_int, help="synthetic rows (default: as many as the training split)")
-    run.add_argument("--target", help="column to predict for the utility check")
-    run.add_argument("--metadata", help="SDV single-table metadata JSON that overrides inference")
-    run.add_argument("--gate", help="JSON file of gate thresholds")
-    run.add_argument("--holdout-fraction", type=float, default=0.2)
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--device", default="auto")
-    run.add_argument("--out", default="out/runs", help="folder that receives one sub-folder per run")
-    run.add_argument("--cache", default="out/cache", help="fitted models, keyed by data fingerprint + parameters")
-    run.add_argument("--registry", default="out/registry", help="where passing models are registered for requests")
-    run.add_argument("--runner", choices=["local", "dask"], default="local")
-    run.add_argument("--dask-address", help="scheduler address (default: a LocalCluster)")
+    add_spec_arguments(run, [f.name for f in RunSpec.flow_fields() if f.name != "data"], many=("model",))
+    add_places_arguments(run)
+    run.add_argument("--runner", choices=["local", "dask"], default="local",
+                     help="local: one flow, pairs in turn; dask: one task per (table, model) pair on a Dask cluster")
+    run.add_argument("--dask-address", help="scheduler address (None: a LocalCluster of --dask-workers workers)")
+    run.add_argument("--dask-workers", type=positive_int, default=2, help="workers of the LocalCluster")
     run.add_argument("--verbose", action="store_true", help="Prefect's logs")
     run.set_defaults(handler=_cmd_run)
 
-    request = commands.add_parser("request", help="sample from a registered model, evaluate, hand out if it passes")
+    request = command("request", "sample from a registered model, evaluate, hand out if it passes")
     request.add_argument("model", help="registry entry written by `tabtwin run` (e.g. out/registry/adult-ctgan)")
-    request.add_argument("--rows", type=_positive_int, required=True)
-    request.add_argument("--condition", action="append", default=[], metavar="COL=VALUE")
+    request.add_argument("--rows", type=positive_int, required=True, help="rows to sample")
+    request.add_argument("--condition", action="append", default=[], metavar="COL=VALUE",
+                         help="only rows with this value (repeatable)")
     request.add_argument("--out", type=Path, required=True, help="output .parquet or .csv")
-    request.add_argument("--seed", type=int)
-    request.add_argument("--device", default="auto")
+    request.add_argument("--seed", type=int, help="sampling seed (None: the seed the model was trained with)")
+    request.add_argument("--device", default=spec_default("device"), help=_help("device"))
     request.add_argument("--verbose", action="store_true", help="Prefect's logs")
     request.set_defaults(handler=_cmd_request)
     return parser
 
 
-def _positive_int(text: str) -> int:
+_parser = build_parser  # the old name
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number > 0 (a zero batch size or epoch count is refused here, in one line)."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {value}")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {value}")
     return value
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _help(name: str) -> str:
+    return next(f.metadata.get("help", "") for f in fields(RunSpec) if f.name == name)
+
+
+def add_spec_arguments(parser: argparse.ArgumentParser, names, many=()) -> None:
+    """Flags for these RunSpec fields, with RunSpec's defaults, help texts, choices and checks.
+
+    A field in `many` takes one or more values (`run --model ctgan tvae`), its default a one-item list.
+    """
+    by_name = {f.name: f for f in fields(RunSpec)}
+    for name in names:
+        f = by_name[name]
+        default = None if f.default is MISSING else f.default
+        options = {"help": f.metadata.get("help", ""), "default": default}
+        kind = _base_type(f.type)
+        if f.metadata.get("positive"):
+            options["type"] = positive_int
+        elif kind in (int, float):
+            options["type"] = kind
+        if "choices" in f.metadata:
+            options["choices"] = list(f.metadata["choices"])
+        if name in many:
+            options.update(nargs="+", default=[default])
+        parser.add_argument(flag(name), dest=name, **options)
+
+
+def add_places_arguments(parser: argparse.ArgumentParser) -> None:
+    for f in fields(Places):
+        parser.add_argument(flag(f.name), dest=f.name, default=f.default, help=f.metadata.get("help", ""))
+
+
+def _base_type(annotation) -> type | None:
+    """int for "int" or "int | None" (the annotations are strings under `from __future__ import annotations`)."""
+    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+    first = text.split("|")[0].strip()
+    return {"int": int, "float": float, "str": str}.get(first)
 
 
 def parse_conditions(items: list[str]) -> dict[str, str]:
@@ -218,8 +271,6 @@ def _cmd_sample(args) -> int:
     return 0
 
 
-EXIT_GATE_FAILED = 3
-
 
 def _cmd_evaluate(args) -> int:
     from tabtwin.evaluation.gate import GateConfig
@@ -251,39 +302,38 @@ def _quiet_prefect(verbose: bool) -> None:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "CRITICAL")
 
 
+def run_specs(args) -> tuple[list[RunSpec], Places]:
+    """One RunSpec per (table, model) pair from `run`'s flags, and where the runs write."""
+    shared = {f.name: getattr(args, f.name) for f in RunSpec.flow_fields() if f.name not in ("data", "model")}
+    specs = [RunSpec(data=data, model=model, **shared) for data in args.data for model in args.model]
+    return specs, Places(**{f.name: getattr(args, f.name) for f in fields(Places)})
+
+
 def _cmd_run(args) -> int:
     _quiet_prefect(args.verbose)
-    from tabtwin.flows.steps import RunSpec
-
-    specs = [
-        RunSpec(data=data, model=model, epochs=args.epochs, batch_size=args.batch_size, rows=args.rows,
-                target=args.target, holdout_fraction=args.holdout_fraction, seed=args.seed, device=args.device,
-                metadata=args.metadata, gate=args.gate)
-        for data in args.data
-        for model in args.model
-    ]
+    specs, places = run_specs(args)
     if args.runner == "dask":
         from tabtwin.flows.scale import run_many
 
-        summaries = run_many(specs, args.out, args.cache, dask_address=args.dask_address)
+        summaries = run_many(specs, places, dask_address=args.dask_address, workers=args.dask_workers)
     else:
-        summaries = [_run_synthesize(spec, args) for spec in specs]
+        summaries = [_run_synthesize(spec, places) for spec in specs]
     for summary in summaries:
         verdict = "published" if summary["passed"] else "gate FAILED, data withheld"
         print(f"{summary['data']} [{summary['model']}]: {verdict}")
         print(f"  report: {summary['folder']}/report.html")
         if summary["passed"]:
             print(f"  data:   {summary['folder']}/synthetic.parquet")
+        if summary.get("registered"):
+            print(f"  model:  {summary['registered']}")
     return 0 if all(s["passed"] for s in summaries) else EXIT_GATE_FAILED
 
 
-def _run_synthesize(spec, args) -> dict:
+def _run_synthesize(spec: RunSpec, places: Places) -> dict:
     from tabtwin.flows.synthesize import synthesize
 
-    state = synthesize(data=spec.data, model=spec.model, epochs=spec.epochs, batch_size=spec.batch_size, rows=spec.rows,
-                       target=spec.target, out=args.out, cache=args.cache, registry=args.registry,
-                       holdout_fraction=spec.holdout_fraction, seed=spec.seed, device=spec.device,
-                       metadata=spec.metadata, gate=spec.gate, return_state=True)
+    parameters = {f.name: getattr(spec, f.name) for f in RunSpec.flow_fields()}
+    state = synthesize(**parameters, **{f.name: getattr(places, f.name) for f in fields(Places)}, return_state=True)
     return {"data": spec.data, "model": spec.model, **_flow_outcome(state)}
 
 

@@ -1,35 +1,100 @@
 """Fan several tables and/or several models out over a Dask cluster (prefect-dask's DaskTaskRunner).
 
-Each (table, model) pair is one task running the whole pipeline (`flows.steps.run_pipeline`) on a worker;
+Each (table, model) pair is one task on a worker running the same pipeline sequence as the local flow
+(`flows.synthesize.run_sequence`): it publishes, creates the gate's artifacts and registers a passing model.
 `dask_address` names a running scheduler, otherwise a LocalCluster is started for the flow and closed after.
+
+No oversubscription: a task sets torch's threads (and the BLAS pools the mixture fit and scikit-learn use) to
+its worker's share of the cores of its machine, cores / task slots on that machine. A LocalCluster of
+`workers` single-threaded workers gives each cores // workers; for a running cluster the shares are read from
+the workers themselves (their cores, and how many task slots share each host) before the tasks go out.
 """
 
 from __future__ import annotations
 
 import tabtwin.flows  # noqa: F401  (quiet, offline defaults)
 
+import os
+import re
+
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from tabtwin.flows import steps
-from tabtwin.flows.steps import RunSpec
+from tabtwin.flows.steps import Places, RunSpec, place_default
 
-run_one = task(steps.run_pipeline, cache_policy=NO_CACHE, persist_result=False, retries=1, name="run-pipeline")
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS tells, else the machine's count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _worker_address() -> str | None:
+    try:
+        from distributed import get_worker
+
+        return get_worker().address
+    except (ImportError, ValueError):  # not running on a Dask worker
+        return None
+
+
+@task(cache_policy=NO_CACHE, persist_result=False, retries=1, name="run-pipeline")
+def run_one(spec: dict, places: dict, threads: int, shares: dict[str, int] | None = None) -> dict:
+    """One (table, model) pair on a worker: the pipeline sequence with torch limited to the worker's share."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    from tabtwin.flows.synthesize import PLAIN, run_sequence
+
+    threads = (shares or {}).get(_worker_address(), threads)
+    torch.set_num_threads(threads)
+    run = RunSpec(**spec)
+    key = "synthesize-report-" + re.sub(r"[^a-z0-9]+", "-", f"{os.path.basename(run.data)}-{run.model}".lower()).strip("-")
+    with threadpool_limits(limits=threads):
+        summary = run_sequence(run, Places(**places), PLAIN, artifact_key=key)
+    return {**summary, "torch_threads": torch.get_num_threads()}
 
 
 @flow(name="synthesize-many")
-def synthesize_many(specs: list[dict], out: str = "out/runs", cache: str = "out/cache") -> list[dict]:
-    futures = [run_one.submit(RunSpec(**spec), out, cache) for spec in specs]
+def synthesize_many(
+    specs: list[dict],
+    out: str = place_default("out"),
+    cache: str = place_default("cache"),
+    registry: str | None = place_default("registry"),
+    threads: int = 1,
+    shares: dict[str, int] | None = None,
+) -> list[dict]:
+    places = {"out": out, "cache": cache, "registry": registry}
+    futures = [run_one.submit(spec, places, threads, shares) for spec in specs]
     return [future.result() for future in futures]
 
 
-def run_many(specs: list[RunSpec], out: str, cache: str, dask_address: str | None = None, workers: int = 2) -> list[dict]:
+def cluster_shares(address: str) -> dict[str, int]:
+    """Threads per task for each worker of a running cluster: its host's cores / the task slots on that host."""
+    from distributed import Client
+
+    with Client(address, timeout="30s") as client:
+        cores = client.run(available_cores)  # {worker address: cores}
+        workers = client.scheduler_info()["workers"]
+    slots: dict[str, int] = {}
+    for info in workers.values():
+        slots[info["host"]] = slots.get(info["host"], 0) + int(info["nthreads"])
+    return {addr: max(1, cores.get(addr, 1) // max(1, slots[info["host"]])) for addr, info in workers.items()}
+
+
+def run_many(specs: list[RunSpec], places: Places | None = None, dask_address: str | None = None,
+             workers: int = 2) -> list[dict]:
     from prefect_dask import DaskTaskRunner
 
+    places = places or Places()
     if dask_address:
         runner = DaskTaskRunner(address=dask_address)
+        shares, threads = cluster_shares(dask_address), 1
     else:
-        # One thread per worker process: torch and the GMM use all cores of a process already.
+        # Single-threaded worker processes, each task with cores // workers torch threads: no oversubscription.
         runner = DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "dashboard_address": None})
+        shares, threads = None, max(1, available_cores() // workers)
     plain = [spec.__dict__ for spec in specs]
-    return synthesize_many.with_options(task_runner=runner)(plain, out, cache)
+    return synthesize_many.with_options(task_runner=runner)(plain, places.out, places.cache, places.registry,
+                                                            threads, shares)

@@ -11,7 +11,7 @@ import hashlib
 import json
 import shutil
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -24,27 +24,65 @@ from tabtwin.pipeline.schema import Schema
 
 REGISTRATION = "registration.json"
 
+# The one place the default generator is named: RunSpec, the CLI (`run`, `fit`), the flows and the deployment
+# all read it from here.
+DEFAULT_MODEL = "ctgan"
+MODEL_NAMES = ("ctgan", "tvae")
+
 
 @dataclass
 class RunSpec:
-    """Everything that decides what a run produces (and so what its cached model depends on)."""
+    """Everything that decides what a run produces (and so what its cached model depends on).
 
-    data: str
-    model: str = "ctgan"
-    epochs: int = 300
-    batch_size: int = 500
-    rows: int | None = None  # synthetic rows; default: as many as the training split
-    target: str | None = None
-    holdout_fraction: float = 0.2
-    seed: int = 0
-    device: str = "auto"
-    table: str | None = None
-    metadata: str | None = None
-    gate: str | None = None
-    conditions: dict = field(default_factory=dict)
+    This is the one declaration of a run's parameters: `tabtwin run`'s flags, the `synthesize` flow's parameters
+    and the nightly deployment's parameters are built from these fields (their defaults and help texts);
+    tests/test_params.py proves the three agree. A field's metadata holds its help text; "positive" marks a
+    whole number that must be > 0; "flow": False marks one that only the `request` flow sets.
+    """
+
+    data: str = field(metadata={"help": "table: CSV, TSV, Parquet, SQLite/DuckDB file, or a SQLAlchemy URL"})
+    model: str = field(default=DEFAULT_MODEL, metadata={"help": "generator", "choices": MODEL_NAMES})
+    epochs: int = field(default=300, metadata={"help": "training epochs", "positive": True})
+    batch_size: int = field(default=500, metadata={"help": "rows per training step", "positive": True})
+    rows: int | None = field(
+        default=None, metadata={"help": "synthetic rows (None: as many as the training split)", "positive": True}
+    )
+    target: str | None = field(default=None, metadata={"help": "column to predict for the utility check"})
+    holdout_fraction: float = field(default=0.2, metadata={"help": "share of rows kept out of training"})
+    seed: int = field(default=0, metadata={"help": "seed of the split, the fit, sampling and evaluation"})
+    device: str = field(default="auto", metadata={"help": "auto (CUDA when present), cpu or cuda"})
+    table: str | None = field(default=None, metadata={"help": "table to read from a database source"})
+    metadata: str | None = field(default=None, metadata={"help": "SDV single-table metadata JSON that overrides inference"})
+    gate: str | None = field(default=None, metadata={"help": "JSON file of gate thresholds (see evaluation/gate.py)"})
+    conditions: dict = field(default_factory=dict, metadata={"help": "COLUMN: VALUE conditions on sampling", "flow": False})
 
     def model_params(self) -> dict:
         return {"model": self.model, "epochs": self.epochs, "batch_size": self.batch_size, "seed": self.seed}
+
+    @classmethod
+    def flow_fields(cls) -> list:
+        """The fields that are parameters of the `synthesize` flow (and flags of `tabtwin run`)."""
+        return [f for f in fields(cls) if f.metadata.get("flow", True)]
+
+
+def spec_default(name: str):
+    """A RunSpec field's default (so a signature elsewhere can say `epochs: int = spec_default("epochs")`)."""
+    (found,) = [f for f in fields(RunSpec) if f.name == name]
+    return found.default
+
+
+@dataclass
+class Places:
+    """Where a run writes: published runs, the model cache, the registry (None: register nothing)."""
+
+    out: str = field(default="out/runs", metadata={"help": "folder that receives one sub-folder per run"})
+    cache: str = field(default="out/cache", metadata={"help": "fitted models, keyed by data fingerprint + parameters"})
+    registry: str | None = field(default="out/registry", metadata={"help": "where passing models are registered for requests"})
+
+
+def place_default(name: str):
+    (found,) = [f for f in fields(Places) if f.name == name]
+    return found.default
 
 
 def split_train_holdout(df: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -125,15 +163,9 @@ def evaluate_run(train, holdout, synthetic, schema: Schema, spec: RunSpec) -> di
     return evaluate(train, holdout, synthetic, schema, target=target, gate=gate, device=spec.device, seed=spec.seed)
 
 
-def run_pipeline(spec: RunSpec, out_root: str | Path, cache_root: str | Path) -> dict:
-    """The whole synthesize pipeline as one plain call: what each Dask worker runs for one table and model."""
-    train, holdout, schema = load_inputs(spec)
-    model_dir, reused = fit_or_reuse(train, schema, spec, cache_root)
-    synthetic = sample_synthetic(model_dir, spec.rows or len(train), spec)
-    results = evaluate_run(train, holdout, synthetic, schema, spec)
-    published = publish(out_root, new_run_id(spec), results, train, synthetic, schema, {"spec": asdict(spec)})
-    return {"data": spec.data, "model": spec.model, "folder": str(published.folder), "passed": published.passed,
-            "model_reused": reused}
+def registry_name(spec: RunSpec) -> str:
+    """The registry entry a passing model of this spec is registered under: <table>-<model>."""
+    return f"{Path(spec.data).stem}-{spec.model}"
 
 
 def new_run_id(spec: RunSpec) -> str:

@@ -1,7 +1,10 @@
-"""The `synthesize` and `request` flows: a few lines each over `flows.steps`.
+"""The `synthesize` and `request` flows, and the one pipeline sequence both runners call.
 
-synthesize: ingest -> split -> fit (cached by data fingerprint + parameters) -> sample -> evaluate -> publish.
-A failed gate keeps the report, withholds the data, and marks the run failed.
+synthesize: ingest -> split -> fit (cached by data fingerprint + parameters) -> sample -> evaluate -> publish
+(-> artifacts, -> register a passing model). `run_sequence` is that sequence, written once: the local flow runs
+it with each step as a Prefect task (`TASKS`), and the Dask fan-out (`flows.scale`) runs it inside one task per
+(table, model) pair with the plain steps (`PLAIN`). Either way a run publishes, creates the gate's artifacts and
+registers a passing model. A failed gate keeps the report, withholds the data, and marks the run failed.
 request: sample from a registered model (no training) under conditions, evaluate against the real rows that
 meet the same conditions, and hand out the table only if the gate passes.
 """
@@ -10,7 +13,8 @@ from __future__ import annotations
 
 import tabtwin.flows  # noqa: F401  (quiet, offline Prefect defaults before Prefect is imported)
 
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -19,51 +23,80 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, Failed
 
 from tabtwin.flows import steps
-from tabtwin.flows.steps import RunSpec
+from tabtwin.flows.steps import Places, RunSpec, place_default, spec_default
 
 # Results (DataFrames, models) stay in memory: nothing is pickled to Prefect's result storage.
 quiet_task = task(cache_policy=NO_CACHE, persist_result=False)
 io_task = task(cache_policy=NO_CACHE, persist_result=False, retries=2, retry_delay_seconds=2)
 
-load_inputs = io_task(steps.load_inputs)
-fit_or_reuse = quiet_task(steps.fit_or_reuse)
-sample_synthetic = quiet_task(steps.sample_synthetic)
-evaluate_run = quiet_task(steps.evaluate_run)
-publish = io_task(steps.publish)
-register_model = io_task(steps.register_model)
+
+@dataclass(frozen=True)
+class Steps:
+    """The steps of the sequence: plain functions, or the same functions as Prefect tasks."""
+
+    load_inputs: Callable
+    fit_or_reuse: Callable
+    sample_synthetic: Callable
+    evaluate_run: Callable
+    publish: Callable
+    register_model: Callable
+
+
+PLAIN = Steps(steps.load_inputs, steps.fit_or_reuse, steps.sample_synthetic, steps.evaluate_run, steps.publish,
+              steps.register_model)
+TASKS = Steps(io_task(steps.load_inputs), quiet_task(steps.fit_or_reuse), quiet_task(steps.sample_synthetic),
+              quiet_task(steps.evaluate_run), io_task(steps.publish), io_task(steps.register_model))
+# Module-level names for the tasks, as before (Prefect shows them by function name).
+load_inputs, fit_or_reuse, sample_synthetic, evaluate_run, publish, register_model = (
+    TASKS.load_inputs, TASKS.fit_or_reuse, TASKS.sample_synthetic, TASKS.evaluate_run, TASKS.publish, TASKS.register_model)
+
+
+def run_sequence(spec: RunSpec, places: Places, ops: Steps = PLAIN, artifact_key: str = "synthesize-report") -> dict:
+    """The synthesize pipeline, once: load -> fit or reuse -> sample -> evaluate -> publish -> artifacts -> register.
+
+    Returns the run's summary: data, model, folder, passed, synthetic (path or None), model_reused, registered
+    (registry entry or None) and the gate's failure messages.
+    """
+    train, holdout, schema = ops.load_inputs(spec)
+    model_dir, reused = ops.fit_or_reuse(train, schema, spec, places.cache)
+    _logger().info("model %s (%s)", model_dir, "reused from cache" if reused else "trained")
+    synthetic = ops.sample_synthetic(model_dir, spec.rows or len(train), spec)
+    results = ops.evaluate_run(train, holdout, synthetic, schema, spec)
+    published = ops.publish(places.out, steps.new_run_id(spec), results, train, synthetic, schema,
+                            {"spec": asdict(spec), "model_dir": str(model_dir), "model_reused": reused})
+    publish_artifacts(results, published.folder, key=artifact_key)
+    registered = None
+    if places.registry and published.passed:
+        registered = ops.register_model(places.registry, steps.registry_name(spec), model_dir, spec)
+    return {"data": spec.data, "model": spec.model, "folder": str(published.folder), "passed": published.passed,
+            "synthetic": str(published.synthetic) if published.synthetic else None, "model_reused": reused,
+            "registered": str(registered) if registered else None,
+            "failures": [f["message"] for f in results["gate"]["failures"]]}
 
 
 @flow(name="synthesize", log_prints=True)
 def synthesize(
     data: str,
-    model: str = "ctgan",
-    epochs: int = 300,
-    batch_size: int = 500,
-    rows: int | None = None,
-    target: str | None = None,
-    out: str = "out/runs",
-    cache: str = "out/cache",
-    registry: str | None = "out/registry",
-    holdout_fraction: float = 0.2,
-    seed: int = 0,
-    device: str = "auto",
-    table: str | None = None,
-    metadata: str | None = None,
-    gate: str | None = None,
+    model: str = spec_default("model"),
+    epochs: int = spec_default("epochs"),
+    batch_size: int = spec_default("batch_size"),
+    rows: int | None = spec_default("rows"),
+    target: str | None = spec_default("target"),
+    out: str = place_default("out"),
+    cache: str = place_default("cache"),
+    registry: str | None = place_default("registry"),
+    holdout_fraction: float = spec_default("holdout_fraction"),
+    seed: int = spec_default("seed"),
+    device: str = spec_default("device"),
+    table: str | None = spec_default("table"),
+    metadata: str | None = spec_default("metadata"),
+    gate: str | None = spec_default("gate"),
 ):
+    """Parameters: the fields of `flows.steps.RunSpec` (bar conditions) and of `flows.steps.Places`."""
     spec = RunSpec(data=data, model=model, epochs=epochs, batch_size=batch_size, rows=rows, target=target,
                    holdout_fraction=holdout_fraction, seed=seed, device=device, table=table, metadata=metadata, gate=gate)
-    train, holdout, schema = load_inputs(spec)
-    model_dir, reused = fit_or_reuse(train, schema, spec, cache)
-    get_run_logger().info("model %s (%s)", model_dir, "reused from cache" if reused else "trained")
-    synthetic = sample_synthetic(model_dir, rows or len(train), spec)
-    results = evaluate_run(train, holdout, synthetic, schema, spec)
-    published = publish(out, steps.new_run_id(spec), results, train, synthetic, schema,
-                        {"spec": asdict(spec), "model_dir": str(model_dir), "model_reused": reused})
-    publish_artifacts(results, published.folder, key="synthesize-report")
-    if registry and published.passed:
-        register_model(registry, f"{Path(data).stem}-{model}", model_dir, spec)
-    return _outcome(published, results)
+    summary = run_sequence(spec, Places(out=out, cache=cache, registry=registry), TASKS)
+    return outcome(summary)
 
 
 @flow(name="request", log_prints=True)
@@ -73,7 +106,7 @@ def request(
     conditions: dict | None = None,
     out: str = "out/requests/request.parquet",
     seed: int | None = None,
-    device: str = "auto",
+    device: str = spec_default("device"),
 ):
     """`model` is a registry entry (as written by `synthesize`): sampling needs no retraining."""
     model_dir, trained = steps.read_registration(model)
@@ -91,7 +124,20 @@ def request(
 
         write_table(synthetic, target)  # the format the analyst asked for, beside the report folder
     publish_artifacts(results, published.folder, key="request-report")
-    return _outcome(published, results)
+    return outcome({"folder": str(published.folder), "passed": published.passed,
+                    "synthetic": str(published.synthetic) if published.synthetic else None,
+                    "failures": [f["message"] for f in results["gate"]["failures"]]})
+
+
+def _logger():
+    from prefect.exceptions import MissingContextError
+
+    try:
+        return get_run_logger()
+    except MissingContextError:  # called outside a flow or task run
+        import logging
+
+        return logging.getLogger("tabtwin.flows")
 
 
 def publish_artifacts(results: dict, folder: Path, key: str) -> None:
@@ -108,10 +154,9 @@ def publish_artifacts(results: dict, folder: Path, key: str) -> None:
     create_table_artifact(rows, key=f"{key}-checks", description="every gate check")
 
 
-def _outcome(published: steps.Published, results: dict):
-    summary = {"folder": str(published.folder), "passed": published.passed, "synthetic": str(published.synthetic)}
-    if published.passed:
-        return Completed(message=f"published {published.folder}", data=summary)
-    failures = "; ".join(f["message"] for f in results["gate"]["failures"])
-    return Failed(message=f"gate failed ({failures}); report kept in {published.folder}, data withheld", data=summary)
-
+def outcome(summary: dict):
+    """The flow's final state: Completed when the gate passed, Failed (report kept, data withheld) when not."""
+    if summary["passed"]:
+        return Completed(message=f"published {summary['folder']}", data=summary)
+    failures = "; ".join(summary["failures"])
+    return Failed(message=f"gate failed ({failures}); report kept in {summary['folder']}, data withheld", data=summary)

@@ -1,7 +1,8 @@
 """Device choice, shared by every layer (generators train on it, the privacy search runs on it).
 
-`default_device()` is what "auto" means in the tests and benches: the TABTWIN_DEVICE environment variable when
-set (e.g. TABTWIN_DEVICE=cuda to run the test suite on a GPU), otherwise "auto".
+"auto" means CUDA when present, else the CPU, unless the TABTWIN_DEVICE environment variable names a device:
+then "auto" means that one (TABTWIN_DEVICE=cuda runs the test suite, and anything left on "auto", on the GPU,
+and fails loudly where there is none). `default_device()` is the device name the tests use.
 """
 
 from __future__ import annotations
@@ -16,8 +17,15 @@ DEVICE_ENV = "TABTWIN_DEVICE"
 
 
 def resolve_device(device: str) -> torch.device:
-    """"auto" -> CUDA when present, else CPU; "cpu" / "cuda" / "cuda:N" as given (CUDA must be present)."""
+    """"auto" -> $TABTWIN_DEVICE if set, else CUDA when present, else CPU; "cpu" / "cuda" / "cuda:N" as given
+    (CUDA must be present)."""
     if device == "auto":
+        forced = os.environ.get(DEVICE_ENV, "").strip()
+        if forced and forced != "auto":
+            try:
+                return resolve_device(forced)
+            except TabtwinError as err:
+                raise TabtwinError(f"{DEVICE_ENV}={forced}: {err}") from None
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise TabtwinError(f"device {device!r} requested but CUDA is not available here; use --device cpu or auto")

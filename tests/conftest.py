@@ -3,9 +3,29 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tabtwin.pipeline.device import DEVICE_ENV, default_device, resolve_device
+from tabtwin.pipeline.errors import TabtwinError
 from tabtwin.pipeline.sample_data import make_sample_table
 
 ADULT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "adult.csv"
+
+
+def pytest_configure(config):
+    """TABTWIN_DEVICE=cuda runs the suite on the GPU; where there is none, stop at once with one clear line."""
+    try:
+        resolve_device(default_device())
+    except TabtwinError as err:
+        raise pytest.UsageError(f"{DEVICE_ENV}: {err}") from None
+
+
+def pytest_report_header(config):
+    return f"tabtwin device: {default_device()} -> {resolve_device(default_device())}"
+
+
+@pytest.fixture(scope="session")
+def device() -> str:
+    """The device tests train and search on: $TABTWIN_DEVICE (bench/gpu_check.sh sets cuda), else "auto"."""
+    return default_device()
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from tabtwin.flows import steps
-from tabtwin.flows.steps import RunSpec
+from tabtwin.flows.steps import DEFAULT_MODEL, RunSpec
 from tabtwin.pipeline.errors import TabtwinError
 from tabtwin.pipeline.ingest import read_table, write_table
 from tabtwin.pipeline.sample_data import make_sample_table
@@ -96,10 +96,11 @@ def test_registration_round_trip(tmp_path):
 
 def run_synthesize(workspace, gate, **extra):
     from tabtwin.flows.synthesize import synthesize
+    from tabtwin.pipeline.device import default_device
 
     params = dict(data=workspace["data"], epochs=1, batch_size=50, out=str(workspace["root"] / "runs"),
                   cache=str(workspace["root"] / "cache"), registry=str(workspace["root"] / "registry"),
-                  device="cpu", gate=gate, target="colour")
+                  device=default_device(), gate=gate, target="colour")
     return synthesize(**{**params, **extra}, return_state=True)
 
 
@@ -117,7 +118,7 @@ def test_synthesize_publishes_and_caches_the_model(harness, workspace):
     again = json.loads((Path(second.result()["folder"]) / "run.json").read_text())
     assert again["model_reused"] is True  # same data and parameters: no retraining
     assert len(list((workspace["root"] / "cache").iterdir())) == 1
-    assert (workspace["root"] / "registry" / "customers-ctgan" / "registration.json").is_file()
+    assert (workspace["root"] / "registry" / f"customers-{DEFAULT_MODEL}" / "registration.json").is_file()
 
 
 def test_a_failed_gate_keeps_the_report_and_withholds_the_data(harness, workspace):
@@ -142,13 +143,13 @@ def test_report_becomes_prefect_artifacts(harness, workspace):
     assert {"synthesize-report", "synthesize-report-checks"} <= asyncio.run(artifact_keys())
 
 
-def test_request_samples_a_registered_model_under_conditions(harness, workspace):
+def test_request_samples_a_registered_model_under_conditions(harness, workspace, device):
     from tabtwin.flows.synthesize import request
 
     assert run_synthesize(workspace, workspace["lenient"]).is_completed()
     out = workspace["root"] / "requests" / "red.csv"
-    state = request(model=str(workspace["root"] / "registry" / "customers-ctgan"), rows=77,
-                    conditions={"colour": "red"}, out=str(out), device="cpu", return_state=True)
+    state = request(model=str(workspace["root"] / "registry" / f"customers-{DEFAULT_MODEL}"), rows=77,
+                    conditions={"colour": "red"}, out=str(out), device=device, return_state=True)
     assert state.is_completed(), state.message
     table = read_table(out)
     assert len(table) == 77 and (table["colour"] == "red").all()
@@ -157,16 +158,34 @@ def test_request_samples_a_registered_model_under_conditions(harness, workspace)
     assert report["meta"]["rows"]["train"] < 320  # evaluated against the real rows meeting the condition
 
 
-def test_two_tables_on_a_local_dask_cluster(workspace):
-    from tabtwin.flows.scale import run_many
+def test_two_tables_on_a_local_dask_cluster(workspace, device):
+    """The Dask fan-out runs the same sequence: it publishes, registers passing models and creates artifacts, and
+    each worker's torch uses its share of the cores."""
+    import asyncio
 
-    second = write_table(make_sample_table(300, seed=9), workspace["root"] / "accounts.parquet")
-    specs = [RunSpec(data=d, epochs=1, batch_size=50, device="cpu", gate=workspace["lenient"])
-             for d in (workspace["data"], str(second))]
+    from prefect.client.orchestration import get_client
     from prefect.testing.utilities import prefect_test_harness
 
+    from tabtwin.flows.scale import available_cores, run_many
+    from tabtwin.flows.steps import Places
+
+    second = write_table(make_sample_table(300, seed=9), workspace["root"] / "accounts.parquet")
+    specs = [RunSpec(data=d, epochs=1, batch_size=50, device=device, gate=workspace["lenient"])
+             for d in (workspace["data"], str(second))]
+    root = workspace["root"]
+    places = Places(out=str(root / "runs"), cache=str(root / "cache"), registry=str(root / "registry"))
+
+    async def artifact_keys():
+        async with get_client() as client:
+            return {a.key for a in await client.read_artifacts()}
+
     with prefect_test_harness(server_startup_timeout=120):
-        summaries = run_many(specs, str(workspace["root"] / "runs"), str(workspace["root"] / "cache"))
+        summaries = run_many(specs, places, workers=2)
+        keys = asyncio.run(artifact_keys())
     assert sorted(s["data"] for s in summaries) == sorted(spec.data for spec in specs)
     assert all(s["passed"] for s in summaries)
-    assert len(list((workspace["root"] / "runs").iterdir())) == 2
+    assert len(list((root / "runs").iterdir())) == 2
+    assert sorted(p.name for p in (root / "registry").iterdir()) == [f"accounts-{DEFAULT_MODEL}", f"customers-{DEFAULT_MODEL}"]
+    assert all(s["registered"] for s in summaries)
+    assert {f"synthesize-report-customers-csv-{DEFAULT_MODEL}", f"synthesize-report-accounts-parquet-{DEFAULT_MODEL}"} <= keys
+    assert [s["torch_threads"] for s in summaries] == [max(1, available_cores() // 2)] * 2

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from tabtwin.evaluation.privacy import distance_space, exact_copy_share, nearest_distances, privacy_metrics
+from tabtwin.pipeline.device import resolve_device
 from tabtwin.pipeline.errors import TabtwinError
 from tabtwin.pipeline.sample_data import make_sample_table
 from tabtwin.pipeline.schema import ColumnSpec, Schema, infer_schema
@@ -141,7 +142,7 @@ def test_results_are_json_and_reproducible_for_a_seed(tables):
     assert json.loads(json.dumps(first)) == first == again
     assert set(first["distances"]) == {"synthetic_to_train", "synthetic_to_holdout", "holdout_to_train"}
     assert len(first["distances"]["synthetic_to_train"]) == 300
-    assert (first["n_train"], first["n_holdout"], first["n_synthetic"], first["device"]) == (500, 200, 300, "cpu")
+    assert (first["n_train"], first["n_holdout"], first["n_synthetic"], first["device"]) == (500, 200, 300, str(resolve_device("auto")))
 
 
 def test_histogram_samples_are_capped():

@@ -1,0 +1,120 @@
+"""One declaration of run parameters (flows.steps.RunSpec + Places): the CLI, the flow and the deployment agree,
+and every --help shows every default."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import re
+from dataclasses import MISSING, fields
+from pathlib import Path
+
+import pytest
+
+from tabtwin.flows import cli, deploy
+from tabtwin.flows.steps import DEFAULT_MODEL, MODEL_NAMES, Places, RunSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def defaults(cls) -> dict:
+    return {f.name: f.default for f in fields(cls) if f.default is not MISSING}
+
+
+def flow_defaults() -> dict:
+    from tabtwin.flows.synthesize import synthesize
+
+    signature = inspect.signature(synthesize.fn)
+    return {name: p.default for name, p in signature.parameters.items() if p.default is not inspect.Parameter.empty}
+
+
+def subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    (action,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(action.choices)
+
+
+def test_the_synthesize_flow_takes_exactly_the_runspec_and_places_fields():
+    from tabtwin.flows.synthesize import synthesize
+
+    parameters = list(inspect.signature(synthesize.fn).parameters)
+    expected = [f.name for f in RunSpec.flow_fields()] + [f.name for f in fields(Places)]
+    assert sorted(parameters) == sorted(expected)
+    spec_and_places = {**defaults(RunSpec), **defaults(Places)}
+    assert flow_defaults() == {k: v for k, v in spec_and_places.items() if k in parameters}
+
+
+def test_run_flags_are_the_runspec_fields_with_their_defaults():
+    args = cli.build_parser().parse_args(["run", "t.csv"])
+    specs, places = cli.run_specs(args)
+    assert specs == [RunSpec(data="t.csv")]  # every RunSpec default, through the flags
+    assert places == Places()
+    flags = {a.dest for a in subparsers(cli.build_parser())["run"]._actions}
+    assert {f.name for f in RunSpec.flow_fields()} | {f.name for f in fields(Places)} <= flags
+
+
+def test_run_flags_reach_the_spec():
+    argv = ["run", "a.csv", "b.csv", "--model", *MODEL_NAMES, "--epochs", "7", "--batch-size", "9", "--rows", "11",
+            "--target", "y", "--holdout-fraction", "0.3", "--seed", "4", "--device", "cpu", "--table", "t",
+            "--metadata", "m.json", "--gate", "g.json", "--registry", "reg", "--out", "o", "--cache", "c"]
+    specs, places = cli.run_specs(cli.build_parser().parse_args(argv))
+    assert len(specs) == 2 * len(MODEL_NAMES)
+    assert specs[0] == RunSpec(data="a.csv", model=MODEL_NAMES[0], epochs=7, batch_size=9, rows=11, target="y",
+                               holdout_fraction=0.3, seed=4, device="cpu", table="t", metadata="m.json", gate="g.json")
+    assert places == Places(out="o", cache="c", registry="reg")
+
+
+def test_fit_and_deploy_defaults_come_from_runspec():
+    fit = cli.build_parser().parse_args(["fit", "t.csv", "--out", "m"])
+    spec = RunSpec(data="t.csv")
+    assert (fit.model, fit.epochs, fit.batch_size, fit.device, fit.seed) == (
+        spec.model, spec.epochs, spec.batch_size, spec.device, spec.seed)
+    parameters = deploy.parameters_from(deploy.build_parser().parse_args(["--data", "t.csv"]))
+    assert parameters == flow_defaults()  # every flow parameter but `data`, at its default
+
+
+def test_the_deployment_refuses_unknown_parameters():
+    with pytest.raises(TypeError, match="unknown synthesize parameters"):
+        deploy.deployments("t.csv", epoch=3)
+
+
+def test_the_default_model_is_named_once():
+    assert DEFAULT_MODEL in MODEL_NAMES
+    assert RunSpec(data="x").model == DEFAULT_MODEL == flow_defaults()["model"]
+    assert cli.build_parser().parse_args(["run", "x"]).model == [DEFAULT_MODEL]
+    assert cli.build_parser().parse_args(["fit", "x", "--out", "m"]).model == DEFAULT_MODEL
+    # No other module spells a default model out.
+    pattern = re.compile(r"""(default\s*=\s*|:\s*str\s*=\s*|MODEL\s*\??=\s*)["']?(ctgan|tvae)\b""")
+    offenders = []
+    for folder in ("pipeline", "generators", "evaluation", "flows"):
+        for path in (ROOT / folder).glob("*.py"):
+            if path.name != "steps.py" and pattern.search(path.read_text()):
+                offenders.append(path.name)
+    assert offenders == []
+
+
+def test_the_registered_models_include_the_cli_choices():
+    from tabtwin.generators import SyntheticGenerator, model_class
+
+    model_class(DEFAULT_MODEL)
+    assert set(MODEL_NAMES) <= set(SyntheticGenerator.registry)
+
+
+@pytest.mark.parametrize("command", [None, "schema", "encode", "fit", "sample", "evaluate", "run", "request"])
+def test_every_help_shows_every_default(command):
+    parser = cli.build_parser() if command is None else subparsers(cli.build_parser())[command]
+    assert parser.formatter_class is argparse.ArgumentDefaultsHelpFormatter
+    text = " ".join(parser.format_help().split())
+    for action in parser._actions:
+        if not action.option_strings or action.help == argparse.SUPPRESS or action.default == argparse.SUPPRESS:
+            continue
+        assert action.help, f"{command} {action.option_strings} has no help, so no default shown"
+        if not action.required:
+            assert f"(default: {action.default})" in text, (command, action.option_strings)
+
+
+def test_deploy_help_shows_every_default():
+    parser = deploy.build_parser()
+    text = " ".join(parser.format_help().split())
+    for action in parser._actions:
+        if action.option_strings and action.default != argparse.SUPPRESS and not action.required:
+            assert f"(default: {action.default})" in text, action.option_strings
