@@ -93,6 +93,26 @@ def test_nearest_distances_top2_equals_brute_force(chunk_rows):
     np.testing.assert_allclose(values.numpy(), np.take_along_axis(brute, expected_index, axis=1), atol=1e-5)
 
 
+@pytest.mark.parametrize("k", [1, 2, 5])
+def test_nearest_distances_match_scikit_learn(k, device):
+    """The torch search (the GPU path) finds the neighbour distances scikit-learn's exact search finds, on the
+    privacy's own mixed distance space (range-scaled numerics, one-hots, null flags) with exact copies and ties."""
+    from sklearn.neighbors import NearestNeighbors
+
+    train, other = mixed_frame(400, seed=3), mixed_frame(300, seed=4)
+    other = pd.concat([other, train.iloc[:20]], ignore_index=True)  # exact copies: distance 0
+    u_train, u_other = distance_space([train, other], MIXED_SCHEMA)
+    on = resolve_device(device)
+    values, index = nearest_distances(u_other.to(on), u_train.to(on), k=k, chunk_rows=64)
+    search = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(u_train.double().numpy())
+    expected, _ = search.kneighbors(u_other.double().numpy())
+    np.testing.assert_allclose(values.cpu().numpy(), expected, atol=1e-5)  # float32 against float64
+    assert (values[-20:, 0] == 0).all()
+    # The indices found are at those distances (ties may pick a different row of equal distance).
+    found = np.linalg.norm(u_other.double().numpy()[:, None, :] - u_train.double().numpy()[index.cpu().numpy()], axis=2)
+    np.testing.assert_allclose(found, expected, atol=1e-5)
+
+
 def test_nearest_distances_needs_k_reference_rows():
     with pytest.raises(TabtwinError, match="at least 2 reference rows"):
         nearest_distances(torch.zeros(3, 2), torch.zeros(1, 2), k=2)
