@@ -9,7 +9,7 @@ MODEL  ?= tvae
 EPOCHS ?= 30
 OUT    ?= out/demo
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench gpu-check clean
 
 setup: $(VENV)/.installed
 
@@ -37,6 +37,10 @@ bench: setup
 	$(BIN)/python bench/sampling.py
 	$(BIN)/python bench/tvae_floor.py
 	$(BIN)/python bench/evaluation_time.py
+
+# On a machine with an NVIDIA GPU and a CUDA build of torch in .venv: the tests on CUDA, one timed fit per model.
+gpu-check:
+	bash bench/gpu_check.sh
 
 clean:
 	rm -rf $(VENV) out .pytest_cache
