@@ -46,7 +46,7 @@ pin_threads(ARGS.threads)  # before torch loads
 import torch  # noqa: E402
 
 from tabtwin.evaluation.privacy import default_chunk_rows, distance_space, nearest_distances, privacy_metrics  # noqa: E402
-from tabtwin.generators.base import resolve_device  # noqa: E402
+from tabtwin.pipeline.device import resolve_device  # noqa: E402
 from tabtwin.pipeline.sample_data import make_sample_table  # noqa: E402
 from tabtwin.pipeline.schema import infer_schema  # noqa: E402
 
