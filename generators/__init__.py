@@ -1,11 +1,13 @@
-"""Generators: a CTGAN-style conditional GAN and a TVAE-style VAE sharing one small base."""
+"""Generators on one small base: the flagship any-order autoregressive model, a CTGAN-style conditional GAN and
+a TVAE-style VAE."""
 
 from tabtwin.generators.base import ModelError, SyntheticGenerator
 
 
 def model_class(name: str) -> type[SyntheticGenerator]:
-    """The generator class registered under `name` ("ctgan" or "tvae")."""
-    import tabtwin.generators.ctgan  # noqa: F401  (registers itself)
+    """The generator class registered under `name` ("autoregressive", "ctgan" or "tvae")."""
+    import tabtwin.generators.autoregressive  # noqa: F401  (registers itself)
+    import tabtwin.generators.ctgan  # noqa: F401
     import tabtwin.generators.tvae  # noqa: F401
 
     try:

@@ -22,7 +22,8 @@ exact conditional sampling from the model, no rejection loop, for any set of dis
 
 Training length is a budget, not a fixed epoch count: at most `epochs` passes, at most `max_seconds` of
 wall time, and early stopping on the validation negative log-likelihood (10 % of the rows, table order),
-keeping the best epoch's weights. Adam with a linear warm-up and cosine decay over the step budget.
+keeping the best epoch's weights. AdamW with a linear warm-up, then the rate halves after each epoch that
+did not improve the validation NLL.
 
 Other uses. `score(df)` is each row's negative log-likelihood in nats under the table order (exact, an anomaly
 score: higher is rarer). `embed(df)` is the mean of the heads' first hidden layer when each head sees every
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -44,7 +46,17 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from tabtwin.generators.base import (
+    SAMPLE_BATCH,
+    SyntheticGenerator,
+    check_float,
+    check_int,
+    flush_denormals,
+    resolve_device,
+    seed_everything,
+)
 from tabtwin.pipeline.binning import BinnedEncoder
+from tabtwin.pipeline.conditions import find_value
 from tabtwin.pipeline.errors import TabtwinError
 from tabtwin.pipeline.schema import Schema, infer_schema
 
@@ -65,6 +77,12 @@ class ColumnAR(nn.Module):
         d = len(cardinalities)
         widths = [embedding_width(k) for k in cardinalities]
         self.embeddings = nn.ModuleList(nn.Embedding(k, w) for k, w in zip(cardinalities, widths))
+        # Ordered codes (numbers, bins) also enter through their position in the column's distribution, in
+        # [-1, 1] (0 for unordered codes), times a learned vector: neighbouring values start out alike instead of
+        # each code learning its embedding from its own rows alone.
+        self.register_buffer("positions", torch.zeros(sum(cardinalities)))
+        self.register_buffer("offsets", torch.tensor([0] + list(cardinalities[:-1])).cumsum(0))
+        self.ordinal = nn.ParameterList(nn.Parameter(torch.zeros(w)) for w in widths)
         self.register_buffer("input_column", torch.repeat_interleave(torch.arange(d), torch.tensor(widths)))
         self.hidden = hidden
         n_in = sum(widths)
@@ -73,10 +91,32 @@ class ColumnAR(nn.Module):
         self.visible = nn.Parameter(torch.zeros(d, d, hidden))  # u: head j sees column i
         self.blocks = nn.ModuleList(_Block(d, hidden, dropout) for _ in range(depth - 1))
         self.out = nn.ModuleList(nn.Linear(hidden, k) for k in cardinalities)
+        # ... and leave through it: logits also get (h . a_j) pos + (h . c_j) pos^2, a discretised Gaussian over
+        # the column's ordered codes whose centre and spread follow h, so a shift with the context is one
+        # direction to learn instead of one logit per value.
+        self.shape = nn.Parameter(torch.zeros(d, hidden, 2))
         self.dropout = nn.Dropout(dropout)
 
     def embed_codes(self, codes: torch.Tensor) -> torch.Tensor:
-        return torch.cat([e(codes[:, i]) for i, e in enumerate(self.embeddings)], dim=1)
+        """(B, D) codes -> (B, n_in) concatenated value embeddings."""
+        position = self.positions[codes + self.offsets]  # (B, D)
+        return torch.cat(
+            [e(codes[:, i]) + position[:, i, None] * self.ordinal[i] for i, e in enumerate(self.embeddings)], dim=1
+        )
+
+    def set_positions(self, representatives: list[np.ndarray], codes: torch.Tensor) -> None:
+        """Each ordered code's mid-CDF position among the training `codes`, scaled to [-1, 1]."""
+        parts = []
+        for j, values in enumerate(representatives):
+            counts = torch.bincount(codes[:, j].cpu(), minlength=len(values)).double().numpy()
+            position = np.zeros(len(values))
+            ordered = np.flatnonzero(~np.isnan(values))
+            if len(ordered) > 1 and counts[ordered].sum() > 0:
+                ranked = ordered[np.argsort(values[ordered], kind="stable")]
+                cdf = np.cumsum(counts[ranked]) - counts[ranked] / 2
+                position[ranked] = 2 * cdf / counts[ranked].sum() - 1
+            parts.append(torch.from_numpy(position).float())
+        self.positions.copy_(torch.cat(parts).to(self.positions.device))
 
     def hidden_states(self, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """z (B, n_in) embedded codes, mask (D, D) float: mask[j, i] = 1 when head j sees column i -> (B, D, H)."""
@@ -91,7 +131,13 @@ class ColumnAR(nn.Module):
 
     def forward(self, codes: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
         x = self.hidden_states(self.embed_codes(codes), mask)
-        return [head(x[:, j]) for j, head in enumerate(self.out)]
+        return [self.logits(x[:, j], j) for j in range(len(self.out))]
+
+    def logits(self, h: torch.Tensor, j: int) -> torch.Tensor:
+        """(B, H) hidden state of head j -> (B, K_j) logits: free logits plus the ordered-codes shape."""
+        position = self.positions[self.offsets[j] : self.offsets[j] + self.cardinalities[j]]
+        a, c = (h @ self.shape[j]).unbind(1)
+        return self.out[j](h) + a[:, None] * position + c[:, None] * position.square()
 
     def head_logits(self, codes: torch.Tensor, mask: torch.Tensor, j: int) -> torch.Tensor:
         """Logits of column j alone (sampling): (B, K_j). Runs only head j's weights."""
@@ -100,7 +146,7 @@ class ColumnAR(nn.Module):
         x = F.gelu(pre)
         for block in self.blocks:
             x = block.one(x, j)
-        return self.out[j](x)
+        return self.logits(x, j)
 
 
 class _Block(nn.Module):
@@ -128,29 +174,47 @@ def order_mask(order: list[int] | torch.Tensor, d: int, device=None) -> torch.Te
     return (rank[None, :] < rank[:, None]).float().to(device)
 
 
-class AutoregressiveGenerator:
-    """Prototype; wired into the SyntheticGenerator base once that settles."""
+class AutoregressiveGenerator(SyntheticGenerator):
+    """The flagship generator (see the module docstring). Parameters:
 
-    model_name = "autoregressive"
+    epochs: at most this many passes over the training rows (early stopping usually ends sooner).
+    early_stopping: stop after this many epochs without a better validation NLL (0: never; no validation split).
+    max_seconds: optional wall-time budget for training (None: none). Opt-in, because a budget makes the result
+        depend on the machine's speed; seeded runs without it are reproducible.
+    batch_size: rows per step; capped at a 32nd of the training rows, so a small table still gets 32 steps an
+        epoch.
+    hidden, depth, dropout: width of each column's head, its number of layers (1 + residual blocks), dropout.
+    learning_rate, weight_decay: AdamW's, with a linear warm-up over the first epoch.
+    decay: the learning rate is multiplied by this after each epoch whose validation NLL is no better.
+    canonical_share: share of training batches in the table's column order; the rest use random orders.
+    n_bins, max_exact, spike_share, max_categories: the encoder's (`BinnedEncoder`).
+    """
+
+    model_name: ClassVar[str] = "autoregressive"
 
     def __init__(
         self,
-        epochs: int = 200,
-        max_seconds: float | None = 90.0,
+        epochs: int = 100,
+        early_stopping: int = 5,
+        max_seconds: float | None = None,
         batch_size: int = 512,
         hidden: int = 256,
-        depth: int = 2,
-        dropout: float = 0.1,
+        depth: int = 1,
+        dropout: float = 0.0,
         learning_rate: float = 2e-3,
         weight_decay: float = 1e-5,
+        decay: float = 0.5,
         canonical_share: float = 0.5,
-        early_stopping: int = 8,
         n_bins: int = 64,
+        max_exact: int = 128,
+        spike_share: float = 0.01,
+        max_categories: int = 1000,
         device: str = "auto",
         random_state: int | None = 0,
         verbose: bool = False,
     ):
         self.epochs = epochs
+        self.early_stopping = early_stopping
         self.max_seconds = max_seconds
         self.batch_size = batch_size
         self.hidden = hidden
@@ -158,108 +222,216 @@ class AutoregressiveGenerator:
         self.dropout = dropout
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
+        self.decay = decay
         self.canonical_share = canonical_share
-        self.early_stopping = early_stopping
         self.n_bins = n_bins
+        self.max_exact = max_exact
+        self.spike_share = spike_share
+        self.max_categories = max_categories
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
 
-    def fit(self, df: pd.DataFrame, schema: Schema | None = None):
+    # ------------------------------------------------------------------------------------------ parameters
+
+    def _check_params(self) -> None:
+        for name in ("epochs", "batch_size", "hidden", "depth", "n_bins", "max_exact", "max_categories"):
+            check_int(name, getattr(self, name))
+        check_int("early_stopping", self.early_stopping, minimum=0)
+        for name in ("learning_rate",):
+            check_float(name, getattr(self, name))
+        check_float("weight_decay", self.weight_decay, inclusive=True)
+        check_float("decay", self.decay, maximum=1.0)
+        check_float("dropout", self.dropout, inclusive=True, maximum=0.9)
+        check_float("canonical_share", self.canonical_share, inclusive=True, maximum=1.0)
+        check_float("spike_share", self.spike_share, maximum=1.0)
+        if self.max_seconds is not None:
+            check_float("max_seconds", self.max_seconds)
+
+    # ------------------------------------------------------------------------------------------ fit
+
+    def fit(self, df: pd.DataFrame, schema: Schema | None = None) -> AutoregressiveGenerator:
+        """Fit on `df` (rows x columns) with `schema` (inferred when None); returns self.
+
+        Raises TabtwinError for an empty table, a table of only id columns, or an invalid parameter.
+        """
         start = time.perf_counter()
-        self.device_ = torch.device("cpu" if self.device == "auto" and not torch.cuda.is_available() else ("cuda" if self.device == "auto" else self.device))
-        if self.random_state is not None:
-            torch.manual_seed(self.random_state)
+        if not isinstance(df, pd.DataFrame) or len(df) == 0:
+            raise TabtwinError("fit needs a non-empty table (a pandas DataFrame)")
+        self._check_params()
+        self.device_ = resolve_device(self.device)
+        seed_everything(self.random_state)
         schema = schema or infer_schema(df)
-        self.encoder_ = BinnedEncoder(schema, n_bins=self.n_bins).fit(df)
+        self.encoder_ = BinnedEncoder(
+            schema, n_bins=self.n_bins, max_exact=self.max_exact, spike_share=self.spike_share,
+            max_categories=self.max_categories,
+        ).fit(df)
+        if not self.encoder_.columns:
+            raise TabtwinError("the table has only id columns; there is nothing to model")
         codes = torch.from_numpy(self.encoder_.transform(df)).to(self.device_)
-        d = codes.shape[1]
+        self._build_network()
+        self.net_.set_positions(self.encoder_.representatives(), codes)
+        with flush_denormals(self.device_.type == "cpu"):
+            self._train_codes(codes, start)
+        return self
+
+    def _build_network(self) -> None:
         self.net_ = ColumnAR(self.encoder_.cardinalities, self.hidden, self.depth, self.dropout).to(self.device_)
-        g = torch.Generator(device="cpu").manual_seed(self.random_state or 0)
-        perm = torch.randperm(len(codes), generator=g).to(self.device_)
-        cut = max(int(len(codes) * VALIDATION_FRACTION), 1) if len(codes) >= 20 else 0
-        valid, train = codes[perm[:cut]], codes[perm[cut:]]
+
+    def _train_codes(self, codes: torch.Tensor, start: float) -> None:
+        generator = torch.Generator().manual_seed(0 if self.random_state is None else self.random_state)
+        d = codes.shape[1]
+        rows = torch.randperm(len(codes), generator=generator).to(self.device_)
+        cut = max(int(len(codes) * VALIDATION_FRACTION), 1) if self.early_stopping and len(codes) >= 20 else 0
+        valid, train = codes[rows[:cut]], codes[rows[cut:]]
         canonical = order_mask(list(range(d)), d, self.device_)
-        batch = max(1, min(self.batch_size, len(train)))
-        steps_per_epoch = max(1, len(train) // batch)
-        total = self.epochs * steps_per_epoch
-        opt = torch.optim.AdamW(self.net_.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
-        warm = max(1, min(200, total // 20))
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
-        )
-        self.history_ = []
-        best, best_state, bad = float("inf"), None, 0
-        step = 0
-        for epoch in range(self.epochs):
+        batch = max(1, min(self.batch_size, max(16, len(train) // 32), len(train)))
+        steps = max(1, len(train) // batch)  # full batches; the remainder differs each epoch
+        optimizer = torch.optim.AdamW(self.net_.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
+        # Linear warm-up over the first epoch; then the rate halves after every epoch whose validation NLL is no
+        # better (a plateau schedule anneals as soon as the table has taught what it can, whatever its size).
+        warm = steps
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warm))
+        self.history_, best, best_state, stale = [], math.inf, None, 0
+        progress = self._progress()
+        for epoch in progress:
             self.net_.train()
-            order = torch.randperm(len(train), generator=g).to(self.device_)
-            total_loss = 0.0
-            for b in range(steps_per_epoch):
-                rows = train[order[b * batch : (b + 1) * batch]]
-                if torch.rand(1, generator=g).item() < self.canonical_share:
+            order = torch.randperm(len(train), generator=generator).to(self.device_)
+            total = torch.zeros((), device=self.device_)
+            for step in range(steps):
+                batch_rows = train[order[step * batch : (step + 1) * batch]]
+                if torch.rand(1, generator=generator).item() < self.canonical_share:
                     mask = canonical
                 else:
-                    mask = order_mask(torch.randperm(d, generator=g), d, self.device_)
-                logits = self.net_(rows, mask)
-                loss = sum(F.cross_entropy(lg, rows[:, j]) for j, lg in enumerate(logits))
-                opt.zero_grad(set_to_none=True)
+                    mask = order_mask(torch.randperm(d, generator=generator), d, self.device_)
+                loss = _nll(self.net_(batch_rows, mask), batch_rows).mean()
+                optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                opt.step()
-                sched.step()
-                step += 1
-                total_loss += loss.item()
-            val = self._nll(valid, canonical).mean().item() if cut else total_loss / steps_per_epoch
-            self.history_.append({"epoch": epoch, "loss": total_loss / steps_per_epoch, "validation_nll": val,
-                                  "seconds": time.perf_counter() - start})
-            if self.verbose:
-                print(self.history_[-1])
-            if val < best - 1e-4:
-                best, bad = val, 0
+                optimizer.step()
+                schedule.step()
+                total += loss.detach()
+            record = {"epoch": epoch, "loss": float(total) / steps}
+            if cut:
+                record["validation_nll"] = float(self._row_nll(valid, canonical).mean())
+            record["seconds"] = round(time.perf_counter() - start, 3)
+            self.history_.append(record)
+            progress.set_postfix(**{k: f"{v:.3f}" for k, v in record.items() if k != "epoch"})
+            if cut and record["validation_nll"] < best - 1e-4:
+                best, stale, self.best_epoch_ = record["validation_nll"], 0, epoch
                 best_state = {k: v.detach().clone() for k, v in self.net_.state_dict().items()}
-                self.best_epoch_ = epoch
-            else:
-                bad += 1
-                if self.early_stopping and bad >= self.early_stopping:
+            elif cut:
+                stale += 1
+                for group in optimizer.param_groups:
+                    group["lr"] *= self.decay
+                schedule.base_lrs = [base * self.decay for base in schedule.base_lrs]
+                if stale >= self.early_stopping:
                     break
             if self.max_seconds is not None and time.perf_counter() - start > self.max_seconds:
                 break
         if best_state is not None:
             self.net_.load_state_dict(best_state)
         self.net_.eval()
-        return self
 
     @torch.no_grad()
-    def _nll(self, codes: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def _row_nll(self, codes: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(rows,) negative log-likelihood in nats of each row of `codes` under the order of `mask`."""
+        was_training = self.net_.training
         self.net_.eval()
-        out = torch.zeros(len(codes), device=codes.device)
-        for lo in range(0, len(codes), 8192):
-            rows = codes[lo : lo + 8192]
-            logits = self.net_(rows, mask)
-            out[lo : lo + 8192] = sum(F.cross_entropy(lg, rows[:, j], reduction="none") for j, lg in enumerate(logits))
+        out = torch.cat([_nll(self.net_(part, mask), part) for part in codes.split(SAMPLE_BATCH[self.device_.type])])
+        self.net_.train(was_training)
         return out
 
-    @torch.no_grad()
+    # ------------------------------------------------------------------------------------------ sample
+
     def sample(self, n: int, conditions: dict | None = None, seed: int | None = None) -> pd.DataFrame:
-        d = len(self.encoder_.cardinalities)
-        gen = torch.Generator(device=self.device_).manual_seed(seed if seed is not None else 0)
-        fixed = {}
-        for column, value in (conditions or {}).items():
-            j = self.encoder_.columns.index(column)
-            values = self.encoder_.category_values(column)
-            fixed[j] = self.encoder_.category_code(column, values.index(value))
-        order = list(fixed) + [j for j in range(d) if j not in fixed]
+        """Exactly `n` rows (DataFrame with the source columns and dtypes); every row satisfies `conditions`
+        ({column: value} on discrete and boolean columns), drawn from the model's conditional distribution by
+        putting the conditioned columns first in the order. Raises TabtwinError for an unknown column or value."""
+        self._check_fitted()
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise TabtwinError(f"number of rows must be a non-negative integer, got {n!r}")
+        fixed = self._resolve_conditions(conditions)
+        seed = seed if seed is not None else int(torch.randint(0, 2**62, (1,)).item())
+        generator = torch.Generator(device=self.device_).manual_seed(seed)
+        d = len(self.encoder_.columns)
+        order = [j for j in fixed] + [j for j in range(d) if j not in fixed]
         mask = order_mask(order, d, self.device_)
-        frames = []
-        for lo in range(0, n, 16384):
-            rows = min(16384, n - lo)
+        frames, chunk = [], SAMPLE_BATCH[self.device_.type]
+        for lo in range(0, max(n, 1), chunk):
+            rows = min(chunk, n - lo)
             codes = torch.zeros(rows, d, dtype=torch.long, device=self.device_)
-            for j, code in fixed.items():
-                codes[:, j] = code
-            for j in order:
-                if j in fixed:
-                    continue
-                probs = torch.softmax(self.net_.head_logits(codes, mask, j).float(), dim=1)
-                codes[:, j] = torch.multinomial(probs, 1, generator=gen)[:, 0]
-            frames.append(self.encoder_.inverse_transform(codes.cpu().numpy(), seed=None if seed is None else seed + lo, id_offset=lo))
-        return pd.concat(frames, ignore_index=True)
+            with torch.no_grad():
+                for j, (code, _) in fixed.items():
+                    codes[:, j] = code
+                for j in order[len(fixed):]:
+                    logits = self.net_.head_logits(codes, mask, j).float()
+                    codes[:, j] = torch.multinomial(torch.softmax(logits, dim=1), 1, generator=generator)[:, 0]
+            frame = self.encoder_.inverse_transform(codes.cpu().numpy(), seed=seed + lo, id_offset=lo)
+            for j, (_, value) in fixed.items():  # a rare value shares its code with others: write it as asked
+                frame[self.encoder_.columns[j]] = pd.Series([value] * rows, dtype=frame[self.encoder_.columns[j]].dtype)
+            frames.append(frame)
+        return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+    def _resolve_conditions(self, conditions: dict | None) -> dict[int, tuple[int, object]]:
+        """{column index: (code, value)} for each condition; errors name the column or value."""
+        if not conditions:
+            return {}
+        if not isinstance(conditions, dict):
+            raise TabtwinError("conditions must be a mapping of column to value, e.g. {'sex': ' Female'}")
+        fixed = {}
+        for column, wanted in conditions.items():
+            if column not in self.encoder_.schema.names:
+                raise TabtwinError(f"condition names unknown column {column!r}; columns are {self.encoder_.schema.names}")
+            kind = self.encoder_.schema[column].kind
+            if kind not in ("discrete", "boolean"):
+                raise TabtwinError(
+                    f"condition on column {column!r} ({kind}) is not supported; conditions apply to discrete and "
+                    "boolean columns"
+                )
+            values = self.encoder_.all_category_values(column)
+            index = find_value(values, wanted)
+            if index is None:
+                shown = [v for v in values if v is not None][:20]
+                raise TabtwinError(f"column {column!r} has no value {wanted!r}; known values include {shown}")
+            fixed[self.encoder_.columns.index(column)] = (self.encoder_.code_of_value(column, index), values[index])
+        return fixed
+
+    # ------------------------------------------------------------------------------------------ other uses
+
+    def score(self, df: pd.DataFrame) -> np.ndarray:
+        """(rows,) negative log-likelihood of each row in nats under the table's column order: an anomaly score
+        (higher is rarer). Raises EncodingError for values the encoder never saw."""
+        self._check_fitted()
+        codes = torch.from_numpy(self.encoder_.transform(df)).to(self.device_)
+        d = codes.shape[1]
+        return self._row_nll(codes, order_mask(list(range(d)), d, self.device_)).cpu().numpy()
+
+    @torch.no_grad()
+    def embed(self, df: pd.DataFrame) -> np.ndarray:
+        """(rows, hidden) embedding: the mean over columns of each head's first hidden layer when the head sees
+        every other column of the row."""
+        self._check_fitted()
+        codes = torch.from_numpy(self.encoder_.transform(df)).to(self.device_)
+        d = codes.shape[1]
+        mask = 1.0 - torch.eye(d, device=self.device_)
+        self.net_.eval()
+        parts = [self.net_.hidden_states(self.net_.embed_codes(p), mask).mean(1) for p in codes.split(SAMPLE_BATCH[self.device_.type])]
+        return torch.cat(parts).cpu().numpy()
+
+    # ------------------------------------------------------------------------------------------ persistence hooks
+
+    def _modules(self) -> dict[str, nn.Module]:
+        return {"net": self.net_}
+
+    @classmethod
+    def _load_encoder(cls, path):
+        return BinnedEncoder.load(path)
+
+    def _build_loaded(self) -> None:
+        self._build_network()
+        self.net_.eval()
+
+
+def _nll(logits: list[torch.Tensor], codes: torch.Tensor) -> torch.Tensor:
+    """(rows,) sum over columns of the cross-entropy of each column's logits against its code."""
+    return sum(F.cross_entropy(lg, codes[:, j], reduction="none") for j, lg in enumerate(logits))

@@ -185,20 +185,33 @@ class BinnedEncoder:
     def cardinalities(self) -> list[int]:
         return [max(s.n_codes, 1) for s in self.modelled]
 
-    def category_values(self, column: str) -> list:
-        """The values a discrete column's codes stand for, in code order (None: null; the rare code is absent)."""
+    def representatives(self) -> list[np.ndarray]:
+        """Per modelled column, a number standing for each code in value order: the value of an exact code, the
+        median of a bin; NaN for the null code and for every code of a discrete column (no order)."""
+        out = []
+        for state in self.modelled:
+            values = np.full(state.n_codes, np.nan)
+            if isinstance(state, _Numeric):
+                values[: len(state.points)] = state.points
+                values[len(state.points) : len(state.points) + len(state.edges)] = [e[SUB_BINS // 2] for e in state.edges]
+            out.append(values)
+        return out
+
+    def all_category_values(self, column: str) -> list:
+        """Every value a discrete column held at fit, sorted, then None when it had nulls."""
         state = self._state(column)
         if not isinstance(state, _Categorical):
             raise EncodingError(f"column {column!r} is not discrete; only discrete columns have categories")
-        values = [state.base.categories[i] for i in state.kept]
-        return values + ([None] if state.base.has_nulls else [])
+        return list(state.base.categories) + ([None] if state.base.has_nulls else [])
 
-    def category_code(self, column: str, index: int) -> int:
-        """Code of the `index`-th entry of `category_values(column)`."""
+    def code_of_value(self, column: str, index: int) -> int:
+        """The code of `all_category_values(column)[index]` (rare values share one code)."""
         state = self._state(column)
-        if index < len(state.kept):
-            return index
-        return state.n_codes - 1  # the null code
+        if index >= len(state.base.categories):
+            return state.n_codes - 1  # the null code
+        if index in state.kept:
+            return state.kept.index(index)
+        return len(state.kept)
 
     # ------------------------------------------------------------------------------------------ transform
 
