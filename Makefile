@@ -5,8 +5,7 @@ BIN    := $(VENV)/bin
 # The Adult data when it lies beside the checkout, else a generated sample table.
 DATA   ?= $(firstword $(wildcard ../shared/data/adult.csv) out/sample.csv)
 TARGET ?= $(if $(findstring adult,$(DATA)),income,colour)
-MODEL  ?= tvae
-EPOCHS ?= 30
+MODEL  ?= autoregressive
 OUT    ?= out/demo
 
 .PHONY: setup demo test bench gpu-check clean
@@ -20,23 +19,24 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-# The whole flow on 2 cores in a few minutes. Exit code 3 (the gate failed: report kept, data withheld) is a
-# legitimate outcome for a short demo run, so only a crash fails `make demo`.
+# The whole flow on 2 cores in a few minutes, with the flagship's defaults. A failed gate (exit 3) fails the demo.
 demo: setup
 	@[ -f "$(DATA)" ] || $(BIN)/python -m tabtwin.pipeline.sample_data "$(DATA)"
-	$(BIN)/tabtwin run "$(DATA)" --model $(MODEL) --epochs $(EPOCHS) --target $(TARGET) \
-		--out $(OUT)/runs --cache $(OUT)/cache --registry $(OUT)/registry || [ $$? -eq 3 ]
+	$(BIN)/tabtwin run "$(DATA)" --model $(MODEL) --target $(TARGET) \
+		--out $(OUT)/runs --cache $(OUT)/cache --registry $(OUT)/registry
 
 test: setup
 	$(BIN)/pytest
 
 bench: setup
 	bash bench/peer_setup.sh
+	bash bench/argn_setup.sh || echo "mostlyai-engine did not install: bench/quality.py records argn-peer as failed" >&2
 	$(BIN)/python bench/encoder.py
 	$(BIN)/python bench/generators.py
 	$(BIN)/python bench/sampling.py
 	$(BIN)/python bench/tvae_floor.py
 	$(BIN)/python bench/evaluation_time.py
+	$(BIN)/python bench/quality.py
 
 # On a machine with an NVIDIA GPU and a CUDA build of torch in .venv: the tests on CUDA, one timed fit per model.
 gpu-check:

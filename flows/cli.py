@@ -13,7 +13,7 @@ import time
 from dataclasses import MISSING, fields
 from pathlib import Path
 
-from tabtwin.flows.steps import Places, RunSpec, spec_default
+from tabtwin.flows.steps import Places, RunSpec, generator_params, spec_default
 from tabtwin.pipeline.errors import TabtwinError
 
 EXIT_USER_ERROR = 2
@@ -246,7 +246,7 @@ def _cmd_fit(args) -> int:
     from tabtwin.generators import model_class
 
     df, schema = _load(args)
-    params = dict(epochs=args.epochs, batch_size=args.batch_size, device=args.device, random_state=args.seed)
+    params = generator_params(args.epochs, args.batch_size, args.device, args.seed)
     model = model_class(args.model)(**params, verbose=not args.quiet)
     start = time.perf_counter()
     model.fit(df, schema)

@@ -26,8 +26,8 @@ REGISTRATION = "registration.json"
 
 # The one place the default generator is named: RunSpec, the CLI (`run`, `fit`), the flows and the deployment
 # all read it from here.
-DEFAULT_MODEL = "ctgan"
-MODEL_NAMES = ("ctgan", "tvae")
+DEFAULT_MODEL = "autoregressive"
+MODEL_NAMES = ("autoregressive", "ctgan", "tvae")
 
 
 @dataclass
@@ -42,8 +42,12 @@ class RunSpec:
 
     data: str = field(metadata={"help": "table: CSV, TSV, Parquet, SQLite/DuckDB file, or a SQLAlchemy URL"})
     model: str = field(default=DEFAULT_MODEL, metadata={"help": "generator", "choices": MODEL_NAMES})
-    epochs: int = field(default=300, metadata={"help": "training epochs", "positive": True})
-    batch_size: int = field(default=500, metadata={"help": "rows per training step", "positive": True})
+    epochs: int | None = field(
+        default=None, metadata={"help": "training epochs (None: the model's own; the flagship's is a cap, early stopping ends it)", "positive": True}
+    )
+    batch_size: int | None = field(
+        default=None, metadata={"help": "rows per training step (None: the model's own)", "positive": True}
+    )
     rows: int | None = field(
         default=None, metadata={"help": "synthetic rows (None: as many as the training split)", "positive": True}
     )
@@ -63,6 +67,12 @@ class RunSpec:
     def flow_fields(cls) -> list:
         """The fields that are parameters of the `synthesize` flow (and flags of `tabtwin run`)."""
         return [f for f in fields(cls) if f.metadata.get("flow", True)]
+
+
+def generator_params(epochs: int | None, batch_size: int | None, device: str, seed: int) -> dict:
+    """A generator's constructor arguments from run parameters; None leaves the model's own default."""
+    params = dict(epochs=epochs, batch_size=batch_size, device=device, random_state=seed)
+    return {k: v for k, v in params.items() if v is not None or k == "random_state"}
 
 
 def spec_default(name: str):
@@ -142,7 +152,7 @@ def fit_or_reuse(train: pd.DataFrame, schema: Schema, spec: RunSpec, cache_root:
     model_dir = cached_model_dir(cache_root, fingerprint(train, schema, spec.model_params()))
     if is_cached(model_dir):
         return model_dir, True
-    params = dict(epochs=spec.epochs, batch_size=spec.batch_size, device=spec.device, random_state=spec.seed)
+    params = generator_params(spec.epochs, spec.batch_size, spec.device, spec.seed)
     model_class(spec.model)(**params, verbose=False).fit(train, schema).save(model_dir)
     return model_dir, False
 

@@ -78,8 +78,8 @@ def run_sequence(spec: RunSpec, places: Places, ops: Steps = PLAIN, artifact_key
 def synthesize(
     data: str,
     model: str = spec_default("model"),
-    epochs: int = spec_default("epochs"),
-    batch_size: int = spec_default("batch_size"),
+    epochs: int | None = spec_default("epochs"),
+    batch_size: int | None = spec_default("batch_size"),
     rows: int | None = spec_default("rows"),
     target: str | None = spec_default("target"),
     out: str = place_default("out"),
