@@ -117,7 +117,8 @@ def run_table(table: str, args, work: Path) -> list[dict]:
         except Exception as err:  # noqa: BLE001  (a failed model is a result; the run goes on)
             row.update(status="failed", error=one_line(err))
         print(f"  {model}: " + (f"fit {row['fit_s']:.1f} s, sample {row['sample_s']:.1f} s, detection "
-                                f"{row['detection_score']:.3f}, gate {row['gate']}" if row["status"] == "ok"
+                                f"{row['detection_score']:.3f}, gate {row['gate']}"
+                                + "".join(f"; {m}" for m in row["gate_failures"]) if row["status"] == "ok"
                                 else f"FAILED: {row['error']}"), flush=True)
         rows.append(row)
     return rows
