@@ -1,7 +1,11 @@
 """Train one generator and time it; runs in its own process (ours in .venv, the peer in bench/.peer-venv).
 
-    python bench/generator_runner.py --side ours|peer --model ctgan|tvae --train T.parquet --discrete a b ...
-        --epochs E --sample-rows N --out SYN.parquet [--turn-in FD --turn-out FD]
+    python bench/generator_runner.py --side ours|compiled|peer --model ctgan|tvae --train T.parquet
+        --discrete a b ... [--epochs E] --sample-rows N --out SYN.parquet [--turn-in FD --turn-out FD]
+
+Sides: ours (tabtwin, eager autograd), compiled (tabtwin with compile=True: torch.compile on the training
+modules; its first epoch carries the compile time), peer (the ctgan package). Without --epochs each side
+trains for its model's default length (300 epochs for both models on both sides).
 
 Prints one JSON line. Definitions, the same on both sides:
   preprocess_s  fitting the side's own encoder and encoding the training table, timed on its own
@@ -35,11 +39,11 @@ import torch
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--side", choices=["ours", "peer"], required=True)
+    ap.add_argument("--side", choices=["ours", "compiled", "peer"], required=True)
     ap.add_argument("--model", choices=["ctgan", "tvae"], required=True)
     ap.add_argument("--train", required=True)
     ap.add_argument("--discrete", nargs="*", default=[])
-    ap.add_argument("--epochs", type=int, required=True)
+    ap.add_argument("--epochs", type=int, default=None, help="default: the model's own default length")
     ap.add_argument("--batch-size", type=int, default=500)
     ap.add_argument("--sample-rows", type=int, default=100_000)
     ap.add_argument("--out", required=True)
@@ -136,8 +140,11 @@ def _ours(args, train):
     schema = infer_schema(train)
     TableEncoder(schema, random_state=args.seed).fit(train)  # warm-up, as on the peer side
     _, preprocess = _timed(lambda: TableEncoder(schema, random_state=args.seed).fit(train).transform(train))
-    model = model_class(args.model)(epochs=args.epochs, batch_size=args.batch_size, random_state=args.seed,
-                                    verbose=False, device="cpu")
+    cls = model_class(args.model)
+    epochs = cls().epochs if args.epochs is None else args.epochs
+    model = cls(epochs=epochs, batch_size=args.batch_size, random_state=args.seed, verbose=False, device="cpu",
+                compile=args.side == "compiled")
+    args.epochs = epochs
     clock = EpochClock(args.turns)
     progress = model._progress
     model._progress = lambda: clock.wrap(progress())
@@ -161,11 +168,14 @@ def _peer(args, train):
     preprocess()  # warm-up: the first call starts joblib workers; time the second, as fit's own call is warm too
     _, preprocess_s = _timed(preprocess)
     cls = CTGAN if args.model == "ctgan" else TVAE
-    kwargs = dict(epochs=args.epochs, batch_size=args.batch_size, enable_gpu=False)
+    kwargs = dict(batch_size=args.batch_size, enable_gpu=False)
+    if args.epochs is not None:
+        kwargs["epochs"] = args.epochs
     if args.model == "ctgan":
         kwargs["verbose"] = False
     model = cls(**kwargs)
     model.set_random_state(args.seed)
+    args.epochs = model._epochs if hasattr(model, "_epochs") else model.epochs
     clock = EpochClock(args.turns)
     for module in map(importlib.import_module, ("ctgan.synthesizers.ctgan", "ctgan.synthesizers.tvae")):
         module.tqdm = lambda iterable, _tqdm=module.tqdm, **kw: clock.wrap(_tqdm(iterable, **kw))
@@ -181,6 +191,7 @@ def _figures(args, preprocess, fit, sample, clock, version):
         "side": args.side, "model": args.model, "version": version, "epochs": args.epochs,
         "batch_size": args.batch_size, "preprocess_s": preprocess, "fit_s": fit,
         "epoch_s": clock.epochs, "s_per_epoch": clock.seconds_per_epoch(), "s_per_epoch_median": clock.median_epoch(),
+        "first_epoch_s": clock.epochs[0] if clock.epochs else None,
         "sample_rows": args.sample_rows,
         "sample_rows_per_s": args.sample_rows / sample,
     }

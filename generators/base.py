@@ -8,8 +8,20 @@ A generator subclass implements four hooks on encoded data, all on `self.device_
 - `_generate(n, cond, generator)` returns n raw encoded rows (probabilities / tanh values) under `cond`,
 - `_modules()` names the modules whose state_dict makes up the weights file.
 
+Optional hooks: `_extra_state()` / `_load_extra_state(state)` (JSON-able learned state beyond the weights),
+`_check_params()` (validate hyper-parameters at the start of `fit` and `load`; call super) and
+`_after_training(data)` (runs once the final weights, the best epoch's under early stopping, are in place).
+
+Generators follow scikit-learn's estimator contract (`sklearn.base.BaseEstimator`): hyper-parameters are
+`__init__` arguments stored as given, so `get_params` / `set_params` / `clone` work; they are validated in `fit`
+(a `TabtwinError` naming the parameter); learned state ends in `_` (`encoder_`, `layout_`, `history_`,
+`best_epoch_`, the networks).
+
 The base owns everything else: schema and encoder, seeding, conditions, decoding in large batches, and model
 files (`config.json` + `encoder.json` + `weights.pt`, a `state_dict` loaded with `weights_only=True`).
+
+Subnormal floats: each generator calls `zero_subnormals_(optimizers)` once per epoch, which keeps weights and
+Adam state out of the subnormal range where the CPU is ~250x slower; see that function for what was measured.
 """
 
 from __future__ import annotations
@@ -22,9 +34,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+import numbers
+from contextlib import contextmanager
+
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.base import BaseEstimator
 from torch.nn import functional as F
 
 from tabtwin.pipeline.conditions import find_value
@@ -34,8 +50,9 @@ from tabtwin.pipeline.errors import TabtwinError
 from tabtwin.pipeline.files import atomic_directory, write_json_atomic
 from tabtwin.pipeline.schema import Schema, infer_schema
 
+# 5: autograd training (same weight layout as 4; parameters no longer views of one flat buffer)
 # 4: the critic reads a pac group's data, then its conditions; 3: grouped columns, discrete spans last
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 # Rows generated and decoded per batch. A GPU wants large batches to stay busy; on a CPU, batches of a few
 # thousand rows keep each intermediate in cache and sample Adult about 1.5x faster than 50,000-row batches.
 SAMPLE_BATCH = {"cpu": 8192, "cuda": 50_000}
@@ -47,29 +64,61 @@ class ModelError(TabtwinError):
 
 
 def adam(params, **options) -> torch.optim.Adam:
-    """Adam with the fused kernel: one pass over each parameter instead of a dozen small ops (CPU and CUDA)."""
+    """Adam with the fused kernel: one pass over all parameters instead of a dozen small ops per tensor (CPU and
+    CUDA)."""
     return torch.optim.Adam(params, fused=True, **options)
 
 
-def flatten_parameters(params: list[torch.nn.Parameter]) -> torch.nn.Parameter:
-    """Move `params` into one flat buffer and return it as a Parameter whose .grad is their flat gradient.
+def zero_subnormals_(*optimizers: torch.optim.Optimizer) -> None:
+    """Set every subnormal float (0 < |x| < float32's smallest normal) in the optimizers' parameters and state
+    (Adam's moments) to zero, in place.
 
-    Each parameter becomes a view of the buffer, and its .grad a view of the flat gradient, so the modules work as
-    before (hand-written steps write into the .grad views; autograd accumulates into them in place) while the
-    optimizer steps a single tensor. At these network sizes Adam's per-tensor bookkeeping costs more than its
-    arithmetic: about half a millisecond a step for a dozen tensors on a CPU.
+    Why (measured on Adult, bench/RESULTS.md "Subnormal floats"): weights that get no gradient from the data (rows
+    of dead ReLU units and of latent dimensions the KL term switched off) are pulled to zero by the L2 term alone;
+    once their gradient is far below Adam's eps, each step shrinks them by a near-constant factor, into the
+    subnormal range, where rounding stalls them (0.9 x the smallest subnormal rounds back to it) instead of
+    reaching zero. They then stay subnormal for good, and so does their first moment; every matmul and Adam step
+    that touches them takes the CPU's slow path (about 250x per operation here). Zeroing them is what those
+    values were converging to; a weight that is exactly zero with no data gradient stays zero (its L2 gradient is
+    zero too). `torch.set_flush_denormal(True)` is no substitute: it sets only the calling thread's FTZ/DAZ flags,
+    not those of torch's other intra-op threads, so with 2 threads it removed only half the slowdown.
     """
-    flat = torch.cat([p.detach().reshape(-1) for p in params])
-    grad = torch.zeros_like(flat)
-    start = 0
-    for p in params:
-        stop = start + p.numel()
-        p.data = flat[start:stop].view_as(p)
-        p.grad = grad[start:stop].view_as(p)
-        start = stop
-    flat = torch.nn.Parameter(flat)
-    flat.grad = grad
-    return flat
+    tiny = torch.finfo(torch.float32).tiny
+    with torch.no_grad():
+        for optimizer in optimizers:
+            for group in optimizer.param_groups:
+                for param in group["params"]:
+                    tensors = [param, *(v for v in optimizer.state.get(param, {}).values() if torch.is_tensor(v))]
+                    for tensor in tensors:
+                        if tensor.is_floating_point() and tensor.dtype == torch.float32 and tensor.dim():
+                            tensor.masked_fill_(tensor.abs() < tiny, 0.0)
+
+
+@contextmanager
+def flush_denormals(enabled: bool = True):
+    """Flush subnormal floats to zero inside the block (`torch.set_flush_denormal(True)`), restoring the previous
+    mode afterwards.
+
+    Measured limit (bench/RESULTS.md, "Subnormal floats"): the FTZ/DAZ flags it sets belong to the calling thread
+    only, not to torch's other intra-op threads, so with 2 threads a matmul on subnormal weights ran only 2x
+    faster with it, against ~250x slower than on normal values without it. It is a mitigation; the fix at the
+    source is `zero_subnormals_` once per epoch, which every generator's training loop calls.
+    """
+    if not enabled:
+        yield
+        return
+    before = _flush_mode()
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(before)
+
+
+def _flush_mode() -> bool:
+    """Whether the calling thread flushes subnormals now: half the smallest normal float32 is then 0."""
+    tiny = torch.tensor([torch.finfo(torch.float32).tiny], dtype=torch.float32)
+    return bool((tiny * 0.5 == 0).item())
 
 
 def seed_everything(seed: int | None) -> None:
@@ -134,18 +183,32 @@ class SpanLayout:
         )
 
 
+# Softmax exponents are clamped from below at EXP_FLOOR (after the shift by the segment max): exp(-60) = 8.7e-27,
+# so a probability divided by its span's sum, and its products with gradients down to ~1e-11 in the backward,
+# stay normal float32s. Without it, the Gumbel-softmax (tau 0.2 multiplies logit gaps by 5) produced subnormal
+# probabilities by the hundred per CTGAN step after a few dozen epochs (bench/RESULTS.md, "Subnormal floats"),
+# and every op touching them (the division, the backward's products) took the CPU's slow path. A probability
+# below e^-60 is zero to float32 anyway next to the span's largest one (1 after the shift).
+EXP_FLOOR = -60.0
+
+
 def segment_log_softmax(logits: torch.Tensor, segment: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
-    """log-softmax of (rows, K) logits within each segment (columns sharing a `segment` id)."""
+    """log-softmax of (rows, K) logits within each segment (columns sharing a `segment` id).
+
+    The log-probabilities themselves are not clamped (a cross-entropy keeps its full gradient); only the terms
+    of the segment sums are floored at exp(EXP_FLOOR), where they cannot change the sum (whose largest term is 1).
+    """
     shifted = logits - segment_max(logits, segment, matrix) @ matrix.T
-    sums = torch.exp(shifted) @ matrix  # (rows, S)
+    sums = torch.exp(shifted.clamp_min(EXP_FLOOR)) @ matrix  # (rows, S)
     return shifted - torch.log(sums) @ matrix.T
 
 
 def segment_softmax(
     logits: torch.Tensor, segment: torch.Tensor, matrix: torch.Tensor, out: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """softmax of (rows, K) logits within each segment; fewer kernels than exp(segment_log_softmax)."""
-    e = torch.exp(logits - segment_max(logits, segment, matrix) @ matrix.T)
+    """softmax of (rows, K) logits within each segment; fewer kernels than exp(segment_log_softmax). Every
+    probability is at least exp(EXP_FLOOR) / span sum, a normal float32 (see EXP_FLOOR)."""
+    e = torch.exp((logits - segment_max(logits, segment, matrix) @ matrix.T).clamp_min(EXP_FLOOR))
     return torch.div(e, (e @ matrix) @ matrix.T, out=out)
 
 
@@ -246,11 +309,44 @@ def _find_value(values: list, wanted) -> int | None:
     return find_value(values, wanted)
 
 
+# ---------------------------------------------------------------------------------------------- validation
+
+
+def check_int(name: str, value, minimum: int = 1) -> None:
+    """Refuse `value` unless it is an integer (not a bool) >= minimum; the message names the parameter."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise TabtwinError(f"{name} must be {what}, got {value!r}")
+
+
+def check_float(name: str, value, minimum: float = 0.0, inclusive: bool = False, maximum: float | None = None) -> None:
+    """Refuse `value` unless it is a finite real number above `minimum` (or equal, with `inclusive`) and at most
+    `maximum`."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
+    ok = ok and (value >= minimum if inclusive else value > minimum) and (maximum is None or value <= maximum)
+    if not ok:
+        bound = f"{'>=' if inclusive else '>'} {minimum}" + ("" if maximum is None else f" and <= {maximum}")
+        raise TabtwinError(f"{name} must be a number {bound}, got {value!r}")
+
+
+def check_widths(name: str, value) -> None:
+    """Refuse `value` unless it is a sequence of positive integer layer widths."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise TabtwinError(f"{name} must be a list of positive integer layer widths, got {value!r}")
+    for width in value:
+        if isinstance(width, bool) or not isinstance(width, numbers.Integral) or width < 1:
+            raise TabtwinError(f"{name} must be a list of positive integer layer widths, got {value!r}")
+
+
 # ---------------------------------------------------------------------------------------------- base
 
 
-class SyntheticGenerator:
-    """Base class. Subclasses define `model_name`, `__init__` params, and the four hooks above."""
+class SyntheticGenerator(BaseEstimator):
+    """Base class. Subclasses define `model_name`, `__init__` params (stored as given), and the hooks above.
+
+    `get_params` / `set_params` come from scikit-learn's BaseEstimator, which reads the parameter names from
+    the subclass's `__init__` signature; `save` writes them to config.json and `load` passes them back.
+    """
 
     model_name: ClassVar[str] = ""
     registry: ClassVar[dict[str, type[SyntheticGenerator]]] = {}
@@ -260,18 +356,13 @@ class SyntheticGenerator:
         if cls.model_name:
             SyntheticGenerator.registry[cls.model_name] = cls
 
-    # Subclasses list their constructor params here so `get_params`/save/load can round-trip them.
-    def get_params(self) -> dict:
-        import inspect
-
-        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
-        return {name: getattr(self, name) for name in names}
-
     # ------------------------------------------------------------------------------------------ fit
 
     def fit(self, df: pd.DataFrame, schema: Schema | None = None) -> SyntheticGenerator:
+        """Fit the encoder and train the networks on `df` (rows, columns); returns self."""
         if not isinstance(df, pd.DataFrame) or len(df) == 0:
             raise TabtwinError("fit needs a non-empty table (a pandas DataFrame)")
+        self._check_params()
         self.device_ = resolve_device(self.device)
         seed_everything(self.random_state)
         schema = schema or infer_schema(df)
@@ -282,15 +373,36 @@ class SyntheticGenerator:
         self.layout_ = SpanLayout.from_spans(self.encoder_.output_info, self.device_)
         self._build(self.encoder_.output_dim)
         self.history_ = []
+        self.best_epoch_ = None
         data, self._validation = self._split_validation(data)
         self._best = None
-        self._train(data, self._progress())
-        if self._best is not None:  # early stopping: keep the weights of the best validation epoch
-            for name, module in self._modules().items():
-                module.load_state_dict(self._best["weights"][name])
-            self.best_epoch_ = self._best["epoch"]
-        del self._validation, self._best
+        try:
+            self._train(data, self._progress())
+            if self._best is not None:  # early stopping: keep the weights of the best validation epoch
+                for name, module in self._modules().items():
+                    module.load_state_dict(self._best["weights"][name])
+                self.best_epoch_ = self._best["epoch"]
+            self._after_training(data)  # with the final weights in place
+        finally:
+            del self._validation, self._best
         return self
+
+    def _check_params(self) -> None:
+        """Validate the hyper-parameters every generator has (those it has); subclasses add theirs and call super.
+
+        Runs at the start of `fit` (and in `load`), never in `__init__`: scikit-learn's contract stores
+        parameters as given, so `set_params` and `clone` see exactly what the caller passed.
+        """
+        for name in ("epochs", "early_stopping"):
+            if hasattr(self, name):
+                check_int(name, getattr(self, name), minimum=0)
+        if hasattr(self, "batch_size"):
+            check_int("batch_size", self.batch_size)
+        if not isinstance(getattr(self, "device", "auto"), str):
+            raise TabtwinError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
+        seed = getattr(self, "random_state", None)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
+            raise TabtwinError(f"random_state must be None or a non-negative integer, got {seed!r}")
 
     # ------------------------------------------------------------------------------------------ epochs
 
@@ -372,8 +484,7 @@ class SyntheticGenerator:
         self._check_fitted()
         target = Path(path)
         with atomic_directory(target) as staging:
-            # Clones: a trained model's parameters are views of one flat buffer (see `flatten_parameters`), and
-            # torch.save would write each view's whole buffer.
+            # Clones: torch.save writes a view's whole storage, and a parameter may be a view of a larger buffer.
             weights = {n: {k: v.clone() for k, v in m.state_dict().items()} for n, m in self._modules().items()}
             torch.save(weights, staging / "weights.pt")
             config = {
@@ -396,15 +507,28 @@ class SyntheticGenerator:
             raise ModelError(f"{path} holds a {config.get('model')!r} model, not {cls.model_name or 'a known one'}")
         try:
             model = model_cls(**{**config["params"], "device": device})
-            model.encoder_ = TableEncoder.load(path / "encoder.json")
+            model.encoder_ = model_cls._load_encoder(path / "encoder.json")
         except (TypeError, KeyError, TabtwinError) as err:
             raise ModelError(f"{path} is not a valid model directory ({err}); refit the model") from None
         model.device_ = resolve_device(device)
-        model.layout_ = SpanLayout.from_spans(model.encoder_.output_info, model.device_)
-        model._build(model.encoder_.output_dim)
+        try:
+            model._check_params()
+        except TabtwinError as err:
+            raise ModelError(f"{path} holds invalid parameters ({err}); refit the model") from None
+        model._build_loaded()
         model._load_extra_state(config.get("state", {}))
         model._load_weights(path / "weights.pt", config.get("weights_sha256"))
         return model
+
+    @classmethod
+    def _load_encoder(cls, path: Path):
+        """Read the fitted encoder saved beside the weights (a generator with another encoder overrides this)."""
+        return TableEncoder.load(path)
+
+    def _build_loaded(self) -> None:
+        """Rebuild the networks of a loaded model from its encoder, before the weights go in."""
+        self.layout_ = SpanLayout.from_spans(self.encoder_.output_info, self.device_)
+        self._build(self.encoder_.output_dim)
 
     def _load_weights(self, path: Path, sha256: str | None) -> None:
         if path.is_file() and sha256 and _sha256(path) != sha256:
@@ -432,6 +556,10 @@ class SyntheticGenerator:
 
     def _modules(self) -> dict[str, torch.nn.Module]:
         raise NotImplementedError
+
+    def _after_training(self, data: torch.Tensor) -> None:
+        """Learned state computed from the final weights (the best epoch's under early stopping), on the
+        training rows `data` (encoder order). Default: nothing."""
 
     def _extra_state(self) -> dict:
         """JSON-able learned state beyond the weights (e.g. category frequencies)."""

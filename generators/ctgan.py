@@ -10,14 +10,13 @@
 - The networks see the encoded columns grouped (see `SpanLayout`), so the output splits into slices and the
   conditional block is the trailing columns; generated rows are put back in the encoder's order at the end.
 
-Training steps are written out by hand, forward and backward, for both networks (`Critic.step_gradients`,
-`Critic.generator_pass`, `Generator.train_forward` / `train_backward`, `activate_backward`,
-`ConditionSampler.condition_gradient`; each is tested against autograd). No autograd graph is built; every
-large intermediate lives in a `Workspace` allocated once per fit; and the layouts are chosen so that nothing is
-concatenated: the generator writes each block's output beside its input in one activation buffer (CTGAN's
-concatenations, for free), the Gumbel-softmax writes the fake rows straight into the critic's input buffer, and
-the sampler writes the conditions there too. The networks' functions, initialisation and losses are CTGAN's;
-`forward` of each module is that definition through autograd, used for sampling and by the tests.
+Training is autograd on the modules' `forward` (the definitions): each step is loss -> `backward()` ->
+Adam, and the gradient penalty takes the critic's input gradient with `torch.autograd.grad(create_graph=True)`.
+What keeps it fast needs no hand-written backward: the training matrix stays on the device as one tensor; the
+condition sampler is a few tensor ops; every softmax span goes through one segment softmax (`SpanLayout`);
+Adam is the fused kernel; the critic scores real and fake groups as one batch; and the generator's step reuses
+the generator pass the critic just judged (as PyTorch's DCGAN example does), one generator forward per step.
+The networks' functions, initialisation and losses are CTGAN's.
 
 Several conditions at once: with probability `multi_condition_rate` per extra discrete column, a training
 condition also fixes that column to the value it has in the sampled real row, so combinations seen in the data
@@ -29,7 +28,6 @@ into the output, so every row satisfies the conditions exactly.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -41,22 +39,22 @@ from tabtwin.generators.base import (
     SyntheticGenerator,
     activate,
     adam,
-    flatten_parameters,
+    check_float,
+    check_int,
+    check_widths,
     segment_log_softmax,
-    segment_max,
-    segment_softmax,
+    zero_subnormals_,
 )
 from tabtwin.pipeline.errors import TabtwinError
 
 
 class Generator(nn.Module):
-    """CTGAN's residual MLP: block i is Linear -> BatchNorm -> ReLU, and its output is concatenated in front of
-    its input, so block i reads [h_(i-1), ..., h_1, x] and the output layer reads [h_k, ..., h_1, x].
+    """CTGAN's residual generator (Xu et al. 2019): block i is Linear -> BatchNorm -> ReLU, and its output is
+    concatenated in front of its input, so block i reads [h_(i-1), ..., h_1, x] and the output layer reads
+    [h_k, ..., h_1, x].
 
-    `forward` is that definition, through autograd. Training uses `train_forward` and `train_backward`: the
-    concatenations live side by side in one buffer, [h_k | ... | h_1 | x], so each layer reads a slice of it
-    with one matmul and every output is written where its readers expect it; each weight's gradient is one
-    matmul, and batch norm runs through ATen's own forward and backward kernels.
+    Input (rows, embedding_dim + cond_dim): noise, then the conditional vector. Output (rows, data_dim): raw
+    values in grouped column order (see `SpanLayout`), before tanh / Gumbel-softmax (`activate`).
     """
 
     def __init__(self, in_dim: int, hidden: tuple[int, ...], out_dim: int):
@@ -72,69 +70,21 @@ class Generator(nn.Module):
             x = torch.cat([torch.relu(norm(linear(x))), x], dim=1)
         return self.out(x)
 
-    def train_forward(self, work: Workspace) -> torch.Tensor:
-        """Raw output for the batch whose input (noise, then condition) is in `work.acts`' last columns, with
-        batch norm in training mode (batch statistics; running statistics updated); keeps in `work` what
-        `train_backward` needs."""
-        acts, start = work.acts, sum(self.hidden)
-        work.pre, work.saved = [], []
-        for linear, norm, width in zip(self.blocks, self.norms, self.hidden):
-            pre = torch.addmm(linear.bias, acts[:, start:], linear.weight.t())
-            normed, mean, invstd = torch.native_batch_norm(
-                pre, norm.weight, norm.bias, norm.running_mean, norm.running_var, True, norm.momentum, norm.eps
-            )
-            norm.num_batches_tracked.add_(1)
-            start -= width
-            torch.clamp_min(normed, 0.0, out=acts[:, start : start + width])  # ReLU, into its place
-            work.pre.append(pre)
-            work.saved.append((mean, invstd))
-        return torch.addmm(self.out.bias, acts, self.out.weight.t())
-
-    def train_backward(self, d_raw: torch.Tensor, work: Workspace) -> None:
-        """Writes every parameter's .grad, given d loss / d raw output of the last `train_forward`."""
-        acts, total = work.acts, sum(self.hidden)
-        torch.mm(d_raw.t(), acts, out=_grad(self.out.weight))
-        torch.sum(d_raw, dim=0, out=_grad(self.out.bias))
-        d_acts = torch.mm(d_raw, self.out.weight[:, :total], out=work.d_acts)  # d loss / d every hidden output
-        start = 0  # newest block first: its output is the first columns
-        for i in reversed(range(len(self.hidden))):
-            linear, norm, width = self.blocks[i], self.norms[i], self.hidden[i]
-            out = slice(start, start + width)
-            d_normed = torch.ops.aten.threshold_backward(d_acts[:, out], acts[:, out], 0)
-            mean, invstd = work.saved[i]
-            d_pre, d_gamma, d_beta = torch.ops.aten.native_batch_norm_backward(
-                d_normed, work.pre[i], norm.weight, norm.running_mean, norm.running_var, mean, invstd, True,
-                norm.eps, [True, True, True],
-            )
-            _grad(norm.weight).copy_(d_gamma)
-            _grad(norm.bias).copy_(d_beta)
-            torch.mm(d_pre.t(), acts[:, start + width :], out=_grad(linear.weight))
-            torch.sum(d_pre, dim=0, out=_grad(linear.bias))
-            earlier = total - start - width  # columns of this block's input that are earlier blocks' outputs
-            if earlier:
-                d_acts[:, start + width :].addmm_(d_pre, linear.weight[:, :earlier])
-            start += width
-
 
 class Critic(nn.Module):
-    """PacGAN critic: `pac` rows are judged together, which penalises mode collapse.
+    """CTGAN's PacGAN critic (Xu et al. 2019): `pac` rows are judged together, which penalises mode collapse.
 
-    A pac group's input is its rows' data side by side, then their conditions side by side (CTGAN concatenates
-    each row's data and condition first; the two orders differ by a fixed permutation of the first layer's
-    columns, the same family of functions). Data and conditions enter through two weight matrices, `data_in`
-    and `cond_in`, together one linear layer initialised as CTGAN's; so nothing is concatenated, and the
-    generator's step takes an input gradient for the data alone.
-
-    Each hidden layer is Linear -> LeakyReLU(0.2) -> Dropout(0.5), as in CTGAN, written as the pre-activation
-    times a `_slope`: LeakyReLU(pre) = pre * (1 or 0.2), and dropout multiplies by 0 or 2, one random bit per
-    unit (see `random_bits`). Hidden layer 0 is the input layer; hidden layer i > 0 is `layers[i - 1]`; the
-    last of `layers` gives the score.
-
-    `forward` is the definition through autograd; training uses `step_gradients` (the critic's own step) and
-    `generator_pass` (the generator's loss and its gradient w.r.t. the generated data), both by hand.
+    Input: `data` (rows, data_dim) in grouped order and `cond` (rows, cond_dim) or None, rows a multiple of
+    `pac`; output: one score per pac group, (rows / pac, 1). A pac group's input is its rows' data side by side,
+    then their conditions side by side (CTGAN concatenates each row's data and condition first; the two orders
+    differ by a fixed permutation of the first layer's columns, the same family of functions). Data and
+    conditions enter through two weight matrices, `data_in` and `cond_in`, together one linear layer initialised
+    as CTGAN's, so nothing is concatenated. Each hidden layer is Linear -> LeakyReLU(0.2) -> Dropout(0.5), as in
+    CTGAN; the last of `layers` gives the score.
     """
 
-    negative_slope = 0.2  # dropout is 0.5: a unit is kept on one random bit
+    negative_slope = 0.2
+    dropout = 0.5
 
     def __init__(self, data_dim: int, cond_dim: int, hidden: tuple[int, ...], pac: int):
         super().__init__()
@@ -150,204 +100,27 @@ class Critic(nn.Module):
                 param.uniform_(-bound, bound)
 
     def forward(self, data: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        """Scores (groups, 1) of the pac groups of `data` (rows, data_dim) and `cond` (rows, cond_dim)."""
         groups = data.shape[0] // self.pac
-        pre = self._first(data.reshape(groups, -1), None if cond is None else cond.reshape(groups, -1))
-        h = pre * self._slope(pre.detach())
-        for linear in self.layers[:-1]:
-            pre = linear(h)
-            h = pre * self._slope(pre.detach())
-        return self.layers[-1](h)
-
-    def _first(self, data: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
-        """Pre-activation of the input layer for pac groups (groups, pac * data_dim) and (groups, pac * cond_dim)."""
-        pre = torch.addmm(self.data_in.bias, data, self.data_in.weight.t())
+        h = self.data_in(data.reshape(groups, -1))
         if self.cond_in is not None:
-            pre = torch.addmm(pre, cond, self.cond_in.weight.t())
-        return pre
-
-    def _slope(self, pre: torch.Tensor) -> torch.Tensor:
-        """d (LeakyReLU then dropout) / d pre at each unit: 1 or 0.2, times 0 or 2 (dropout 0.5) while training."""
-        if not self.training:
-            return torch.where(pre > 0, 1.0, self.negative_slope)
-        return torch.where(pre > 0, 2.0, 2.0 * self.negative_slope).mul_(random_bits(pre.shape, pre.device))
-
-    def _hidden(self, first_pre: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """The slopes and outputs of every hidden layer, from the input layer's pre-activation."""
-        slopes, outputs, pre = [], [], first_pre
-        for i in range(len(self.layers)):
-            if i:
-                pre = torch.addmm(self.layers[i - 1].bias, outputs[-1], self.layers[i - 1].weight.t())
-            slopes.append(self._slope(pre))
-            outputs.append(pre * slopes[-1])
-        return slopes, outputs
-
-    def _down(self, grad: torch.Tensor, slopes: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Gradients w.r.t. each hidden layer's pre-activation, given the gradient w.r.t. the last hidden output."""
-        d_pre = [None] * len(slopes)
-        for i in reversed(range(len(slopes))):
-            d_pre[i] = grad * slopes[i]
-            if i:
-                grad = d_pre[i] @ self.layers[i - 1].weight
-        return d_pre
-
-    def step_gradients(self, work: Workspace, gp_weight: float) -> torch.Tensor:
-        """WGAN-GP critic step by hand: writes every parameter's .grad for
-        mean(score(fake)) - mean(score(real)) + gp_weight * mean((|d score / d mixed| - 1)^2), with `mixed` a random
-        interpolation of each real and fake pac group, and returns the first term. The groups are the rows of
-        `work.critic_data` and `work.critic_cond`: real groups, then fake groups; the third block is overwritten.
-
-        Written out because it saves work autograd cannot see: the interpolated rows' input-layer pre-activation
-        is the interpolation of the real and fake ones (the layer is linear), so those rows never go through the
-        widest matmul; and each weight's two gradients (from the scores and from the penalty) come from one
-        matmul over stacked rows instead of two. A test compares it with autograd's double backward.
-        """
-        data, cond, groups = work.critic_data, work.critic_cond, work.groups
-        last = self.layers[-1]
-        alpha = torch.rand(groups, 1, device=data.device)  # one interpolation weight per pac group
-        pre = self._first(data[: 2 * groups], None if cond is None else cond[: 2 * groups])
-        slopes, outputs = self._hidden(pre)
-        score = torch.addmm(last.bias, outputs[-1], last.weight.t())
-        d_score = torch.full((2 * groups, 1), 1.0 / groups, device=data.device)  # d loss / d score: real, then fake
-        d_score[:groups] = -1.0 / groups
-        d_pre = self._down(d_score @ last.weight, slopes)
-        mixed_pre = torch.lerp(pre[groups:], pre[:groups], alpha)  # by linearity: the interpolated rows' pre
-        factors, arriving = self._penalty_backward(mixed_pre, gp_weight, work)
-        # The input layer's weights meet the real and fake rows (score term) and the penalty's d/dG rows (written
-        # into the third block of the same buffers) in one matmul each.
-        first = torch.cat([d_pre[0], factors[0]]).t()
-        torch.mm(first, data, out=_grad(self.data_in.weight))
-        if self.cond_in is not None:
-            torch.mm(first, cond, out=_grad(self.cond_in.weight))
-        torch.sum(d_pre[0], dim=0, out=_grad(self.data_in.bias))
-        for i, linear in enumerate(self.layers[:-1], start=1):
-            inputs = torch.cat([outputs[i - 1], arriving[i]])
-            torch.mm(torch.cat([d_pre[i], factors[i]]).t(), inputs, out=_grad(linear.weight))
-            torch.sum(d_pre[i], dim=0, out=_grad(linear.bias))
-        torch.addmm(arriving[-1].sum(dim=0, keepdim=True), d_score.t(), outputs[-1], out=_grad(last.weight))
-        torch.sum(d_score, dim=0, out=_grad(last.bias))
-        return (d_score * score).sum()  # mean fake score minus mean real score
-
-    def _penalty_backward(self, mixed_pre: torch.Tensor, gp_weight: float, work: Workspace):
-        """The gradient penalty on rows whose input-layer pre-activation is `mixed_pre`, differentiated bottom up.
-
-        The penalty's input gradient is G = u_0 W_0 with u_i = (u_(i+1) W_(i+1)) * s_i and u_top = w_top * s_top
-        (s: each hidden unit's slope, piecewise constant in the weights). Returns the factors u_i and what
-        arrives at each hidden layer's input from gp_weight * mean((|G| - 1)^2): d/dG itself (written into the
-        third block of `work.critic_data` / `critic_cond`), then at each later layer; the last is at w_top.
-        """
-        groups = work.groups
-        slopes, _ = self._hidden(mixed_pre)
-        factors = self._down(self.layers[-1].weight.expand(mixed_pre.shape[0], -1), slopes)
-        g_data = torch.mm(factors[0], self.data_in.weight, out=work.critic_data[2 * groups :])
-        squares = torch.linalg.vector_norm(g_data, dim=1, keepdim=True).square_()
-        g_cond = None
-        if self.cond_in is not None:
-            g_cond = torch.mm(factors[0], self.cond_in.weight, out=work.critic_cond[2 * groups :])
-            squares += torch.linalg.vector_norm(g_cond, dim=1, keepdim=True).square_()
-        norms = squares.sqrt_()
-        coef = (norms - 1) / norms.clamp_min(1e-12) * (2 * gp_weight / groups)
-        arriving = [g_data.mul_(coef)]  # d penalty / dG, in place
-        back = g_data @ self.data_in.weight.t()
-        if g_cond is not None:
-            back.addmm_(g_cond.mul_(coef), self.cond_in.weight.t())
-        arriving.append(back.mul_(slopes[0]))
-        for i, linear in enumerate(self.layers[:-1], start=1):
-            arriving.append((arriving[-1] @ linear.weight.t()).mul_(slopes[i]))
-        return factors, arriving
-
-    def generator_pass(self, work: Workspace) -> torch.Tensor:
-        """The generator's critic loss, -mean(score) of the fake groups (`work.critic_data` / `critic_cond`, second
-        block), by hand with new dropout masks; writes d loss / d fake rows into `work.d_fake`."""
-        groups = work.groups
-        data, cond = work.critic_data[groups : 2 * groups], None
-        if self.cond_in is not None:
-            cond = work.critic_cond[groups : 2 * groups]
-        slopes, outputs = self._hidden(self._first(data, cond))
-        last = self.layers[-1]
-        score = torch.addmm(last.bias, outputs[-1], last.weight.t())
-        d_first = self._down(last.weight.expand(groups, -1) * (-1.0 / groups), slopes)[0]
-        torch.mm(d_first, self.data_in.weight, out=work.d_fake.view(groups, -1))
-        return -score.mean()
+            h = torch.addmm(h, cond.reshape(groups, -1), self.cond_in.weight.t())
+        for linear in self.layers:
+            h = F.dropout(F.leaky_relu(h, self.negative_slope), self.dropout, self.training)
+            h = linear(h)
+        return h
 
 
-def _grad(param: nn.Parameter) -> torch.Tensor:
-    """The parameter's .grad, to be overwritten; created on first use (in training it is a view of a flat buffer)."""
-    if param.grad is None:
-        param.grad = torch.empty_like(param)
-    return param.grad
-
-
-def random_bits(shape: torch.Size, device: torch.device) -> torch.Tensor:
-    """0/1 float32 values of `shape`, each 1 with probability 1/2, 16 from each draw of the random generator.
-
-    On a CPU the generator's cost is per draw, so unpacking bits is many times cheaper than thresholding one
-    torch.rand float per unit; dropout masks are the critic's largest random draw.
-    """
-    n = math.prod(shape)
-    words = torch.randint(0, 1 << 16, ((n + 15) // 16, 1), dtype=torch.int32, device=device)
-    shifts = torch.arange(16, dtype=torch.int32, device=device)
-    bits = words.bitwise_right_shift(shifts).bitwise_and_(1)
-    return bits.view(-1)[:n].view(shape).float()
-
-
-def activate_backward(
-    activated: torch.Tensor, d_activated: torch.Tensor, layout: SpanLayout, tau: float
-) -> torch.Tensor:
-    """d loss / d raw, given the Gumbel-softmax output of `activate` and d loss / d that output: tanh' = 1 - t^2 on the
-    value columns; on each softmax span, p * (g - sum over the span of g * p) / tau."""
-    v, matrix = layout.n_values, layout.softmax_matrix
-    d_raw = torch.empty_like(activated)
-    t = activated[:, :v]
-    torch.addcmul(d_activated[:, :v], d_activated[:, :v], t * t, value=-1.0, out=d_raw[:, :v])
-    p, g = activated[:, v:], d_activated[:, v:]
-    weighted = torch.mul(p, g).mul_(1.0 / tau)
-    torch.addcmul(weighted, p, (weighted @ matrix) @ matrix.T, value=-1.0, out=d_raw[:, v:])
-    return d_raw
-
-
-@dataclass
-class Workspace:
-    """The buffers of one training batch, allocated once per fit and reused by every step.
-
-    Fresh tensors of this size would be allocated (and their memory faulted in) every step; and the layouts let
-    one stage write its output where the next one reads it, with no concatenation: the generator's activations
-    side by side (see `Generator`), the fake rows straight into the critic's input (pac groups of a contiguous
-    (batch, data_dim) block are rows of (groups, pac * data_dim)), the conditions likewise.
-    """
-
-    batch: int
-    groups: int
-    critic_data: torch.Tensor  # (3 * groups, pac * data_dim): real groups, fake groups, the penalty's d/dG
-    critic_cond: torch.Tensor | None  # (3 * groups, pac * cond_dim), the same blocks
-    acts: torch.Tensor  # (batch, hidden widths + embedding + cond): [h_k | ... | h_1 | noise | condition]
-    d_acts: torch.Tensor  # (batch, hidden widths)
-    d_fake: torch.Tensor  # (batch, data_dim)
-    noise: torch.Tensor  # (batch, embedding)
-
-    @classmethod
-    def allocate(cls, batch, pac, data_dim, cond_dim, embedding, hidden, device) -> Workspace:
-        groups = batch // pac
-        return cls(
-            batch=batch,
-            groups=groups,
-            critic_data=torch.zeros(3 * groups, pac * data_dim, device=device),
-            critic_cond=torch.zeros(3 * groups, pac * cond_dim, device=device) if cond_dim else None,
-            acts=torch.zeros(batch, sum(hidden) + embedding + cond_dim, device=device),
-            d_acts=torch.zeros(batch, sum(hidden), device=device),
-            d_fake=torch.zeros(batch, data_dim, device=device),
-            noise=torch.zeros(batch, embedding, device=device),
-        )
-
-    def generator_input(self, part: int) -> torch.Tensor:
-        """The columns of `acts` that hold the generator's input: part 0 the noise, part 1 the condition."""
-        start = self.d_acts.shape[1] + part * self.noise.shape[1]  # after the hidden outputs
-        return self.acts[:, start : start + self.noise.shape[1]] if part == 0 else self.acts[:, start:]
-
-    def block(self, buffer: torch.Tensor, index: int) -> torch.Tensor:
-        """Block `index` (0 real, 1 fake) of a critic buffer, as (batch, width) rows."""
-        return buffer[index * self.groups : (index + 1) * self.groups].view(self.batch, -1)
-
+def gradient_penalty(critic: nn.Module, data: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+    """WGAN-GP's penalty (Gulrajani et al. 2017, as in CTGAN): mean over pac groups of (|d score / d input| - 1)^2,
+    the input being a group's data and conditions together. `data` (rows, data_dim) and `cond` (rows, cond_dim)
+    are interpolated rows; the gradient goes through `torch.autograd.grad(create_graph=True)` so the penalty's own
+    gradient reaches the critic's weights."""
+    inputs = [data.requires_grad_(True)] + ([] if cond is None else [cond.requires_grad_(True)])
+    scores = critic(data, cond)
+    grads = torch.autograd.grad(scores.sum(), inputs, create_graph=True)
+    groups = data.shape[0] // critic.pac
+    squares = sum(g.reshape(groups, -1).square().sum(dim=1) for g in grads)
+    return ((squares.sqrt() - 1) ** 2).mean()
 
 class ConditionSampler:
     """Draws conditional vectors (and matching real rows) over the discrete columns, all on the device.
@@ -434,21 +207,6 @@ class ConditionSampler:
         per_column = -(cond * log_probs) @ self.matrix  # (B, C)
         return (per_column * mask).sum() / raw.shape[0]
 
-    def condition_gradient(self, raw: torch.Tensor, cond: torch.Tensor, mask: torch.Tensor, d_raw: torch.Tensor):
-        """`condition_loss` by hand: returns the loss and adds its gradient, (softmax - cond) / rows on each fixed
-        column's span, into d_raw's trailing columns."""
-        rows = raw.shape[0]
-        logits = raw[:, raw.shape[1] - self.cond_dim :]
-        shifted = logits - segment_max(logits, self.segment, self.matrix) @ self.matrix.T
-        exps = torch.exp(shifted)
-        sums = exps @ self.matrix  # (rows, C)
-        fixed = mask.to(raw.dtype)
-        loss = ((torch.log(sums) - (cond * shifted) @ self.matrix) * fixed).sum() / rows
-        weight = fixed / (sums * rows)  # per row and column: 1 / (rows * sum exp) where fixed, else 0
-        d_cond = d_raw[:, raw.shape[1] - self.cond_dim :]
-        d_cond.addcmul_(exps, weight @ self.matrix.T).sub_(cond * (fixed @ self.matrix.T), alpha=1.0 / rows)
-        return loss
-
     def _one_hot(self, codes: torch.Tensor, mask: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         if out is None:
             out = torch.empty(codes.shape[0], self.cond_dim, device=self.device)
@@ -459,6 +217,19 @@ class ConditionSampler:
 
 
 class CTGAN(SyntheticGenerator):
+    """CTGAN (Xu et al. 2019, "Modeling Tabular data using Conditional GAN") with the published defaults.
+
+    Parameters are stored as given and validated in `fit` (scikit-learn's contract). `generator_dim` and
+    `discriminator_dim` are the hidden widths; `batch_size` must be a multiple of `pac`; `discriminator_steps`
+    critic updates per generator update; `tau` the Gumbel-softmax temperature; `gp_weight` the gradient
+    penalty's weight; `multi_condition_rate` see the module docstring; `early_stopping` a patience in epochs on
+    the validation distance (0 = off); `compile` wraps the generator and the critic with `torch.compile` for
+    training (opt-in: the first steps pay the compile time, see bench/RESULTS.md; the gradient penalty's double
+    backward runs on the eager critic, since compiled graphs do not support it).
+
+    Learned state: `encoder_`, `layout_`, `generator_`, `critic_`, `sampler_`, `history_`, `best_epoch_`.
+    """
+
     model_name = "ctgan"
 
     def __init__(
@@ -478,6 +249,7 @@ class CTGAN(SyntheticGenerator):
         multi_condition_rate: float = 0.1,
         epochs: int = 300,
         early_stopping: int = 0,
+        compile: bool = False,
         device: str = "auto",
         random_state: int | None = None,
         verbose: bool = True,
@@ -496,16 +268,31 @@ class CTGAN(SyntheticGenerator):
         self.gp_weight = gp_weight
         self.multi_condition_rate = multi_condition_rate
         self.epochs = epochs
-        self.early_stopping = early_stopping  # patience in epochs on the validation distance; 0 = off
+        self.early_stopping = early_stopping
+        self.compile = compile
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
 
     # ------------------------------------------------------------------------------------------ hooks
 
-    def _build(self, data_dim: int) -> None:
+    def _check_params(self) -> None:
+        super()._check_params()
+        for name in ("embedding_dim", "pac", "discriminator_steps"):
+            check_int(name, getattr(self, name))
+        check_widths("generator_dim", self.generator_dim)
+        check_widths("discriminator_dim", self.discriminator_dim)
+        if len(self.discriminator_dim) == 0:
+            raise TabtwinError("discriminator_dim needs at least one hidden layer width")
+        for name in ("generator_lr", "discriminator_lr", "tau"):
+            check_float(name, getattr(self, name))
+        for name in ("generator_decay", "discriminator_decay", "gp_weight"):
+            check_float(name, getattr(self, name), inclusive=True)
+        check_float("multi_condition_rate", self.multi_condition_rate, inclusive=True, maximum=1.0)
         if self.batch_size % self.pac:
             raise TabtwinError(f"batch_size ({self.batch_size}) must be a multiple of pac ({self.pac})")
+
+    def _build(self, data_dim: int) -> None:
         cond_dim = self.layout_.condition_width
         self.generator_ = Generator(self.embedding_dim + cond_dim, tuple(self.generator_dim), data_dim)
         self.critic_ = Critic(data_dim, cond_dim, tuple(self.discriminator_dim), self.pac)
@@ -529,65 +316,84 @@ class CTGAN(SyntheticGenerator):
     def _train(self, data: torch.Tensor, progress) -> None:
         data = data[:, self.layout_.grouped]  # the networks see grouped columns (see SpanLayout)
         self.sampler_ = ConditionSampler.from_data(data, self.layout_)
-        # Each network's parameters in one flat buffer, so each Adam step is one fused kernel over one tensor.
-        generator_flat = flatten_parameters(list(self.generator_.parameters()))
-        critic_flat = flatten_parameters(list(self.critic_.parameters()))
-        opt_g = adam([generator_flat], lr=self.generator_lr, betas=(0.5, 0.9), weight_decay=self.generator_decay)
-        opt_d = adam([critic_flat], lr=self.discriminator_lr, betas=(0.5, 0.9), weight_decay=self.discriminator_decay)
-        work = Workspace.allocate(
-            self.batch_size, self.pac, data.shape[1], self.sampler_.cond_dim, self.embedding_dim,
-            self.generator_.hidden, self.device_,
-        )
+        opt_g = adam(self.generator_.parameters(), lr=self.generator_lr, betas=(0.5, 0.9),
+                     weight_decay=self.generator_decay)
+        opt_d = adam(self.critic_.parameters(), lr=self.discriminator_lr, betas=(0.5, 0.9),
+                     weight_decay=self.discriminator_decay)
+        generator, critic = self.generator_, self.critic_
+        if self.compile:
+            generator, critic = torch.compile(generator), torch.compile(critic)
         steps = max(len(data) // self.batch_size, 1)
         self.generator_.train()
         self.critic_.train()
-        with torch.no_grad():  # every gradient is written by hand
-            for epoch in progress:
-                totals = torch.zeros(2, device=self.device_)
-                for _ in range(steps):
-                    for _ in range(self.discriminator_steps):  # the generator's step reuses the last batch
-                        raw, cond, mask = self._fake_batch(data, work)
-                        loss_d = self.critic_.step_gradients(work, self.gp_weight)
-                        opt_d.step()
-                    loss_g = self._generator_step(raw, cond, mask, work)
-                    opt_g.step()
-                    totals += torch.stack([loss_g, loss_d])
-                loss_g, loss_d = (totals / steps).tolist()  # one device sync per epoch
-                if self._after_epoch(progress, epoch, {"generator_loss": loss_g, "critic_loss": loss_d}):
-                    break
+        for epoch in progress:
+            totals = torch.zeros(2, device=self.device_)
+            for _ in range(steps):
+                for d in range(self.discriminator_steps):
+                    # Only the last batch's generator pass is kept for the generator's step (see _generator_step).
+                    with torch.set_grad_enabled(d == self.discriminator_steps - 1):
+                        batch = self._fake_batch(data, generator)
+                    loss_d = self._critic_step(batch, critic, opt_d)
+                loss_g = self._generator_step(batch, critic, opt_g)
+                totals += torch.stack([loss_g, loss_d])
+            zero_subnormals_(opt_g, opt_d)  # see there: weights decaying to zero stall as subnormals
+            loss_g, loss_d = (totals / steps).tolist()  # one device sync per epoch
+            if self._after_epoch(progress, epoch, {"generator_loss": loss_g, "critic_loss": loss_d}):
+                break
 
-    def _fake_batch(self, data: torch.Tensor, work: Workspace):
-        """Draw conditions and real rows, generate fake rows; fills the critic's real and fake blocks in `work`.
+    def _fake_batch(self, data: torch.Tensor, generator: nn.Module) -> dict:
+        """Conditions, matching real rows and generated rows for one step.
 
-        Returns the generator's raw output and the conditions (cond and mask are None without discrete columns).
-        Real rows are paired with a shuffled copy of the conditions, as in CTGAN: both sides see the same
+        Returns a dict: `real` (B, data_dim) real rows and `real_cond` their conditions, `fake` (B, data_dim)
+        Gumbel-softmax output of the generator under `cond` (B, cond_dim), `mask` (B, columns) which columns each
+        condition fixes, `raw` (B, data_dim) the generator's raw output (conditions are None without discrete
+        columns). Real rows are paired with a shuffled copy of the conditions, as in CTGAN: both sides see the same
         condition distribution, and each real row matches its own condition.
         """
-        has_cond = work.critic_cond is not None
-        fake_cond = work.block(work.critic_cond, 1) if has_cond else None
-        cond, mask, rows = self.sampler_.sample_for_training(self.batch_size, self.multi_condition_rate, fake_cond)
+        cond, mask, rows = self.sampler_.sample_for_training(self.batch_size, self.multi_condition_rate)
         perm = torch.randperm(self.batch_size, device=self.device_)
-        torch.index_select(data, 0, rows[perm], out=work.block(work.critic_data, 0))
-        torch.randn(work.noise.shape, device=self.device_, out=work.noise)
-        work.generator_input(0).copy_(work.noise)  # the generator reads [noise | condition]
-        if has_cond:
-            torch.index_select(cond, 0, perm, out=work.block(work.critic_cond, 0))
-            work.generator_input(1).copy_(cond)
-        raw = self.generator_.train_forward(work)
-        activate(raw, self.layout_, tau=self.tau, out=work.block(work.critic_data, 1))
-        return raw, cond, mask
+        real = data[rows[perm]]
+        noise = torch.randn(self.batch_size, self.embedding_dim, device=self.device_)
+        raw = generator(noise if cond is None else torch.cat([noise, cond], dim=1))
+        fake = activate(raw, self.layout_, tau=self.tau)
+        real_cond = None if cond is None else cond[perm]
+        return {"real": real, "real_cond": real_cond, "fake": fake, "cond": cond, "mask": mask, "raw": raw}
 
-    def _generator_step(self, raw, cond, mask, work: Workspace) -> torch.Tensor:
-        """Gradients of the generator's loss on the batch the critic just saw, scored by the updated critic.
+    def _critic_step(self, batch: dict, critic: nn.Module, optimizer: torch.optim.Optimizer) -> torch.Tensor:
+        """One WGAN-GP critic update: mean(score(fake)) - mean(score(real)) + gp_weight * penalty; real and fake
+        groups are scored as one batch. Returns the first term (detached)."""
+        real, fake = batch["real"], batch["fake"].detach()
+        real_cond, fake_cond = batch["real_cond"], batch["cond"]
+        groups = self.batch_size // self.pac
+        both = torch.cat([real, fake])
+        both_cond = None if fake_cond is None else torch.cat([real_cond, fake_cond])
+        scores = critic(both, both_cond)
+        loss = scores[groups:].mean() - scores[:groups].mean()
+        # One interpolation weight per pac group, spread over the group's rows.
+        alpha = torch.rand(groups, 1, device=self.device_).repeat_interleave(self.pac, dim=0)
+        mixed = torch.lerp(fake, real, alpha)
+        mixed_cond = None if fake_cond is None else torch.lerp(fake_cond, real_cond, alpha)
+        penalty = gradient_penalty(self.critic_, mixed, mixed_cond)  # eager: compiled graphs lack double backward
+        optimizer.zero_grad(set_to_none=True)
+        (loss + self.gp_weight * penalty).backward()
+        optimizer.step()
+        return loss.detach()
 
-        Reusing that forward pass (as PyTorch's DCGAN example does) saves a generator pass per step.
-        """
-        loss = self.critic_.generator_pass(work)
-        d_raw = activate_backward(work.block(work.critic_data, 1), work.d_fake, self.layout_, self.tau)
-        if cond is not None:
-            loss = loss + self.sampler_.condition_gradient(raw, cond, mask, d_raw)
-        self.generator_.train_backward(d_raw, work)
-        return loss
+    def _generator_step(self, batch: dict, critic: nn.Module, optimizer: torch.optim.Optimizer) -> torch.Tensor:
+        """One generator update on the batch the critic just judged, scored by the updated critic: -mean(score)
+        plus the condition's cross-entropy. Reusing the batch's generator pass (as PyTorch's DCGAN example does)
+        saves one generator forward per step. Returns the loss (detached)."""
+        self.critic_.requires_grad_(False)  # no weight gradients for the critic in this step
+        try:
+            loss = -critic(batch["fake"], batch["cond"]).mean()
+        finally:
+            self.critic_.requires_grad_(True)
+        if batch["cond"] is not None:
+            loss = loss + self.sampler_.condition_loss(batch["raw"], batch["cond"], batch["mask"])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
 
     @torch.no_grad()
     def _generate(self, n: int, plan: ConditionPlan | None, generator: torch.Generator) -> torch.Tensor:

@@ -10,14 +10,27 @@ Loss per batch = loss_factor * reconstruction + KL, both summed over columns and
 reconstruction is (x - tanh(out))^2 / (2 sigma^2) + log sigma on value spans plus the cross-entropy of each
 softmax span against its one-hot, and KL is that of q(z|x) from N(0, I). All softmax spans are handled at once
 by segment softmax over the grouped columns (see `SpanLayout`), so a step costs the same few kernels whatever
-the table's width. The step's forward and backward passes are written out by hand (`_step_gradients`; a test
-checks them against autograd on `_row_losses`): the cross-entropy's gradient is softmax - x, the Gaussian's and
-the KL's one expression each, no graph is built, the softmax takes no per-span max (logits are clamped, see
-LOGIT_BOUND), and the loss is kept as seven running sums that `_losses` combines once per epoch. Parameters are
-views of one flat buffer, so Adam is one fused kernel. The training matrix stays on the device; each epoch is a
-`randperm` on the device, one shuffled copy and slices of it, `n // batch` full batches of `min(batch_size, n)`
-rows (the remainder, different each epoch, is skipped, as with drop_last); the only host sync is the loss read
-once per epoch.
+the table's width.
+
+Training is autograd on the modules' `forward` (the definitions): `_batch_loss` -> `backward()` -> fused Adam
+(Kingma & Ba, with L2 `l2scale` as in the paper's code), then log sigma is clamped to its bounds. The training
+matrix stays on the device; each epoch is a `randperm` on the device, one shuffled copy and slices of it,
+`n // batch` full batches of `min(batch_size, n)` rows (the remainder, different each epoch, is skipped, as with
+drop_last); the only host sync is the loss read once per epoch. Shapes: x (rows, data_dim) grouped, mu and
+logvar (rows, embedding_dim), the decoder's output (rows, data_dim).
+
+Subnormal floats (issue #10: on Adult the hand-written version slowed from 6.9 to 1.9 epochs/s over 100
+epochs). Measured with a probe that counts subnormal values in parameters, gradients, Adam's moments and every
+op's output during training (bench/RESULTS.md, "Subnormal floats"): they come from the encoder's weights and
+their Adam first moments, in rows that get no gradient from the data (dead ReLU units in `encoder.net`, and
+latent dimensions the KL term has switched off in `encoder.head`). The L2 term alone pulls those weights to
+zero; once their gradient is far below Adam's eps, each step shrinks them by a near-constant factor into the
+subnormal range, where rounding stalls them (0.9 x the smallest subnormal rounds back to it), so they never
+reach zero and their count only grows (none at epoch 20, 27 at epoch 29, 419 weights and 1,908 first moments at
+epoch 149). Every matmul and Adam step touching them takes the CPU's slow path. The fix, at that source: once
+per epoch `base.zero_subnormals_` sets subnormal weights and optimizer state to the zero they were converging
+to (zero at every epoch's end afterwards, at no measurable cost). `torch.set_flush_denormal(True)` is not
+enough on its own: it sets the FTZ/DAZ flags of the calling thread only, not of torch's other intra-op threads.
 
 Sampling is ancestral: z ~ N(0, I), then x ~ p(x|z). Softmax spans are drawn with the Gumbel-max trick (the
 base decodes by argmax); value spans are tanh(out) plus sigma-scaled Gaussian noise, clipped to [-1, 1]. The
@@ -55,8 +68,11 @@ from tabtwin.generators.base import (
     SyntheticGenerator,
     activate,
     adam,
-    flatten_parameters,
+    check_float,
+    check_int,
+    check_widths,
     segment_log_softmax,
+    zero_subnormals_,
 )
 from tabtwin.pipeline.errors import TabtwinError
 
@@ -64,10 +80,6 @@ MIN_CONDITION_ROWS = 5  # a value needs this many training rows for its latent G
 SIGMA_MIN, SIGMA_MAX = 0.01, 1.0
 LOG_SIGMA_MIN, LOG_SIGMA_MAX = math.log(SIGMA_MIN), math.log(SIGMA_MAX)
 INFERENCE_BATCH = 10_000  # rows per encoder/decoder pass outside training
-# Softmax logits are clamped to +-LOGIT_BOUND in the loss, straight through (the clamp's gradient is taken as 1):
-# exp then stays inside float32's normal range without a per-span max. A logit this far out means probabilities
-# of e^-120 within its span; the decoder's logits stay far inside it.
-LOGIT_BOUND = 60.0
 _VAR_FLOOR = 1e-4  # keeps per-value latent precisions finite when a latent dimension is constant
 
 
@@ -79,47 +91,9 @@ def _mlp(in_dim: int, dims) -> tuple[nn.Sequential, int]:
     return nn.Sequential(*layers), in_dim
 
 
-def _linears(net: nn.Sequential) -> list[nn.Linear]:
-    return [m for m in net if isinstance(m, nn.Linear)]
-
-
-def _forward(layers: list[nn.Linear], x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Linear layers with a ReLU between each and the next, as `_mlp` and a last linear build them: the input of
-    every layer (what the backward pass needs) and the output."""
-    inputs = []
-    for i, linear in enumerate(layers):
-        inputs.append(x)
-        x = torch.addmm(linear.bias, x, linear.weight.t())
-        if i < len(layers) - 1:
-            x = x.relu_()
-    return inputs, x
-
-
-def _backward(
-    layers: list[nn.Linear], inputs: list[torch.Tensor], grad: torch.Tensor, alpha: float = 1.0, input_grad: bool = True
-):
-    """Backward pass through `_forward`, given `alpha * grad` as the gradient of its output: writes each layer's
-    weight and bias .grad, and returns the gradient w.r.t. the first input (None without `input_grad`). `alpha`
-    rides on the top layer's matmuls, which saves scaling `grad` in a pass of its own."""
-    for i in reversed(range(len(layers))):
-        linear = layers[i]
-        linear.weight.grad.addmm_(grad.t(), inputs[i], beta=0, alpha=alpha)
-        torch.sum(grad, dim=0, out=linear.bias.grad)
-        if alpha != 1.0:
-            linear.bias.grad.mul_(alpha)
-        if i == 0 and not input_grad:
-            return None
-        if alpha == 1.0:
-            grad = torch.mm(grad, linear.weight)
-        else:
-            grad = torch.addmm(grad.new_empty(()), grad, linear.weight, beta=0, alpha=alpha)
-        alpha = 1.0
-        if i > 0:  # through the ReLU that made inputs[i]: zero where it was zero
-            grad = torch.ops.aten.threshold_backward(grad, inputs[i], 0)
-    return grad
-
-
 class Encoder(nn.Module):
+    """TVAE's encoder: (rows, data_dim) grouped rows -> mean and log-variance of q(z|x), each (rows, latent)."""
+
     def __init__(self, data_dim: int, compress_dims, embedding_dim: int):
         super().__init__()
         self.net, width = _mlp(data_dim, compress_dims)
@@ -131,6 +105,9 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
+    """TVAE's decoder: (rows, latent) z -> (rows, data_dim) raw outputs in grouped order; owns one learned
+    log sigma per value column (the Gaussian's spread)."""
+
     def __init__(self, embedding_dim: int, decompress_dims, data_dim: int, n_values: int):
         super().__init__()
         self.net, width = _mlp(embedding_dim, decompress_dims)
@@ -150,6 +127,17 @@ class Decoder(nn.Module):
 
 
 class TVAE(SyntheticGenerator):
+    """TVAE (Xu et al. 2019) with the published defaults: 128-d latent, 128x128 encoder and decoder, batch 500,
+    Adam 1e-3 with L2 1e-5, loss_factor 2, 300 epochs. See the module docstring for the model.
+
+    Parameters are stored as given and validated in `fit` (scikit-learn's contract). `early_stopping`: patience
+    in epochs on the validation distance (0 = off); `compile`: the training loss (both networks and the loss) is
+    wrapped with `torch.compile` (opt-in; the first steps pay the compile time, see bench/RESULTS.md).
+
+    Learned state: `encoder_`, `layout_`, `encoder_net_`, `decoder_net_`, `latent_stats_` (computed after the
+    final weights, the best epoch's under early stopping, are in place), `history_`, `best_epoch_`.
+    """
+
     model_name = "tvae"
 
     def __init__(
@@ -163,6 +151,7 @@ class TVAE(SyntheticGenerator):
         loss_factor=2.0,
         lr=1e-3,
         early_stopping=0,
+        compile=False,
         device="auto",
         random_state=None,
         verbose=True,
@@ -175,22 +164,27 @@ class TVAE(SyntheticGenerator):
         self.epochs = epochs
         self.loss_factor = loss_factor
         self.lr = lr
-        self.early_stopping = early_stopping  # patience in epochs on the validation distance; 0 = off
+        self.early_stopping = early_stopping
+        self.compile = compile
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
 
     # ------------------------------------------------------------------------------------------ hooks
 
+    def _check_params(self) -> None:
+        super()._check_params()
+        check_int("embedding_dim", self.embedding_dim)
+        check_widths("compress_dims", self.compress_dims)
+        check_widths("decompress_dims", self.decompress_dims)
+        check_float("lr", self.lr)
+        check_float("loss_factor", self.loss_factor)
+        check_float("l2scale", self.l2scale, inclusive=True)
+
     def _build(self, data_dim: int) -> None:
-        for name in ("embedding_dim", "batch_size"):
-            if int(getattr(self, name)) < 1:
-                raise TabtwinError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
-        if int(self.epochs) < 0:
-            raise TabtwinError(f"epochs must be a non-negative integer, got {self.epochs!r}")
         n_values = len(self.layout_.value_columns)
-        self.encoder_net_ = Encoder(data_dim, self.compress_dims, int(self.embedding_dim)).to(self.device_)
-        self.decoder_net_ = Decoder(int(self.embedding_dim), self.decompress_dims, data_dim, n_values).to(self.device_)
+        self.encoder_net_ = Encoder(data_dim, self.compress_dims, self.embedding_dim).to(self.device_)
+        self.decoder_net_ = Decoder(self.embedding_dim, self.decompress_dims, data_dim, n_values).to(self.device_)
         self.latent_stats_ = None
 
     def _modules(self) -> dict[str, nn.Module]:
@@ -198,107 +192,49 @@ class TVAE(SyntheticGenerator):
 
     def _train(self, data: torch.Tensor, progress) -> None:
         encoder, decoder = self.encoder_net_, self.decoder_net_
-        # One flat buffer for Adam; `_step_gradients` overwrites every .grad view every step.
-        flat = flatten_parameters(list(encoder.parameters()) + list(decoder.parameters()))
-        optimizer = adam([flat], lr=self.lr, weight_decay=self.l2scale)
+        optimizer = adam([*encoder.parameters(), *decoder.parameters()], lr=self.lr, weight_decay=self.l2scale)
         n = data.shape[0]
-        batch = min(int(self.batch_size), n)
+        batch = min(self.batch_size, n)
         steps = n // batch
-        log_sigma_bounds = (LOG_SIGMA_MIN, LOG_SIGMA_MAX)
-        layers = self._layers()
+        batch_loss = torch.compile(self._batch_loss) if self.compile else self._batch_loss
         encoder.train()
         decoder.train()
         # Both networks see grouped columns (see SpanLayout): the loss reads two slices of one tensor instead of
         # gathering columns every step, and an epoch shuffles a single copy.
         grouped = data[:, self.layout_.grouped]
-        shuffled = torch.empty_like(grouped)
-        with torch.no_grad():  # the gradients are written by hand
-            for epoch in progress:
-                # One shuffled copy per epoch, then contiguous slices: cheaper than row gathers every step. The copy
-                # reuses one buffer, since a fresh one page-faults in on every epoch.
-                shuffled = torch.index_select(grouped, 0, torch.randperm(n, device=data.device), out=shuffled)
-                totals = torch.zeros(7, device=data.device)
-                for step in range(steps):
-                    x = shuffled[step * batch : (step + 1) * batch]
-                    noise = torch.randn(batch, int(self.embedding_dim), device=data.device)
-                    totals += self._step_gradients(x, noise, layers)
-                    optimizer.step()
-                    decoder.log_sigma.clamp_(*log_sigma_bounds)
-                loss, reconstruction, kl = self._losses(totals / steps, batch).tolist()  # one device sync per epoch
-                if self._after_epoch(progress, epoch, {"loss": loss, "reconstruction": reconstruction, "kl": kl}):
-                    break
+        for epoch in progress:
+            # One shuffled copy per epoch, then contiguous slices: cheaper than row gathers every step.
+            shuffled = grouped[torch.randperm(n, device=data.device)]
+            totals = torch.zeros(3, device=data.device)
+            for step in range(steps):
+                x = shuffled[step * batch : (step + 1) * batch]
+                noise = torch.randn(batch, self.embedding_dim, device=data.device)
+                reconstruction, kl = batch_loss(x, noise)
+                loss = reconstruction + kl
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                with torch.no_grad():
+                    decoder.log_sigma.clamp_(LOG_SIGMA_MIN, LOG_SIGMA_MAX)
+                totals += torch.stack([loss.detach(), reconstruction.detach(), kl.detach()])
+            zero_subnormals_(optimizer)  # see the module docstring, "Subnormal floats"
+            loss, reconstruction, kl = (totals / steps).tolist()  # one device sync per epoch
+            if self._after_epoch(progress, epoch, {"loss": loss, "reconstruction": reconstruction, "kl": kl}):
+                break
+
+    def _after_training(self, data: torch.Tensor) -> None:
+        # After the base has restored the best epoch's weights (early stopping): the latent statistics must
+        # come from the encoder that is kept.
         self._fit_latent_stats(data)
 
-    def _step_gradients(self, x: torch.Tensor, noise: torch.Tensor, layers=None) -> torch.Tensor:
-        """Forward and backward pass of one batch, by hand: writes every parameter's .grad and returns the
-        batch's loss parts (see `_losses`), with z = mu + noise * sigma_q.
-
-        It is the gradient of the mean of `_row_losses` (a test compares it with autograd's), in few kernels: the
-        cross-entropy's gradient is softmax - x directly, the Gaussian's and the KL's are one expression each,
-        nothing builds a graph, and the loss is left as seven sums that `_losses` combines once per epoch.
-        Written for rows whose softmax spans are one-hot, as the encoder writes them. The softmax needs no
-        per-span max: logits are clamped to +-LOGIT_BOUND (see there), so exp cannot overflow or underflow.
-        `layers`: the (encoder, decoder) linear layers, as `_layers()` gives them.
-        """
-        decoder, layout = self.decoder_net_, self.layout_
-        rows, v, latent = x.shape[0], layout.n_values, noise.shape[1]
-        matrix = layout.softmax_matrix
-        encoder_layers, decoder_layers = layers or self._layers()
-        encoder_inputs, head = _forward(encoder_layers, x)
-        mu, logvar = head[:, :latent], head[:, latent:]
-        std = logvar.mul(0.5).exp_()
-        z = torch.addcmul(mu, noise, std)
-        decoder_inputs, raw = _forward(decoder_layers, z)
-
-        log_sigma = decoder.clamped_log_sigma()
-        inv_var = torch.exp(log_sigma * -2.0)
-        t = torch.tanh(raw[:, :v])
-        gap = x[:, :v] - t  # x - tanh(out)
-        squares = gap.square().sum(dim=0)  # (V,)
-        logits = raw[:, v:].clamp(-LOGIT_BOUND, LOGIT_BOUND)  # also a contiguous copy: exp is slow on strided views
-        exps = torch.exp(logits)
-        sums = exps @ matrix  # (rows, spans)
-        mu_sq, std_sq = torch.linalg.vector_norm(mu), torch.linalg.vector_norm(std)
-        parts = torch.stack([
-            torch.log(sums).sum(), (x[:, v:] * logits).sum(), squares @ inv_var, log_sigma.sum(),
-            mu_sq * mu_sq, std_sq * std_sq, logvar.sum(),
-        ])  # fmt: skip
-
-        # d loss / d raw is -scale times `ascent`, which holds x - softmax on the softmax spans (one pass) and the
-        # Gaussian's (x - tanh) (1 - tanh^2) / sigma^2 on the value spans; -scale goes into the output layer's
-        # matmuls instead of a pass of its own.
-        scale = self.loss_factor / rows
-        ascent = torch.empty_like(raw)
-        torch.addcmul(gap, gap, t.square(), value=-1.0, out=ascent[:, :v]).mul_(inv_var)
-        torch.addcmul(x[:, v:], exps, sums.reciprocal_() @ matrix.T, value=-1.0, out=ascent[:, v:])
-        # d/d log sigma of rows * (sum squares / (2 sigma^2) + log sigma), averaged, where the clamp passes it.
-        inside = log_sigma == decoder.log_sigma
-        d_log_sigma = torch.mul(squares * inv_var, -1.0 / rows, out=decoder.log_sigma.grad)
-        d_log_sigma.add_(1.0).mul_(inside).mul_(self.loss_factor)
-        grad_z = _backward(decoder_layers, decoder_inputs, ascent, alpha=-scale)
-        # d loss / d (mu, logvar): the KL's own term plus what flows back through z = mu + noise * std, i.e.
-        # grad_z + mu / rows and 0.5 (std^2 - 1) / rows + 0.5 grad_z noise std, written as
-        # 0.5 / rows * (std + rows grad_z noise) * std - 0.5 / rows: two passes.
-        grad_head = torch.empty_like(head)
-        torch.add(grad_z, mu, alpha=1 / rows, out=grad_head[:, :latent])
-        through_z = torch.addcmul(std, grad_z, noise, value=rows)
-        torch.addcmul(head.new_tensor(-0.5 / rows), through_z, std, value=0.5 / rows, out=grad_head[:, latent:])
-        _backward(encoder_layers, encoder_inputs, grad_head, input_grad=False)
-        return parts
-
-    def _losses(self, parts: torch.Tensor, rows: int) -> torch.Tensor:
-        """(loss, reconstruction, KL), each the mean over rows, from the sums `_step_gradients` returns for a batch
-        of `rows` rows (or their average over batches of that size: the combination is linear)."""
-        log_sums, true_logits, scaled_squares, log_sigma, mu_sq, std_sq, logvar = parts
-        cross_entropy = (log_sums - true_logits) / rows
-        reconstruction = self.loss_factor * (0.5 * scaled_squares / rows + log_sigma + cross_entropy)
-        kl = 0.5 * (mu_sq + std_sq - logvar - rows * int(self.embedding_dim)) / rows
-        return torch.stack([reconstruction + kl, reconstruction, kl])
-
-    def _layers(self) -> tuple[list[nn.Linear], list[nn.Linear]]:
-        """The encoder's and the decoder's linear layers, in order, as `_forward` and `_backward` take them."""
-        encoder, decoder = self.encoder_net_, self.decoder_net_
-        return [*_linears(encoder.net), encoder.head], [*_linears(decoder.net), decoder.out]
+    def _batch_loss(self, x: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training loss of a batch, as (loss_factor * reconstruction, KL), each the mean over rows of
+        `_row_losses`, with z = mu + noise * sigma_q (the reparameterisation). `x` (rows, data_dim) grouped,
+        `noise` (rows, embedding_dim) standard normal."""
+        mu, logvar = self.encoder_net_(x)
+        z = torch.addcmul(mu, noise, torch.exp(0.5 * logvar))
+        reconstruction, kl = self._row_losses(x, self.decoder_net_(z), mu, logvar)
+        return reconstruction.mean(), kl.mean()
 
     def _row_losses(
         self, x: torch.Tensor, raw: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
@@ -311,9 +247,7 @@ class TVAE(SyntheticGenerator):
         sigma = self.decoder_net_.sigma()
         n_values = layout.n_values
         gaussian = (x[:, :n_values] - torch.tanh(raw[:, :n_values])) ** 2 / (2 * sigma**2) + torch.log(sigma)
-        logits = raw[:, n_values:]
-        logits = logits + (logits.clamp(-LOGIT_BOUND, LOGIT_BOUND) - logits).detach()  # straight through
-        log_probs = segment_log_softmax(logits, layout.softmax_segment, layout.softmax_matrix)
+        log_probs = segment_log_softmax(raw[:, n_values:], layout.softmax_segment, layout.softmax_matrix)
         cross_entropy = -(x[:, n_values:] * log_probs).sum(dim=1)
         reconstruction = self.loss_factor * (gaussian.sum(dim=1) + cross_entropy)
         kl = -0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(dim=1)
@@ -323,7 +257,7 @@ class TVAE(SyntheticGenerator):
         self.encoder_net_.eval()
         self.decoder_net_.eval()
         mean, std = self._latent_prior(plan)
-        z = torch.randn((n, int(self.embedding_dim)), device=self.device_, generator=generator) * std + mean
+        z = torch.randn((n, self.embedding_dim), device=self.device_, generator=generator) * std + mean
         out = activate(self.decoder_net_(z), self.layout_, tau=1.0, generator=generator)
         values = out[:, : self.layout_.n_values]
         noise = torch.randn(values.shape, device=self.device_, generator=generator)
@@ -345,7 +279,7 @@ class TVAE(SyntheticGenerator):
             self.latent_stats_ = None
             return
         index = torch.tensor(positions, dtype=torch.long, device=data.device)
-        dim = int(self.embedding_dim)
+        dim = self.embedding_dim
         count = torch.zeros(len(positions), dtype=torch.float64, device=data.device)
         total = torch.zeros((len(positions), dim), dtype=torch.float64, device=data.device)
         squares = torch.zeros_like(total)
@@ -369,7 +303,7 @@ class TVAE(SyntheticGenerator):
 
     def _latent_prior(self, plan: ConditionPlan | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and std of the latent Gaussian to sample z from under `plan` (N(0, I) without one)."""
-        dim = int(self.embedding_dim)
+        dim = self.embedding_dim
         mean = torch.zeros(dim, device=self.device_)
         precision = torch.ones(dim, device=self.device_)
         stats = self.latent_stats_
@@ -407,7 +341,7 @@ class TVAE(SyntheticGenerator):
         except (KeyError, TypeError, ValueError, RuntimeError) as err:
             raise ModelError(f"the latent statistics in config.json are corrupt ({err}); refit the model") from None
         rows = len(stats["position"])
-        shape = (rows, int(self.embedding_dim))
+        shape = (rows, self.embedding_dim)
         if stats["count"].shape != (rows,) or stats["mean"].shape != shape or stats["var"].shape != shape:
             raise ModelError("the latent statistics in config.json do not fit the model's size; refit the model")
         if rows and (not bool((stats["var"] > 0).all()) or not bool(torch.isfinite(stats["mean"]).all())):
@@ -438,7 +372,7 @@ class TVAE(SyntheticGenerator):
         self.encoder_net_.eval()
         self.decoder_net_.eval()
         if len(encoded) == 0:
-            empty = torch.zeros((0, int(self.embedding_dim)), device=self.device_)
+            empty = torch.zeros((0, self.embedding_dim), device=self.device_)
             yield torch.zeros((0, encoded.shape[1]), device=self.device_), empty, empty
             return
         for start in range(0, len(encoded), INFERENCE_BATCH):
