@@ -55,6 +55,7 @@ from tabtwin.generators.base import (
     flush_denormals,
     resolve_device,
     seed_everything,
+    zero_subnormals_,
 )
 from tabtwin.pipeline.binning import BinnedEncoder
 from tabtwin.pipeline.conditions import find_value
@@ -325,6 +326,11 @@ class AutoregressiveGenerator(SyntheticGenerator):
                 schedule.step()
                 total += loss.detach()
             record = {"epoch": epoch, "loss": float(total) / steps}
+            zero_subnormals_(optimizer)  # see base.zero_subnormals_: weight decay drives unused weights there
+            if ema_decay:
+                with torch.no_grad():
+                    for tensor in ema:
+                        tensor.masked_fill_(tensor.abs() < torch.finfo(torch.float32).tiny, 0.0)
             if ema_decay:  # validate (and keep) the averaged weights; training goes on from the live ones
                 with torch.no_grad():
                     live = [p.detach().clone() for p in params]
