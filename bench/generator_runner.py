@@ -54,7 +54,7 @@ def main() -> None:
     args.turns = Turns(args.turn_in, args.turn_out)
     train = pd.read_parquet(args.train)
     torch.manual_seed(args.seed)
-    run = _ours if args.side == "ours" else _peer
+    run = _peer if args.side == "peer" else _ours
     figures = run(args, train)
     figures["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     figures["torch"] = torch.__version__
