@@ -8,11 +8,21 @@ from tabtwin.pipeline.keys import category_key
 from tabtwin.pipeline.schema import Schema, parse_datetimes
 
 
-def model_frames(frames: list[pd.DataFrame], schema: Schema, exclude: tuple[str, ...] = ()) -> list[pd.DataFrame]:
+# HistGradientBoosting takes at most 255 categories per feature (scikit-learn's limit); past that, the rarest
+# values are grouped into one, for the classifiers only.
+MAX_CATEGORIES = 255
+OTHER = "(other values)"
+
+
+def model_frames(
+    frames: list[pd.DataFrame], schema: Schema, exclude: tuple[str, ...] = (), grouped: dict | None = None
+) -> list[pd.DataFrame]:
     """The modelled columns of each frame, ready for HistGradientBoosting with categorical_features="from_dtype".
 
     Categories share one vocabulary across the frames (so a code means the same value in real and synthetic
-    data); datetimes become int64 nanoseconds; ids and `exclude` are dropped.
+    data); datetimes become int64 nanoseconds; ids and `exclude` are dropped. A column with more than
+    MAX_CATEGORIES values keeps its MAX_CATEGORIES - 1 most frequent (over all frames) and groups the rest as
+    one value; `grouped`, when given, receives {column: number of values grouped} so a report can say so.
     """
     columns = [s for s in schema.columns if s.kind != "id" and s.name not in exclude]
     out = [pd.DataFrame(index=frame.index) for frame in frames]
@@ -20,10 +30,17 @@ def model_frames(frames: list[pd.DataFrame], schema: Schema, exclude: tuple[str,
         if spec.kind in ("continuous", "datetime"):
             for target, frame in zip(out, frames):
                 target[spec.name] = numeric_values(frame[spec.name], spec)
-        else:
-            vocabulary = _vocabulary(frame[spec.name] for frame in frames)
-            for target, frame in zip(out, frames):
-                target[spec.name] = pd.Categorical(frame[spec.name].astype(object).map(category_key), categories=vocabulary)
+            continue
+        keys = [frame[spec.name].astype(object).map(category_key) for frame in frames]
+        counts = pd.concat(keys, ignore_index=True).value_counts()
+        if len(counts) > MAX_CATEGORIES:
+            kept = set(counts.index[: MAX_CATEGORIES - 1])
+            keys = [k.where(k.isna() | k.isin(kept), OTHER) for k in keys]
+            if grouped is not None:
+                grouped[spec.name] = int(len(counts) - len(kept))
+        vocabulary = sorted(set().union(*(set(k.dropna()) for k in keys)))
+        for target, key in zip(out, keys):
+            target[spec.name] = pd.Categorical(key, categories=vocabulary)
     return out
 
 
@@ -36,11 +53,3 @@ def numeric_values(series: pd.Series, spec) -> pd.Series:
         nanos = stamps.astype("datetime64[ns]").astype("int64").astype(float)
         return nanos.where(stamps.notna())
     return pd.to_numeric(series, errors="coerce").astype(float)
-
-
-def _vocabulary(columns) -> list[str]:
-    values = set()
-    for column in columns:
-        values.update(category_key(v) for v in column.dropna().unique())
-    values.discard(None)
-    return sorted(values)

@@ -18,7 +18,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-from tabtwin.evaluation.features import model_frames
+from tabtwin.evaluation.features import MAX_CATEGORIES, model_frames
 from tabtwin.pipeline.schema import Schema
 
 QUALITY_ROWS = 20_000  # rows per side for the QualityReport (pair trends grow with rows x pairs)
@@ -62,14 +62,20 @@ def quality_report(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema, 
 def detection_test(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema, seed: int = 0) -> dict:
     """Out-of-fold AUC of a boosted classifier separating real from synthetic rows (equal numbers of each)."""
     n = min(len(real), len(synthetic), DETECTION_ROWS)
-    real_x, synthetic_x = model_frames([_subsample(real, n, seed), _subsample(synthetic, n, seed + 1)], schema)
+    grouped: dict = {}
+    real_x, synthetic_x = model_frames([_subsample(real, n, seed), _subsample(synthetic, n, seed + 1)], schema, grouped=grouped)
     features = pd.concat([real_x, synthetic_x], ignore_index=True)
     labels = np.r_[np.zeros(len(real_x)), np.ones(len(synthetic_x))]
     model = HistGradientBoostingClassifier(categorical_features="from_dtype", random_state=seed)
     folds = StratifiedKFold(n_splits=3, shuffle=True, random_state=seed)
     scores = cross_val_predict(model, features, labels, cv=folds, method="predict_proba")[:, 1]
     auc = float(roc_auc_score(labels, scores))
-    return {"auc": auc, "score": 1.0 - 2.0 * max(auc - 0.5, 0.0), "rows_per_side": n, "model": "HistGradientBoostingClassifier, 3-fold"}
+    result = {"auc": auc, "score": 1.0 - 2.0 * max(auc - 0.5, 0.0), "rows_per_side": n, "model": "HistGradientBoostingClassifier, 3-fold"}
+    if grouped:
+        result["grouped_categories"] = grouped
+        result["note"] = (f"columns with more than {MAX_CATEGORIES} values had their rarest values grouped as one for "
+                          f"the classifier: {grouped}")
+    return result
 
 
 def _metadata_without_ids(schema: Schema) -> dict:

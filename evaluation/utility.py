@@ -27,7 +27,8 @@ def utility_report(
         raise TabtwinError(f"target column {target!r} is not in the table; columns are {schema.names}") from None
     if spec.kind == "id":
         raise TabtwinError(f"target column {target!r} is an id; choose a column to predict")
-    train_x, holdout_x, synthetic_x = model_frames([train, holdout, synthetic], schema, exclude=(target,))
+    grouped: dict = {}
+    train_x, holdout_x, synthetic_x = model_frames([train, holdout, synthetic], schema, exclude=(target,), grouped=grouped)
     if spec.kind in ("continuous", "datetime"):
         labels = [numeric_values(frame[target], spec) for frame in (train, holdout, synthetic)]
         real, synth = (_regression(x, y, holdout_x, labels[1], seed) for x, y in ((train_x, labels[0]), (synthetic_x, labels[2])))
@@ -38,8 +39,12 @@ def utility_report(
         real, synth = (_classification(x, y, holdout_x, labels[1], classes, seed) for x, y in ((train_x, labels[0]), (synthetic_x, labels[2])))
         task, metrics = "classification", ["auc", "f1"]
     ratios = {m: (synth[m] / real[m] if real.get(m) and synth.get(m) is not None and real[m] > 0 else None) for m in metrics}
-    return {"target": target, "task": task, "model": f"HistGradientBoosting{'Regressor' if task == 'regression' else 'Classifier'}",
-            "train_real": real, "train_synthetic": synth, "ratio": ratios, "test_rows": int(len(holdout_x))}
+    result = {"target": target, "task": task, "model": f"HistGradientBoosting{'Regressor' if task == 'regression' else 'Classifier'}",
+              "train_real": real, "train_synthetic": synth, "ratio": ratios, "test_rows": int(len(holdout_x))}
+    if grouped:
+        result["grouped_categories"] = grouped
+        result["note"] = f"rarest values grouped as one for the classifiers, per column: {grouped}"
+    return result
 
 
 def _classification(x, y, test_x, test_y, classes, seed) -> dict:

@@ -286,7 +286,8 @@ class AutoregressiveGenerator(SyntheticGenerator):
         self.net_ = ColumnAR(self.encoder_.cardinalities, self.hidden, self.depth, self.dropout).to(self.device_)
 
     def _train_codes(self, codes: torch.Tensor, start: float) -> None:
-        generator = torch.Generator().manual_seed(0 if self.random_state is None else self.random_state)
+        seed = torch.seed() if self.random_state is None else self.random_state
+        generator = torch.Generator().manual_seed(seed)
         d = codes.shape[1]
         rows = torch.randperm(len(codes), generator=generator).to(self.device_)
         cut = max(int(len(codes) * VALIDATION_FRACTION), 1) if self.early_stopping and len(codes) >= 20 else 0
@@ -358,6 +359,11 @@ class AutoregressiveGenerator(SyntheticGenerator):
                 break
         if best_state is not None:
             self.net_.load_state_dict(best_state)
+        else:  # no validation split: the last epoch's (averaged) weights
+            self.best_epoch_ = len(self.history_) - 1
+            if ema_decay:
+                with torch.no_grad():
+                    torch._foreach_copy_(params, ema)
         self.net_.eval()
 
     @torch.no_grad()

@@ -122,3 +122,27 @@ def test_pair_trends_without_associated_pairs_are_not_a_failure():
     results["fidelity"]["quality"]["column_pair_trends"] = None
     gate = apply_gate(results, GateConfig())
     assert gate["passed"] and "pair_trends" not in {c["check"] for c in gate["checks"]}
+
+
+def test_high_cardinality_columns_are_grouped_for_the_classifiers_and_reported():
+    """400 distinct codes (over scikit-learn's 255-category limit) once crashed detection and utility."""
+    import numpy as np
+    import pandas as pd
+
+    from tabtwin.evaluation.fidelity import detection_test
+    from tabtwin.evaluation.utility import utility_report
+    from tabtwin.pipeline.schema import infer_schema
+
+    rng = np.random.default_rng(0)
+    frame = lambda n: pd.DataFrame({"code": [f"c{i}" for i in rng.integers(0, 400, n)], "x": rng.normal(size=n),
+                                   "y": rng.choice(["a", "b"], n)})
+    real, holdout, synthetic = frame(1000), frame(300), frame(1000)
+    schema = infer_schema(real)
+    schema["code"].kind = "discrete"
+    detection = detection_test(real, synthetic, schema)
+    distinct = len(set(real.code) | set(synthetic.code))
+    assert distinct > 255 and detection["grouped_categories"]["code"] == distinct - 254
+    assert "255" in detection["note"]
+    assert detection["score"] > 0.8  # same distribution on both sides: indistinguishable
+    utility = utility_report(real, holdout, synthetic, schema, "y")
+    assert utility["grouped_categories"]["code"] > 0 and utility["train_synthetic"]["auc"] is not None
