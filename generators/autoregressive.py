@@ -53,14 +53,12 @@ from tabtwin.generators.base import (
     check_float,
     check_int,
     flush_denormals,
-    resolve_device,
-    seed_everything,
     zero_subnormals_,
 )
 from tabtwin.pipeline.binning import BinnedEncoder
 from tabtwin.pipeline.conditions import find_value
 from tabtwin.pipeline.errors import TabtwinError
-from tabtwin.pipeline.schema import Schema, infer_schema
+from tabtwin.pipeline.schema import Schema
 
 VALIDATION_FRACTION = 0.1
 
@@ -263,12 +261,7 @@ class AutoregressiveGenerator(SyntheticGenerator):
         Raises TabtwinError for an empty table, a table of only id columns, or an invalid parameter.
         """
         start = time.perf_counter()
-        if not isinstance(df, pd.DataFrame) or len(df) == 0:
-            raise TabtwinError("fit needs a non-empty table (a pandas DataFrame)")
-        self._check_params()
-        self.device_ = resolve_device(self.device)
-        seed_everything(self.random_state)
-        schema = schema or infer_schema(df)
+        schema = self._begin_fit(df, schema)
         self.encoder_ = BinnedEncoder(
             schema, n_bins=self.n_bins, max_exact=self.max_exact, spike_share=self.spike_share,
             max_categories=self.max_categories,

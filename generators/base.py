@@ -360,12 +360,7 @@ class SyntheticGenerator(BaseEstimator):
 
     def fit(self, df: pd.DataFrame, schema: Schema | None = None) -> SyntheticGenerator:
         """Fit the encoder and train the networks on `df` (rows, columns); returns self."""
-        if not isinstance(df, pd.DataFrame) or len(df) == 0:
-            raise TabtwinError("fit needs a non-empty table (a pandas DataFrame)")
-        self._check_params()
-        self.device_ = resolve_device(self.device)
-        seed_everything(self.random_state)
-        schema = schema or infer_schema(df)
+        schema = self._begin_fit(df, schema)
         self.encoder_ = TableEncoder(schema, random_state=self.random_state).fit(df)
         if self.encoder_.output_dim == 0:
             raise TabtwinError("the table has only id columns; there is nothing to model")
@@ -403,6 +398,16 @@ class SyntheticGenerator(BaseEstimator):
         seed = getattr(self, "random_state", None)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
             raise TabtwinError(f"random_state must be None or a non-negative integer, got {seed!r}")
+
+    def _begin_fit(self, df: pd.DataFrame, schema: Schema | None) -> Schema:
+        """What every fit does first: refuse an empty table or bad parameters, pick the device, seed, and return
+        `schema` (inferred from `df` when None)."""
+        if not isinstance(df, pd.DataFrame) or len(df) == 0:
+            raise TabtwinError("fit needs a non-empty table (a pandas DataFrame)")
+        self._check_params()
+        self.device_ = resolve_device(self.device)
+        seed_everything(self.random_state)
+        return schema or infer_schema(df)
 
     # ------------------------------------------------------------------------------------------ epochs
 
