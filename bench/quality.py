@@ -22,8 +22,12 @@ Run: `make bench` (all benches), or on its own after `bash bench/peer_setup.sh; 
     .venv/bin/python bench/quality.py --tables adult
     .venv/bin/python bench/quality.py --tables adult wa_churn --max-rows 2000 --epochs 2 --no-write   # smoke run
 
-Writes bench/results/quality.json, bench/results/quality.png (detection score against fit + sample seconds)
-and the section between <!-- quality:start --> and <!-- quality:end --> in bench/RESULTS.md.
+Runs accumulate: each row carries its own date, commit, threads and CPU affinity, and a run replaces only the
+rows of the (table, generator) pairs it ran in bench/results/quality.json, so tables can be run one at a time.
+From all stored rows it rewrites bench/results/quality.png (detection score against fit + sample seconds) and the
+section between <!-- quality:start --> and <!-- quality:end --> in bench/RESULTS.md. `--fresh` drops the stored
+rows first. To keep timings comparable on a shared machine, pin the run to a core, e.g.
+`taskset -c 0 .venv/bin/python bench/quality.py --threads 1 ...`, and keep other work off that core.
 """
 
 import argparse
@@ -66,6 +70,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="torch threads, ours and every peer process")
     ap.add_argument("--out-md", default=str(BENCH / "RESULTS.md"))
     ap.add_argument("--no-write", action="store_true", help="print only; write no JSON, plot or markdown")
+    ap.add_argument("--fresh", action="store_true", help="drop the rows stored by earlier runs")
     args = ap.parse_args()
     pin_threads(args.threads)
 
@@ -73,16 +78,29 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     started = datetime.now(timezone.utc)
+    run = {"date": started.isoformat(timespec="seconds"), "threads": args.threads, "seed": args.seed,
+           "epochs": args.epochs, "max_rows": args.max_rows, "cpus": sorted(os.sched_getaffinity(0)),
+           "commit": commit()}
     rows = []
     with tempfile.TemporaryDirectory(prefix="quality-") as work:
         for table in args.tables:
-            table_rows = run_table(table, args, Path(work))
+            table_rows = [dict(row, run=run) for row in run_table(table, args, Path(work))]
             rows += table_rows
             print(f"\n### {table}\n\n{markdown_table(table_rows)}\n", flush=True)
-    result = {"date": started.isoformat(timespec="seconds"), "machine": machine(args.threads),
-              "versions": versions(args.models), "args": vars(args), "rows": rows}
     if not args.no_write:
-        write(result, Path(args.out_md))
+        write(merge(rows, args.fresh), Path(args.out_md))
+
+
+def merge(rows: list[dict], fresh: bool) -> dict:
+    """Stored rows of other (table, generator) pairs, then this run's; tables keep the order of TABLES."""
+    stored = BENCH / "results" / "quality.json"
+    old = [] if fresh or not stored.exists() else json.loads(stored.read_text()).get("rows", [])
+    ran = {(row["table"], row["model"]) for row in rows}
+    kept = [row for row in old if (row["table"], row["model"]) not in ran and "run" in row]
+    order = {(t, m): i for i, (t, m) in enumerate((t, m) for t in TABLES for m in MODELS)}
+    merged = sorted(kept + rows, key=lambda row: order.get((row["table"], row["model"]), len(order)))
+    models = sorted({row["model"] for row in merged})
+    return {"machine": machine(), "versions": versions(models), "rows": merged}
 
 
 def run_table(table: str, args, work: Path) -> list[dict]:
@@ -214,7 +232,7 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def machine(threads: int) -> dict:
+def machine() -> dict:
     cpu = platform.processor() or "unknown"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -223,7 +241,17 @@ def machine(threads: int) -> dict:
                 break
     except OSError:
         pass
-    return {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(), "torch_threads": threads}
+    return {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count()}
+
+
+def commit() -> str | None:
+    try:
+        done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return None
+    return (done.stdout.strip() + ("+dirty" if dirty else "")) or None
 
 
 def versions(models: list[str]) -> dict:
@@ -235,11 +263,6 @@ def versions(models: list[str]) -> dict:
             found[package] = version(package)
         except PackageNotFoundError:
             found[package] = None
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-        found["tabtwin_commit"] = commit.stdout.strip() or None
-    except OSError:
-        found["tabtwin_commit"] = None
     for package, venv in (("ctgan", ".peer-venv"), ("mostlyai-engine", ".argn-venv")):
         python = BENCH / venv / "bin" / "python"
         found[package] = None
@@ -255,21 +278,23 @@ def write(result: dict, out_md: Path) -> None:
     results.mkdir(exist_ok=True)
     (results / "quality.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     plot(result["rows"], results / "quality.png")
-    m, v, a = result["machine"], result["versions"], result["args"]
+    m, v = result["machine"], result["versions"]
     parts = [START, "## Quality (issue #11)", "",
-             f"- Date: {result['date']}",
-             f"- Machine: {m['cpu']}, {m['cores']} cores, torch threads {m['torch_threads']} ({m['platform']})",
+             f"- Machine: {m['cpu']}, {m['cores']} cores ({m['platform']})",
              "- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items() if val),
-             f"- Protocol: `bench/quality.py` (seed {a['seed']}, epochs {a['epochs'] or 'package defaults'}"
-             + (f", at most {a['max_rows']:,} rows per table" if a["max_rows"] else "") + "): 80/20 split "
-             "(split_train_holdout), schema inferred on the whole table, len(train) rows sampled, scored by "
-             "`tabtwin.evaluation.report.evaluate` with the table's target; models run one at a time; fit and "
-             "sample are wall seconds (peers timed in their own process, encoding included). TSTR/TRTR: AUC, R2 for "
-             "weather. Figures of every run in `bench/results/quality.json`.", ""]
+             "- Protocol: `bench/quality.py`: 80/20 split (split_train_holdout), schema inferred on the whole table, "
+             "len(train) rows sampled, scored by `tabtwin.evaluation.report.evaluate` with the table's target; models "
+             "run one at a time; fit and sample are wall seconds (peers timed in their own process, encoding "
+             "included). TSTR/TRTR: AUC, R2 for weather. Each table's runs are listed under it (date, commit, torch "
+             "threads, the cores the process was pinned to, epochs given to ctgan/tvae). Figures of every run in "
+             "`bench/results/quality.json`.", ""]
     for table in dict.fromkeys(row["table"] for row in result["rows"]):
         table_rows = [row for row in result["rows"] if row["table"] == table]
         parts += [f"### {table} (target {TABLES[table]}, train {table_rows[0]['rows_train']:,} rows)", "",
                   markdown_table(table_rows), ""]
+        for run, models in runs_of(table_rows):
+            parts.append(f"- {', '.join(models)}: {describe(run)}")
+        parts.append("")
     parts += ["![detection score against fit + sample seconds](results/quality.png)", "", END]
     section = "\n".join(parts)
     text = out_md.read_text() if out_md.exists() else "# Benchmark results\n"
@@ -280,6 +305,24 @@ def write(result: dict, out_md: Path) -> None:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     out_md.write_text(text)
     print(f"wrote {results / 'quality.json'}, {results / 'quality.png'} and the quality section of {out_md}")
+
+
+def runs_of(rows: list[dict]) -> list[tuple[dict, list[str]]]:
+    grouped: dict[str, tuple[dict, list[str]]] = {}
+    for row in rows:
+        key = json.dumps(row["run"], sort_keys=True)
+        grouped.setdefault(key, (row["run"], []))[1].append(row["model"])
+    return list(grouped.values())
+
+
+def describe(run: dict) -> str:
+    cpus = run.get("cpus") or []
+    where = ("not pinned" if len(cpus) >= (os.cpu_count() or 1)
+             else f"pinned to core{'s' if len(cpus) > 1 else ''} {','.join(map(str, cpus))}")
+    return (f"run {run['date']}, commit {run.get('commit') or '?'}, seed {run['seed']}, torch threads {run['threads']}, "
+            f"{where}, "
+            f"ctgan/tvae epochs {run.get('epochs') or 'package defaults'}"
+            + (f", at most {run['max_rows']:,} rows" if run.get("max_rows") else ""))
 
 
 def plot(rows: list[dict], path: Path) -> None:
