@@ -170,7 +170,9 @@ def run_peer(model: str, train_path: Path, train, schema, args, work: Path) -> t
            "--datetime", *[f"{s.name}={s.datetime_format}" for s in schema.of_kind("datetime") if s.datetime_format]]
     if args.epochs and name != "argn":
         cmd += ["--epochs", str(args.epochs)]
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads),
+    # The peer's venv alone decides what it imports: no PYTHONPATH from this process.
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads),
                OPENBLAS_NUM_THREADS=str(args.threads), PYTHONWARNINGS="ignore")
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(work))
     if done.returncode != 0:
