@@ -239,6 +239,16 @@ def _cmd_encode(args) -> int:
         save_metadata(schema, args.out / "metadata.json")
         encoder.save(args.out / "encoder.json")
         print(f"metadata and encoder written to {args.out}/")
+    failed = report[~report["passed"]]
+    if len(failed):
+        # A lossy round trip is a fault of the encoder, not of the input: exit 1, naming the columns.
+        named = "; ".join(
+            f"{row.column} ({row.form if row.form != 'ok' else f'{row.measure} {row.value:.3g}'}"
+            f"{'' if row.null_agreement == 1 else f', null agreement {row.null_agreement:.3g}'})"
+            for row in failed.itertuples()
+        )
+        print(f"tabtwin: round trip FAILED for {len(failed)} column(s): {named}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -50,9 +50,10 @@ from tabtwin.pipeline.errors import TabtwinError
 from tabtwin.pipeline.files import atomic_directory, write_json_atomic
 from tabtwin.pipeline.schema import Schema, infer_schema
 
+# 6: encoder.json records each column's form (label, dtype, decimals, special values, datetime text; pipeline.forms)
 # 5: autograd training (same weight layout as 4; parameters no longer views of one flat buffer)
 # 4: the critic reads a pac group's data, then its conditions; 3: grouped columns, discrete spans last
-FORMAT_VERSION = 5
+FORMAT_VERSION = 6
 # Rows generated and decoded per batch. A GPU wants large batches to stay busy; on a CPU, batches of a few
 # thousand rows keep each intermediate in cache and sample Adult about 1.5x faster than 50,000-row batches.
 SAMPLE_BATCH = {"cpu": 8192, "cuda": 50_000}

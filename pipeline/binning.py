@@ -12,7 +12,11 @@ Per modelled column (schema order; id columns take no code and are regenerated o
   value drawn uniformly inside one of `SUB_BINS` equally-populated slices of it, so the decoded marginal follows
   the real one at a resolution of 1 / (n_bins * SUB_BINS) quantiles, while no value is copied from a row. A few
   far outliers therefore share the top bin with their neighbours instead of spreading over the column. Nulls
-  get the last code. Values come back rounded to the column's decimals (whole numbers for integers).
+  get the last code, and +inf / -inf (special values) a code each before it. Values come back rounded to the
+  column's decimals (whole numbers for integers).
+
+Each column's form (label, dtype, decimals, datetime text format and UTC offset; `pipeline.forms`) is recorded
+at fit and restored by `inverse_transform`, as in `TableEncoder`.
 
 Reference: quantile discretisation with in-bin sampling is how MOSTLY AI's TabularARGN (Tiwald et al. 2025,
 "TabularARGN: A Flexible and Efficient Auto-Regressive Framework for Generating High-Fidelity Synthetic Data")
@@ -38,14 +42,24 @@ from tabtwin.pipeline.encoding import (
     _restore_dtype,
     _to_model_units,
     _check_columns,
+    _state_from_json,
+    _state_json,
 )
 from tabtwin.pipeline.errors import EncodingError
 from tabtwin.pipeline.files import write_json_atomic
+from tabtwin.pipeline.forms import (
+    SPECIALS,
+    decimals_of,
+    fit_forms,
+    forms_from_json,
+    forms_to_json,
+    restore,
+    text_labels,
+)
 from tabtwin.pipeline.jsonable import jsonable
 from tabtwin.pipeline.schema import Schema
 
 SUB_BINS = 8  # equally-populated slices per bin, for in-bin sampling
-MAX_DECIMALS = 8
 
 
 @dataclass
@@ -62,10 +76,11 @@ class _Numeric:
     datetime_unit: str | None = None
     datetime_format: str | None = None
     timezone: str | None = None
+    specials: list[str] = field(default_factory=list)  # keys of forms.SPECIALS, a code each after the bins
 
     @property
     def n_codes(self) -> int:
-        return len(self.points) + len(self.edges) + int(self.has_nulls)
+        return len(self.points) + len(self.edges) + len(self.specials) + int(self.has_nulls)
 
 
 @dataclass
@@ -111,9 +126,12 @@ class BinnedEncoder:
     # ------------------------------------------------------------------------------------------ fit
 
     def fit(self, df: pd.DataFrame) -> BinnedEncoder:
-        _check_columns(df, self.schema)
+        table = text_labels(df)
+        _check_columns(table, self.schema)
         if len(df) == 0:
             raise EncodingError("cannot fit the encoder on a table with no rows")
+        self.forms_ = fit_forms(df, self.schema)
+        df = table
         states = []
         for spec in self.schema.columns:
             if spec.kind == "id":
@@ -128,12 +146,8 @@ class BinnedEncoder:
     def _fit_numeric(self, spec, series: pd.Series) -> _Numeric:
         values, unit = _to_model_units(series, spec)
         missing = np.isnan(values)
-        finite = values[~missing]
-        if np.isinf(finite).any():
-            raise EncodingError(
-                f"column {spec.name!r} holds infinite values; replace them (e.g. with blanks) or declare the "
-                "column categorical in the metadata"
-            )
+        specials = [key for key, special in SPECIALS.items() if np.any(values == special)]
+        finite = values[np.isfinite(values)]
         points: list[float] = []
         edges: list[list[float]] = []
         if len(finite):
@@ -150,13 +164,14 @@ class BinnedEncoder:
             name=spec.name,
             dtype=spec.dtype,
             integer=integer,
-            decimals=0 if integer else _decimals(finite),
+            decimals=0 if integer else decimals_of(finite),
             has_nulls=bool(missing.any()),
             points=points,
             edges=edges,
             datetime_unit=unit,
             datetime_format=spec.datetime_format,
             timezone=str(series.dtype.tz) if isinstance(series.dtype, pd.DatetimeTZDtype) else None,
+            specials=specials,
         )
 
     def _fit_categorical(self, spec, series: pd.Series) -> _Categorical:
@@ -217,6 +232,7 @@ class BinnedEncoder:
 
     def transform(self, df: pd.DataFrame) -> np.ndarray:
         self._check_fitted()
+        df = text_labels(df)
         _check_columns(df, self.schema)
         specs = {s.name: s for s in self.schema.columns}
         out = np.zeros((len(df), len(self.modelled)), dtype=np.int64)
@@ -248,7 +264,7 @@ class BinnedEncoder:
                 decoded[state.name] = _decode_categorical(state, column, rng)
             else:
                 decoded[state.name] = _from_model_units(_decode_numeric(state, column, rng), state)
-        return pd.DataFrame(decoded, columns=[s.name for s in self.states_])
+        return restore(pd.DataFrame(decoded, columns=[s.name for s in self.states_]), self.forms_)
 
     # ------------------------------------------------------------------------------------------ persistence
 
@@ -257,7 +273,7 @@ class BinnedEncoder:
         columns = []
         for s in self.states_:
             if isinstance(s, _Categorical):
-                entry = {"type": "categorical", "base": jsonable(asdict(s.base)), "kept": s.kept, "rare": s.rare,
+                entry = {"type": "categorical", "base": _state_json(s.base), "kept": s.kept, "rare": s.rare,
                          "rare_weights": s.rare_weights}
             elif isinstance(s, _Numeric):
                 entry = {"type": "numeric", **asdict(s)}
@@ -266,7 +282,7 @@ class BinnedEncoder:
             columns.append(entry)
         params = {"n_bins": self.n_bins, "max_exact": self.max_exact, "spike_share": self.spike_share,
                   "max_categories": self.max_categories}
-        return {"params": params, "schema": self.schema.to_dict(), "columns": columns}
+        return {"params": params, "schema": self.schema.to_dict(), "columns": columns, "forms": forms_to_json(self.forms_)}
 
     @classmethod
     def from_dict(cls, data: dict) -> BinnedEncoder:
@@ -276,7 +292,7 @@ class BinnedEncoder:
             for c in data["columns"]:
                 body = {k: v for k, v in c.items() if k != "type"}
                 if c["type"] == "categorical":
-                    states.append(_Categorical(base=_Discrete(**body["base"]), kept=body["kept"], rare=body["rare"],
+                    states.append(_Categorical(base=_state_from_json(_Discrete, body["base"]), kept=body["kept"], rare=body["rare"],
                                                rare_weights=body["rare_weights"]))
                 elif c["type"] == "numeric":
                     states.append(_Numeric(**body))
@@ -284,6 +300,7 @@ class BinnedEncoder:
                     states.append(_Identifier(**body))
         except (KeyError, TypeError) as err:
             raise EncodingError(f"encoder description is incomplete or from another version ({err})") from None
+        encoder.forms_ = forms_from_json(data.get("forms"))
         encoder.states_ = states
         return encoder
 
@@ -334,6 +351,19 @@ def _numeric_codes(state: _Numeric, values: np.ndarray) -> np.ndarray:
         if not state.has_nulls:
             raise EncodingError(f"column {state.name!r} has nulls but had none when the encoder was fitted; refit")
         codes[missing] = state.n_codes - 1
+    n_bins = len(state.edges)
+    special = np.zeros(len(values), dtype=bool)
+    for k, key in enumerate(state.specials):
+        at = values == SPECIALS[key]
+        codes[at] = len(state.points) + n_bins + k
+        special |= at
+    unseen = np.isinf(values) & ~special
+    if unseen.any():
+        raise EncodingError(
+            f"column {state.name!r} holds {values[unseen][0]}, a value it did not hold when the encoder was fitted; "
+            "refit on data that includes it"
+        )
+    missing = missing | special  # settled above; kept out of the point and bin lookups
     x = np.where(missing, 0.0, values)
     points = np.asarray(state.points, dtype=np.float64)
     n_points = len(points)
@@ -369,16 +399,9 @@ def _decode_numeric(state: _Numeric, codes: np.ndarray, rng: np.random.Generator
         if state.decimals is not None:
             drawn = np.round(drawn, state.decimals)
         values[in_bin] = np.clip(drawn, edges[bins, 0], edges[bins, -1])
+    for k, key in enumerate(state.specials):
+        values[codes == n_points + len(state.edges) + k] = SPECIALS[key]
     return values
-
-
-def _decimals(finite: np.ndarray) -> int | None:
-    """The fewest decimals that write every value exactly (None past MAX_DECIMALS: keep full precision)."""
-    sample = finite[:10_000]
-    for d in range(MAX_DECIMALS + 1):
-        if np.allclose(np.round(sample, d), sample, rtol=0, atol=1e-9 * max(1.0, float(np.abs(sample).max(initial=0)))):
-            return d
-    return None
 
 
 # ---------------------------------------------------------------------------------------------- categorical

@@ -9,7 +9,11 @@ Per column (in schema order; id columns take no space and are regenerated on dec
   value's posterior, as in CTGAN, among the modes whose 4-sigma window holds the value, so that every seen
   value decodes back to itself.
 - discrete / boolean: one-hot over the seen categories, with an explicit null category if the column has nulls.
-- a continuous or datetime column with nulls gets a 2-way null span (present, missing).
+- a continuous or datetime column with nulls or special values gets a null span: present, missing, then one
+  slot per special value the column holds (+inf, -inf); the mixture models only the finite values.
+
+Each column's form (label, dtype, decimals, datetime text format and UTC offset; `pipeline.forms`) is recorded
+at fit and restored by `inverse_transform`, so decoded values are written as the source wrote them.
 
 `output_info` lists these spans; generators read it to put tanh on value spans and softmax on the others.
 """
@@ -24,6 +28,19 @@ import pandas as pd
 
 from tabtwin.pipeline.errors import EncodingError
 from tabtwin.pipeline.files import write_json_atomic
+from tabtwin.pipeline.forms import (
+    SPECIALS,
+    category_from_json,
+    category_to_json,
+    fit_forms,
+    forms_from_json,
+    forms_to_json,
+    model_numbers,
+    parse_text_datetimes,
+    restore,
+    restore_dtype,
+    text_labels,
+)
 from tabtwin.pipeline.jsonable import jsonable
 from tabtwin.pipeline.mixture import fit_mixtures, prune
 from tabtwin.pipeline.schema import ColumnSpec, Schema, parse_datetimes
@@ -118,11 +135,20 @@ class TableEncoder:
     # ------------------------------------------------------------------------------------------ fit
 
     def fit(self, df: pd.DataFrame) -> TableEncoder:
-        _check_columns(df, self.schema)
+        """Learn every column's encoding and form from `df` (rows, columns; labels text or numbers); returns self.
+        Raises EncodingError for a table without rows or lacking schema columns."""
+        table = text_labels(df)
+        _check_columns(table, self.schema)
         if len(df) == 0:
             raise EncodingError("cannot fit the encoder on a table with no rows")
+        self.forms_ = fit_forms(df, self.schema)
+        df = table
         specs = self.schema.columns
-        numeric = {s.name: _to_model_units(df[s.name], s) for s in specs if s.kind in ("continuous", "datetime")}
+        # +-inf travel in the null span as special values; the mixture sees only finite numbers.
+        numeric = {
+            s.name: _without_specials(_to_model_units(df[s.name], s))
+            for s in specs if s.kind in ("continuous", "datetime")
+        }
         mixtures = self._fit_mixtures(numeric)
         self.columns_ = []
         for spec in specs:
@@ -153,8 +179,9 @@ class TableEncoder:
 
     def _build_layout(self) -> None:
         spans, start = [], 0
+        self._specials = {form.name: [SPECIALS[k] for k in form.specials] for form in self.forms_}
         for state in self.columns_:
-            for role, dim, activation in _span_shapes(state):
+            for role, dim, activation in _span_shapes(state, self._specials.get(state.name, [])):
                 spans.append(Span(state.name, role, start, dim, activation))
                 start += dim
         self.output_info_ = spans
@@ -203,6 +230,7 @@ class TableEncoder:
     def transform(self, df: pd.DataFrame) -> np.ndarray:
         """Encode `df` (same columns as at fit) into a float32 matrix of shape (rows, output_dim)."""
         self._check_fitted()
+        df = text_labels(df)
         _check_columns(df, self.schema)
         out = np.zeros((len(df), self.output_dim_), dtype=np.float32)
         self._transform_continuous(df, out)
@@ -220,6 +248,19 @@ class TableEncoder:
         values = np.column_stack(
             [_to_model_units(df[s.name], specs[s.name], s.datetime_unit)[0] for s in states]
         )
+        # Null-span slot of each value: 0 present, 1 missing, 2.. the column's special values.
+        slots = np.isnan(values).astype(np.int64)
+        for c, state in enumerate(states):
+            specials = self._specials.get(state.name, [])
+            for k, special in enumerate(specials):
+                slots[values[:, c] == special, c] = 2 + k
+            unseen = np.isinf(values[:, c]) & (slots[:, c] < 2)
+            if unseen.any():
+                raise EncodingError(
+                    f"column {state.name!r} holds {values[unseen, c][0]}, a value it did not hold when the encoder "
+                    "was fitted; refit on data that includes it"
+                )
+        values = np.where(np.isinf(values), np.nan, values)
         rng = np.random.default_rng(self.random_state)
         for lo in range(0, len(df), _TRANSFORM_CHUNK):
             chunk = values[lo : lo + _TRANSFORM_CHUNK]
@@ -230,7 +271,7 @@ class TableEncoder:
                 out[rows, value_span.start] = offsets[:, c]
                 out[rows, mode_span.start + modes[:, c]] = 1.0
                 if null_span:
-                    out[rows, null_span[0].start + np.isnan(chunk[:, c])] = 1.0
+                    out[rows, null_span[0].start + slots[lo : lo + len(chunk), c]] = 1.0
 
     def _choose_modes(self, x: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Sample each value's mode from its posterior; return (rows, C) modes and normalised offsets."""
@@ -258,10 +299,12 @@ class TableEncoder:
     # ------------------------------------------------------------------------------------------ inverse
 
     def inverse_transform(self, data: np.ndarray, id_offset: int = 0) -> pd.DataFrame:
-        """Decode a matrix (encoded rows or generator output) back into a table with the source dtypes.
+        """Decode a (rows, output_dim) matrix (encoded rows or generator output) into a table in the source's
+        form: its labels, dtypes, decimals, special values and datetime text (`pipeline.forms`).
 
         Softmax spans are read by argmax, so raw generator probabilities decode as well as one-hots.
         `id_offset` numbers regenerated ids from that point, so batches decoded separately do not collide.
+        Raises EncodingError for a matrix of another width.
         """
         self._check_fitted()
         data = np.asarray(data)
@@ -279,7 +322,7 @@ class TableEncoder:
                 decoded[state.name] = _decode_discrete(state, data[:, span.start : span.stop])
             else:
                 decoded[state.name] = _generate_ids(state, len(data), id_offset)
-        return pd.DataFrame(decoded, columns=[state.name for state in self.columns_])
+        return restore(pd.DataFrame(decoded, columns=[state.name for state in self.columns_]), self.forms_)
 
     def _decode_continuous(self, state: _Continuous, data: np.ndarray) -> pd.Series:
         value_span, mode_span, *null_span = self.spans_of(state.name)
@@ -290,7 +333,10 @@ class TableEncoder:
         if state.integer or state.datetime_unit:
             values = np.round(values)
         if null_span:
-            values[np.argmax(data[:, null_span[0].start : null_span[0].stop], axis=1) == 1] = np.nan
+            slot = np.argmax(data[:, null_span[0].start : null_span[0].stop], axis=1)
+            values[slot == 1] = np.nan
+            for k, special in enumerate(self._specials.get(state.name, [])):
+                values[slot == 2 + k] = special
         return _from_model_units(values, state)
 
     # ------------------------------------------------------------------------------------------ persistence
@@ -306,7 +352,8 @@ class TableEncoder:
                 "random_state": self.random_state,
             },
             "schema": self.schema.to_dict(),
-            "columns": [{"type": type(s).__name__, **jsonable(asdict(s))} for s in self.columns_],
+            "columns": [{"type": type(s).__name__, **_state_json(s)} for s in self.columns_],
+            "forms": forms_to_json(self.forms_),
         }
 
     @classmethod
@@ -314,9 +361,12 @@ class TableEncoder:
         kinds = {"_Continuous": _Continuous, "_Discrete": _Discrete, "_Identifier": _Identifier}
         try:
             encoder = cls(Schema.from_dict(data["schema"]), **data["params"])
-            encoder.columns_ = [kinds[c["type"]](**{k: v for k, v in c.items() if k != "type"}) for c in data["columns"]]
+            encoder.columns_ = [
+                _state_from_json(kinds[c["type"]], {k: v for k, v in c.items() if k != "type"}) for c in data["columns"]
+            ]
         except (KeyError, TypeError) as err:
             raise EncodingError(f"encoder description is incomplete or from another version ({err})") from None
+        encoder.forms_ = forms_from_json(data.get("forms"))
         encoder._build_layout()
         return encoder
 
@@ -351,15 +401,38 @@ class TableEncoder:
 
 
 def _check_columns(df: pd.DataFrame, schema: Schema) -> None:
-    missing = [name for name in schema.names if name not in df.columns]
-    if missing:
-        raise EncodingError(f"table lacks column(s) {missing} that the schema expects")
+    if _lacks_columns(df, schema):
+        raise EncodingError(f"table lacks column(s) {_lacks_columns(df, schema)} that the schema expects")
 
 
-def _span_shapes(state) -> list[tuple[str, int, str]]:
+def _lacks_columns(df: pd.DataFrame, schema: Schema) -> list[str]:
+    labels = {str(label) for label in df.columns}
+    return [name for name in schema.names if name not in labels]
+
+
+def _without_specials(numeric: tuple[np.ndarray, str | None]) -> tuple[np.ndarray, str | None]:
+    values, unit = numeric
+    return np.where(np.isinf(values), np.nan, values), unit
+
+
+def _state_json(state) -> dict:
+    """A column state as JSON; category values through `category_to_json` (+-inf survive)."""
+    data = asdict(state)
+    if isinstance(state, _Discrete):
+        data["categories"] = [category_to_json(v) for v in state.categories]
+    return jsonable(data)
+
+
+def _state_from_json(kind, data: dict):
+    if kind is _Discrete:
+        data = {**data, "categories": [category_from_json(v) for v in data["categories"]]}
+    return kind(**data)
+
+
+def _span_shapes(state, specials=()) -> list[tuple[str, int, str]]:
     if isinstance(state, _Continuous):
         shapes = [("value", 1, "tanh"), ("mode", state.n_modes, "softmax")]
-        return shapes + ([("null", 2, "softmax")] if state.has_nulls else [])
+        return shapes + ([("null", 2 + len(specials), "softmax")] if state.has_nulls else [])
     if isinstance(state, _Discrete):
         return [("category", len(state.categories) + int(state.has_nulls), "softmax")]
     return []
@@ -371,13 +444,17 @@ def _to_model_units(series: pd.Series, spec: ColumnSpec, unit: str | None = None
     At fit the unit is the coarsest one that divides every timestamp (dates are modelled in days, not
     nanoseconds); at transform the fitted unit is passed in.
     """
-    if spec.kind != "datetime":
-        return pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan), None
-    stamps = series if pd.api.types.is_datetime64_any_dtype(series) else parse_datetimes(series, spec.datetime_format)
-    if getattr(stamps.dt, "tz", None) is not None:
-        stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
-    valid = stamps.notna().to_numpy()
-    nanos = stamps.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    if pd.api.types.is_timedelta64_dtype(series):  # durations too: counts of their coarsest unit
+        valid = series.notna().to_numpy()
+        nanos = series.astype("timedelta64[ns]").to_numpy().astype(np.int64)
+    elif spec.kind != "datetime":
+        return model_numbers(series), None
+    else:
+        stamps = series if pd.api.types.is_datetime64_any_dtype(series) else parse_datetimes(series, spec.datetime_format)
+        if getattr(stamps.dt, "tz", None) is not None:
+            stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
+        valid = stamps.notna().to_numpy()
+        nanos = stamps.to_numpy(dtype="datetime64[ns]").astype(np.int64)
     unit = unit or _coarsest_unit(nanos[valid])
     counts = nanos // _UNIT_NS[unit]  # integer division: float division would lose nanoseconds
     return np.where(valid, counts.astype(np.float64), np.nan), unit
@@ -445,11 +522,13 @@ def _from_model_units(values: np.ndarray, state: _Continuous) -> pd.Series:
     valid = ~np.isnan(values)
     nanos = np.zeros(len(values), dtype=np.int64)
     nanos[valid] = values[valid].astype(np.int64) * _UNIT_NS[state.datetime_unit]
+    if state.dtype.startswith("timedelta64"):
+        return pd.Series(nanos.view("timedelta64[ns]")).where(valid).astype(state.dtype)
     stamps = pd.Series(nanos.view("datetime64[ns]")).where(valid)
     if state.timezone:
         stamps = stamps.dt.tz_localize("UTC").dt.tz_convert(state.timezone)
-    if state.datetime_format:
-        return stamps.dt.strftime(state.datetime_format).astype(object).where(valid, np.nan)
+    if state.datetime_format:  # instants (UTC where the text had offsets); the column's form writes the text
+        return stamps
     return _restore_dtype(stamps, state.dtype)
 
 
@@ -464,7 +543,7 @@ def _discrete_state(spec: ColumnSpec, series: pd.Series) -> _Discrete:
         name=spec.name,
         dtype=spec.dtype,
         has_nulls=bool(series.isna().any()),
-        categories=[jsonable(v) for v in categories],  # as they read back from encoder.json
+        categories=[category_from_json(category_to_json(v)) for v in categories],  # as read back from encoder.json
     )
 
 
@@ -524,35 +603,68 @@ def _generate_ids(state: _Identifier, n: int, offset: int) -> pd.Series:
     return pd.Series([f"{state.prefix}{i:0{state.width}d}" for i in numbers], dtype=object)
 
 
-def _restore_dtype(series: pd.Series, dtype: str) -> pd.Series:
-    """Cast back to the source dtype; a plain int/bool column that gained nulls becomes its nullable twin."""
-    if dtype == "object":
-        return series.astype(object)
-    try:
-        if series.isna().any() and dtype.startswith(("int", "uint")):
-            return series.astype(dtype.capitalize().replace("Uint", "UInt"))
-        if series.isna().any() and dtype == "bool":
-            return series.astype("boolean")
-        return series.astype(dtype)
-    except (TypeError, ValueError):
-        return series
+_restore_dtype = restore_dtype  # the name binning imports
 
 
 def round_trip_errors(original: pd.DataFrame, decoded: pd.DataFrame, schema: Schema) -> pd.DataFrame:
-    """Per column: how far `decoded` is from `original` (max relative error, or share of exact matches)."""
+    """Per schema column, how `decoded` differs from `original` (same rows, in order), and whether that passes.
+
+    Columns of the result: column, kind, measure ("max relative error" for continuous columns, relative to the
+    larger of the value and a thousandth of the column's range; "exact match share" otherwise; ids are
+    regenerated and only their form is checked), value, null_agreement (share of rows null in both or in
+    neither), form ("ok", or what differs: the label, the dtype, or special values such as inf), passed (null
+    agreement 1, form ok, and an exact match share of 1 or a relative error of at most ROUND_TRIP_TOLERANCE).
+    Datetime strings with several UTC offsets match when they name the same instant (their offset is
+    normalised, `pipeline.forms`).
+    """
+    want_table, got_table = text_labels(original), text_labels(decoded)
+    wanted_labels, got_labels = list(original.columns), list(decoded.columns)
     rows = []
     for spec in schema.columns:
-        if spec.kind == "id":
+        want = want_table[spec.name]
+        if spec.name not in got_table.columns:
+            rows.append((spec.name, spec.kind, "exact match share", 0.0, 0.0, "column missing", False))
             continue
-        want, got = original[spec.name], decoded[spec.name]
-        same_nulls = float((want.isna() == got.isna()).mean())
-        if spec.kind == "continuous":
-            a, b = want.to_numpy(dtype=float, na_value=np.nan), got.to_numpy(dtype=float, na_value=np.nan)
-            both = ~np.isnan(a) & ~np.isnan(b)
-            rel = np.abs(a[both] - b[both]) / np.maximum(np.abs(a[both]), 1e-12)
-            rows.append((spec.name, spec.kind, "max relative error", float(rel.max()) if both.any() else 0.0, same_nulls))
+        got = got_table[spec.name]
+        same_nulls = float((want.isna().to_numpy() == got.isna().to_numpy()).mean())
+        form = _form_difference(want, got, wanted_labels, got_labels, spec)
+        if spec.kind == "id":
+            measure, value, ok = "exact match share", float("nan"), True
+        elif spec.kind == "continuous":
+            a, b = model_numbers(want), model_numbers(got)
+            if not np.array_equal(np.where(np.isinf(a), a, 0), np.where(np.isinf(b), b, 0)) and form == "ok":
+                form = "special values (inf) differ"
+            both = np.isfinite(a) & np.isfinite(b)
+            span = float(np.ptp(a[both])) if both.any() else 0.0
+            rel = np.abs(a[both] - b[both]) / np.maximum(np.maximum(np.abs(a[both]), 1e-3 * span), 1e-12)
+            measure, value = "max relative error", float(rel.max()) if both.any() else 0.0
+            ok = value <= ROUND_TRIP_TOLERANCE
         else:
-            present = want.notna() & got.notna()
-            match = float((want[present].astype(str) == got[present].astype(str)).mean()) if present.any() else 1.0
-            rows.append((spec.name, spec.kind, "exact match share", match, same_nulls))
-    return pd.DataFrame(rows, columns=["column", "kind", "measure", "value", "null_agreement"])
+            present = want.notna().to_numpy() & got.notna().to_numpy()
+            w, g = want[present].astype(str).to_numpy(), got[present].astype(str).to_numpy()
+            matches = w == g
+            if spec.kind == "datetime" and spec.datetime_format and not matches.all():
+                # Several offsets in one column come back at one offset: compare the instants.
+                same = parse_text_datetimes(pd.Series(w), spec.datetime_format) == parse_text_datetimes(
+                    pd.Series(g), spec.datetime_format
+                )
+                offsets_differ = pd.Series(w).str.extract(r"([+-]\d\d:?\d\d|Z)\s*$")[0].nunique() > 1
+                matches = matches | (same.to_numpy() & offsets_differ)
+            measure, value = "exact match share", float(matches.mean()) if present.any() else 1.0
+            ok = value == 1.0
+        passed = bool(ok and same_nulls == 1.0 and form == "ok")
+        rows.append((spec.name, spec.kind, measure, value, same_nulls, form, passed))
+    return pd.DataFrame(rows, columns=["column", "kind", "measure", "value", "null_agreement", "form", "passed"])
+
+
+# Float32 offsets decode to about 1e-7 of a mode's scale; anything past this is a fault, not rounding.
+ROUND_TRIP_TOLERANCE = 1e-5
+
+
+def _form_difference(want: pd.Series, got: pd.Series, wanted_labels: list, got_labels: list, spec) -> str:
+    label = next((l for l in wanted_labels if str(l) == spec.name), spec.name)
+    if label not in got_labels or any(str(l) == spec.name and type(l) is not type(label) for l in got_labels):
+        return f"label {label!r} not kept"
+    if str(want.dtype) != str(got.dtype):
+        return f"dtype {want.dtype} -> {got.dtype}"
+    return "ok"

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -139,9 +140,32 @@ def _read_delimited(path: Path, *, sep: str) -> pd.DataFrame:
         # index when data rows end with a trailing delimiter (the columns would shift).
         df = pd.read_csv(path, sep=sep, index_col=False)
         header = _raw_header(path, sep=sep)
+        _blank_integers_as_int64(df, path, sep=sep)
     _reject_duplicates(header, path)
     _reject_empty(df, str(path))
     return df
+
+
+_INTEGER_TEXT = r"\s*[+-]?\d+\s*"
+
+
+def _blank_integers_as_int64(df: pd.DataFrame, path: Path, *, sep: str) -> None:
+    """Whole numbers with blanks become pandas Int64 in place, so they are written back as integers (153, not
+    153.0) and their blanks stay blank. pandas reads such a column as float64; only columns whose every written
+    value is an integer (no "153.0") change, read again as text so that integers past 2^53 stay exact."""
+    candidates = [
+        name for name in df.columns
+        if df[name].dtype == "float64" and df[name].isna().any()
+        and bool(np.all(np.mod(df[name].dropna().to_numpy(), 1) == 0))
+    ]
+    if not candidates:
+        return
+    positions = sorted(df.columns.get_loc(name) for name in candidates)  # by position: blank headers too
+    text = pd.read_csv(path, sep=sep, index_col=False, usecols=positions, dtype=str)
+    for k, position in enumerate(positions):
+        written = text.iloc[:, k]
+        if len(written.dropna()) and bool(written.dropna().str.fullmatch(_INTEGER_TEXT).all()):
+            df.isetitem(position, written.str.strip().astype("string").astype("Int64").array)
 
 
 def _raw_header(path: Path, *, sep: str) -> list[str]:
@@ -155,9 +179,21 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     with _file_errors(path, "Parquet"):
         # The schema shows duplicate names that would otherwise make pyarrow fail obscurely.
         _reject_duplicates(pq.read_schema(path).names, path)
-        df = pd.read_parquet(path, engine="pyarrow")
+        table = pq.read_table(path)
+        df = table.to_pandas()
+        # pyarrow turns integers with nulls into float64; give them the nullable integer dtype of their width.
+        for i, column in enumerate(table.schema):
+            if pa.types.is_integer(column.type) and table.column(i).null_count:
+                nullable = _NULLABLE_INTEGERS[str(column.type)]
+                df[column.name] = table.column(i).to_pandas(types_mapper={column.type: nullable}.get)
     _reject_empty(df, str(path))
     return df
+
+
+_NULLABLE_INTEGERS = {
+    "int8": pd.Int8Dtype(), "int16": pd.Int16Dtype(), "int32": pd.Int32Dtype(), "int64": pd.Int64Dtype(),
+    "uint8": pd.UInt8Dtype(), "uint16": pd.UInt16Dtype(), "uint32": pd.UInt32Dtype(), "uint64": pd.UInt64Dtype(),
+}
 
 
 @contextmanager

@@ -23,6 +23,7 @@ import pandas as pd
 
 from tabtwin.pipeline.errors import SchemaError
 from tabtwin.pipeline.files import write_json_atomic
+from tabtwin.pipeline.forms import model_numbers, parse_text_datetimes
 
 KINDS = ("continuous", "discrete", "datetime", "boolean", "id")
 
@@ -110,9 +111,9 @@ def infer_schema(df: pd.DataFrame, metadata: dict | None = None) -> Schema:
     overrides = _kinds_from_metadata(metadata, df) if metadata is not None else {}
     specs = []
     for name in df.columns:
-        if name in overrides:
-            kind, datetime_format = overrides[name]
-            specs.append(_spec_for(df[name], kind, datetime_format))
+        if str(name) in overrides:
+            kind, datetime_format, representation = overrides[str(name)]
+            specs.append(_spec_for(df[name], kind, datetime_format, representation))
         else:
             specs.append(infer_column(df[name]))
     return Schema(specs)
@@ -122,6 +123,10 @@ def infer_column(series: pd.Series) -> ColumnSpec:
     return _spec_for(series, _infer_kind(series), None)
 
 
+# SDV's integer computer representations; a column declared so comes back as whole numbers in that dtype.
+_INTEGER_REPRESENTATIONS = ("Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64")
+
+
 def _infer_kind(series: pd.Series) -> str:
     values = series.dropna()
     if pd.api.types.is_bool_dtype(series) or (len(values) and _all_python_bools(values)):
@@ -129,6 +134,8 @@ def _infer_kind(series: pd.Series) -> str:
     if pd.api.types.is_datetime64_any_dtype(series):
         return "datetime"
     n_rows, n_unique = len(series), values.nunique()
+    if pd.api.types.is_timedelta64_dtype(series):  # durations are quantities, modelled in their coarsest unit
+        return "continuous"
     if pd.api.types.is_numeric_dtype(series):
         if _looks_like_integer_id(series, values, n_unique):
             return "id"
@@ -164,8 +171,7 @@ def _parses_as_datetime(values: pd.Series) -> bool:
     datetime_format = _guess_format(sample.iloc[0])
     if datetime_format is None:
         return False
-    parsed = pd.to_datetime(sample, format=datetime_format, errors="coerce")
-    return bool(parsed.notna().all())
+    return bool(parse_datetimes(sample, datetime_format).notna().all())
 
 
 def _guess_format(text: str) -> str | None:
@@ -174,14 +180,18 @@ def _guess_format(text: str) -> str | None:
     return guess_datetime_format(text)
 
 
-def _spec_for(series: pd.Series, kind: str, datetime_format: str | None) -> ColumnSpec:
+def _spec_for(
+    series: pd.Series, kind: str, datetime_format: str | None, representation: str | None = None
+) -> ColumnSpec:
     name = str(series.name)
     values = series.dropna()
     spec = ColumnSpec(name=name, kind=kind, dtype=str(series.dtype), null_rate=float(series.isna().mean()))
     if kind == "continuous":
         numeric = _as_numeric(series)
-        finite = numeric.dropna()
-        spec.integer = bool(len(finite)) and bool(np.all(np.mod(finite.to_numpy(dtype=float), 1) == 0))
+        finite = numeric[np.isfinite(numeric)]  # +-inf are special values, not numbers to round
+        spec.integer = bool(len(finite)) and bool(np.all(np.mod(finite, 1) == 0))
+        if representation in _INTEGER_REPRESENTATIONS:
+            _declare_integer(spec, series, finite, representation)
     elif kind == "boolean" and values.nunique() > 2:
         raise SchemaError(
             f"column {name!r} is declared boolean but has {values.nunique()} distinct values; "
@@ -193,11 +203,24 @@ def _spec_for(series: pd.Series, kind: str, datetime_format: str | None) -> Colu
     return spec
 
 
-def _as_numeric(series: pd.Series) -> pd.Series:
-    if pd.api.types.is_bool_dtype(series):
-        return series.astype(float)
-    numeric = pd.to_numeric(series, errors="coerce")
-    bad = numeric.isna() & series.notna()
+def _declare_integer(spec: ColumnSpec, series: pd.Series, finite: np.ndarray, representation: str) -> None:
+    """Metadata says whole numbers: refuse fractions, and give a float column (one read with blanks) the
+    nullable integer dtype named, so its values are written as integers and its blanks stay blank."""
+    fractional = finite[np.mod(finite, 1) != 0]
+    if len(fractional):
+        raise SchemaError(
+            f"column {spec.name!r} is declared {representation} in the metadata but holds {float(fractional[0])!r}; "
+            "declare it Float or round the values"
+        )
+    spec.integer = True
+    if not pd.api.types.is_integer_dtype(series):
+        spec.dtype = representation
+
+
+def _as_numeric(series: pd.Series) -> np.ndarray:
+    """float64 values of a column declared numerical (NaN for nulls, +-inf kept, durations in nanoseconds)."""
+    numeric = model_numbers(series)
+    bad = np.isnan(numeric) & series.notna().to_numpy()
     if bad.any():
         example = series[bad].iloc[0]
         raise SchemaError(
@@ -208,8 +231,9 @@ def _as_numeric(series: pd.Series) -> pd.Series:
 
 
 def parse_datetimes(series: pd.Series, datetime_format: str | None) -> pd.Series:
-    """Parse with the column's format; without one, element by element (NaT where that fails)."""
-    return pd.to_datetime(series, format=datetime_format or "mixed", errors="coerce")
+    """Parse with the column's format; without one, element by element (NaT where that fails). Strings with UTC
+    offsets become UTC instants (`pipeline.forms.parse_text_datetimes`), also when the offsets differ."""
+    return parse_text_datetimes(series, datetime_format)
 
 
 def _check_datetime_strings(series: pd.Series, datetime_format: str | None) -> None:
@@ -227,9 +251,11 @@ def _check_datetime_strings(series: pd.Series, datetime_format: str | None) -> N
 # ---------------------------------------------------------------------------------------------- metadata
 
 
-def _kinds_from_metadata(metadata: dict, df: pd.DataFrame) -> dict[str, tuple[str, str | None]]:
+def _kinds_from_metadata(metadata: dict, df: pd.DataFrame) -> dict[str, tuple[str, str | None, str | None]]:
+    """{column: (kind, datetime_format, computer_representation)} from SDV metadata (labels as text)."""
     columns = _metadata_columns(metadata)
-    missing = [name for name in columns if name not in df.columns]
+    labels = [str(label) for label in df.columns]
+    missing = [name for name in columns if name not in labels]
     if missing:
         raise SchemaError(
             f"metadata names column(s) {missing} that the table does not have "
@@ -243,12 +269,12 @@ def _kinds_from_metadata(metadata: dict, df: pd.DataFrame) -> dict[str, tuple[st
                 f"metadata gives column {name!r} the unknown sdtype {sdtype!r}; "
                 f"use one of {sorted(SDTYPE_TO_KIND)}"
             )
-        kinds[name] = (SDTYPE_TO_KIND[sdtype], entry.get("datetime_format"))
+        kinds[name] = (SDTYPE_TO_KIND[sdtype], entry.get("datetime_format"), entry.get("computer_representation"))
     primary_key = _single_table(metadata).get("primary_key")
     if primary_key is not None:
-        if primary_key not in df.columns:
+        if primary_key not in labels:
             raise SchemaError(f"metadata primary_key {primary_key!r} is not a column of the table")
-        kinds[primary_key] = ("id", None)
+        kinds[primary_key] = ("id", None, None)
     return kinds
 
 
