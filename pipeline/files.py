@@ -46,6 +46,9 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    # mkdtemp makes the folder 0700; a published folder gets what a plain mkdir would give (the umask decides).
+    os.chmod(staging, 0o777 & ~current_umask())
+    retired = None
     try:
         yield staging
         for path in sorted(staging.rglob("*")):
@@ -54,11 +57,18 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
         for folder in [staging, *(p for p in staging.rglob("*") if p.is_dir())]:
             fsync_directory(folder)
         if target.exists():
-            shutil.rmtree(target)
+            # Moved aside, not deleted first: the target is absent only between two renames.
+            retired = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old."))
+            os.replace(target, retired / target.name)
         os.replace(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        if retired is not None and (retired / target.name).exists() and not target.exists():
+            os.replace(retired / target.name, target)  # put the old folder back
         raise
+    finally:
+        if retired is not None:
+            shutil.rmtree(retired, ignore_errors=True)
     fsync_directory(target.parent)
 
 
@@ -98,7 +108,18 @@ def _target_mode(target: Path) -> int:
     try:
         return target.stat().st_mode & 0o7777
     except FileNotFoundError:
-        # os.umask can only be read by setting it; restore it at once.
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
+        return 0o666 & ~current_umask()
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux tells it (/proc), else by setting and restoring it."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    umask = os.umask(0)  # os.umask can only be read by setting it; restore it at once
+    os.umask(umask)
+    return umask
