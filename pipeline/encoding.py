@@ -162,19 +162,41 @@ class TableEncoder:
         return self
 
     def _fit_mixtures(self, numeric: dict[str, tuple[np.ndarray, str | None]]) -> dict:
+        """Per column, the modes of its finite values (a `Mixture1D`; a mode with std 0 is an exact value).
+
+        Spikes first (`_spikes`: exact zeros, round amounts, a default date): each becomes a mode of its own with
+        std 0, decoded exactly and drawn with its share, and the variational mixture (`pipeline.mixture`, on at
+        most `max_fit_rows` sampled values) is fitted on the remaining values only. Fitting it on all of them let
+        a spike of 94 % zeros and the 6 % around it share one mode whose generator noise moved zeros off zero.
+        """
+        from tabtwin.pipeline.mixture import Mixture1D
+
         rng = np.random.default_rng(self.random_state)
-        samples = {}
+        parts = {}
         for name, (values, _) in numeric.items():
             finite = values[np.isfinite(values)]
             if len(finite) > self.max_fit_rows:
                 finite = rng.choice(finite, self.max_fit_rows, replace=False)
-            samples[name] = finite
-        fittable = [name for name, v in samples.items() if len(np.unique(v)) > 1]
-        fitted = fit_mixtures([samples[n] for n in fittable], n_components=self.max_modes) if fittable else []
-        mixtures = {name: prune(m, self.weight_threshold) for name, m in zip(fittable, fitted)}
-        for name, v in samples.items():
-            if name not in mixtures:  # constant or all-null: one mode, nothing to learn
-                mixtures[name] = _single_mode(v)
+            parts[name] = _spikes(finite, max(1, self.max_modes // 2))
+        fittable = [name for name, (_, _, rest) in parts.items() if len(np.unique(rest)) > 1]
+        fitted = fit_mixtures([parts[n][2] for n in fittable], n_components=self.max_modes) if fittable else []
+        fitted = {name: prune(m, self.weight_threshold) for name, m in zip(fittable, fitted)}
+        mixtures = {}
+        for name, (spikes, shares, rest) in parts.items():
+            if name in fitted:
+                mixture = fitted[name]
+            elif len(rest):  # one distinct value besides the spikes (or a constant column): an exact mode
+                mixture = Mixture1D(weights=np.ones(1), means=rest[:1].astype(np.float64), stds=np.zeros(1))
+            elif len(spikes):
+                mixture = Mixture1D(weights=np.zeros(0), means=np.zeros(0), stds=np.zeros(0))
+            else:  # all null: one mode, nothing to learn
+                mixture = _single_mode(rest)
+            rest_share = 1.0 - float(shares.sum())
+            weights = np.r_[shares, mixture.weights * rest_share]
+            means = np.r_[spikes, mixture.means]
+            stds = np.r_[np.zeros(len(spikes)), mixture.stds]
+            order = np.argsort(means, kind="stable")
+            mixtures[name] = Mixture1D(weights=weights[order] / weights.sum(), means=means[order], stds=stds[order])
         return mixtures
 
     def _build_layout(self) -> None:
@@ -274,20 +296,32 @@ class TableEncoder:
                     out[rows, null_span[0].start + slots[lo : lo + len(chunk), c]] = 1.0
 
     def _choose_modes(self, x: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """Sample each value's mode from its posterior; return (rows, C) modes and normalised offsets."""
+        """Sample each value's mode from its posterior; return (rows, C) modes and normalised offsets.
+
+        Modes with scale 0 (spikes, lone outliers) are exact values: a value equal to one takes it (the mixture
+        was fitted without those values) with offset 0, and no other value fits them.
+        """
         missing = np.isnan(x)
         x = np.where(missing, self._means[:, 0], x)[:, :, None]  # placeholder; nulls are overwritten below
-        offsets = (x - self._means) / (_STD_MULTIPLIER * self._scales)
         active = np.isfinite(self._log_weights)
-        fits = (np.abs(offsets) <= _MAX_OFFSET) & active
-        log_post = self._log_weights - np.log(self._stds) - 0.5 * ((x - self._means) / self._stds) ** 2
+        point = (self._scales <= 0) & active
+        gap = x - self._means
+        offsets = gap / (_STD_MULTIPLIER * np.where(point, 1.0, self._scales))
+        offsets = np.where(point, 0.0, offsets)
+        on_point = point & (gap == 0)
+        fits = np.where(point, on_point, np.abs(offsets) <= _MAX_OFFSET) & active
+        fits = np.where(on_point.any(axis=2, keepdims=True), on_point, fits)
+        stds = np.where(point, 1.0, self._stds)
+        log_post = self._log_weights - np.log(stds) - 0.5 * (gap / stds) ** 2
         log_post = np.where(fits, log_post, -np.inf)
         gumbel = rng.gumbel(size=log_post.shape)
         modes = np.argmax(log_post + gumbel, axis=2)
-        # Values outside every window (new data beyond what fit saw) take the nearest mode and are clipped.
+        # Values outside every window (new data beyond what fit saw) take the mode whose window edge is nearest
+        # and are clipped to it.
         outside = ~fits.any(axis=2)
         if outside.any():
-            nearest = np.argmin(np.where(active, np.abs(offsets), np.inf), axis=2)
+            beyond = np.abs(gap) - _STD_MULTIPLIER * _MAX_OFFSET * np.where(point, 0.0, self._scales)
+            nearest = np.argmin(np.where(active, beyond, np.inf), axis=2)
             modes = np.where(outside, nearest, modes)
         chosen = np.take_along_axis(offsets, modes[:, :, None], axis=2)[:, :, 0]
         chosen = np.clip(chosen, -_MAX_OFFSET, _MAX_OFFSET)
@@ -467,12 +501,22 @@ def _coarsest_unit(nanos: np.ndarray) -> str:
     return "ns"
 
 
+# Spikes (`_spikes`): values held by at least this share of a column and this many times the median count of its
+# distinct values become exact modes of their own.
+_SPIKE_SHARE = 0.01
+_SPIKE_FACTOR = 5.0
+# A mode's window may grow to this many times its fitted width to hold nearby seen values; values further out
+# become tail modes (`_widened_scales`), at most this many per column.
+_MAX_WIDENING = 2.0
+_MAX_TAIL_MODES = 5
+
+
 def _continuous_state(spec: ColumnSpec, numeric, mixture, source: pd.Series) -> _Continuous:
     values, unit = numeric
     finite = values[np.isfinite(values)]
     if len(finite) == 0:
         finite = np.zeros(1)
-    scales = _widened_scales(finite, mixture)
+    mixture, scales = _widened_scales(finite, mixture)
     timezone = None
     if spec.kind == "datetime" and isinstance(source.dtype, pd.DatetimeTZDtype):
         timezone = str(source.dtype.tz)
@@ -493,20 +537,92 @@ def _continuous_state(spec: ColumnSpec, numeric, mixture, source: pd.Series) -> 
     )
 
 
-def _widened_scales(values: np.ndarray, mixture) -> np.ndarray:
-    """Widen each mode's spread just enough that every seen value lies inside some mode's window.
+def _widened_scales(values: np.ndarray, mixture):
+    """The modes and their normalisation scales, such that every seen value lies inside some mode's window.
 
-    Pruning small modes and heavy tails can leave values more than 4 sigma from every mode; clipping those
-    would make the encoding lossy. Each such value widens the mode nearest to it (in its own sigmas).
+    Pruning small modes and heavy tails can leave values more than 4 sigma from every mode; clipping them would
+    make the encoding lossy. A value within `_MAX_WIDENING` windows of the mode nearest to it (in its own
+    sigmas) widens that mode just enough. Values further out are not swallowed: widening one mode 500-fold to
+    reach a single 1e6 among refunds near 30 let the generator's noise on that mode's offsets spread its rows
+    over the whole range (half of the synthetic rows above 1,000, against 0.05 % of the real ones). They become
+    tail modes instead (`_tail_modes`), weighted by their share: a lone outlier is an exact mode. Clipping them
+    to the nearest window would bound them as well, but break the round trip (a seen value would decode to
+    another) and still put their rows at the edge of a mode; an own mode keeps the value and its share, and
+    discloses nothing the encoder's stored range [minimum, maximum] does not.
+    Returns (Mixture1D with any tail modes added, sorted by mean; scales), scale 0 for exact modes.
     """
-    scales = mixture.stds.astype(np.float64).copy()
-    scales[scales <= 0] = 1.0
-    distance = np.abs(values[:, None] - mixture.means[None, :])
-    nearest = np.argmin(distance / scales[None, :], axis=1)
-    needed = distance[np.arange(len(values)), nearest] / (_STD_MULTIPLIER * _MAX_OFFSET)
-    widest = np.zeros_like(scales)
-    np.maximum.at(widest, nearest, needed)
-    return np.maximum(scales, widest * (1 + 1e-9))
+    from tabtwin.pipeline.mixture import Mixture1D
+
+    means, stds = mixture.means.astype(np.float64), mixture.stds.astype(np.float64)
+    scales = stds.copy()
+    point = stds <= 0
+    distinct, counts = np.unique(values, return_counts=True)
+    covered = np.isin(distinct, means[point])
+    reach = _STD_MULTIPLIER * _MAX_OFFSET
+    spread = np.flatnonzero(~point)
+    if len(spread) and len(distinct):
+        sigmas = np.abs(distinct[:, None] - means[spread][None, :]) / stds[spread][None, :]
+        nearest = np.argmin(sigmas, axis=1)
+        needed = sigmas[np.arange(len(distinct)), nearest] / reach  # window widths to reach the value
+        near = ~covered & (needed <= _MAX_WIDENING)
+        widest = np.ones(len(spread))
+        np.maximum.at(widest, nearest[near], needed[near] * (1 + 1e-9))
+        scales[spread] = stds[spread] * widest
+        covered |= near | (needed <= 1.0)
+    far, far_counts = distinct[~covered], counts[~covered]
+    if not len(far):
+        return mixture, scales
+    window = 2 * reach * float(scales[spread].max()) if len(spread) else 0.0
+    tail_means, tail_scales, tail_counts = _tail_modes(far, far_counts, np.sort(means), window)
+    # The tail values were the mixture's: its modes give up their share, exact modes (spikes) keep theirs.
+    total = float(counts.sum())
+    weights = mixture.weights.astype(np.float64).copy()
+    if (~point).any():
+        left = max(1.0 - weights[point].sum() - tail_counts.sum() / total, 0.0)
+        weights[~point] *= left / weights[~point].sum()
+    weights = np.r_[weights, tail_counts / total]
+    means, scales = np.r_[means, tail_means], np.r_[scales, tail_scales]
+    stds = np.r_[stds, tail_scales]  # a tail mode's posterior spread is its window's
+    order = np.argsort(means, kind="stable")
+    widened = Mixture1D(weights=weights[order] / weights.sum(), means=means[order], stds=stds[order])
+    return widened, scales[order]
+
+
+def _tail_modes(far: np.ndarray, counts: np.ndarray, mode_means: np.ndarray, window: float):
+    """Group sorted distinct values that no mode reaches into at most `_MAX_TAIL_MODES` modes.
+
+    A new group starts where two values lie more than `window` (the widest mode window) apart or on different
+    sides of a mode; past the cap, only the widest gaps split. Each group is a mode spanning exactly its values
+    (mean mid-range, scale 0 for a single value). Returns (means, scales, counts), each (groups,).
+    """
+    slot = np.searchsorted(mode_means, far)
+    gaps = np.diff(far)
+    score = np.where(np.diff(slot) != 0, np.inf, gaps)
+    splits = np.flatnonzero((score > window) | np.isinf(score))
+    if len(splits) >= _MAX_TAIL_MODES:
+        splits = np.sort(splits[np.argsort(score[splits], kind="stable")[::-1][: _MAX_TAIL_MODES - 1]])
+    bounds = np.r_[0, splits + 1, len(far)]
+    lows, highs = far[bounds[:-1]], far[bounds[1:] - 1]
+    group_counts = np.add.reduceat(counts, bounds[:-1])
+    scales = (highs - lows) / (2 * _STD_MULTIPLIER * _MAX_OFFSET) * (1 + 1e-9)
+    return (lows + highs) / 2, scales, group_counts.astype(np.float64)
+
+
+def _spikes(values: np.ndarray, limit: int):
+    """Split values into spikes and the rest: (spike values, their shares, the other values).
+
+    A spike is a value held by at least `_SPIKE_SHARE` of the values and at least `_SPIKE_FACTOR` times as many
+    as the median distinct value (so the ages of a census, each about 2 %, are not spikes, while its 92 % of
+    zero capital gains and the 47 % working 40 hours are); at most `limit`, the most frequent.
+    """
+    if not len(values):
+        return np.zeros(0), np.zeros(0), values
+    distinct, counts = np.unique(values, return_counts=True)
+    spike = (counts >= _SPIKE_SHARE * len(values)) & (counts >= _SPIKE_FACTOR * np.median(counts))
+    chosen = np.flatnonzero(spike)
+    chosen = np.sort(chosen[np.argsort(counts[chosen], kind="stable")[::-1][:limit]])
+    spikes = distinct[chosen]
+    return spikes, counts[chosen] / len(values), values[~np.isin(values, spikes)]
 
 
 def _single_mode(values: np.ndarray):

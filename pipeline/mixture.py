@@ -5,6 +5,17 @@ BayesianGaussianMixture is the slow part of every CTGAN-style encoder, so this m
 batched loop over (columns, rows, components) arrays. It follows the same model as scikit-learn's
 `BayesianGaussianMixture(weight_concentration_prior_type="dirichlet_process")` (Bishop, PRML 10.2, with a
 stick-breaking prior on the weights) specialised to one dimension, where every matrix is a scalar.
+
+Two departures from scikit-learn's defaults, both about robustness:
+
+- The prior's location and scale are the column's median and IQR / 1.349 (the standard deviation for normal
+  data), where scikit-learn uses the mean and variance. The Wishart prior adds one prior variance to every
+  mode's variance sum, so with the variance as prior a single far outlier (1e6 in a column of values near 30)
+  made every mode at least sd / sqrt(n_k) wide: thousands instead of tens.
+- Convergence is judged per column on the component weights: a column stops when no weight moves by more than
+  `tol` in one iteration, and leaves the batch so the others do not pay for it. The mean log-normaliser used
+  before flattens on plateaus while components are still emptying; it stopped after 3 to 14 iterations, 0.05
+  to 0.1 nats per row short of the converged fit (Adult's hours-per-week, a refunds column).
 """
 
 from __future__ import annotations
@@ -30,25 +41,38 @@ def fit_mixtures(
     columns: list[np.ndarray],
     n_components: int = 10,
     weight_prior: float = 1e-3,
-    max_iter: int = 100,
-    tol: float = 1e-3,
+    max_iter: int = 200,
+    tol: float = 1e-4,
     reg_covar: float = 1e-6,
 ) -> list[Mixture1D]:
     """Fit a Dirichlet-process Gaussian mixture to each array in `columns` (finite values only).
 
-    Columns may differ in length: shorter ones are padded and masked out of every sum.
+    Columns may differ in length: shorter ones are padded and masked out of every sum. A column has converged
+    when no component weight (a share of its rows) changes by more than `tol` between two iterations; it then
+    leaves the batch. `max_iter` bounds the slowest column: on Adult's numeric columns (32,561 rows) age,
+    education-num, the capital columns and hours-per-week converge within 85 iterations; fnlwgt's weights still
+    drift by 1e-4 per iteration at 500 (its mean log-likelihood then moves by about 1e-3 nats per row), so
+    200 iterations bound its cost (about 2 s on one core) at no visible loss.
+    Returns one `Mixture1D` per column, in its own units, components sorted by mean (none pruned).
     """
     x, mask, centre, spread = _standardised_batch(columns)
     n_components = max(1, n_components)
     resp = _initial_responsibilities(x, mask, n_components)
-    prior = dict(mean=0.0, beta=1.0, dof=1.0, var=1.0, weight=weight_prior)  # data are standardised
-    previous = None
+    prior = dict(mean=0.0, beta=1.0, dof=1.0, var=1.0, weight=weight_prior)  # data are robustly standardised
+    rows = np.maximum(mask.sum(axis=1), 1.0)[:, None]
+    weights = resp.sum(axis=2) / rows
+    active = np.arange(len(columns))
     for _ in range(max_iter):
-        params = _m_step(x, mask, resp, prior, reg_covar)
-        resp, mean_log_norm = _e_step(x, mask, params)
-        if previous is not None and np.all(np.abs(mean_log_norm - previous) < tol):
+        if not len(active):
             break
-        previous = mean_log_norm
+        sub_x, sub_mask = x[active], mask[active]
+        params = _m_step(sub_x, sub_mask, resp[active], prior, reg_covar)
+        sub_resp, _ = _e_step(sub_x, sub_mask, params)
+        resp[active] = sub_resp
+        new_weights = sub_resp.sum(axis=2) / rows[active]
+        moved = np.abs(new_weights - weights[active]).max(axis=1)
+        weights[active] = new_weights
+        active = active[moved > tol]
     params = _m_step(x, mask, resp, prior, reg_covar)
     return [
         _to_column_units(params, c, centre[c], spread[c])
@@ -57,7 +81,10 @@ def fit_mixtures(
 
 
 def _standardised_batch(columns: list[np.ndarray]):
-    """Stack columns into a (C, n) array of z-scores plus a (C, n) validity mask."""
+    """Stack columns into a (C, n) array of robust z-scores ((x - median) / (IQR / 1.349)) plus a (C, n) mask.
+
+    The IQR falls back to the standard deviation, then to 1, when it is 0 (half the values alike).
+    """
     n = max(len(col) for col in columns)
     x = np.zeros((len(columns), n))
     mask = np.zeros((len(columns), n))
@@ -65,9 +92,10 @@ def _standardised_batch(columns: list[np.ndarray]):
     spread = np.ones(len(columns))
     for c, col in enumerate(columns):
         col = np.asarray(col, dtype=np.float64)
-        centre[c] = col.mean() if len(col) else 0.0
-        std = col.std() if len(col) else 0.0
-        spread[c] = std if std > 0 else 1.0
+        if len(col):
+            low, centre[c], high = np.quantile(col, [0.25, 0.5, 0.75])
+            robust = (high - low) / 1.349
+            spread[c] = robust if robust > 0 else (col.std() or 1.0)
         x[c, : len(col)] = (col - centre[c]) / spread[c]
         mask[c, : len(col)] = 1.0
     return x, mask, centre, spread
