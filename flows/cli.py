@@ -13,24 +13,47 @@ import time
 from dataclasses import MISSING, fields
 from pathlib import Path
 
-from tabtwin.flows.steps import Places, RunSpec, generator_params, spec_default
+from tabtwin.flows.steps import Places, RunSpec, check_registry_names, generator_params, spec_default
 from tabtwin.pipeline.errors import TabtwinError
 
 EXIT_USER_ERROR = 2
 EXIT_GATE_FAILED = 3
 
 
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a tool whose reader went away
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.handler(args) or 0
+        code = args.handler(args) or 0
+        sys.stdout.flush()  # here, not at exit, so a closed pipe is caught below
+        return code
     except TabtwinError as err:
         print(f"tabtwin: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("tabtwin: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _reader_gone()
+
+
+def _reader_gone() -> int:
+    """The reader of stdout went away (`tabtwin schema DATA | head`): stop quietly, as `head`'s other writers do.
+
+    stdout is pointed at /dev/null so that the flush at interpreter exit does not raise again.
+    """
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout is no real file (a test's capture): nothing is left to flush
+        pass
+    return EXIT_BROKEN_PIPE
 
 
 class Parser(argparse.ArgumentParser):
@@ -206,13 +229,14 @@ def _cmd_schema(args) -> int:
     from tabtwin.pipeline.schema import save_metadata
 
     df, schema = _load(args)
+    written = save_metadata(schema, args.out) if args.out else None  # before printing: a closed pipe cannot stop it
     print(f"{args.data}: {len(df):,} rows x {df.shape[1]} columns")
     for spec in schema.columns:
         extra = " integer" if spec.integer else ""
         extra += f" format={spec.datetime_format}" if spec.datetime_format else ""
         print(f"  {spec.name:<24} {spec.kind:<11} nulls {spec.null_rate:6.1%}{extra}")
-    if args.out:
-        print(f"metadata written to {save_metadata(schema, args.out)}")
+    if written:
+        print(f"metadata written to {written}")
     return 0
 
 
@@ -305,6 +329,11 @@ def format_gate(gate: dict) -> str:
     return "\n".join(lines)
 
 
+def format_failures(messages: list[str], indent: str = "  ") -> str:
+    """The failed gate checks, one per line, as `evaluate` prints them."""
+    return "\n".join(f"{indent}FAIL {message}" for message in messages)
+
+
 def _quiet_prefect(verbose: bool) -> None:
     import os
 
@@ -322,6 +351,7 @@ def run_specs(args) -> tuple[list[RunSpec], Places]:
 def _cmd_run(args) -> int:
     _quiet_prefect(args.verbose)
     specs, places = run_specs(args)
+    check_registry_names(specs, places.registry)
     if args.runner == "dask":
         from tabtwin.flows.scale import run_many
 
@@ -331,6 +361,8 @@ def _cmd_run(args) -> int:
     for summary in summaries:
         verdict = "published" if summary["passed"] else "gate FAILED, data withheld"
         print(f"{summary['data']} [{summary['model']}]: {verdict}")
+        if not summary["passed"] and summary.get("failures"):
+            print(format_failures(summary["failures"]))
         print(f"  report: {summary['folder']}/report.html")
         if summary["passed"]:
             print(f"  data:   {summary['folder']}/synthetic.parquet")
@@ -364,11 +396,14 @@ def _cmd_request(args) -> int:
     state = request(model=args.model, rows=args.rows, conditions=parse_conditions(args.condition) or None,
                     out=str(args.out), seed=args.seed, device=args.device, return_state=True)
     summary = _flow_outcome(state)
-    print(f"report: {summary['folder']}/report.html")
     if summary["passed"]:
         print(f"{args.rows:,} rows written to {args.out}")
+        print(f"report: {summary['folder']}/report.html")
         return 0
-    print("gate FAILED: the table is withheld")
+    removed = "; the older table there was removed" if summary.get("removed") else ""
+    print(f"gate FAILED: the table is withheld, nothing written to {args.out}{removed}")
+    print(format_failures(summary["failures"]))
+    print(f"report: {summary['folder']}/report.html")
     return EXIT_GATE_FAILED
 
 

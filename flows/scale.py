@@ -20,7 +20,7 @@ import re
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from tabtwin.flows.steps import Places, RunSpec, place_default
+from tabtwin.flows.steps import Places, RunSpec, check_registry_names, place_default
 
 
 def available_cores() -> int:
@@ -88,6 +88,7 @@ def run_many(specs: list[RunSpec], places: Places | None = None, dask_address: s
     from prefect_dask import DaskTaskRunner
 
     places = places or Places()
+    check_registry_names(specs, places.registry)  # two pairs that would register under one name: refused up front
     if dask_address:
         runner = DaskTaskRunner(address=dask_address)
         shares, threads = cluster_shares(dask_address), 1

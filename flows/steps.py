@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import uuid
 from dataclasses import asdict, dataclass, field, fields
@@ -174,8 +175,102 @@ def evaluate_run(train, holdout, synthetic, schema: Schema, spec: RunSpec) -> di
 
 
 def registry_name(spec: RunSpec) -> str:
-    """The registry entry a passing model of this spec is registered under: <table>-<model>."""
-    return f"{Path(spec.data).stem}-{spec.model}"
+    """The registry entry a passing model of this spec is registered under: <file name>[-<table>]-<model>.
+
+    The file's suffix is part of the name (`a-sqlite-ctgan`, `a-parquet-ctgan`), and so is a database table, so
+    two inputs sharing a stem get distinct entries. Two files of the same name in different folders would still
+    share one: `check_registry_names` refuses that clash before any work.
+    """
+    parts = [Path(spec.data.rstrip("/")).name or "data"] + ([spec.table] if spec.table else []) + [spec.model]
+    return "-".join(_slug(part) for part in parts)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]+", "-", str(text)).strip("-") or "x"
+
+
+def source_of(spec: RunSpec) -> str:
+    """The source a spec reads, as one comparable string: a local file's absolute path, else the URL (password
+    masked), with the database table after a '#'."""
+    from tabtwin.pipeline.ingest import is_url
+
+    if is_url(spec.data):
+        data = re.sub(r"://([^:/@]+):[^@/]*@", r"://\1:***@", spec.data)
+    else:
+        data = str(Path(spec.data).expanduser().resolve())
+    return f"{data}#{spec.table}" if spec.table else data
+
+
+def check_registry_names(specs: list[RunSpec], registry: str | Path | None) -> None:
+    """Refuse, before any work, two sources that would register under one name: two of these specs, or a spec and
+    the model already registered there from another source (a re-run of the same source replaces its entry)."""
+    if not registry:
+        return
+    claimed: dict[str, str] = {}
+    for spec in specs:
+        name, source = registry_name(spec), source_of(spec)
+        entry = Path(registry) / name
+        if claimed.setdefault(name, source) != source:
+            raise TabtwinError(f"{claimed[name]} and {source} would both register as {entry}; "
+                               "rename one file or run them with different --registry folders")
+        registered = _registered_source(entry)
+        if registered is not None and registered != source:
+            raise TabtwinError(f"{entry} holds the model of {registered}, not of {source}; pass another --registry "
+                               f"folder, or delete {entry} to replace it")
+
+
+def _registered_source(entry: Path) -> str | None:
+    try:
+        return json.loads((entry / REGISTRATION).read_text(encoding="utf-8"))["source"]["data"]
+    except (OSError, ValueError, KeyError, TypeError):  # no entry, or one from before sources were recorded
+        return None
+
+
+def _rows_digest(df: pd.DataFrame) -> str:
+    digest = hashlib.sha256(json.dumps([str(c) for c in df.columns]).encode())
+    digest.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def split_record(spec: RunSpec, train: pd.DataFrame, holdout: pd.DataFrame) -> dict:
+    """What a registration records of the data a model was trained on: the source, its columns and row count,
+    and a fingerprint of the training rows and of the holdout rows (no rows themselves)."""
+    return {"data": source_of(spec), "columns": [str(c) for c in train.columns], "rows": len(train) + len(holdout),
+            "train": {"rows": len(train), "sha256": _rows_digest(train)},
+            "holdout": {"rows": len(holdout), "sha256": _rows_digest(holdout)}}
+
+
+def check_source(registration: "Registration", train: pd.DataFrame, holdout: pd.DataFrame) -> None:
+    """Refuse a request whose re-read, re-split source is not the split the model was trained and judged on.
+
+    A grown, shrunk or edited source splits differently: rows the model trained on would land in the holdout
+    and the privacy checks would pass on leaked rows. The error names what changed.
+    """
+    data, entry, recorded = registration.spec.data, registration.folder, registration.source
+    table = f" --table {registration.spec.table}" if registration.spec.table else ""
+    rerun = f"re-register it with `tabtwin run {data}{table}`"
+    if recorded is None:
+        raise TabtwinError(f"{entry} was registered without a fingerprint of its training and holdout rows, so a "
+                           f"request cannot prove its holdout unseen; {rerun}")
+    now = split_record(registration.spec, train, holdout)
+    changes = []
+    added = [c for c in now["columns"] if c not in recorded["columns"]]
+    removed = [c for c in recorded["columns"] if c not in now["columns"]]
+    if added:
+        changes.append(f"columns added: {', '.join(added)}")
+    if removed:
+        changes.append(f"columns removed: {', '.join(removed)}")
+    if not (added or removed) and now["columns"] != recorded["columns"]:
+        changes.append("columns reordered")
+    if now["rows"] != recorded["rows"]:
+        changes.append(f"{recorded['rows']:,} rows then, {now['rows']:,} now")
+    if not changes:
+        for part, label in (("train", "training"), ("holdout", "holdout")):
+            if now[part]["sha256"] != recorded[part]["sha256"]:
+                changes.append(f"its {label} rows differ")
+    if changes:
+        raise TabtwinError(f"{data} has changed since {entry} was registered ({'; '.join(changes)}), so its holdout "
+                           f"would no longer be unseen by the model; {rerun}")
 
 
 def new_run_id(spec: RunSpec) -> str:
@@ -213,23 +308,55 @@ def publish(
     return Published(folder=target, passed=passed, synthetic=target / "synthetic.parquet" if passed else None)
 
 
-def register_model(registry: str | Path, name: str, model_dir: Path, spec: RunSpec) -> Path:
-    """Copy a fitted model into the registry with what is needed to evaluate later requests against real data."""
+def register_model(registry: str | Path, name: str, model_dir: Path, spec: RunSpec, source: dict) -> Path:
+    """Copy a fitted model into the registry with what is needed to evaluate later requests against real data.
+
+    `source` is `split_record(spec, train, holdout)`: requests check the source still splits into those rows.
+    """
     target = Path(registry) / name
     with atomic_directory(target) as staging:
         shutil.copytree(model_dir, staging / "model")
-        write_json_atomic({"spec": asdict(spec), "registered": datetime.now(timezone.utc).isoformat()}, staging / REGISTRATION)
+        write_json_atomic({"spec": asdict(spec), "source": source, "registered": datetime.now(timezone.utc).isoformat()},
+                          staging / REGISTRATION)
     return target
 
 
-def read_registration(path: str | Path) -> tuple[Path, RunSpec]:
-    """(model folder, the spec it was trained with) from a registry entry."""
+@dataclass
+class Registration:
+    """A registry entry: its folder, its model folder, the spec it was trained with, and the split it recorded
+    (None for an entry registered before splits were recorded)."""
+
+    folder: Path
+    model_dir: Path
+    spec: RunSpec
+    source: dict | None
+
+
+def read_registration(path: str | Path) -> Registration:
+    """The registry entry at `path` (as written by `register_model`)."""
     path = Path(path)
     file = path / REGISTRATION
     if not file.is_file():
         raise TabtwinError(f"{path} is not a registered model (no {REGISTRATION}); register it with `tabtwin run`")
     try:
-        spec = RunSpec(**json.loads(file.read_text(encoding="utf-8"))["spec"])
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        record = json.loads(file.read_text(encoding="utf-8"))
+        spec = RunSpec(**record["spec"])
+        source = record.get("source")
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
         raise TabtwinError(f"{file} is corrupt ({err}); re-register the model") from None
-    return path / "model", spec
+    return Registration(folder=path, model_dir=path / "model", spec=spec, source=source)
+
+
+def request_report_name(out: Path) -> str:
+    """The report folder of a request writing `out`: `red.csv` -> `red.csv.report` (beside it; a request writing
+    `red.parquet` gets its own)."""
+    return f"{out.name}.report"
+
+
+def withdraw(path: str | Path) -> bool:
+    """Remove a table left at a request's output path (by an earlier run); True when there was one."""
+    path = Path(path).expanduser()
+    if path.is_file() or path.is_symlink():
+        path.unlink()
+        return True
+    return False

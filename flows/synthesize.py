@@ -57,6 +57,7 @@ def run_sequence(spec: RunSpec, places: Places, ops: Steps = PLAIN, artifact_key
     Returns the run's summary: data, model, folder, passed, synthetic (path or None), model_reused, registered
     (registry entry or None) and the gate's failure messages.
     """
+    steps.check_registry_names([spec], places.registry)
     train, holdout, schema = ops.load_inputs(spec)
     model_dir, reused = ops.fit_or_reuse(train, schema, spec, places.cache)
     _logger().info("model %s (%s)", model_dir, "reused from cache" if reused else "trained")
@@ -67,7 +68,8 @@ def run_sequence(spec: RunSpec, places: Places, ops: Steps = PLAIN, artifact_key
     publish_artifacts(results, published.folder, key=artifact_key)
     registered = None
     if places.registry and published.passed:
-        registered = ops.register_model(places.registry, steps.registry_name(spec), model_dir, spec)
+        registered = ops.register_model(places.registry, steps.registry_name(spec), model_dir, spec,
+                                        steps.split_record(spec, train, holdout))
     return {"data": spec.data, "model": spec.model, "folder": str(published.folder), "passed": published.passed,
             "synthetic": str(published.synthetic) if published.synthetic else None, "model_reused": reused,
             "registered": str(registered) if registered else None,
@@ -108,24 +110,35 @@ def request(
     seed: int | None = None,
     device: str = spec_default("device"),
 ):
-    """`model` is a registry entry (as written by `synthesize`): sampling needs no retraining."""
-    model_dir, trained = steps.read_registration(model)
+    """`model` is a registry entry (as written by `synthesize`): sampling needs no retraining.
+
+    The source is re-read and re-split with the registered split's own parameters and must give the rows the model
+    was trained and judged on (`steps.check_source`), or the request is refused. The table is written to `out`
+    only when the gate passes; when it fails, a table an earlier run left at `out` is removed, so nothing there
+    is stale. The report goes to the folder `<out>.report` beside it either way.
+    """
+    registration = steps.read_registration(model)
+    trained = registration.spec
     spec = RunSpec(**{**asdict(trained), "conditions": conditions or {}, "device": device,
                       "seed": trained.seed if seed is None else seed})
-    train, holdout, schema = load_inputs(spec)
-    synthetic = sample_synthetic(model_dir, rows, spec)
+    train, holdout, schema = load_inputs(trained)  # the split the model was trained with, whatever the seed now
+    steps.check_source(registration, train, holdout)
+    synthetic = sample_synthetic(registration.model_dir, rows, spec)
     train, holdout = (steps.filter_rows(frame, spec.conditions) for frame in (train, holdout))
     results = evaluate_run(train, holdout, synthetic, schema, spec)
-    target = Path(out)
-    published = publish(target.parent, target.stem, results, train, synthetic, schema,
+    target = Path(out).expanduser()
+    published = publish(target.parent, steps.request_report_name(target), results, train, synthetic, schema,
                         {"model": str(model), "rows": rows, "conditions": spec.conditions})
+    removed = None
     if published.passed:
         from tabtwin.pipeline.ingest import write_table
 
         write_table(synthetic, target)  # the format the analyst asked for, beside the report folder
+    elif steps.withdraw(target):
+        removed = str(target)
     publish_artifacts(results, published.folder, key="request-report")
-    return outcome({"folder": str(published.folder), "passed": published.passed,
-                    "synthetic": str(published.synthetic) if published.synthetic else None,
+    return outcome({"folder": str(published.folder), "passed": published.passed, "out": str(target),
+                    "synthetic": str(published.synthetic) if published.synthetic else None, "removed": removed,
                     "failures": [f["message"] for f in results["gate"]["failures"]]})
 
 
@@ -159,4 +172,6 @@ def outcome(summary: dict):
     if summary["passed"]:
         return Completed(message=f"published {summary['folder']}", data=summary)
     failures = "; ".join(summary["failures"])
-    return Failed(message=f"gate failed ({failures}); report kept in {summary['folder']}, data withheld", data=summary)
+    removed = f"; removed the older table at {summary['removed']}" if summary.get("removed") else ""
+    return Failed(message=f"gate failed ({failures}); report kept in {summary['folder']}, data withheld{removed}",
+                  data=summary)

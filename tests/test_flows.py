@@ -84,9 +84,12 @@ def test_registration_round_trip(tmp_path):
     model_dir.mkdir()
     (model_dir / "config.json").write_text("{}")
     spec = RunSpec(data="x.csv", epochs=3, target="y")
-    entry = steps.register_model(tmp_path / "registry", "x-ctgan", model_dir, spec)
-    folder, again = steps.read_registration(entry)
-    assert folder == entry / "model" and (folder / "config.json").is_file() and again == spec
+    df = make_sample_table(50, seed=1)
+    source = steps.split_record(spec, df.iloc[:40], df.iloc[40:])
+    entry = steps.register_model(tmp_path / "registry", "x-ctgan", model_dir, spec, source)
+    registration = steps.read_registration(entry)
+    assert registration.model_dir == entry / "model" and (registration.model_dir / "config.json").is_file()
+    assert registration.spec == spec and registration.source == source and registration.folder == entry
     with pytest.raises(TabtwinError, match="not a registered model"):
         steps.read_registration(tmp_path)
 
@@ -118,7 +121,7 @@ def test_synthesize_publishes_and_caches_the_model(harness, workspace):
     again = json.loads((Path(second.result()["folder"]) / "run.json").read_text())
     assert again["model_reused"] is True  # same data and parameters: no retraining
     assert len(list((workspace["root"] / "cache").iterdir())) == 1
-    assert (workspace["root"] / "registry" / f"customers-{DEFAULT_MODEL}" / "registration.json").is_file()
+    assert (workspace["root"] / "registry" / f"customers-csv-{DEFAULT_MODEL}" / "registration.json").is_file()
 
 
 def test_a_failed_gate_keeps_the_report_and_withholds_the_data(harness, workspace):
@@ -148,12 +151,12 @@ def test_request_samples_a_registered_model_under_conditions(harness, workspace,
 
     assert run_synthesize(workspace, workspace["lenient"]).is_completed()
     out = workspace["root"] / "requests" / "red.csv"
-    state = request(model=str(workspace["root"] / "registry" / f"customers-{DEFAULT_MODEL}"), rows=77,
+    state = request(model=str(workspace["root"] / "registry" / f"customers-csv-{DEFAULT_MODEL}"), rows=77,
                     conditions={"colour": "red"}, out=str(out), device=device, return_state=True)
     assert state.is_completed(), state.message
     table = read_table(out)
     assert len(table) == 77 and (table["colour"] == "red").all()
-    report = json.loads((workspace["root"] / "requests" / "red" / "report.json").read_text())
+    report = json.loads((workspace["root"] / "requests" / "red.csv.report" / "report.json").read_text())
     assert report["meta"]["rows"]["synthetic"] == 77
     assert report["meta"]["rows"]["train"] < 320  # evaluated against the real rows meeting the condition
 
@@ -185,7 +188,7 @@ def test_two_tables_on_a_local_dask_cluster(workspace, device):
     assert sorted(s["data"] for s in summaries) == sorted(spec.data for spec in specs)
     assert all(s["passed"] for s in summaries)
     assert len(list((root / "runs").iterdir())) == 2
-    assert sorted(p.name for p in (root / "registry").iterdir()) == [f"accounts-{DEFAULT_MODEL}", f"customers-{DEFAULT_MODEL}"]
+    assert sorted(p.name for p in (root / "registry").iterdir()) == [f"accounts-parquet-{DEFAULT_MODEL}", f"customers-csv-{DEFAULT_MODEL}"]
     assert all(s["registered"] for s in summaries)
     assert {f"synthesize-report-customers-csv-{DEFAULT_MODEL}", f"synthesize-report-accounts-parquet-{DEFAULT_MODEL}"} <= keys
     assert [s["torch_threads"] for s in summaries] == [max(1, available_cores() // 2)] * 2
