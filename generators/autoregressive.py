@@ -383,6 +383,7 @@ class AutoregressiveGenerator(SyntheticGenerator):
         d = len(self.encoder_.columns)
         order = [j for j in fixed] + [j for j in range(d) if j not in fixed]
         mask = order_mask(order, d, self.device_)
+        labels = {form.name: form.label for form in self.encoder_.forms_}  # decoded frames carry the source labels
         frames, chunk = [], SAMPLE_BATCH[self.device_.type]
         for lo in range(0, max(n, 1), chunk):
             rows = min(chunk, n - lo)
@@ -395,7 +396,8 @@ class AutoregressiveGenerator(SyntheticGenerator):
                     codes[:, j] = torch.multinomial(torch.softmax(logits, dim=1), 1, generator=generator)[:, 0]
             frame = self.encoder_.inverse_transform(codes.cpu().numpy(), seed=seed + lo, id_offset=lo)
             for j, (_, value) in fixed.items():  # a rare value shares its code with others: write it as asked
-                frame[self.encoder_.columns[j]] = pd.Series([value] * rows, dtype=frame[self.encoder_.columns[j]].dtype)
+                label = labels.get(self.encoder_.columns[j], self.encoder_.columns[j])
+                frame[label] = pd.Series([value] * rows, dtype=frame[label].dtype)
             frames.append(frame)
         return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
@@ -407,6 +409,7 @@ class AutoregressiveGenerator(SyntheticGenerator):
             raise TabtwinError("conditions must be a mapping of column to value, e.g. {'sex': ' Female'}")
         fixed = {}
         for column, wanted in conditions.items():
+            column = column if isinstance(column, str) else str(column)  # a label such as 0 is modelled as "0"
             if column not in self.encoder_.schema.names:
                 raise TabtwinError(f"condition names unknown column {column!r}; columns are {self.encoder_.schema.names}")
             kind = self.encoder_.schema[column].kind

@@ -120,3 +120,14 @@ def test_tiny_table_fits_saves_loads_and_samples(tmp_path, device):
 def test_order_mask_lets_each_head_see_only_earlier_columns():
     mask = order_mask([2, 0, 1], 3)
     assert mask.tolist() == [[0, 0, 1], [1, 0, 1], [0, 0, 0]]
+
+
+def test_conditions_on_a_table_with_integer_labels_keep_the_labels():
+    """Labels such as 0 survive decoding, so a condition on column 0 (given as 0 or "0") is written under it."""
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({0: rng.choice(["a", "b", "c"], 300), 1: rng.normal(size=300)})
+    fitted = AutoregressiveGenerator(epochs=2, random_state=0, device="cpu").fit(df)
+    for key in (0, "0"):
+        out = fitted.sample(40, conditions={key: "b"}, seed=1)
+        assert list(out.columns) == [0, 1]
+        assert (out[0] == "b").all()
