@@ -44,8 +44,12 @@ every discrete column with at least `MIN_CONDITION_ROWS` rows, keeps the count, 
 the posterior means of the rows holding it: aggregate statistics only, never a row. Several conditions combine
 as a product of Gaussians divided by the prior counted once too often: precision P = 1 + sum_k (P_k - 1),
 mean = sum_k P_k m_k / P, with each P_k floored at the prior's 1 so the combined precision stays positive (one
-condition therefore samples its own Gaussian, variance capped at 1). Rare values (too few rows to estimate)
-fall back to N(0, I). Cost: one extra encoder pass at fit, O(n_conditions * embedding_dim) at sampling, no
+condition therefore samples its own Gaussian, variance capped at 1). Rare values (fewer than
+`MIN_CONDITION_ROWS` training rows: too few to estimate a mean and variance in `embedding_dim` dimensions) fall
+back to the prior N(0, I): the rows still hold the condition exactly (the base writes its one-hot), but the other
+columns follow the unconditional distribution rather than the value's own. When no value has enough rows (a
+6-row table, or columns of hundreds of values in 400 rows) every condition falls back, and the model saves
+`latent_by_value: null`; an empty table of statistics saved by earlier versions loads as the same. Cost: one extra encoder pass at fit, O(n_conditions * embedding_dim) at sampling, no
 rejection loop.
 
 Other uses. `embed(df)` returns the posterior means (rows, embedding_dim). `score(df)` returns each row's
@@ -292,6 +296,9 @@ class TVAE(SyntheticGenerator):
             total += onehot.T @ mu
             squares += onehot.T @ mu**2
         keep = count >= MIN_CONDITION_ROWS
+        if not bool(keep.any()):  # every value too rare: conditions fall back to the prior (module docstring)
+            self.latent_stats_ = None
+            return
         mean = total[keep] / count[keep, None]
         var = (squares[keep] / count[keep, None] - mean**2).clamp_min(_VAR_FLOOR)
         self.latent_stats_ = {
@@ -342,6 +349,10 @@ class TVAE(SyntheticGenerator):
             raise ModelError(f"the latent statistics in config.json are corrupt ({err}); refit the model") from None
         rows = len(stats["position"])
         shape = (rows, self.embedding_dim)
+        if rows == 0 and not stats["mean"].numel() and not stats["var"].numel():
+            # Saved before empty statistics were stored as null: [] reads back as shape (0,), not (0, dim).
+            self.latent_stats_ = None
+            return
         if stats["count"].shape != (rows,) or stats["mean"].shape != shape or stats["var"].shape != shape:
             raise ModelError("the latent statistics in config.json do not fit the model's size; refit the model")
         if rows and (not bool((stats["var"] > 0).all()) or not bool(torch.isfinite(stats["mean"]).all())):
