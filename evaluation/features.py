@@ -25,7 +25,8 @@ def model_frames(
     one value; `grouped`, when given, receives {column: number of values grouped} so a report can say so.
     """
     columns = [s for s in schema.columns if s.kind != "id" and s.name not in exclude]
-    out = [pd.DataFrame(index=frame.index) for frame in frames]
+    # Columns collect in dicts and become frames once: adding them one by one fragments a wide frame.
+    out: list[dict] = [{} for _ in frames]
     for spec in columns:
         if spec.kind in ("continuous", "datetime"):
             for target, frame in zip(out, frames):
@@ -39,9 +40,9 @@ def model_frames(
             if grouped is not None:
                 grouped[spec.name] = int(len(counts) - len(kept))
         vocabulary = sorted(set().union(*(set(k.dropna()) for k in keys)))
-        for target, key in zip(out, keys):
-            target[spec.name] = pd.Categorical(key, categories=vocabulary)
-    return out
+        for target, key, frame in zip(out, keys, frames):
+            target[spec.name] = pd.Series(pd.Categorical(key, categories=vocabulary), index=frame.index)
+    return [pd.DataFrame(target, index=frame.index) for target, frame in zip(out, frames)]
 
 
 def numeric_values(series: pd.Series, spec) -> pd.Series:

@@ -5,6 +5,12 @@
 - A classifier two-sample test: gradient-boosted trees try to tell real from synthetic rows. Out-of-fold ROC AUC
   becomes a score, 1 - 2 * max(AUC - 0.5, 0): 1 when indistinguishable, 0 when perfectly separable. A boosted
   model, because logistic detection saturates: it misses interactions that trees find at once.
+
+Bounds. Pair trends grow with the square of the width (a 300-column table has 44,850 pairs: 5 to 11 minutes
+and 3.9 GB through sdmetrics), so past QUALITY_MAX_PAIRS pairs a seeded uniform sample of that many pairs is
+scored (the mean over a uniform sample estimates the mean over all pairs) and the result says so
+(`pairs_scored`, `pairs_total`, `note`). The detection test needs DETECTION_MIN_ROWS real rows (a few per fold
+and class); with fewer (a request for a rare segment) it is not run and says why (`skipped`).
 """
 
 from __future__ import annotations
@@ -23,9 +29,17 @@ from tabtwin.pipeline.schema import Schema
 
 QUALITY_ROWS = 20_000  # rows per side for the QualityReport (pair trends grow with rows x pairs)
 DETECTION_ROWS = 20_000  # rows per side for the detection classifier
+QUALITY_MAX_PAIRS = 1_000  # column pairs scored for pair trends; wider tables get a seeded sample (5 s here)
+DETECTION_MIN_ROWS = 3 * 5  # real rows: 3 folds of at least 5 real and 5 synthetic rows each
 
 
 def quality_report(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema, seed: int = 0) -> dict:
+    """sdmetrics' QualityReport on at most QUALITY_ROWS rows per side and QUALITY_MAX_PAIRS column pairs.
+
+    Returns {"score", "column_shapes", "column_pair_trends" (each in [0, 1] or None), "columns" {name: {metric,
+    score}}, "pairs" [{columns, metric, score, real, synthetic}], "rows_used", "pairs_scored", "pairs_total",
+    "sdmetrics_version", and "note" when the pairs were sampled}. Pairs are drawn with `seed`.
+    """
     from sdmetrics.reports import QualityReport
 
     modelled = [s.name for s in schema.columns if s.kind != "id"]
@@ -33,13 +47,17 @@ def quality_report(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema, 
     real_rows = _subsample(real[modelled], QUALITY_ROWS, seed)
     synthetic_rows = _subsample(synthetic[modelled], QUALITY_ROWS, seed)
     report = QualityReport()
+    pairs_total = len(modelled) * (len(modelled) - 1) // 2
+    sampled = _sample_pairs(modelled, QUALITY_MAX_PAIRS, seed) if pairs_total > QUALITY_MAX_PAIRS else None
+    if sampled is not None:
+        sampled = _score_only(report, sampled)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # sdmetrics warns per column about dtypes it converts itself
         report.generate({"table": real_rows}, {"table": synthetic_rows}, metadata, verbose=False)
     properties = report.get_properties().set_index("Property")["Score"]
     shapes = report.get_details("Column Shapes")
     trends = report.get_details("Column Pair Trends")
-    return {
+    result = {
         "score": _float(report.get_score()),
         "column_shapes": _float(properties.get("Column Shapes")),
         "column_pair_trends": _float(properties.get("Column Pair Trends")),
@@ -55,13 +73,64 @@ def quality_report(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema, 
             for _, row in trends.iterrows()
         ],
         "rows_used": len(real_rows),
+        "pairs_scored": pairs_total if sampled is None else len(sampled),
+        "pairs_total": pairs_total,
         "sdmetrics_version": version("sdmetrics"),
     }
+    if sampled is not None:
+        result["note"] = (f"pair trends scored on a seeded uniform sample of {len(sampled):,} of {pairs_total:,} "
+                          f"column pairs (seed {seed}); the pair trends score estimates the mean over all pairs")
+    return result
+
+
+def _sample_pairs(columns: list[str], count: int, seed: int) -> list[tuple[str, str]]:
+    """`count` distinct unordered column pairs, drawn uniformly with `seed`, in the table's column order."""
+    n = len(columns)
+    total = n * (n - 1) // 2
+    chosen = np.sort(np.random.default_rng(seed).choice(total, size=min(count, total), replace=False))
+    # Pair index k enumerates (i, j), i < j, row by row: row i starts at i * n - i * (i + 1) / 2.
+    starts = np.arange(n) * n - np.arange(n) * (np.arange(n) + 1) // 2
+    rows = np.searchsorted(starts, chosen, side="right") - 1
+    cols = chosen - starts[rows] + rows + 1
+    return [(columns[i], columns[j]) for i, j in zip(rows, cols)]
+
+
+def _score_only(report, pairs: list[tuple[str, str]]) -> list[tuple[str, str]] | None:
+    """Make `report` score only `pairs` for Column Pair Trends; returns the pairs, or None where this sdmetrics
+    cannot, in which case all pairs are scored, as before.
+
+    sdmetrics' (multi-table) QualityReport builds one single-table ColumnPairTrends per table from the class in
+    `_single_table_property`; that class's `_generate_details` takes `column_pairs` (sdmetrics 0.32), so the
+    report's own preprocessing, thresholds and averaging stay as they are and only the pairs differ.
+    """
+    import inspect
+
+    trends = getattr(report, "_properties", {}).get("Column Pair Trends")
+    single = getattr(trends, "_single_table_property", None)
+    if single is None or "column_pairs" not in inspect.signature(single._generate_details).parameters:
+        return None
+
+    class SampledPairTrends(single):
+        def _generate_details(self, real_data, synthetic_data, metadata, progress_bar=None, column_pairs=None):
+            return super()._generate_details(real_data, synthetic_data, metadata, progress_bar, column_pairs=pairs)
+
+    trends._single_table_property = SampledPairTrends
+    return pairs
 
 
 def detection_test(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema, seed: int = 0) -> dict:
-    """Out-of-fold AUC of a boosted classifier separating real from synthetic rows (equal numbers of each)."""
+    """Out-of-fold AUC of a boosted classifier separating real from synthetic rows (equal numbers of each).
+
+    Returns {"auc", "score", "rows_per_side", "model"}, or {"skipped": reason, "auc": None, "score": None, ...}
+    when there are fewer than DETECTION_MIN_ROWS real or synthetic rows (3 stratified folds need several rows of
+    each class; a request for a segment of 5 real rows has too few to judge).
+    """
     n = min(len(real), len(synthetic), DETECTION_ROWS)
+    model_name = "HistGradientBoostingClassifier, 3-fold"
+    if n < DETECTION_MIN_ROWS:
+        return {"auc": None, "score": None, "rows_per_side": n, "model": model_name,
+                "skipped": f"too few rows to judge: {len(real)} real and {len(synthetic)} synthetic rows, the "
+                           f"detection test needs at least {DETECTION_MIN_ROWS} of each"}
     grouped: dict = {}
     real_x, synthetic_x = model_frames([_subsample(real, n, seed), _subsample(synthetic, n, seed + 1)], schema, grouped=grouped)
     features = pd.concat([real_x, synthetic_x], ignore_index=True)
@@ -70,7 +139,7 @@ def detection_test(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema, 
     folds = StratifiedKFold(n_splits=3, shuffle=True, random_state=seed)
     scores = cross_val_predict(model, features, labels, cv=folds, method="predict_proba")[:, 1]
     auc = float(roc_auc_score(labels, scores))
-    result = {"auc": auc, "score": 1.0 - 2.0 * max(auc - 0.5, 0.0), "rows_per_side": n, "model": "HistGradientBoostingClassifier, 3-fold"}
+    result = {"auc": auc, "score": 1.0 - 2.0 * max(auc - 0.5, 0.0), "rows_per_side": n, "model": model_name}
     if grouped:
         result["grouped_categories"] = grouped
         result["note"] = (f"columns with more than {MAX_CATEGORIES} values had their rarest values grouped as one for "

@@ -13,6 +13,10 @@ Defaults (override any of them with a JSON file of the same keys, `GateConfig.fr
 | max_mia_auc | 0.60 | distance-based membership inference; 0.5 is no leakage |
 | min_utility_ratio | 0.85 | TSTR / TRTR on AUC (classification) or R2 (regression), when a target is given |
 | min_contract_success | 0.95 | share of data-contract expectations the synthetic table meets |
+
+A section that could not be judged (too few real rows, as in a request for a rare segment, or no feature to
+predict from) carries a `skipped` reason; its checks are listed as not judged (`judged: false`, with the
+reason) and are not failures. Exact copies are counted at any size, so that check always applies.
 """
 
 from __future__ import annotations
@@ -63,7 +67,8 @@ class GateConfig:
 
 
 def apply_gate(results: dict, config: GateConfig) -> dict:
-    """{"passed": bool, "failures": [...], "checks": [...]} for the sections present in `results`."""
+    """{"passed", "failures", "not_judged", "checks"} for the sections present in `results`: every check is
+    {section, check, value, op, threshold, passed, judged, message} (and a `reason` when not judged)."""
     checks = []
     fidelity, privacy = results.get("fidelity", {}), results.get("privacy", {})
     quality, detection = fidelity.get("quality", {}), fidelity.get("detection", {})
@@ -74,22 +79,35 @@ def apply_gate(results: dict, config: GateConfig) -> dict:
         # else: sdmetrics scores only pairs whose real association passes its threshold; with none, there is
         # no trend to keep and nothing to check (the detection test still sees broken dependence).
     if detection:
-        checks.append(_at_least("fidelity", "detection_score", detection.get("score"), config.min_detection_score))
+        if detection.get("skipped"):
+            checks.append(_not_judged("fidelity", "detection_score", detection["skipped"], config.min_detection_score, ">="))
+        else:
+            checks.append(_at_least("fidelity", "detection_score", detection.get("score"), config.min_detection_score))
     if privacy:
-        checks.append(_at_most("privacy", "dcr_share", privacy.get("dcr_share"), config.max_dcr_share))
-        checks.append(_at_most("privacy", "close_share", privacy.get("dcr_below_holdout_p5"), config.max_close_share))
+        distance_checks = (
+            ("dcr_share", privacy.get("dcr_share"), config.max_dcr_share),
+            ("close_share", privacy.get("dcr_below_holdout_p5"), config.max_close_share),
+        )
+        for name, value, threshold in distance_checks:
+            checks.append(_not_judged("privacy", name, privacy["skipped"], threshold, "<=") if privacy.get("skipped")
+                          else _at_most("privacy", name, value, threshold))
         excess = _difference(privacy.get("exact_copy_share"), privacy.get("holdout_exact_copy_share"))
         checks.append(_at_most("privacy", "exact_copy_excess", excess, config.max_exact_copy_excess))
-        checks.append(_at_most("privacy", "mia_auc", privacy.get("mia_auc"), config.max_mia_auc))
+        checks.append(_not_judged("privacy", "mia_auc", privacy["skipped"], config.max_mia_auc, "<=") if privacy.get("skipped")
+                      else _at_most("privacy", "mia_auc", privacy.get("mia_auc"), config.max_mia_auc))
     utility = results.get("utility")
     if utility:
         metric = "r2" if utility["task"] == "regression" else "auc"
-        checks.append(_at_least("utility", f"{metric}_ratio", utility["ratio"].get(metric), config.min_utility_ratio))
+        if utility.get("skipped"):
+            checks.append(_not_judged("utility", f"{metric}_ratio", utility["skipped"], config.min_utility_ratio, ">="))
+        else:
+            checks.append(_at_least("utility", f"{metric}_ratio", utility["ratio"].get(metric), config.min_utility_ratio))
     contracts = results.get("contracts")
     if contracts:
         checks.append(_at_least("contracts", "success_rate", contracts.get("success_rate"), config.min_contract_success))
     failures = [check for check in checks if not check["passed"]]
-    return {"passed": not failures, "failures": failures, "checks": checks}
+    not_judged = [check for check in checks if not check["judged"]]
+    return {"passed": not failures, "failures": failures, "not_judged": not_judged, "checks": checks}
 
 
 def _difference(a, b):
@@ -109,5 +127,13 @@ def _check(section, name, value, threshold, passed, op) -> dict:
     message = f"{section}.{name} = {shown}, needs {op} {threshold:g}"
     return {
         "section": section, "check": name, "value": value, "op": op, "threshold": threshold,
-        "passed": bool(passed), "message": message,
+        "passed": bool(passed), "judged": True, "message": message,
+    }
+
+
+def _not_judged(section, name, reason, threshold, op) -> dict:
+    """A check its section could not run (the reason says why): listed, not a failure."""
+    return {
+        "section": section, "check": name, "value": None, "op": op, "threshold": threshold,
+        "passed": True, "judged": False, "reason": reason, "message": f"{section}.{name} not judged: {reason}",
     }

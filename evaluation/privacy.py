@@ -54,6 +54,10 @@ wins just by having more rows to be close to.
   from holdout non-members (the holdout sample); ROC AUC. 0.5 means the synthetic data leak no membership.
 - distances: seeded samples (at most 2000 values each) of synthetic->train, synthetic->holdout and
   holdout->train closest distances, for the report's histogram.
+
+Few rows. The distance metrics compare m training with m holdout rows; below PRIVACY_MIN_ROWS (a request for
+a segment of 5 real rows) a DCR share or an MIA AUC over a handful of rows says nothing (the AUC's standard error
+at m = 5 is about 0.2), so they are None and `skipped` says why. Exact copies are counted at any size.
 """
 
 from __future__ import annotations
@@ -79,6 +83,7 @@ REFINE_MARGIN = 2
 # Distances closer than this (after normalisation) count as a tie: float32 resolution of values in [0, ~1].
 TIE_TOLERANCE = 1e-6
 NULL_KEY = "\x00null"  # a category for nulls that no real value can spell
+PRIVACY_MIN_ROWS = 20  # training and holdout rows each below which the distance metrics are not judged
 DISTANCE = (
     "Euclidean over modelled columns: numerics and datetimes scaled by the training range, one-hot categories "
     "/ sqrt(2) (0/1 per mismatch, null its own category, numeric nulls add a 0/1 indicator), divided by "
@@ -95,12 +100,23 @@ def privacy_metrics(
     chunk_rows: int | None = None,
     seed: int = 0,
 ) -> dict:
-    """Distance-to-closest-record, exact-copy, NNDR and membership-inference metrics (see the module docstring)."""
+    """Distance-to-closest-record, exact-copy, NNDR and membership-inference metrics (see the module docstring).
+
+    Returns the dict of metrics listed there; with fewer than PRIVACY_MIN_ROWS training or holdout rows, only
+    the exact-copy shares and `skipped` (the reason). Raises TabtwinError for an empty table, missing columns,
+    no modelled column or a non-positive chunk_rows.
+    """
     target = _device(device)
     chunk_rows = default_chunk_rows(target) if chunk_rows is None else chunk_rows
     columns = _check_inputs(train, holdout, synthetic, schema, chunk_rows)
-    rng = np.random.default_rng(seed)
     m = min(len(train), len(holdout))
+    if m < PRIVACY_MIN_ROWS:
+        return few_rows_privacy(
+            train, holdout, synthetic, schema,
+            f"too few real rows to judge: {len(train)} training and {len(holdout)} holdout rows, the distance "
+            f"metrics (DCR, NNDR, membership inference) need at least {PRIVACY_MIN_ROWS} of each",
+        )
+    rng = np.random.default_rng(seed)
     members = _sample_rows(len(train), m, rng)
     non_members = _sample_rows(len(holdout), m, rng)
 
@@ -151,18 +167,29 @@ def privacy_metrics(
     }
 
 
+def few_rows_privacy(train, holdout, synthetic, schema: Schema, reason: str) -> dict:
+    """The privacy result where the distance metrics cannot be judged: exact copies only, `skipped` = reason."""
+    return {
+        "skipped": reason,
+        "dcr_share": None, "dcr_share_for_a_copy": None, "dcr_below_holdout_p5": None, "holdout_p5_distance": None,
+        "exact_copy_share": exact_copy_share(synthetic, train, schema),
+        "holdout_exact_copy_share": exact_copy_share(holdout, train, schema) if len(holdout) else None,
+        "nndr_median": None, "nndr_p5": None, "holdout_nndr_median": None, "holdout_nndr_p5": None,
+        "mia_auc": None, "distances": {},
+        "n_train": len(train), "n_holdout": len(holdout), "n_synthetic": len(synthetic), "n_compared": 0,
+        "columns": modelled_columns(schema), "device": None, "distance": DISTANCE,
+    }
+
+
 def _check_inputs(train, holdout, synthetic, schema: Schema, chunk_rows: int) -> list[str]:
     columns = modelled_columns(schema)
     if not columns:
         raise TabtwinError("the schema has no modelled (non-id) columns; privacy metrics need at least one")
     if chunk_rows < 1:
         raise TabtwinError(f"chunk_rows must be a positive number of rows, got {chunk_rows}")
-    for name, frame, least in (("training", train, 2), ("holdout", holdout, 1), ("synthetic", synthetic, 1)):
-        if len(frame) < least:
-            raise TabtwinError(
-                f"the {name} table has {len(frame)} rows; privacy metrics need at least {least} "
-                f"(train >= 2 for the second-nearest neighbour, holdout and synthetic >= 1)"
-            )
+    for name, frame in (("training", train), ("holdout", holdout), ("synthetic", synthetic)):
+        if len(frame) == 0:
+            raise TabtwinError(f"the {name} table has 0 rows; privacy metrics need rows in all three tables")
         missing = [c for c in columns if c not in frame.columns]
         if missing:
             raise TabtwinError(

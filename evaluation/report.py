@@ -43,10 +43,15 @@ def evaluate(
     device: str = "auto",
     seed: int = 0,
 ) -> dict:
-    """Run every check and the gate; `target` enables the utility section."""
+    """Run every check and the gate; `target` enables the utility section.
+
+    `train`, `holdout` (may be empty, as a rare segment's can be) and `synthetic` need the schema's columns;
+    `train` and `synthetic` need rows (TabtwinError otherwise). Sections that cannot be judged on so few rows
+    or without features say why in `skipped` and the gate lists them as not judged (`evaluation.gate`).
+    """
     from tabtwin.evaluation.contracts import contracts_report
     from tabtwin.evaluation.fidelity import detection_test, quality_report
-    from tabtwin.evaluation.privacy import privacy_metrics
+    from tabtwin.evaluation.privacy import few_rows_privacy, privacy_metrics
     from tabtwin.evaluation.utility import utility_report
 
     _check_tables(train, holdout, synthetic, schema)
@@ -64,7 +69,9 @@ def evaluate(
             "quality": timed("quality", quality_report, train, synthetic, schema, seed=seed),
             "detection": timed("detection", detection_test, train, synthetic, schema, seed=seed),
         },
-        "privacy": timed("privacy", privacy_metrics, train, holdout, synthetic, schema, device=device, seed=seed),
+        "privacy": (timed("privacy", privacy_metrics, train, holdout, synthetic, schema, device=device, seed=seed)
+                    if len(holdout) else few_rows_privacy(train, holdout, synthetic, schema, "no holdout rows: the "
+                                                          "distance metrics compare training with holdout rows")),
         "utility": timed("utility", utility_report, train, holdout, synthetic, schema, target, seed=seed) if target else None,
         "contracts": timed("contracts", contracts_report, train, synthetic, schema),
     }
@@ -88,8 +95,8 @@ def _check_tables(train, holdout, synthetic, schema: Schema) -> None:
         missing = [column for column in schema.names if column not in frame.columns]
         if missing:
             raise TabtwinError(f"the {name} table lacks column(s) {missing}; all tables need the same columns")
-        if len(frame) == 0:
-            raise TabtwinError(f"the {name} table has no rows; evaluation needs rows in all three tables")
+        if len(frame) == 0 and name != "holdout":
+            raise TabtwinError(f"the {name} table has no rows; evaluation needs real and synthetic rows")
 
 
 def _version(package: str) -> str | None:
@@ -122,13 +129,32 @@ def write_report(results: dict, out_dir: str | Path, real: pd.DataFrame, synthet
 def render_html(results: dict, real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema) -> str:
     from jinja2 import Environment
 
+    quality = results["fidelity"]["quality"]
+    shown = _worst_columns(quality, schema)
     figures = {
-        "columns": _png(_column_figure, real, synthetic, schema),
-        "correlation": _png(_correlation_figure, results["fidelity"]["quality"]),
+        "columns": _png(_column_figure, real, synthetic, schema, shown),
+        "correlation": _png(_correlation_figure, quality),
         "dcr": _png(_dcr_figure, results["privacy"]),
     }
+    modelled = sum(spec.kind != "id" for spec in schema.columns)
+    figure_note = (f"the {len(shown)} columns with the lowest shape scores of {modelled}"
+                   if len(shown) < modelled else None)
     template = Environment(autoescape=True).from_string(_TEMPLATE)
-    return template.render(r=results, figures=figures, fmt=_fmt)
+    return template.render(r=results, figures=figures, fmt=_fmt, figure_note=figure_note)
+
+
+# Figures show at most this many columns (a 300-column table would need a 300-inch figure): the worst first.
+FIGURE_COLUMNS = 30
+
+
+def _worst_columns(quality: dict, schema: Schema) -> list[str]:
+    names = [spec.name for spec in schema.columns if spec.kind != "id"]
+    if len(names) <= FIGURE_COLUMNS:
+        return names
+    scores = {name: (entry.get("score") if entry.get("score") is not None else 1.0)
+              for name, entry in (quality.get("columns") or {}).items()}
+    worst = sorted(names, key=lambda name: scores.get(name, 1.0))[:FIGURE_COLUMNS]
+    return [name for name in names if name in worst]
 
 
 def _fmt(value, digits: int = 3) -> str:
@@ -156,12 +182,12 @@ def _png(draw, *args) -> str | None:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _column_figure(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema):
+def _column_figure(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema, shown: list[str]):
     import matplotlib.pyplot as plt
 
     from tabtwin.evaluation.features import numeric_values
 
-    specs = [s for s in schema.columns if s.kind != "id"]
+    specs = [s for s in schema.columns if s.kind != "id" and s.name in shown]
     if not specs:
         return None
     per_row = 3
@@ -199,6 +225,14 @@ def _correlation_figure(quality: dict):
     if not pairs:
         return None
     names = list(dict.fromkeys(name for p in pairs for name in p["columns"]))
+    if len(names) > FIGURE_COLUMNS:  # the columns of the worst pairs, in table order
+        worst: dict = {}
+        for p in sorted(pairs, key=lambda p: p["score"]):
+            for name in p["columns"]:
+                if len(worst) < FIGURE_COLUMNS:
+                    worst.setdefault(name, None)
+        names = [name for name in names if name in worst]
+        pairs = [p for p in pairs if set(p["columns"]) <= set(worst)]
     gap = pd.DataFrame(np.nan, index=names, columns=names)
     for p in pairs:
         a, b = p["columns"]
@@ -256,23 +290,26 @@ great-expectations {{ r.meta.versions.great_expectations }}</p>
 <table><tr><th>section</th><th>check</th><th>value</th><th>threshold</th><th>result</th></tr>
 {% for c in r.gate.checks %}<tr><td>{{ c.section }}</td><td>{{ c.check }}</td><td>{{ fmt(c.value) }}</td>
 <td>{{ '≥' if c.op == '>=' else '≤' }} {{ c.threshold }}</td>
-<td class="{{ 'ok' if c.passed else 'bad' }}">{{ 'pass' if c.passed else 'FAIL' }}</td></tr>{% endfor %}
+<td class="{{ 'ok' if c.passed else 'bad' }}">{% if c.judged == false %}not judged: {{ c.reason }}{% elif c.passed %}pass{% else %}FAIL{% endif %}</td></tr>{% endfor %}
 </table>
 
 <h2>Fidelity</h2>
 <table><tr><th>sdmetrics quality</th><td>{{ fmt(r.fidelity.quality.score) }}</td></tr>
 <tr><th>column shapes</th><td>{{ fmt(r.fidelity.quality.column_shapes) }}</td></tr>
 <tr><th>column pair trends</th><td>{{ fmt(r.fidelity.quality.column_pair_trends) }}</td></tr>
-<tr><th>detection AUC (boosted trees, 3-fold)</th><td>{{ fmt(r.fidelity.detection.auc) }}</td></tr>
-<tr><th>detection score (1 = indistinguishable)</th><td>{{ fmt(r.fidelity.detection.score) }}</td></tr></table>
-<p class="muted">sdmetrics {{ r.fidelity.quality.sdmetrics_version }} on {{ r.fidelity.quality.rows_used }} rows per side.</p>
+{% if r.fidelity.detection.skipped %}<tr><th>detection test</th><td>not run: {{ r.fidelity.detection.skipped }}</td></tr></table>
+{% else %}<tr><th>detection AUC (boosted trees, 3-fold)</th><td>{{ fmt(r.fidelity.detection.auc) }}</td></tr>
+<tr><th>detection score (1 = indistinguishable)</th><td>{{ fmt(r.fidelity.detection.score) }}</td></tr></table>{% endif %}
+<p class="muted">sdmetrics {{ r.fidelity.quality.sdmetrics_version }} on {{ r.fidelity.quality.rows_used }} rows per side{% if r.fidelity.quality.pairs_total %}, {{ r.fidelity.quality.pairs_scored }} of {{ r.fidelity.quality.pairs_total }} column pairs{% endif %}.
+{% if r.fidelity.quality.note %}Note: {{ r.fidelity.quality.note }}.{% endif %}{% if r.fidelity.detection.note %} Detection: {{ r.fidelity.detection.note }}.{% endif %}</p>
 <table><tr><th>column</th><th>metric</th><th>score</th></tr>
 {% for name, c in r.fidelity.quality.columns.items() %}<tr><td>{{ name }}</td><td>{{ c.metric }}</td><td>{{ fmt(c.score) }}</td></tr>{% endfor %}
 </table>
-{% if figures.columns %}<h3>Real vs synthetic, per column</h3><img alt="column distributions" src="data:image/png;base64,{{ figures.columns }}">{% endif %}
+{% if figures.columns %}<h3>Real vs synthetic, per column{% if figure_note %} ({{ figure_note }}){% endif %}</h3><img alt="column distributions" src="data:image/png;base64,{{ figures.columns }}">{% endif %}
 {% if figures.correlation %}<h3>Correlation difference</h3><img alt="correlation difference" src="data:image/png;base64,{{ figures.correlation }}">{% endif %}
 
 <h2>Privacy</h2>
+{% if r.privacy.skipped %}<p>Distance metrics not judged: {{ r.privacy.skipped }}.</p>{% endif %}
 <table>
 <tr><th>DCR share (closer to train than holdout; 0.5 ideal)</th><td>{{ fmt(r.privacy.dcr_share) }}</td></tr>
 <tr><th>share closer than the 5th percentile of holdout-to-train (0.05 natural)</th><td>{{ fmt(r.privacy.dcr_below_holdout_p5) }}</td></tr>
@@ -284,7 +321,8 @@ great-expectations {{ r.meta.versions.great_expectations }}</p>
 {% if figures.dcr %}<img alt="DCR histograms" src="data:image/png;base64,{{ figures.dcr }}">{% endif %}
 
 <h2>Utility</h2>
-{% if r.utility %}<p>Predicting <b>{{ r.utility.target }}</b> ({{ r.utility.task }}, {{ r.utility.model }}), tested on the real holdout ({{ r.utility.test_rows }} rows).</p>
+{% if r.utility and r.utility.skipped %}<p>Utility for <b>{{ r.utility.target }}</b> not measured: {{ r.utility.skipped }}.</p>
+{% elif r.utility %}<p>Predicting <b>{{ r.utility.target }}</b> ({{ r.utility.task }}, {{ r.utility.model }}), tested on the real holdout ({{ r.utility.test_rows }} rows).</p>
 <table><tr><th>metric</th><th>train on real</th><th>train on synthetic</th><th>ratio</th></tr>
 {% for m, ratio in r.utility.ratio.items() %}<tr><td>{{ m }}</td><td>{{ fmt(r.utility.train_real[m]) }}</td><td>{{ fmt(r.utility.train_synthetic[m]) }}</td><td>{{ fmt(ratio) }}</td></tr>{% endfor %}
 </table>{% else %}<p class="muted">No target column given: utility not measured.</p>{% endif %}

@@ -3,6 +3,10 @@
 Train on synthetic, test on real (TSTR) against train on real, test on real (TRTR): the same gradient-boosted
 model, the same features, the real holdout as the test set for both. Classification when the target is
 discrete or boolean (ROC AUC, one-vs-rest macro for several classes; macro F1), regression when continuous (R2).
+
+Utility is skipped, with the reason in `skipped`, when there is nothing to predict from (the table holds only
+the target and ids) or too few rows to judge (fewer than UTILITY_MIN_ROWS training, holdout or synthetic rows,
+as in a request for a rare segment): a model fitted or tested on a handful of rows says nothing.
 """
 
 from __future__ import annotations
@@ -17,19 +21,39 @@ from tabtwin.pipeline.errors import TabtwinError
 from tabtwin.pipeline.keys import category_key
 from tabtwin.pipeline.schema import Schema
 
+UTILITY_MIN_ROWS = 20  # rows each of train, holdout and synthetic below which utility is not judged
+
 
 def utility_report(
     train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema, target: str, seed: int = 0
 ) -> dict:
+    """TSTR against TRTR for `target` (see the module docstring), tested on `holdout`.
+
+    Returns {"target", "task", "model", "train_real", "train_synthetic" ({metric: value}), "ratio" ({metric:
+    TSTR / TRTR}), "test_rows"}, or {"target", "task", "skipped": reason, ...} with empty metrics when utility
+    cannot be judged. Raises TabtwinError for a target that is not a column or is an id.
+    """
     try:
         spec = schema[target]
     except KeyError:
         raise TabtwinError(f"target column {target!r} is not in the table; columns are {schema.names}") from None
     if spec.kind == "id":
         raise TabtwinError(f"target column {target!r} is an id; choose a column to predict")
+    regression = spec.kind in ("continuous", "datetime")
+    features = [s.name for s in schema.columns if s.kind != "id" and s.name != target]
+    reason = None
+    if not features:
+        reason = (f"no feature columns: the table holds only the target {target!r}"
+                  f"{' and ids' if len(schema.columns) > 1 else ''}, so there is nothing to predict it from")
+    elif min(len(train), len(holdout), len(synthetic)) < UTILITY_MIN_ROWS:
+        reason = (f"too few rows to judge: {len(train)} training, {len(holdout)} holdout and {len(synthetic)} "
+                  f"synthetic rows, utility needs at least {UTILITY_MIN_ROWS} of each")
+    if reason:
+        return {"target": target, "task": "regression" if regression else "classification", "skipped": reason,
+                "train_real": {}, "train_synthetic": {}, "ratio": {}, "test_rows": int(len(holdout))}
     grouped: dict = {}
     train_x, holdout_x, synthetic_x = model_frames([train, holdout, synthetic], schema, exclude=(target,), grouped=grouped)
-    if spec.kind in ("continuous", "datetime"):
+    if regression:
         labels = [numeric_values(frame[target], spec) for frame in (train, holdout, synthetic)]
         real, synth = (_regression(x, y, holdout_x, labels[1], seed) for x, y in ((train_x, labels[0]), (synthetic_x, labels[2])))
         task, metrics = "regression", ["r2"]
