@@ -249,8 +249,10 @@ def machine() -> dict:
 def commit() -> str | None:
     try:
         done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True).stdout.strip()
+        # The bench's own outputs do not make the code dirty.
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":!bench/results", ":!bench/RESULTS.md"], cwd=ROOT, capture_output=True,
+                               text=True).stdout.strip()
     except OSError:
         return None
     return (done.stdout.strip() + ("+dirty" if dirty else "")) or None
