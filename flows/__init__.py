@@ -6,6 +6,8 @@ These defaults are set before Prefect is imported and yield to anything the user
 
 import os
 
+# The level the user set, if any: the CLI quiets Prefect further (`flows.cli._quiet_prefect`), never over this.
+USER_LOGGING_LEVEL = os.environ.get("PREFECT_LOGGING_LEVEL")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")

@@ -337,8 +337,12 @@ def format_failures(messages: list[str], indent: str = "  ") -> str:
 def _quiet_prefect(verbose: bool) -> None:
     import os
 
+    from tabtwin import flows
+
     # Quiet by default: the CLI prints its own summary, and a user error its one line, not Prefect's traceback log.
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "CRITICAL")
+    # (`tabtwin.flows` has already set WARNING as the library's default by now; a level the user set wins.)
+    if flows.USER_LOGGING_LEVEL is None:
+        os.environ["PREFECT_LOGGING_LEVEL"] = "INFO" if verbose else "CRITICAL"
 
 
 def run_specs(args) -> tuple[list[RunSpec], Places]:

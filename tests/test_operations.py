@@ -157,16 +157,23 @@ def test_a_failed_run_prints_the_failing_checks_and_the_report(shop, capsys):
 # ------------------------------------------------------------------------ 11: the source must still split the same
 
 
-def test_a_request_on_a_grown_source_is_refused(shop, capsys, tmp_path):
+def test_a_request_on_a_grown_source_is_refused(shop, tmp_path):
+    """The console script, in a fresh process as a user runs it: one line on stderr (no Prefect log), exit 2."""
     data = shop["root"] / "grown.csv"
     entry = edited_entry(shop, "grown", data=str(data))
     write_table(pd.concat([shop["table"], make_sample_table(30, seed=9)], ignore_index=True), data)
     out = tmp_path / "grown.csv"
-    code, stdout, err = cli(capsys, "request", entry, "--rows", 10, "--device", shop["device"], "--out", out)
-    assert code == 2 and stdout == "" and "Traceback" not in err
-    assert err.strip() == (f"tabtwin: error: {data} has changed since {entry} was registered (200 rows then, 230 now), "
-                           f"so its holdout would no longer be unseen by the model; re-register it with "
-                           f"`tabtwin run {data}`")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}  # as in a user's shell
+    from prefect.settings import get_current_settings
+
+    env.update(PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_API_URL=str(get_current_settings().api.url))  # the harness's
+    script = Path(sys.executable).with_name("tabtwin")
+    result = subprocess.run([str(script), "request", str(entry), "--rows", "10", "--device", shop["device"],
+                             "--out", str(out)], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == (f"tabtwin: error: {data} has changed since {entry} was registered (200 rows then, 230 now), "
+                             f"so its holdout would no longer be unseen by the model; re-register it with "
+                             f"`tabtwin run {data}`\n")
     assert not out.exists() and not (tmp_path / "grown.csv.report").exists()
 
 
