@@ -22,6 +22,10 @@ Run: `make bench` (all benches), or on its own after `bash bench/peer_setup.sh; 
     .venv/bin/python bench/quality.py --tables adult
     .venv/bin/python bench/quality.py --tables adult wa_churn --max-rows 2000 --epochs 2 --no-write   # smoke run
 
+Time-matched rows: where a peer fits and samples faster than the flagship's defaults, `--max-seconds S` runs the
+flagship with that training-time budget (its opt-in `max_seconds`), recorded as the generator
+"autoregressive, max_seconds=S" beside the default row, to compare at no more wall time than the peer.
+
 Runs accumulate: each row carries its own date, commit, threads and CPU affinity, and a run replaces only the
 rows of the (table, generator) pairs it ran in bench/results/quality.json, so tables can be run one at a time.
 From all stored rows it rewrites bench/results/quality.png (detection score against fit + sample seconds) and the
@@ -71,6 +75,9 @@ def main() -> None:
     ap.add_argument("--out-md", default=str(BENCH / "RESULTS.md"))
     ap.add_argument("--no-write", action="store_true", help="print only; write no JSON, plot or markdown")
     ap.add_argument("--fresh", action="store_true", help="drop the rows stored by earlier runs")
+    ap.add_argument("--max-seconds", type=float,
+                    help="a training-time budget for the flagship (its opt-in max_seconds), for a time-matched row "
+                         "against a faster peer; recorded as its own generator, 'autoregressive, max_seconds=S'")
     args = ap.parse_args()
     pin_threads(args.threads)
 
@@ -98,7 +105,8 @@ def merge(rows: list[dict], fresh: bool) -> dict:
     ran = {(row["table"], row["model"]) for row in rows}
     kept = [row for row in old if (row["table"], row["model"]) not in ran and "run" in row]
     order = {(t, m): i for i, (t, m) in enumerate((t, m) for t in TABLES for m in MODELS)}
-    merged = sorted(kept + rows, key=lambda row: order.get((row["table"], row["model"]), len(order)))
+    merged = sorted(kept + rows, key=lambda row: (order.get((row["table"], row["model"].split(",")[0]), len(order)),
+                                                  row["model"]))
     models = sorted({row["model"] for row in merged})
     return {"machine": machine(), "versions": versions(models), "rows": merged}
 
@@ -121,7 +129,8 @@ def run_table(table: str, args, work: Path) -> list[dict]:
     print(f"{table}: {len(df):,} rows, train {len(train):,}, holdout {len(holdout):,}, target {target}", flush=True)
     rows = []
     for model in args.models:
-        row = {"table": table, "model": model, "rows_train": len(train), "rows_holdout": len(holdout)}
+        label = f"{model}, max_seconds={args.max_seconds:g}" if args.max_seconds and model == "autoregressive" else model
+        row = {"table": table, "model": label, "rows_train": len(train), "rows_holdout": len(holdout)}
         try:
             if model in PEERS:
                 synthetic, timing = run_peer(model, train_path, train, schema, args, work)
@@ -146,6 +155,8 @@ def run_ours(model: str, train, schema, args) -> tuple:
     from tabtwin.generators import model_class
 
     params = {"device": "cpu", "random_state": args.seed, "verbose": False}
+    if args.max_seconds and model == "autoregressive":
+        params["max_seconds"] = args.max_seconds
     if args.epochs and model in ("tvae", "ctgan"):
         params["epochs"] = args.epochs
     start = time.perf_counter()
