@@ -351,6 +351,10 @@ class SyntheticGenerator(BaseEstimator):
 
     model_name: ClassVar[str] = ""
     registry: ClassVar[dict[str, type[SyntheticGenerator]]] = {}
+    # Optional, set on an instance before `fit` to follow training: called once per epoch as
+    # `progress_callback(epoch, epochs, record)`, epoch counting from 1, `epochs` the cap, `record` the epoch's
+    # entry of `history_`. Not a hyper-parameter: it is not saved, and `clone` drops it.
+    progress_callback: ClassVar = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -458,7 +462,8 @@ class SyntheticGenerator(BaseEstimator):
     def _progress(self):
         from tqdm.auto import tqdm
 
-        return tqdm(range(self.epochs), desc=f"{self.model_name} epochs", disable=not self.verbose, unit="epoch")
+        bar = tqdm(range(self.epochs), desc=f"{self.model_name} epochs", disable=not self.verbose, unit="epoch")
+        return bar if self.progress_callback is None else _ReportingProgress(bar, self)
 
     # ------------------------------------------------------------------------------------------ sample
 
@@ -577,6 +582,22 @@ class SyntheticGenerator(BaseEstimator):
     def _check_fitted(self) -> None:
         if not hasattr(self, "encoder_"):
             raise TabtwinError(f"the {self.model_name} model is not fitted yet; call fit(df) first")
+
+
+class _ReportingProgress:
+    """The epoch bar, also calling the generator's `progress_callback` each time an epoch's figures are posted
+    (every training loop posts them once per epoch, after appending the epoch to `history_`)."""
+
+    def __init__(self, bar, model: SyntheticGenerator):
+        self.bar, self.model = bar, model
+
+    def __iter__(self):
+        return iter(self.bar)
+
+    def set_postfix(self, **figures) -> None:
+        self.bar.set_postfix(**figures)
+        record = dict(self.model.history_[-1])
+        self.model.progress_callback(int(record.pop("epoch")) + 1, self.model.epochs, record)
 
 
 def _sha256(path: Path) -> str:
