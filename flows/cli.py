@@ -139,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
     request.add_argument("--device", default=spec_default("device"), help=_help("device"))
     request.add_argument("--verbose", action="store_true", help="Prefect's logs")
     request.set_defaults(handler=_cmd_request)
+
+    deploy = command("deploy", "deploy both flows to a Prefect server: a nightly refresh and the analysts' request form")
+    from tabtwin.flows.deploy import add_arguments
+
+    add_arguments(deploy)
+    deploy.set_defaults(handler=_cmd_deploy)
     return parser
 
 
@@ -409,6 +415,20 @@ def _cmd_request(args) -> int:
     print(format_failures(summary["failures"]))
     print(f"report: {summary['folder']}/report.html")
     return EXIT_GATE_FAILED
+
+
+def _cmd_deploy(args) -> int:
+    import os
+
+    from tabtwin import flows
+    from tabtwin.flows.deploy import deploy
+
+    # INFO: the runs this process serves inherit its level, and their logs are what the server shows.
+    if flows.USER_LOGGING_LEVEL is None:
+        os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
+    for name in deploy(args):
+        print(f"deployed {name} (work pool {args.pool}); run `prefect worker start --pool {args.pool}` to execute it")
+    return 0
 
 
 if __name__ == "__main__":

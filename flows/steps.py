@@ -146,15 +146,22 @@ def load_inputs(spec: RunSpec) -> tuple[pd.DataFrame, pd.DataFrame, Schema]:
     return train, holdout, schema
 
 
-def fit_or_reuse(train: pd.DataFrame, schema: Schema, spec: RunSpec, cache_root: str | Path) -> tuple[Path, bool]:
-    """The model folder for these inputs, training only when no model with the same fingerprint is cached."""
+def fit_or_reuse(train: pd.DataFrame, schema: Schema, spec: RunSpec, cache_root: str | Path,
+                 progress=None) -> tuple[Path, bool]:
+    """The model folder for these inputs, training only when no model with the same fingerprint is cached.
+
+    `progress` (optional) is the generator's progress callback (`flows.progress.TrainingProgress`), called once
+    per epoch.
+    """
     from tabtwin.generators import model_class
 
     model_dir = cached_model_dir(cache_root, fingerprint(train, schema, spec.model_params()))
     if is_cached(model_dir):
         return model_dir, True
     params = generator_params(spec.epochs, spec.batch_size, spec.device, spec.seed)
-    model_class(spec.model)(**params, verbose=False).fit(train, schema).save(model_dir)
+    model = model_class(spec.model)(**params, verbose=False)
+    model.progress_callback = progress
+    model.fit(train, schema).save(model_dir)
     return model_dir, False
 
 
@@ -345,6 +352,18 @@ def read_registration(path: str | Path) -> Registration:
     except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
         raise TabtwinError(f"{file} is corrupt ({err}); re-register the model") from None
     return Registration(folder=path, model_dir=path / "model", spec=spec, source=source)
+
+
+def registry_entry(model: str, registry: str | Path | None) -> Path:
+    """The registry entry a request names: `model` under `registry` (a name), or `model` itself (a path)."""
+    return Path(registry, model) if registry else Path(model)
+
+
+def fresh_request_path(entry: Path) -> Path:
+    """A new output file for a request that names none: requests/<entry>-<UTC time>-<random>.parquet in the folder
+    that holds the registry (never one shared file, so two runs never overwrite each other)."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    return Path(entry).expanduser().absolute().parent.parent / "requests" / f"{entry.name}-{stamp}-{uuid.uuid4().hex[:6]}.parquet"
 
 
 def request_report_name(out: Path) -> str:

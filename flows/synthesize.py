@@ -13,21 +13,59 @@ from __future__ import annotations
 
 import tabtwin.flows  # noqa: F401  (quiet, offline Prefect defaults before Prefect is imported)
 
+import inspect
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Annotated
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, Failed
+from pydantic import Field
 
 from tabtwin.flows import steps
 from tabtwin.flows.steps import Places, RunSpec, place_default, spec_default
 
+
+
+def retry_unless_user_error(task, task_run, state) -> bool:
+    """Retry a failed I/O task unless it failed on bad input (a TabtwinError such as a missing file or an unknown
+    table): reading a file that is not there again does not make it appear."""
+    from tabtwin.pipeline.errors import TabtwinError
+
+    return not isinstance(state.result(raise_on_failure=False), TabtwinError)
+
+
 # Results (DataFrames, models) stay in memory: nothing is pickled to Prefect's result storage.
 quiet_task = task(cache_policy=NO_CACHE, persist_result=False)
-io_task = task(cache_policy=NO_CACHE, persist_result=False, retries=2, retry_delay_seconds=2)
+io_task = task(cache_policy=NO_CACHE, persist_result=False, retries=2, retry_delay_seconds=2,
+               retry_condition_fn=retry_unless_user_error)
+
+
+def fit_with_progress(train, schema, spec: RunSpec, cache_root: str):
+    """`steps.fit_or_reuse`, reporting training progress on the run's logger every few seconds (epoch, losses,
+    time left: at INFO, so it reaches the server under a deployment) and, in a terminal, as a progress bar."""
+    from tabtwin.flows.progress import TrainingProgress
+
+    progress = TrainingProgress(_logger(), bar=_show_bar(), label=f"{spec.model} training")
+    try:
+        return steps.fit_or_reuse(train, schema, spec, cache_root, progress=progress)
+    finally:
+        progress.finish()
+
+
+fit_with_progress.__name__ = "fit_or_reuse"  # the task's name in Prefect, as before
+
+
+def _show_bar() -> bool:
+    """A progress bar when a person is watching: stderr is a terminal and the run is not a deployment's."""
+    import sys
+
+    from prefect.runtime import deployment
+
+    return sys.stderr.isatty() and deployment.id is None
 
 
 @dataclass(frozen=True)
@@ -44,7 +82,7 @@ class Steps:
 
 PLAIN = Steps(steps.load_inputs, steps.fit_or_reuse, steps.sample_synthetic, steps.evaluate_run, steps.publish,
               steps.register_model)
-TASKS = Steps(io_task(steps.load_inputs), quiet_task(steps.fit_or_reuse), quiet_task(steps.sample_synthetic),
+TASKS = Steps(io_task(steps.load_inputs), quiet_task(fit_with_progress), quiet_task(steps.sample_synthetic),
               quiet_task(steps.evaluate_run), io_task(steps.publish), io_task(steps.register_model))
 # Module-level names for the tasks, as before (Prefect shows them by function name).
 load_inputs, fit_or_reuse, sample_synthetic, evaluate_run, publish, register_model = (
@@ -76,7 +114,19 @@ def run_sequence(spec: RunSpec, places: Places, ops: Steps = PLAIN, artifact_key
             "failures": [f["message"] for f in results["gate"]["failures"]]}
 
 
+def with_parameter_docs(fn):
+    """Append an Args section with each parameter's help text from RunSpec and Places, which Prefect shows as the
+    parameter's description in the deployment's form."""
+    from dataclasses import fields
+
+    helps = {f.name: f.metadata.get("help", "") for cls in (RunSpec, Places) for f in fields(cls)}
+    lines = [f"    {name}: {helps[name]}" for name in inspect.signature(fn).parameters]
+    fn.__doc__ = f"{inspect.cleandoc(fn.__doc__ or '')}\n\nArgs:\n" + "\n".join(lines)
+    return fn
+
+
 @flow(name="synthesize", log_prints=True)
+@with_parameter_docs
 def synthesize(
     data: str,
     model: str = spec_default("model"),
@@ -101,23 +151,41 @@ def synthesize(
     return outcome(summary)
 
 
+CONDITIONS_EXAMPLE = {"sex": "Female", "income": ">50K"}
+
+
 @flow(name="request", log_prints=True)
 def request(
     model: str,
-    rows: int,
-    conditions: dict | None = None,
-    out: str = "out/requests/request.parquet",
+    rows: Annotated[int, Field(gt=0)],
+    conditions: Annotated[dict[str, str | int | float | bool] | None, Field(examples=[CONDITIONS_EXAMPLE])] = None,
+    out: str | None = None,
     seed: int | None = None,
     device: str = spec_default("device"),
+    registry: str | None = None,
 ):
-    """`model` is a registry entry (as written by `synthesize`): sampling needs no retraining.
+    """Sample a synthetic table from a registered model (no retraining), evaluate it, and hand it out if it passes.
 
     The source is re-read and re-split with the registered split's own parameters and must give the rows the model
     was trained and judged on (`steps.check_source`), or the request is refused. The table is written to `out`
     only when the gate passes; when it fails, a table an earlier run left at `out` is removed, so nothing there
     is stale. The report goes to the folder `<out>.report` beside it either way.
+
+    Args:
+        model: the registered model: an entry of the registry (its name, e.g. adult-csv-autoregressive), or the
+            path of a registry entry
+        rows: how many synthetic rows to sample (a whole number above 0)
+        conditions: only rows with these values, as a mapping of column to value (discrete and boolean columns;
+            values match exactly, then ignoring case and surrounding spaces); empty for no conditions
+        out: the .parquet or .csv file to write; empty for a new file per run,
+            requests/<model>-<time>-<id>.parquet beside the registry
+        seed: sampling seed; empty for the seed the model was trained with
+        device: auto (CUDA when present), cpu or cuda
+        registry: the registry folder that model names are looked up in; empty when model is a path
     """
-    registration = steps.read_registration(model)
+    entry = steps.registry_entry(model, registry)
+    out = str(steps.fresh_request_path(entry)) if out is None else out
+    registration = steps.read_registration(entry)
     trained = registration.spec
     spec = RunSpec(**{**asdict(trained), "conditions": conditions or {}, "device": device,
                       "seed": trained.seed if seed is None else seed})
@@ -128,7 +196,7 @@ def request(
     results = evaluate_run(train, holdout, synthetic, schema, spec)
     target = Path(out).expanduser()
     published = publish(target.parent, steps.request_report_name(target), results, train, synthetic, schema,
-                        {"model": str(model), "rows": rows, "conditions": spec.conditions})
+                        {"model": str(entry), "rows": rows, "conditions": spec.conditions})
     removed = None
     if published.passed:
         from tabtwin.pipeline.ingest import write_table
