@@ -30,15 +30,28 @@ vs train, holdout vs train, ...), so there are no self-matches to exclude.
 
 Metrics (`privacy_metrics`)
 ---------------------------
-Where train and holdout are compared, both sides are equal-size seeded samples (m = min(len(train),
-len(holdout)) rows each; usually all of the smaller holdout and that many training rows), so neither side
-wins just by having more rows to be close to.
+Holdout design. The generator saw the training rows and not the holdout rows, so the holdout rows show how
+close real rows that were NOT trained on sit to the training set. Every comparison puts the two sides on an
+equal footing, so that neither wins by having more rows to be close to:
 
-- dcr_share: share of synthetic rows strictly closer to the training sample than to the holdout sample (ties,
-  within float32 resolution, count half). 0.5 is ideal: the generator is no closer to what it trained on than
-  to fresh real rows; near 1 means it copies. The equal-size sample dilutes copying when the holdout is
-  smaller than train: a copy of a training row left out of the sample is as likely closer to either side,
-  so a full copy scores 0.5 + 0.5 * m / len(train) (0.625 for an 80/20 split): dcr_share_for_a_copy.
+- the DCR share measures synthetic rows and holdout rows against the same reference, the whole training set;
+  its question is not "which set is closer" (a set with more rows is closer by size alone: with an 80/20 split a
+  fresh sample is closer to train 80 % of the time) but "is a synthetic row closer to the training set than a
+  real unseen row is". This keeps the full contrast for a copy: the earlier design compared each synthetic
+  row with an equal-size training sample and the holdout, so a copy of a training row outside that sample
+  tied, and a verbatim copy scored 0.5 + 0.5 x m / n_train (0.625 at 80/20, against a 0.60 threshold); now a
+  copy scores about 1 (less half the holdout's own exact-repeat rate) at any split;
+- the membership-inference attack compares equal-size seeded samples: m = min(len(train), len(holdout))
+  training rows (members) and m holdout rows (non-members), so its AUC has balanced classes.
+
+The sizes used are in the result (n_train, n_holdout, n_synthetic; n_compared = m).
+
+- dcr_share: the probability that a synthetic row lies strictly closer to the training set than a holdout row
+  does (the Mann-Whitney statistic of the two distance-to-closest-training-record samples, ties within float32
+  resolution counting half). 0.5 is ideal: synthetic rows sit no closer to what the generator trained on than
+  fresh real rows do; near 1 means it copies. (Holdout-based DCR in the sense of Platzer and Reutterer 2021,
+  "Holdout-Based Empirical Assessment of Mixed-Type Synthetic Data", Frontiers in Big Data, measured against
+  one common reference so that the train/holdout split ratio does not move it.)
 - dcr_below_holdout_p5: share of synthetic rows whose distance to the closest training row is below the 5th
   percentile of the holdout rows' own closest-training-row distances (the natural closeness of real unseen
   rows, against all of train). About 0.05 is natural; much higher means too close.
@@ -130,19 +143,14 @@ def privacy_metrics(
     u_members, u_non_members = _take(u_train, members), _take(u_holdout, non_members)
     synthetic_to_train = nearest(u_synthetic, u_train, k=2)
     holdout_to_train = nearest(u_holdout, u_train, k=2)
-    synthetic_to_members = nearest(u_synthetic, u_members)[:, 0]
-    synthetic_to_non_members = nearest(u_synthetic, u_non_members)[:, 0]
+    synthetic_to_holdout = nearest(u_synthetic, u_holdout)[:, 0]
     attack_distances = nearest(torch.cat([u_members, u_non_members]), u_synthetic)[:, 0]
-    synthetic_to_holdout = (
-        synthetic_to_non_members if m == len(holdout) else nearest(u_synthetic, u_holdout)[:, 0]
-    )
 
     p5 = float(np.quantile(holdout_to_train[:, 0], 0.05))
     synthetic_nndr, holdout_nndr = _nndr(synthetic_to_train), _nndr(holdout_to_train)
     is_member = np.r_[np.ones(m), np.zeros(m)]
     return {
-        "dcr_share": _closer_share(synthetic_to_members, synthetic_to_non_members),
-        "dcr_share_for_a_copy": 0.5 + 0.5 * m / len(train),
+        "dcr_share": closer_than_holdout_share(synthetic_to_train[:, 0], holdout_to_train[:, 0]),
         "dcr_below_holdout_p5": float(np.mean(synthetic_to_train[:, 0] < p5)),
         "holdout_p5_distance": p5,
         "exact_copy_share": exact_copy_share(synthetic, train, schema),
@@ -171,7 +179,7 @@ def few_rows_privacy(train, holdout, synthetic, schema: Schema, reason: str) -> 
     """The privacy result where the distance metrics cannot be judged: exact copies only, `skipped` = reason."""
     return {
         "skipped": reason,
-        "dcr_share": None, "dcr_share_for_a_copy": None, "dcr_below_holdout_p5": None, "holdout_p5_distance": None,
+        "dcr_share": None, "dcr_below_holdout_p5": None, "holdout_p5_distance": None,
         "exact_copy_share": exact_copy_share(synthetic, train, schema),
         "holdout_exact_copy_share": exact_copy_share(holdout, train, schema) if len(holdout) else None,
         "nndr_median": None, "nndr_p5": None, "holdout_nndr_median": None, "holdout_nndr_p5": None,
@@ -370,9 +378,16 @@ def _take(rows: torch.Tensor, index: np.ndarray) -> torch.Tensor:
     return rows if len(index) == len(rows) else rows[torch.from_numpy(index).to(rows.device)]
 
 
-def _closer_share(to_train: np.ndarray, to_holdout: np.ndarray) -> float:
-    tie = np.abs(to_train - to_holdout) <= TIE_TOLERANCE
-    return float(np.mean((to_train < to_holdout) & ~tie) + 0.5 * np.mean(tie))
+def closer_than_holdout_share(synthetic_dcr: np.ndarray, holdout_dcr: np.ndarray) -> float:
+    """P(a synthetic row's distance to the closest training row < a holdout row's), ties within TIE_TOLERANCE
+    counting half: the Mann-Whitney U statistic of the two samples, from ranks."""
+    from scipy.stats import rankdata
+
+    values = np.round(np.r_[synthetic_dcr, holdout_dcr] / TIE_TOLERANCE)  # equal within tolerance: one value
+    ranks = rankdata(values)  # ties get their average rank, so each tied pair counts half
+    n_s, n_h = len(synthetic_dcr), len(holdout_dcr)
+    synthetic_farther = ranks[:n_s].sum() - n_s * (n_s + 1) / 2  # pairs where the synthetic row is farther
+    return float(1.0 - synthetic_farther / (n_s * n_h))
 
 
 def _nndr(distances: np.ndarray) -> np.ndarray:
