@@ -88,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit = command("fit", "train a generator on a table and save it to a model folder")
     _add_input_args(fit)
     add_spec_arguments(fit, ("model", "epochs", "batch_size", "device", "seed"))
+    fit.add_argument("--dp-epsilon", type=positive_float, dest="dp_epsilon",
+                     help="train with DP-SGD to this epsilon (opt-in; --model tvae only)")
+    fit.add_argument("--dp-delta", type=positive_float, dest="dp_delta",
+                     help="delta of the DP guarantee (None: 1 / rows^1.1); needs --dp-epsilon")
     fit.add_argument("--quiet", action="store_true", help="no progress bar")
     fit.add_argument("--out", type=Path, required=True, help="model folder to write")
     fit.set_defaults(handler=_cmd_fit)
@@ -160,6 +164,35 @@ def positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {value}")
     return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def dp_models() -> list[str]:
+    """The generators that train with differential privacy (those with a `dp_epsilon` parameter)."""
+    from tabtwin.generators import model_class
+    from tabtwin.flows.steps import MODEL_NAMES
+
+    return [name for name in MODEL_NAMES if "dp_epsilon" in model_class(name)._get_param_names()]
+
+
+def dp_params(model: str, epsilon: float | None, delta: float | None) -> dict:
+    """The DP constructor arguments of `model`; a user error for a model without DP or a delta without epsilon."""
+    if epsilon is None:
+        if delta is not None:
+            raise TabtwinError("--dp-delta needs --dp-epsilon")
+        return {}
+    if model not in dp_models():
+        raise TabtwinError(f"--dp-epsilon is supported by {', '.join(dp_models())} only, not {model}; use --model {dp_models()[0]}")
+    return {"dp_epsilon": epsilon, **({"dp_delta": delta} if delta is not None else {})}
 
 
 def flag(name: str) -> str:
@@ -287,12 +320,18 @@ def _cmd_fit(args) -> int:
 
     df, schema = _load(args)
     params = generator_params(args.epochs, args.batch_size, args.device, args.seed)
+    params.update(dp_params(args.model, args.dp_epsilon, args.dp_delta))
     model = model_class(args.model)(**params, verbose=not args.quiet)
     start = time.perf_counter()
     model.fit(df, schema)
     seconds = time.perf_counter() - start
     model.save(args.out)
     print(f"{args.model} fitted on {len(df):,} rows in {seconds:.1f} s ({model.device_}); model saved to {args.out}/")
+    privacy = getattr(model, "privacy_", None)
+    if privacy:
+        print(f"differential privacy: epsilon {privacy['epsilon']:.3g} spent (target {privacy['target_epsilon']:g}), "
+              f"delta {privacy['delta']:.3g}, noise multiplier {privacy['noise_multiplier']:.3g}, "
+              f"clipping norm {privacy['max_grad_norm']:g}; the encoder's statistics are not covered (config.json)")
     return 0
 
 
