@@ -11,12 +11,18 @@ Defaults (override any of them with a JSON file of the same keys, `GateConfig.fr
 | max_close_share | 0.10 | share closer to train than 95 % of real unseen rows are; 0.05 is natural |
 | max_exact_copy_excess | 0.01 | exact copies of train rows beyond the rate at which real unseen rows repeat train rows |
 | max_mia_auc | 0.60 | distance-based membership inference; 0.5 is no leakage |
+| max_singling_out_risk | 0.25 | upper 95 % bound of anonymeter's singling-out risk; its size correction leaves ~0.1 (bound ~0.15) on an independent sample of Adult |
+| max_linkability_risk | 0.10 | upper 95 % bound of the linkability risk; an independent sample of Adult bounds at ~0.01, a copy scores ~0.3 |
+| max_inference_risk | 0.50 | upper 95 % bound of each secret's inference risk; (rate - control) / (1 - control) is noisy when the control guesses well (Adult income: 0.78), so independent samples bound at up to ~0.38 (Adult, tests/test_report.py tables); a copy scores ~0.97 |
 | min_utility_ratio | 0.85 | TSTR / TRTR on AUC (classification) or R2 (regression), when a target is given |
 | min_contract_success | 0.95 | share of data-contract expectations the synthetic table meets |
 
 A section that could not be judged (too few real rows, as in a request for a rare segment, or no feature to
 predict from) carries a `skipped` reason; its checks are listed as not judged (`judged: false`, with the
-reason) and are not failures. Exact copies are counted at any size, so that check always applies.
+reason) and are not failures. The anonymeter risks (Giomi et al. 2023, PoPETs) are excess risks over the
+holdout (0 = an attacker learns no more about training rows than about unseen ones); the gate checks the upper
+bound of each confidence interval, so a risk is passed only when it is shown small, not when it is merely
+estimated small on few attacks. Exact copies are counted at any size, so that check always applies.
 """
 
 from __future__ import annotations
@@ -37,6 +43,9 @@ class GateConfig:
     max_close_share: float = 0.10
     max_exact_copy_excess: float = 0.01
     max_mia_auc: float = 0.60
+    max_singling_out_risk: float = 0.25
+    max_linkability_risk: float = 0.10
+    max_inference_risk: float = 0.50
     min_utility_ratio: float = 0.85
     min_contract_success: float = 0.95
 
@@ -95,6 +104,7 @@ def apply_gate(results: dict, config: GateConfig) -> dict:
         checks.append(_at_most("privacy", "exact_copy_excess", excess, config.max_exact_copy_excess))
         checks.append(_not_judged("privacy", "mia_auc", privacy["skipped"], config.max_mia_auc, "<=") if privacy.get("skipped")
                       else _at_most("privacy", "mia_auc", privacy.get("mia_auc"), config.max_mia_auc))
+        checks.extend(_attack_checks(privacy.get("attacks"), config))
     utility = results.get("utility")
     if utility:
         metric = "r2" if utility["task"] == "regression" else "auc"
@@ -108,6 +118,22 @@ def apply_gate(results: dict, config: GateConfig) -> dict:
     failures = [check for check in checks if not check["passed"]]
     not_judged = [check for check in checks if not check["judged"]]
     return {"passed": not failures, "failures": failures, "not_judged": not_judged, "checks": checks}
+
+
+def _attack_checks(attacks: dict | None, config: GateConfig) -> list[dict]:
+    """One check per anonymeter attack on the upper bound of its risk's confidence interval."""
+    if not attacks:
+        return []
+    thresholds = {"singling_out": config.max_singling_out_risk, "linkability": config.max_linkability_risk,
+                  "inference": config.max_inference_risk}
+    if attacks.get("skipped"):
+        return [_not_judged("privacy", f"{name}_risk", attacks["skipped"], threshold, "<=")
+                for name, threshold in thresholds.items()]
+    checks = []
+    for attack in attacks.get("attacks", []):
+        name = f"{attack['attack']}_risk" + (f"[{attack['detail']}]" if attack["attack"] == "inference" else "")
+        checks.append(_at_most("privacy", name, attack.get("ci_high"), thresholds[attack["attack"]]))
+    return checks
 
 
 def _difference(a, b):

@@ -51,7 +51,7 @@ def evaluate(
     """
     from tabtwin.evaluation.contracts import contracts_report
     from tabtwin.evaluation.fidelity import detection_test, quality_report
-    from tabtwin.evaluation.privacy import few_rows_privacy, privacy_metrics
+    from tabtwin.evaluation.privacy import attack_risks, few_rows_privacy, privacy_metrics
     from tabtwin.evaluation.utility import utility_report
 
     _check_tables(train, holdout, synthetic, schema)
@@ -75,6 +75,7 @@ def evaluate(
         "utility": timed("utility", utility_report, train, holdout, synthetic, schema, target, seed=seed) if target else None,
         "contracts": timed("contracts", contracts_report, train, synthetic, schema),
     }
+    results["privacy"]["attacks"] = timed("attacks", attack_risks, train, holdout, synthetic, schema, target, seed=seed)
     results["gate"] = apply_gate(results, gate)
     results["meta"] = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -140,7 +141,56 @@ def render_html(results: dict, real: pd.DataFrame, synthetic: pd.DataFrame, sche
     figure_note = (f"the {len(shown)} columns with the lowest shape scores of {modelled}"
                    if len(shown) < modelled else None)
     template = Environment(autoescape=True).from_string(_TEMPLATE)
-    return template.render(r=results, figures=figures, fmt=_fmt, figure_note=figure_note)
+    return template.render(r=results, figures=figures, fmt=_fmt, figure_note=figure_note,
+                           privacy_rows=privacy_rows(results))
+
+
+def privacy_rows(results: dict) -> list[dict]:
+    """The privacy section's rows: {figure, value, threshold, result, sentence}, one per gate check of the
+    privacy section, each with one sentence a reviewer can read aloud (what the figure measures, what is good)."""
+    privacy = results.get("privacy") or {}
+    attacks = {(_attack_check_name(a)): a for a in (privacy.get("attacks") or {}).get("attacks", [])}
+    m, n_train, n_holdout = privacy.get("n_compared"), privacy.get("n_train"), privacy.get("n_holdout")
+    sentences = {
+        "dcr_share": (f"The chance that a synthetic row sits closer to the {n_train} training rows than a real "
+                      f"unseen (holdout) row does; 0.5 means no closer than fresh data, 1 means copying."),
+        "close_share": ("The share of synthetic rows closer to a training row than 95 % of real unseen rows "
+                        "are; about 0.05 is natural."),
+        "exact_copy_excess": ("The share of synthetic rows that repeat a training row exactly, less the share of "
+                              "real unseen rows that do so by chance; 0 means no copying."),
+        "mia_auc": (f"How well an attacker tells {m} training rows from {m} unseen rows by how close the nearest "
+                    f"synthetic row is; 0.5 is a coin toss, 1 is certain membership."),
+    }
+    for name, attack in attacks.items():
+        n = attack.get("n_attacks")
+        if attack["attack"] == "singling_out":
+            sentences[name] = (f"How much more often than on unseen rows a query built from the synthetic data "
+                               f"picks out exactly one real training person ({n} queries, upper bound of the "
+                               f"95 % interval checked).")
+        elif attack["attack"] == "linkability":
+            sentences[name] = (f"How much more often than on unseen rows an attacker holding two halves of a "
+                               f"person's record ({attack['detail'][7:]}) joins them through the synthetic data "
+                               f"({n} attacks, upper bound checked).")
+        else:
+            sentences[name] = (f"How much more often than on unseen rows an attacker who knows every other "
+                               f"column guesses a training person's {attack['detail']} from the synthetic data "
+                               f"({n} attacks, upper bound checked).")
+    rows = []
+    for check in (results.get("gate") or {}).get("checks", []):
+        if check["section"] != "privacy":
+            continue
+        attack = attacks.get(check["check"])
+        value = (f"{_fmt(attack['risk'])} (95 % CI {_fmt(attack['ci_low'])} to {_fmt(attack['ci_high'])})"
+                 if attack else _fmt(check["value"], 4 if check["check"] == "exact_copy_excess" else 3))
+        result = ("not judged: " + check["reason"]) if not check["judged"] else ("pass" if check["passed"] else "FAIL")
+        rows.append({"figure": check["check"], "value": value, "op": "≤", "threshold": check["threshold"],
+                     "result": result, "passed": check["passed"],
+                     "sentence": sentences.get(check["check"], sentences.get(check["check"].split("[")[0], ""))})
+    return rows
+
+
+def _attack_check_name(attack: dict) -> str:
+    return f"{attack['attack']}_risk" + (f"[{attack['detail']}]" if attack["attack"] == "inference" else "")
 
 
 # Figures show at most this many columns (a 300-column table would need a 300-inch figure): the worst first.
@@ -310,13 +360,25 @@ great-expectations {{ r.meta.versions.great_expectations }}</p>
 
 <h2>Privacy</h2>
 {% if r.privacy.skipped %}<p>Distance metrics not judged: {{ r.privacy.skipped }}.</p>{% endif %}
-<table>
-<tr><th>DCR share (closer to train than holdout; 0.5 ideal)</th><td>{{ fmt(r.privacy.dcr_share) }}</td></tr>
-<tr><th>share closer than the 5th percentile of holdout-to-train (0.05 natural)</th><td>{{ fmt(r.privacy.dcr_below_holdout_p5) }}</td></tr>
-<tr><th>exact copies of train rows</th><td>{{ fmt(r.privacy.exact_copy_share, 4) }} (holdout rows repeating train: {{ fmt(r.privacy.holdout_exact_copy_share, 4) }})</td></tr>
-<tr><th>NNDR median (synthetic / holdout)</th><td>{{ fmt(r.privacy.nndr_median) }} / {{ fmt(r.privacy.holdout_nndr_median) }}</td></tr>
-<tr><th>membership inference AUC (0.5 = no leakage)</th><td>{{ fmt(r.privacy.mia_auc) }}</td></tr>
+<table><tr><th>figure</th><th>value</th><th>threshold</th><th>result</th><th>what it says</th></tr>
+{% for p in privacy_rows %}<tr><td>{{ p.figure }}</td><td>{{ p.value }}</td><td>{{ p.op }} {{ p.threshold }}</td>
+<td class="{{ 'ok' if p.passed else 'bad' }}">{{ p.result }}</td><td>{{ p.sentence }}</td></tr>{% endfor %}
 </table>
+<p class="muted">Sizes: {{ r.privacy.n_train }} training, {{ r.privacy.n_holdout }} holdout, {{ r.privacy.n_synthetic }} synthetic rows;
+the DCR share measures synthetic and holdout rows against the same training rows; membership inference compares
+{{ r.privacy.n_compared }} training with {{ r.privacy.n_compared }} holdout rows (seeded samples).
+NNDR median (synthetic / holdout): {{ fmt(r.privacy.nndr_median) }} / {{ fmt(r.privacy.holdout_nndr_median) }}
+(ratio of distances to the closest and second-closest training row; a synthetic median well below the holdout's means rows hug single records).</p>
+{% set a = r.privacy.attacks %}{% if a and a.skipped %}<p>Attacks not judged: {{ a.skipped }}.</p>
+{% elif a %}<h3>Attacks (anonymeter {{ a.anonymeter_version }})</h3>
+<table><tr><th>attack</th><th>detail</th><th>risk</th><th>95 % CI</th><th>attack / control success</th></tr>
+{% for x in a.attacks %}<tr><td>{{ x.attack }}</td><td>{{ x.detail }}</td><td>{{ fmt(x.risk) }}</td><td>{{ fmt(x.ci_low) }} to {{ fmt(x.ci_high) }}</td>
+<td>{{ fmt(x.attack_rate) }} / {{ fmt(x.control_rate) }}</td></tr>{% endfor %}</table>
+<p class="muted">{{ a.method }}. Risk = (success on training rows - success on holdout rows) / (1 - success on holdout rows).
+{{ a.n_targets }} training and {{ a.n_control }} holdout rows attacked (seeded), {{ a.n_synthetic_searched }} synthetic rows searched;
+singling out is multivariate ({{ a.attacks[0].detail }}, 3 columns per query); linkability views:
+{% for v in a.views %}[{{ v|join(', ') }}]{% if not loop.last %} and {% endif %}{% endfor %}; inference secrets: {{ a.secrets|join(', ') }}
+(the target when given, then categorical columns by entropy).</p>{% endif %}
 <p class="muted">{{ r.privacy.distance }}</p>
 {% if figures.dcr %}<img alt="DCR histograms" src="data:image/png;base64,{{ figures.dcr }}">{% endif %}
 
