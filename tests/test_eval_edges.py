@@ -130,7 +130,7 @@ def test_a_rare_segment_evaluates_and_the_report_says_what_was_not_judged(tmp_pa
     assert results["privacy"]["skipped"].startswith("no holdout rows")
     assert results["utility"]["skipped"].startswith("too few rows to judge: 4 training, 0 holdout")
     assert results["fidelity"]["quality"]["score"] is not None and results["contracts"]["n_expectations"] > 0
-    assert len(results["gate"]["not_judged"]) == 5
+    assert len(results["gate"]["not_judged"]) == 8  # 5 + the three anonymeter attacks (too few rows)
     html = write_report(results, tmp_path, train, synthetic, schema)["html"].read_text()
     assert "not run: too few rows to judge: 4 real and 300 synthetic rows" in html
     assert "Distance metrics not judged: no holdout rows" in html
