@@ -466,7 +466,9 @@ def attack_risks(
     views = attacker_views(schema)
     secrets = sensitive_columns(train, schema, target)
     attacks = []
-    with _seeded_numpy(seed):  # anonymeter draws its baselines from numpy's global generator
+    # anonymeter logs a WARNING when it finds fewer singling-out queries than asked (mid-CLI output); the
+    # report's n_attacks carries that figure instead.
+    with _seeded_numpy(seed), _quiet_logger("anonymeter"):  # anonymeter draws its baselines from numpy's global generator
         start = time.perf_counter()
         evaluator = SinglingOutEvaluator(ori=ori, syn=syn, control=control, n_attacks=n_targets,
                                          n_cols=min(SINGLING_OUT_COLUMNS, len(columns)), seed=seed,
@@ -560,15 +562,43 @@ def _evaluated(evaluator, **kwargs):
 
 
 def _risk(attack: str, detail: str, evaluator, start: float) -> dict:
-    risk = evaluator.risk(confidence_level=CONFIDENCE)
-    results = evaluator.results(confidence_level=CONFIDENCE)
+    import warnings
+
+    # anonymeter warns (on stderr, mid-CLI output) when the attack does no better than its random baseline; the
+    # report carries that as a note instead.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        risk = evaluator.risk(confidence_level=CONFIDENCE)
+        results = evaluator.results(confidence_level=CONFIDENCE)
     low, high = (float(v) for v in risk.ci)
-    return {
+    out = {
         "attack": attack, "detail": detail, "risk": float(risk.value), "ci_low": low, "ci_high": high,
         "attack_rate": float(results.attack_rate.value), "control_rate": float(results.control_rate.value),
         "baseline_rate": float(results.baseline_rate.value), "n_attacks": int(results.n_attacks_ori),
         "seconds": round(time.perf_counter() - start, 3),
     }
+    notes = list(dict.fromkeys(str(w.message).split(".")[0] for w in caught))
+    if notes:
+        out["note"] = "; ".join(notes)
+    return out
+
+
+class _quiet_logger:
+    """The named logger raised to ERROR inside the block, and put back after it."""
+
+    def __init__(self, name: str):
+        import logging
+
+        self.logger = logging.getLogger(name)
+
+    def __enter__(self):
+        import logging
+
+        self.level = self.logger.level
+        self.logger.setLevel(logging.ERROR)
+
+    def __exit__(self, *exc):
+        self.logger.setLevel(self.level)
 
 
 class _seeded_numpy:
