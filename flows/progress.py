@@ -58,7 +58,9 @@ class TrainingProgress:
 
             self.bar = tqdm(total=epochs, desc=self.label, unit="epoch", leave=False)
         self.bar.update(epoch - self.bar.n)
-        self.bar.set_postfix_str(figures, refresh=False)
+        # Redraw every epoch: tqdm skips draws within its 0.1 s mininterval, so fast last epochs would never show
+        # (leave=False then clears a bar that stopped short of its total).
+        self.bar.set_postfix_str(figures, refresh=True)
 
     def finish(self) -> None:
         """Close the bar and log the total: `trained 23 epochs in 41 s`."""
