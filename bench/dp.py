@@ -26,7 +26,6 @@ bench/RESULTS.md (machine, date, commit, versions, the table).
 
 import argparse
 import json
-import os
 import sys
 import time
 from datetime import datetime, timezone
@@ -61,13 +60,10 @@ def main() -> None:
 
     import torch
 
-    from quality import commit, machine, versions
+    from quality import machine, run_info, versions
 
     torch.set_num_threads(args.threads)
-    started = datetime.now(timezone.utc)
-    run = {"date": started.isoformat(timespec="seconds"), "threads": args.threads, "seed": args.seed,
-           "epochs": args.epochs, "max_rows": args.max_rows, "cpus": sorted(os.sched_getaffinity(0)),
-           "commit": commit()}
+    run = run_info(args, datetime.now(timezone.utc))
     rows = run_settings(args)
     print(f"\n{markdown_table(rows)}\n", flush=True)
     if not args.no_write:
@@ -79,19 +75,12 @@ def main() -> None:
 
 
 def run_settings(args) -> list[dict]:
-    from quality import DATA, figures, match_dtypes, one_line
+    from quality import figures, load_split, match_dtypes, one_line
 
     from tabtwin.evaluation.report import evaluate
-    from tabtwin.flows.steps import split_train_holdout
     from tabtwin.generators.tvae import TVAE
-    from tabtwin.pipeline.ingest import read_table
-    from tabtwin.pipeline.schema import infer_schema
 
-    df = read_table(str(DATA / f"{TABLE}.csv"))
-    if args.max_rows and len(df) > args.max_rows:
-        df = df.sample(n=args.max_rows, random_state=args.seed).reset_index(drop=True)
-    schema = infer_schema(df)
-    train, holdout = split_train_holdout(df, 0.2, args.seed)
+    df, schema, train, holdout = load_split(TABLE, args.max_rows, args.seed)
     print(f"{TABLE}: {len(df):,} rows, train {len(train):,}, holdout {len(holdout):,}, target {TARGET}", flush=True)
     rows = []
     for epsilon in [None, *args.epsilons]:
@@ -124,15 +113,9 @@ def run_settings(args) -> list[dict]:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    lines = ["| " + " | ".join(head for head, _, _ in COLUMNS) + " |",
-             "| --- | " + " | ".join("---:" for _ in COLUMNS[1:]) + " |"]
-    for row in rows:
-        if row.get("status") != "ok":
-            cells = [row["setting"], f"failed: {row.get('error', '')}".replace("|", "/")] + [""] * (len(COLUMNS) - 2)
-        else:
-            cells = [fmt.format(row[key]) if row.get(key) is not None else "-" for _, key, fmt in COLUMNS]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    from quality import markdown_table as table
+
+    return table(rows, COLUMNS)
 
 
 def write(result: dict, out_md: Path) -> None:
@@ -153,14 +136,9 @@ def write(result: dict, out_md: Path) -> None:
              "`tabtwin.evaluation.report.evaluate` (TSTR/TRTR: AUC on income). Figures in `bench/results/dp.json`.",
              "- Not covered by the guarantee (computed from the rows by the encoder): " + "; ".join(not_covered), "",
              markdown_table(rows), "", END]
-    section = "\n".join(parts)
-    text = out_md.read_text() if out_md.exists() else "# Benchmark results\n"
-    if START in text and END in text:
-        before, rest = text.split(START, 1)
-        text = before + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    out_md.write_text(text)
+    from quality import replace_section
+
+    replace_section(out_md, START, END, "\n".join(parts))
     print(f"wrote {results / 'dp.json'} and the dp section of {out_md}")
 
 

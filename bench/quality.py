@@ -85,9 +85,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     started = datetime.now(timezone.utc)
-    run = {"date": started.isoformat(timespec="seconds"), "threads": args.threads, "seed": args.seed,
-           "epochs": args.epochs, "max_rows": args.max_rows, "cpus": sorted(os.sched_getaffinity(0)),
-           "commit": commit()}
+    run = run_info(args, started)
     rows = []
     with tempfile.TemporaryDirectory(prefix="quality-") as work:
         for table in args.tables:
@@ -112,18 +110,8 @@ def merge(rows: list[dict], fresh: bool) -> dict:
 
 
 def run_table(table: str, args, work: Path) -> list[dict]:
-    import pandas as pd
-
-    from tabtwin.flows.steps import split_train_holdout
-    from tabtwin.pipeline.ingest import read_table
-    from tabtwin.pipeline.schema import infer_schema
-
     target = TABLES[table]
-    df = read_table(str(DATA / f"{table}.csv"))
-    if args.max_rows and len(df) > args.max_rows:
-        df = df.sample(n=args.max_rows, random_state=args.seed).reset_index(drop=True)
-    schema = infer_schema(df)
-    train, holdout = split_train_holdout(df, 0.2, args.seed)
+    df, schema, train, holdout = load_split(table, args.max_rows, args.seed)
     train_path = work / f"{table}-train.parquet"
     train.to_parquet(train_path, index=False)
     print(f"{table}: {len(df):,} rows, train {len(train):,}, holdout {len(holdout):,}, target {target}", flush=True)
@@ -233,16 +221,54 @@ def one_line(err: Exception) -> str:
     return f"{type(err).__name__}: {text[0] if text else ''}"[:300]
 
 
-def markdown_table(rows: list[dict]) -> str:
-    lines = ["| " + " | ".join(head for head, _, _ in COLUMNS) + " |",
-             "| --- | " + " | ".join("---:" for _ in COLUMNS[1:-1]) + " | --- |"]
+def markdown_table(rows: list[dict], columns=COLUMNS) -> str:
+    """One markdown row per result: `columns` are (heading, key, format); the first names the row, and a failed
+    row shows its error instead of figures. A last column headed "gate" is left-aligned."""
+    last = " --- |" if columns[-1][0] == "gate" else " ---: |"
+    lines = ["| " + " | ".join(head for head, _, _ in columns) + " |",
+             "| --- | " + " | ".join("---:" for _ in columns[1:-1]) + " |" + last]
     for row in rows:
         if row.get("status") != "ok":
-            cells = [row["model"], f"failed: {row.get('error', '')}".replace("|", "/")] + [""] * (len(COLUMNS) - 2)
+            name = row[columns[0][1]]
+            cells = [name, f"failed: {row.get('error', '')}".replace("|", "/")] + [""] * (len(columns) - 2)
         else:
-            cells = [fmt.format(row[key]) if row.get(key) is not None else "-" for _, key, fmt in COLUMNS]
+            cells = [fmt.format(row[key]) if row.get(key) is not None else "-" for _, key, fmt in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def run_info(args, started: datetime) -> dict:
+    """What a row needs to be reproduced: date, threads, seed, epochs, row cap, pinned CPUs, commit."""
+    return {"date": started.isoformat(timespec="seconds"), "threads": args.threads, "seed": args.seed,
+            "epochs": args.epochs, "max_rows": args.max_rows, "cpus": sorted(os.sched_getaffinity(0)),
+            "commit": commit()}
+
+
+def load_split(table: str, max_rows: int | None, seed: int):
+    """The table from ../shared/data (optionally a seeded sample of max_rows), its inferred schema, and the
+    80/20 split every bench uses: (df, schema, train, holdout)."""
+    from tabtwin.flows.steps import split_train_holdout
+    from tabtwin.pipeline.ingest import read_table
+    from tabtwin.pipeline.schema import infer_schema
+
+    df = read_table(str(DATA / f"{table}.csv"))
+    if max_rows and len(df) > max_rows:
+        df = df.sample(n=max_rows, random_state=seed).reset_index(drop=True)
+    schema = infer_schema(df)
+    train, holdout = split_train_holdout(df, 0.2, seed)
+    return df, schema, train, holdout
+
+
+def replace_section(out_md: Path, start: str, end: str, section: str) -> None:
+    """Put `section` (which begins with `start` and ends with `end`) in place of that section of `out_md`, or
+    append it."""
+    text = out_md.read_text() if out_md.exists() else "# Benchmark results\n"
+    if start in text and end in text:
+        before, rest = text.split(start, 1)
+        text = before + section + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    out_md.write_text(text)
 
 
 def machine() -> dict:
@@ -311,14 +337,7 @@ def write(result: dict, out_md: Path) -> None:
             parts.append(f"- {', '.join(models)}: {describe(run)}")
         parts.append("")
     parts += ["![detection score against fit + sample seconds](results/quality.png)", "", END]
-    section = "\n".join(parts)
-    text = out_md.read_text() if out_md.exists() else "# Benchmark results\n"
-    if START in text and END in text:
-        before, rest = text.split(START, 1)
-        text = before + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    out_md.write_text(text)
+    replace_section(out_md, START, END, "\n".join(parts))
     print(f"wrote {results / 'quality.json'}, {results / 'quality.png'} and the quality section of {out_md}")
 
 
