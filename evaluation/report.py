@@ -2,7 +2,7 @@
 
 `evaluate(...)` returns a JSON-able dict::
 
-    {"gate": {"passed": bool, "failures": [...], "checks": [...]},
+    {"gate": {"passed": bool, "failures": [...], "checks": [...]}, "run": {...} | None,
      "fidelity": {"quality": {...}, "detection": {...}}, "privacy": {...}, "utility": {...} | None,
      "contracts": {...}, "meta": {...}}
 
@@ -42,8 +42,15 @@ def evaluate(
     gate: GateConfig | None = None,
     device: str = "auto",
     seed: int = 0,
+    run: dict | None = None,
+    dp: dict | None = None,
 ) -> dict:
     """Run every check and the gate; `target` enables the utility section.
+
+    `run` (optional) says what produced the synthetic table, shown at the top of the report as given: keys
+    `kind` ("run" or "request"), `model` (generator name), `model_dir`, `registry_entry`, `data`, `conditions`,
+    `rows`. `dp` (optional) is a differentially private model's `privacy_` block (generators/tvae.py: epsilon
+    spent, delta, noise multiplier, what is not covered), reported under `privacy.dp`; not gated.
 
     `train`, `holdout` (may be empty, as a rare segment's can be) and `synthetic` need the schema's columns;
     `train` and `synthetic` need rows (TabtwinError otherwise). Sections that cannot be judged on so few rows
@@ -75,6 +82,7 @@ def evaluate(
         "utility": timed("utility", utility_report, train, holdout, synthetic, schema, target, seed=seed) if target else None,
         "contracts": timed("contracts", contracts_report, train, synthetic, schema),
     }
+    results["privacy"]["dp"] = dp
     results["privacy"]["attacks"] = timed("attacks", attack_risks, train, holdout, synthetic, schema, target, seed=seed)
     results["gate"] = apply_gate(results, gate)
     results["meta"] = {
@@ -88,7 +96,8 @@ def evaluate(
         "versions": {pkg: _version(pkg) for pkg in ("tabtwin", "sdmetrics", "great_expectations", "scikit-learn", "torch")},
         "machine": f"{platform.platform()}, {os.cpu_count()} cores",
     }
-    return {key: results[key] for key in ("gate", "fidelity", "privacy", "utility", "contracts", "meta")}
+    results["run"] = run
+    return {key: results[key] for key in ("gate", "run", "fidelity", "privacy", "utility", "contracts", "meta")}
 
 
 def _check_tables(train, holdout, synthetic, schema: Schema) -> None:

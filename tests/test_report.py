@@ -64,7 +64,7 @@ def test_report_sections_and_files(runs, correlated_split, tmp_path):
     fresh = within_range(fresh, train)
     paths = write_report(results["fresh"], tmp_path / "report", train, fresh, schema)
     report = json.loads(paths["json"].read_text())
-    assert set(report) == {"gate", "fidelity", "privacy", "utility", "contracts", "meta"}
+    assert set(report) == {"gate", "run", "fidelity", "privacy", "utility", "contracts", "meta"}
     assert report["fidelity"]["quality"]["sdmetrics_version"]
     assert "suite" not in report["contracts"] and json.loads(paths["suite"].read_text())
     assert "NaN" not in paths["json"].read_text()
