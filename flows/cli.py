@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 import time
 from dataclasses import MISSING, fields
 from pathlib import Path
 
-from tabtwin.flows.steps import Places, RunSpec, check_registry_names, generator_params, spec_default
+from tabtwin.flows.steps import Places, RunSpec, check_registry_names, dp_params, generator_params, spec_default
 from tabtwin.pipeline.errors import TabtwinError
 
 EXIT_USER_ERROR = 2
@@ -87,11 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     fit = command("fit", "train a generator on a table and save it to a model folder")
     _add_input_args(fit)
-    add_spec_arguments(fit, ("model", "epochs", "batch_size", "device", "seed"))
-    fit.add_argument("--dp-epsilon", type=positive_float, dest="dp_epsilon",
-                     help="train with DP-SGD to this epsilon (opt-in; --model tvae only)")
-    fit.add_argument("--dp-delta", type=positive_float, dest="dp_delta",
-                     help="delta of the DP guarantee (None: 1 / rows^1.1); needs --dp-epsilon")
+    add_spec_arguments(fit, ("model", "epochs", "batch_size", "device", "seed", "dp_epsilon", "dp_delta"))
     fit.add_argument("--quiet", action="store_true", help="no progress bar")
     fit.add_argument("--out", type=Path, required=True, help="model folder to write")
     fit.set_defaults(handler=_cmd_fit)
@@ -119,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--gate", type=Path, help=_help("gate"))
     evaluate.add_argument("--device", default=spec_default("device"), help=_help("device"))
     evaluate.add_argument("--seed", type=int, default=spec_default("seed"), help="seed of the evaluation's samples and models")
+    evaluate.add_argument("--model-dir", type=Path,
+                          help="the saved model that produced the synthetic table: its DP guarantee goes into the report")
     evaluate.add_argument("--out", type=Path, required=True, help="folder for report.json and report.html")
     evaluate.set_defaults(handler=_cmd_evaluate)
 
@@ -176,25 +175,6 @@ def positive_float(text: str) -> float:
     return value
 
 
-def dp_models() -> list[str]:
-    """The generators that train with differential privacy (those with a `dp_epsilon` parameter)."""
-    from tabtwin.generators import model_class
-    from tabtwin.flows.steps import MODEL_NAMES
-
-    return [name for name in MODEL_NAMES if "dp_epsilon" in model_class(name)._get_param_names()]
-
-
-def dp_params(model: str, epsilon: float | None, delta: float | None) -> dict:
-    """The DP constructor arguments of `model`; a user error for a model without DP or a delta without epsilon."""
-    if epsilon is None:
-        if delta is not None:
-            raise TabtwinError("--dp-delta needs --dp-epsilon")
-        return {}
-    if model not in dp_models():
-        raise TabtwinError(f"--dp-epsilon is supported by {', '.join(dp_models())} only, not {model}; use --model {dp_models()[0]}")
-    return {"dp_epsilon": epsilon, **({"dp_delta": delta} if delta is not None else {})}
-
-
 def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -215,7 +195,7 @@ def add_spec_arguments(parser: argparse.ArgumentParser, names, many=()) -> None:
         options = {"help": f.metadata.get("help", ""), "default": default}
         kind = _base_type(f.type)
         if f.metadata.get("positive"):
-            options["type"] = positive_int
+            options["type"] = positive_float if kind is float else positive_int
         elif kind in (int, float):
             options["type"] = kind
         if "choices" in f.metadata:
@@ -329,10 +309,15 @@ def _cmd_fit(args) -> int:
     print(f"{args.model} fitted on {len(df):,} rows in {seconds:.1f} s ({model.device_}); model saved to {args.out}/")
     privacy = getattr(model, "privacy_", None)
     if privacy:
-        print(f"differential privacy: epsilon {privacy['epsilon']:.3g} spent (target {privacy['target_epsilon']:g}), "
-              f"delta {privacy['delta']:.3g}, noise multiplier {privacy['noise_multiplier']:.3g}, "
-              f"clipping norm {privacy['max_grad_norm']:g}; the encoder's statistics are not covered (config.json)")
+        print(format_privacy(privacy))
     return 0
+
+
+def format_privacy(privacy: dict) -> str:
+    """The DP budget a model spent, in one line (`fit`, and `run`/`request`/`evaluate` of a DP model)."""
+    return (f"differential privacy: epsilon {privacy['epsilon']:.3g} spent (target {privacy['target_epsilon']:g}), "
+            f"delta {privacy['delta']:.3g}, noise multiplier {privacy['noise_multiplier']:.3g}, "
+            f"clipping norm {privacy['max_grad_norm']:g}; the encoder's statistics are not covered (config.json)")
 
 
 def _cmd_sample(args) -> int:
@@ -353,30 +338,74 @@ def _cmd_sample(args) -> int:
 
 def _cmd_evaluate(args) -> int:
     from tabtwin.evaluation.gate import GateConfig
+    from tabtwin.flows.steps import model_privacy
     from tabtwin.evaluation.report import evaluate, write_report
     from tabtwin.pipeline.ingest import read_table
     from tabtwin.pipeline.schema import infer_schema, load_metadata
 
     gate = GateConfig.from_file(args.gate) if args.gate else GateConfig()
     metadata = load_metadata(args.metadata) if args.metadata else None
+    privacy = model_privacy(args.model_dir) if args.model_dir else None  # a bad folder is refused before the work
     real, holdout, synthetic = (read_table(p) for p in (args.real, args.holdout, args.synthetic))
     schema = infer_schema(real, metadata)
-    results = evaluate(real, holdout, synthetic, schema, target=args.target, gate=gate, device=args.device, seed=args.seed)
+    results = evaluate(real, holdout, synthetic, schema, target=args.target, gate=gate, device=args.device,
+                       seed=args.seed, dp=privacy)
     paths = write_report(results, args.out, real, synthetic, schema)
-    print(format_gate(results["gate"]))
+    print(f"gate {'PASSED' if results['gate']['passed'] else 'FAILED'}")
+    print_gate(results["gate"]["checks"])
+    if privacy:
+        print(format_privacy(privacy))
     print(f"report: {paths['html']} and {paths['json']}")
     return 0 if results["gate"]["passed"] else EXIT_GATE_FAILED
 
 
-def format_gate(gate: dict) -> str:
-    lines = [f"gate {'PASSED' if gate['passed'] else 'FAILED'}"]
-    lines += [f"  {'ok  ' if c['passed'] else 'FAIL'} {c['message']}" for c in gate["checks"]]
-    return "\n".join(lines)
+def print_gate(checks: list[dict], indent: int = 0) -> None:
+    """The gate's checks as a short table (section, check, value, threshold, result), then each failed check's
+    message (and its explanation, where `evaluation.explain` has one) and each not-judged check's reason.
+
+    rich draws the table: colours on a terminal, plain text without escape codes in a pipe or a file.
+    """
+    from rich import box
+    from rich.console import Console
+    from rich.padding import Padding
+    from rich.table import Table
+    from rich.text import Text
+
+    if not checks:
+        return
+    table = Table(box=box.SIMPLE, show_edge=False, pad_edge=False)
+    for name in ("section", "check", "value", "threshold", "result"):
+        table.add_column(name, justify="right" if name in ("value", "threshold") else "left")
+    for check in checks:
+        result = (Text("not judged", "dim") if not check["judged"] else
+                  Text("pass", "green") if check["passed"] else Text("FAIL", "bold red"))
+        value = "-" if check["value"] is None else f"{check['value']:.3g}"
+        # Text, not markup: a check such as inference_risk[income] must not read as a style tag.
+        table.add_row(Text(check["section"]), Text(check["check"]), value, f"{check['op']} {check['threshold']:g}", result)
+    console = Console(highlight=False)
+    with console.capture() as captured:
+        console.print(Padding(table, (0, 0, 0, indent)))
+    print("\n".join(line.rstrip() for line in captured.get().splitlines()))  # no padding at the ends of lines
+    pad = " " * (indent or 2)
+    fix = _fixes()
+    for check in checks:
+        if not check["passed"]:
+            print(f"{pad}FAIL {check['message']}")
+            if text := fix(check):
+                print(textwrap.fill(text, width=100, initial_indent=pad + "     ", subsequent_indent=pad + "     "))
+    for check in checks:
+        if not check["judged"]:
+            print(f"{pad}{check['message']}")
 
 
-def format_failures(messages: list[str], indent: str = "  ") -> str:
-    """The failed gate checks, one per line, as `evaluate` prints them."""
-    return "\n".join(f"{indent}FAIL {message}" for message in messages)
+def _fixes():
+    """check -> what to do when it fails, in plain words (`evaluation.explain`, by the gate-file key); nothing
+    where that module is absent."""
+    try:
+        from tabtwin.evaluation.explain import EXPLANATIONS, gate_key
+    except ImportError:
+        return lambda check: None
+    return lambda check: getattr(EXPLANATIONS.get(gate_key(check)), "fix", None)
 
 
 def _quiet_prefect(verbose: bool) -> None:
@@ -401,6 +430,8 @@ def _cmd_run(args) -> int:
     _quiet_prefect(args.verbose)
     specs, places = run_specs(args)
     check_registry_names(specs, places.registry)
+    for spec in specs:  # a model without DP is refused before any pair runs
+        dp_params(spec.model, spec.dp_epsilon, spec.dp_delta)
     if args.runner == "dask":
         from tabtwin.flows.scale import run_many
 
@@ -410,8 +441,9 @@ def _cmd_run(args) -> int:
     for summary in summaries:
         verdict = "published" if summary["passed"] else "gate FAILED, data withheld"
         print(f"{summary['data']} [{summary['model']}]: {verdict}")
-        if not summary["passed"] and summary.get("failures"):
-            print(format_failures(summary["failures"]))
+        print_gate(summary.get("checks", []), indent=2)
+        if summary.get("privacy"):
+            print("  " + format_privacy(summary["privacy"]))
         print(f"  report: {summary['folder']}/report.html")
         if summary["passed"]:
             print(f"  data:   {summary['folder']}/synthetic.parquet")
@@ -445,15 +477,14 @@ def _cmd_request(args) -> int:
     state = request(model=args.model, rows=args.rows, conditions=parse_conditions(args.condition) or None,
                     out=str(args.out), seed=args.seed, device=args.device, return_state=True)
     summary = _flow_outcome(state)
-    if summary["passed"]:
-        print(f"{args.rows:,} rows written to {args.out}")
-        print(f"report: {summary['folder']}/report.html")
-        return 0
     removed = "; the older table there was removed" if summary.get("removed") else ""
-    print(f"gate FAILED: the table is withheld, nothing written to {args.out}{removed}")
-    print(format_failures(summary["failures"]))
+    print(f"{args.rows:,} rows written to {args.out}" if summary["passed"] else
+          f"gate FAILED: the table is withheld, nothing written to {args.out}{removed}")
+    print_gate(summary["checks"])
+    if summary.get("privacy"):
+        print(format_privacy(summary["privacy"]))
     print(f"report: {summary['folder']}/report.html")
-    return EXIT_GATE_FAILED
+    return 0 if summary["passed"] else EXIT_GATE_FAILED
 
 
 def _cmd_deploy(args) -> int:

@@ -56,13 +56,22 @@ class RunSpec:
     holdout_fraction: float = field(default=0.2, metadata={"help": "share of rows kept out of training"})
     seed: int = field(default=0, metadata={"help": "seed of the split, the fit, sampling and evaluation"})
     device: str = field(default="auto", metadata={"help": "auto (CUDA when present), cpu or cuda"})
+    dp_epsilon: float | None = field(
+        default=None, metadata={"help": "train with DP-SGD within this epsilon (opt-in; models with DP only: tvae)", "positive": True}
+    )
+    dp_delta: float | None = field(
+        default=None, metadata={"help": "delta of the DP guarantee, below 1 (None: 1 / training rows^1.1); needs --dp-epsilon", "positive": True}
+    )
     table: str | None = field(default=None, metadata={"help": "table to read from a database source"})
     metadata: str | None = field(default=None, metadata={"help": "SDV single-table metadata JSON that overrides inference"})
     gate: str | None = field(default=None, metadata={"help": "JSON file of gate thresholds (see evaluation/gate.py)"})
     conditions: dict = field(default_factory=dict, metadata={"help": "COLUMN: VALUE conditions on sampling", "flow": False})
 
     def model_params(self) -> dict:
-        return {"model": self.model, "epochs": self.epochs, "batch_size": self.batch_size, "seed": self.seed}
+        """What the cached model depends on. DP settings enter only when set, so that models cached before they
+        existed keep their fingerprints."""
+        return {"model": self.model, "epochs": self.epochs, "batch_size": self.batch_size, "seed": self.seed,
+                **dp_params(self.model, self.dp_epsilon, self.dp_delta)}
 
     @classmethod
     def flow_fields(cls) -> list:
@@ -74,6 +83,26 @@ def generator_params(epochs: int | None, batch_size: int | None, device: str, se
     """A generator's constructor arguments from run parameters; None leaves the model's own default."""
     params = dict(epochs=epochs, batch_size=batch_size, device=device, random_state=seed)
     return {k: v for k, v in params.items() if v is not None or k == "random_state"}
+
+
+def dp_models() -> list[str]:
+    """The generators that train with differential privacy (those with a `dp_epsilon` parameter)."""
+    from tabtwin.generators import model_class
+
+    return [name for name in MODEL_NAMES if "dp_epsilon" in model_class(name)._get_param_names()]
+
+
+def dp_params(model: str, epsilon: float | None, delta: float | None) -> dict:
+    """The DP constructor arguments of `model`; a user error for a model without DP or a delta without epsilon."""
+    if epsilon is None:
+        if delta is not None:
+            raise TabtwinError("--dp-delta needs --dp-epsilon")
+        return {}
+    if model not in dp_models():
+        raise TabtwinError(f"--dp-epsilon is supported by {', '.join(dp_models())} only, not {model}; use --model {dp_models()[0]}")
+    if delta is not None and not 0 < delta < 1:
+        raise TabtwinError(f"--dp-delta must lie between 0 and 1, got {delta}; it is the chance the guarantee fails")
+    return {"dp_epsilon": epsilon, **({"dp_delta": delta} if delta is not None else {})}
 
 
 def spec_default(name: str):
@@ -159,6 +188,7 @@ def fit_or_reuse(train: pd.DataFrame, schema: Schema, spec: RunSpec, cache_root:
     if is_cached(model_dir):
         return model_dir, True
     params = generator_params(spec.epochs, spec.batch_size, spec.device, spec.seed)
+    params.update(dp_params(spec.model, spec.dp_epsilon, spec.dp_delta))
     model = model_class(spec.model)(**params, verbose=False)
     model.progress_callback = progress
     model.fit(train, schema).save(model_dir)
@@ -171,14 +201,34 @@ def sample_synthetic(model_dir: Path, rows: int, spec: RunSpec) -> pd.DataFrame:
     return load_model(model_dir, device=spec.device).sample(rows, conditions=spec.conditions or None, seed=spec.seed)
 
 
-def evaluate_run(train, holdout, synthetic, schema: Schema, spec: RunSpec) -> dict:
+def model_privacy(model_dir: str | Path) -> dict | None:
+    """The DP guarantee a saved model was trained under (its `privacy_`: epsilon spent, delta, what is not
+    covered), or None for a model trained without DP."""
+    from tabtwin.generators import load_model
+
+    return getattr(load_model(model_dir, device="cpu"), "privacy_", None)
+
+
+def run_record(kind: str, spec: RunSpec, model_dir: str | Path, entry: str | Path | None, rows: int) -> dict:
+    """What produced a synthetic table, for the top of its report (`evaluate(run=...)`): "run" or "request", the
+    generator, its folder, the registry entry (None when there is none), the source, the conditions, the rows."""
+    return {"kind": kind, "model": spec.model, "model_dir": str(Path(model_dir).absolute()),
+            "registry_entry": str(Path(entry).absolute()) if entry else None, "data": source_of(spec),
+            "conditions": dict(spec.conditions), "rows": rows}
+
+
+def evaluate_run(train, holdout, synthetic, schema: Schema, spec: RunSpec, run: dict | None = None,
+                 dp: dict | None = None) -> dict:
+    """`evaluation.report.evaluate` with the spec's gate, target, device and seed; `run` and `dp` go to the
+    report as they are (`run_record`, `model_privacy`)."""
     from tabtwin.evaluation.gate import GateConfig
     from tabtwin.evaluation.report import evaluate
 
     gate = GateConfig.from_file(spec.gate) if spec.gate else GateConfig()
     # A target fixed by a condition has one value: there is nothing to predict, so utility is skipped.
     target = None if spec.target in spec.conditions else spec.target
-    return evaluate(train, holdout, synthetic, schema, target=target, gate=gate, device=spec.device, seed=spec.seed)
+    return evaluate(train, holdout, synthetic, schema, target=target, gate=gate, device=spec.device, seed=spec.seed,
+                    run=run, dp=dp)
 
 
 def registry_name(spec: RunSpec) -> str:
@@ -315,16 +365,19 @@ def publish(
     return Published(folder=target, passed=passed, synthetic=target / "synthetic.parquet" if passed else None)
 
 
-def register_model(registry: str | Path, name: str, model_dir: Path, spec: RunSpec, source: dict) -> Path:
+def register_model(registry: str | Path, name: str, model_dir: Path, spec: RunSpec, source: dict,
+                   privacy: dict | None = None) -> Path:
     """Copy a fitted model into the registry with what is needed to evaluate later requests against real data.
 
     `source` is `split_record(spec, train, holdout)`: requests check the source still splits into those rows.
+    `privacy` (the model's `privacy_`, for a DP model) is recorded beside the spec's dp_epsilon and dp_delta, so
+    the entry says what guarantee it carries without loading the model.
     """
     target = Path(registry) / name
     with atomic_directory(target) as staging:
         shutil.copytree(model_dir, staging / "model")
-        write_json_atomic({"spec": asdict(spec), "source": source, "registered": datetime.now(timezone.utc).isoformat()},
-                          staging / REGISTRATION)
+        write_json_atomic({"spec": asdict(spec), "source": source, "registered": datetime.now(timezone.utc).isoformat(),
+                           **({"privacy": privacy} if privacy else {})}, staging / REGISTRATION)
     return target
 
 

@@ -93,25 +93,38 @@ def run_sequence(spec: RunSpec, places: Places, ops: Steps = PLAIN, artifact_key
     """The synthesize pipeline, once: load -> fit or reuse -> sample -> evaluate -> publish -> artifacts -> register.
 
     Returns the run's summary: data, model, folder, passed, synthetic (path or None), model_reused, registered
-    (registry entry or None) and the gate's failure messages.
+    (registry entry or None), the gate's checks and failure messages, and the model's DP guarantee (or None).
     """
     steps.check_registry_names([spec], places.registry)
+    steps.dp_params(spec.model, spec.dp_epsilon, spec.dp_delta)  # a model without DP is refused before any work
     train, holdout, schema = ops.load_inputs(spec)
     model_dir, reused = ops.fit_or_reuse(train, schema, spec, places.cache)
     _logger().info("model %s (%s)", model_dir, "reused from cache" if reused else "trained")
     synthetic = ops.sample_synthetic(model_dir, spec.rows or len(train), spec)
-    results = ops.evaluate_run(train, holdout, synthetic, schema, spec)
+    privacy = steps.model_privacy(model_dir)
+    entry = Path(places.registry) / steps.registry_name(spec) if places.registry else None
+    run = steps.run_record("run", spec, model_dir, entry, len(synthetic))
+    results = ops.evaluate_run(train, holdout, synthetic, schema, spec, run=run, dp=privacy)
+    # Only a passing model is registered (after publishing): a failed run's report names no entry.
+    results["run"] = {**run, "registry_entry": run["registry_entry"] if results["gate"]["passed"] else None}
     published = ops.publish(places.out, steps.new_run_id(spec), results, train, synthetic, schema,
                             {"spec": asdict(spec), "model_dir": str(model_dir), "model_reused": reused})
     publish_artifacts(results, published.folder, key=artifact_key)
     registered = None
-    if places.registry and published.passed:
-        registered = ops.register_model(places.registry, steps.registry_name(spec), model_dir, spec,
-                                        steps.split_record(spec, train, holdout))
+    if entry and published.passed:
+        registered = ops.register_model(places.registry, entry.name, model_dir, spec,
+                                        steps.split_record(spec, train, holdout), privacy)
     return {"data": spec.data, "model": spec.model, "folder": str(published.folder), "passed": published.passed,
             "synthetic": str(published.synthetic) if published.synthetic else None, "model_reused": reused,
-            "registered": str(registered) if registered else None,
-            "failures": [f["message"] for f in results["gate"]["failures"]]}
+            "registered": str(registered) if registered else None, **gate_summary(results), "privacy": privacy}
+
+
+def gate_summary(results: dict) -> dict:
+    """The gate's checks (plain JSON types: the summary travels through Prefect and Dask) and failure messages."""
+    from tabtwin.pipeline.jsonable import jsonable
+
+    gate = results["gate"]
+    return {"checks": jsonable(gate["checks"]), "failures": [f["message"] for f in gate["failures"]]}
 
 
 def with_parameter_docs(fn):
@@ -140,13 +153,16 @@ def synthesize(
     holdout_fraction: float = spec_default("holdout_fraction"),
     seed: int = spec_default("seed"),
     device: str = spec_default("device"),
+    dp_epsilon: float | None = spec_default("dp_epsilon"),
+    dp_delta: float | None = spec_default("dp_delta"),
     table: str | None = spec_default("table"),
     metadata: str | None = spec_default("metadata"),
     gate: str | None = spec_default("gate"),
 ):
     """Parameters: the fields of `flows.steps.RunSpec` (bar conditions) and of `flows.steps.Places`."""
     spec = RunSpec(data=data, model=model, epochs=epochs, batch_size=batch_size, rows=rows, target=target,
-                   holdout_fraction=holdout_fraction, seed=seed, device=device, table=table, metadata=metadata, gate=gate)
+                   holdout_fraction=holdout_fraction, seed=seed, device=device, dp_epsilon=dp_epsilon,
+                   dp_delta=dp_delta, table=table, metadata=metadata, gate=gate)
     summary = run_sequence(spec, Places(out=out, cache=cache, registry=registry), TASKS)
     return outcome(summary)
 
@@ -193,7 +209,9 @@ def request(
     steps.check_source(registration, train, holdout)
     synthetic = sample_synthetic(registration.model_dir, rows, spec)
     train, holdout = (steps.filter_rows(frame, spec.conditions) for frame in (train, holdout))
-    results = evaluate_run(train, holdout, synthetic, schema, spec)
+    privacy = steps.model_privacy(registration.model_dir)
+    run = steps.run_record("request", spec, registration.model_dir, entry, rows)
+    results = evaluate_run(train, holdout, synthetic, schema, spec, run=run, dp=privacy)
     target = Path(out).expanduser()
     published = publish(target.parent, steps.request_report_name(target), results, train, synthetic, schema,
                         {"model": str(entry), "rows": rows, "conditions": spec.conditions})
@@ -207,7 +225,7 @@ def request(
     publish_artifacts(results, published.folder, key="request-report")
     return outcome({"folder": str(published.folder), "passed": published.passed, "out": str(target),
                     "synthetic": str(published.synthetic) if published.synthetic else None, "removed": removed,
-                    "failures": [f["message"] for f in results["gate"]["failures"]]})
+                    **gate_summary(results), "privacy": privacy})
 
 
 def _logger():

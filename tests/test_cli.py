@@ -115,3 +115,101 @@ def test_parse_conditions():
     assert parse_conditions(["sex= Female", "income=>50K", "a=b=c"]) == {"sex": " Female", "income": ">50K", "a": "b=c"}
     with pytest.raises(TabtwinError):
         parse_conditions(["sex"])
+
+
+# ---------------------------------------------------------------------------------------------- the gate's table
+
+
+CHECKS = [
+    {"section": "fidelity", "check": "quality", "value": 0.93812, "op": ">=", "threshold": 0.8, "passed": True,
+     "judged": True, "message": "fidelity.quality = 0.938, needs >= 0.8"},
+    {"section": "privacy", "check": "inference_risk[income]", "value": 0.61, "op": "<=", "threshold": 0.5,
+     "passed": False, "judged": True, "message": "privacy.inference_risk[income] = 0.610, needs <= 0.5"},
+    {"section": "utility", "check": "auc_ratio", "value": None, "op": ">=", "threshold": 0.85, "passed": True,
+     "judged": False, "reason": "too few rows", "message": "utility.auc_ratio not judged: too few rows"},
+]
+
+
+def test_the_gate_table_is_plain_text_off_a_terminal_and_coloured_on_one(capsys, monkeypatch):
+    from tabtwin.flows.cli import print_gate
+
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    print_gate(CHECKS)
+    out = capsys.readouterr().out
+    assert "\x1b" not in out
+    lines = out.splitlines()
+    assert lines[0].split() == ["section", "check", "value", "threshold", "result"]
+    assert lines[2].split() == ["fidelity", "quality", "0.938", ">=", "0.8", "pass"]
+    assert lines[3].split() == ["privacy", "inference_risk[income]", "0.61", "<=", "0.5", "FAIL"]  # no markup eaten
+    assert lines[4].split() == ["utility", "auc_ratio", "-", ">=", "0.85", "not", "judged"]
+    assert lines[5] == "  FAIL privacy.inference_risk[income] = 0.610, needs <= 0.5"
+    assert lines[-1] == "  utility.auc_ratio not judged: too few rows"
+    assert all(line.startswith("       ") for line in lines[6:-1])  # what to do, where evaluation.explain says
+    assert all(line == line.rstrip() for line in lines)
+    monkeypatch.setenv("FORCE_COLOR", "1")  # what rich sees on a terminal
+    print_gate(CHECKS)
+    assert "\x1b[" in capsys.readouterr().out
+
+
+@pytest.fixture
+def split(tmp_path):
+    frame = make_sample_table(300, seed=2)
+    return {name: write_table(part, tmp_path / f"{name}.csv")
+            for name, part in (("real", frame.iloc[:200]), ("holdout", frame.iloc[200:250]),
+                               ("synthetic", make_sample_table(200, seed=3)))}
+
+
+def test_evaluate_prints_the_table_the_failures_and_the_report_also_when_piped(split, tmp_path):
+    """The console script with stdout a pipe, as `tabtwin evaluate ... | less` sees it: no escape codes."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    gate = tmp_path / "gate.json"
+    gate.write_text(json.dumps({"min_quality": 1.01}))
+    script = Path(sys.executable).with_name("tabtwin")
+    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")}
+    result = subprocess.run([str(script), "evaluate", "--real", str(split["real"]), "--holdout", str(split["holdout"]),
+                             "--synthetic", str(split["synthetic"]), "--gate", str(gate), "--device", "cpu",
+                             "--out", str(tmp_path / "report")], capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 3, result.stderr
+    out = result.stdout
+    assert "\x1b" not in out
+    lines = out.splitlines()
+    assert lines[0] == "gate FAILED" and lines[1].split() == ["section", "check", "value", "threshold", "result"]
+    rows = {line.split()[1]: line.split()[-1] for line in lines[3:] if line.split()[:1] in (["fidelity"], ["privacy"],
+                                                                                          ["contracts"])}
+    assert rows["quality"] == "FAIL" and rows["detection_score"] in ("pass", "FAIL") and rows["exact_copy_excess"] == "pass"
+    assert "  FAIL fidelity.quality = " in out and ", needs >= 1.01" in out
+    assert lines[-1] == f"report: {tmp_path / 'report' / 'report.html'} and {tmp_path / 'report' / 'report.json'}"
+
+
+def test_evaluate_with_a_model_dir_reports_its_dp_guarantee(split, tmp_path, capsys):
+    code, _, err = run(capsys, "fit", split["real"], "--model", "tvae", "--epochs", 1, "--batch-size", 50,
+                       "--dp-epsilon", 3, "--quiet", "--device", "cpu", "--out", tmp_path / "dp")
+    assert code == 0, err
+    lenient = tmp_path / "lenient.json"
+    lenient.write_text(json.dumps({"min_quality": 0, "min_pair_trends": 0, "min_detection_score": 0}))
+    code, out, err = run(capsys, "evaluate", "--real", split["real"], "--holdout", split["holdout"], "--synthetic",
+                         split["synthetic"], "--model-dir", tmp_path / "dp", "--gate", lenient, "--device", "cpu",
+                         "--out", tmp_path / "report")
+    dp = json.loads((tmp_path / "report" / "report.json").read_text())["privacy"]["dp"]
+    assert 0 < dp["epsilon"] <= 3 and dp["target_epsilon"] == 3
+    assert f"differential privacy: epsilon {dp['epsilon']:.3g} spent (target 3)" in out
+    code, _, err = run(capsys, "evaluate", "--real", split["real"], "--holdout", split["holdout"], "--synthetic",
+                       split["synthetic"], "--model-dir", tmp_path / "nothing", "--out", tmp_path / "r2")
+    assert code == 2 and "nothing" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--model", "ctgan", "--dp-epsilon", "3"], "supported by tvae only, not ctgan"),
+    (["--model", "tvae", "autoregressive", "--dp-epsilon", "3"], "not autoregressive"),
+    (["--model", "tvae", "--dp-delta", "1e-5"], "--dp-delta needs --dp-epsilon"),
+    (["--model", "tvae", "--dp-epsilon", "3", "--dp-delta", "2"], "--dp-delta must lie between 0 and 1"),
+])
+def test_run_refuses_dp_it_cannot_give_before_any_work(table, tmp_path, capsys, argv, words):
+    code, out, err = run(capsys, "run", table, *argv, "--out", tmp_path / "runs", "--cache", tmp_path / "cache",
+                         "--registry", tmp_path / "reg")
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and words in err
+    assert not any((tmp_path / d).exists() for d in ("runs", "cache", "reg"))

@@ -73,6 +73,19 @@ def test_fingerprint_changes_with_the_model_format(monkeypatch):
     assert before != steps.fingerprint(df, schema, {"epochs": 1})
 
 
+def test_dp_settings_enter_the_fingerprint_only_when_set():
+    """Models cached before DP runs existed keep their fingerprints; a DP model never reuses a plain one."""
+    df = make_sample_table(50, seed=1)
+    schema = infer_schema(df)
+    plain = RunSpec(data="x.csv", model="tvae")
+    assert set(plain.model_params()) == {"model", "epochs", "batch_size", "seed"}
+    keys = {steps.fingerprint(df, schema, RunSpec(data="x.csv", model="tvae", **dp).model_params())
+            for dp in ({}, {"dp_epsilon": 3.0}, {"dp_epsilon": 1.0}, {"dp_epsilon": 3.0, "dp_delta": 1e-6})}
+    assert len(keys) == 4
+    with pytest.raises(TabtwinError, match="supported by tvae only"):
+        RunSpec(data="x.csv", model="ctgan", dp_epsilon=3.0).model_params()
+
+
 def test_filter_rows_matches_like_the_generators():
     df = pd.DataFrame({"sex": [" Female", " Male", " Female"], "n": [1, 2, 3]})
     assert steps.filter_rows(df, {"sex": "female"})["n"].tolist() == [1, 3]
@@ -130,7 +143,9 @@ def test_a_failed_gate_keeps_the_report_and_withholds_the_data(harness, workspac
     assert state.is_failed() and "gate failed" in state.message
     folder = Path(state.result(raise_on_failure=False)["folder"])
     assert (folder / "report.html").is_file() and not (folder / "synthetic.parquet").exists()
-    assert json.loads((folder / "report.json").read_text())["gate"]["passed"] is False
+    report = json.loads((folder / "report.json").read_text())
+    assert report["gate"]["passed"] is False
+    assert report["run"]["kind"] == "run" and report["run"]["registry_entry"] is None and report["privacy"]["dp"] is None
 
 
 def test_report_becomes_prefect_artifacts(harness, workspace):
@@ -162,6 +177,36 @@ def test_request_samples_a_registered_model_under_conditions(harness, workspace,
     assert report["meta"]["rows"]["train"] < 320  # evaluated against the real rows meeting the condition
 
 
+def test_a_dp_run_reports_its_budget_registers_it_and_requests_name_their_model(harness, workspace, device):
+    from tabtwin.flows.synthesize import request
+
+    state = run_synthesize(workspace, workspace["lenient"], model="tvae", dp_epsilon=3.0, device="cpu")
+    assert state.is_completed(), state.message
+    summary = state.result()
+    report = json.loads((Path(summary["folder"]) / "report.json").read_text())
+    dp = report["privacy"]["dp"]
+    assert 0 < dp["epsilon"] <= 3 and dp["target_epsilon"] == 3 and summary["privacy"] == dp
+    entry = workspace["root"] / "registry" / "customers-csv-tvae"
+    model_dir = report["run"].pop("model_dir")
+    assert Path(model_dir).parent == workspace["root"] / "cache"
+    assert report["run"] == {"kind": "run", "model": "tvae", "registry_entry": str(entry),
+                             "data": str(Path(workspace["data"]).resolve()), "conditions": {}, "rows": 320}
+    registration = json.loads((entry / "registration.json").read_text())
+    assert registration["spec"]["dp_epsilon"] == 3.0 and registration["spec"]["dp_delta"] is None
+    assert registration["privacy"] == dp
+    assert {c["check"] for c in summary["checks"]} >= {"quality", "dcr_share"} and summary["failures"] == []
+
+    out = workspace["root"] / "requests" / "red.parquet"
+    state = request(model=str(entry), rows=40, conditions={"colour": "red"}, out=str(out), device=device,
+                    return_state=True)
+    assert state.is_completed(), state.message
+    report = json.loads((workspace["root"] / "requests" / "red.parquet.report" / "report.json").read_text())
+    assert report["run"] == {"kind": "request", "model": "tvae", "model_dir": str(entry / "model"),
+                             "registry_entry": str(entry), "data": str(Path(workspace["data"]).resolve()),
+                             "conditions": {"colour": "red"}, "rows": 40}
+    assert report["privacy"]["dp"] == dp and state.result()["privacy"] == dp
+
+
 def test_two_tables_on_a_local_dask_cluster(workspace, device):
     """The Dask fan-out runs the same sequence: it publishes, registers passing models and creates artifacts, and
     each worker's torch uses its share of the cores."""
@@ -188,6 +233,8 @@ def test_two_tables_on_a_local_dask_cluster(workspace, device):
         keys = asyncio.run(artifact_keys())
     assert sorted(s["data"] for s in summaries) == sorted(spec.data for spec in specs)
     assert all(s["passed"] for s in summaries)
+    runs = [json.loads((Path(s["folder"]) / "report.json").read_text())["run"] for s in summaries]
+    assert sorted(r["registry_entry"] for r in runs) == sorted(s["registered"] for s in summaries)  # the same sequence
     assert len(list((root / "runs").iterdir())) == 2
     assert sorted(p.name for p in (root / "registry").iterdir()) == [f"accounts-parquet-{DEFAULT_MODEL}", f"customers-csv-{DEFAULT_MODEL}"]
     assert all(s["registered"] for s in summaries)
