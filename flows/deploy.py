@@ -22,7 +22,7 @@ import os
 from dataclasses import fields
 from pathlib import Path
 
-from tabtwin.flows.steps import REGISTRATION, Places, RunSpec
+from tabtwin.flows.steps import REGISTRATION, Places, RunSpec, absolute
 from tabtwin.pipeline.errors import TabtwinError
 
 DEFAULT_CRON = "0 2 * * *"
@@ -74,15 +74,6 @@ def require_api() -> str:
     if not url:
         raise TabtwinError(NO_API)
     return str(url)
-
-
-def absolute(path: str | None) -> str | None:
-    """A local path made absolute (None and SQLAlchemy URLs stay as they are)."""
-    from tabtwin.pipeline.ingest import is_url
-
-    if path is None or is_url(path):
-        return path
-    return str(Path(path).expanduser().absolute())
 
 
 def registered_models(registry: str | None) -> list[str]:

@@ -12,7 +12,7 @@ import json
 import re
 import shutil
 import uuid
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -256,6 +256,21 @@ def source_of(spec: RunSpec) -> str:
     else:
         data = str(Path(spec.data).expanduser().resolve())
     return f"{data}#{spec.table}" if spec.table else data
+
+
+def absolute(path: str | None) -> str | None:
+    """A local path made absolute (None and SQLAlchemy URLs stay as they are)."""
+    from tabtwin.pipeline.ingest import is_url
+
+    if path is None or is_url(path):
+        return path
+    return str(Path(path).expanduser().absolute())
+
+
+def with_absolute_paths(spec: RunSpec) -> RunSpec:
+    """The spec with its data, metadata and gate files as absolute paths: what a registration records, so that a
+    request finds them from any working folder."""
+    return replace(spec, data=absolute(spec.data), metadata=absolute(spec.metadata), gate=absolute(spec.gate))
 
 
 def check_registry_names(specs: list[RunSpec], registry: str | Path | None) -> None:

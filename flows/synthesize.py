@@ -112,7 +112,7 @@ def run_sequence(spec: RunSpec, places: Places, ops: Steps = PLAIN, artifact_key
     publish_artifacts(results, published.folder, key=artifact_key)
     registered = None
     if entry and published.passed:
-        registered = ops.register_model(places.registry, entry.name, model_dir, spec,
+        registered = ops.register_model(places.registry, entry.name, model_dir, steps.with_absolute_paths(spec),
                                         steps.split_record(spec, train, holdout), privacy)
     return {"data": spec.data, "model": spec.model, "folder": str(published.folder), "passed": published.passed,
             "synthetic": str(published.synthetic) if published.synthetic else None, "model_reused": reused,

@@ -162,10 +162,12 @@ def test_report_becomes_prefect_artifacts(harness, workspace):
     assert {"synthesize-report", "synthesize-report-checks"} <= asyncio.run(artifact_keys())
 
 
-def test_request_samples_a_registered_model_under_conditions(harness, workspace, device):
+def test_request_samples_a_registered_model_under_conditions(harness, workspace, device, monkeypatch, tmp_path_factory):
     from tabtwin.flows.synthesize import request
 
-    assert run_synthesize(workspace, workspace["lenient"]).is_completed()
+    monkeypatch.chdir(workspace["root"])  # run with relative paths; the request runs from another folder
+    assert run_synthesize(workspace, "lenient.json", data="customers.csv").is_completed()
+    monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))
     out = workspace["root"] / "requests" / "red.csv"
     state = request(model=str(workspace["root"] / "registry" / f"customers-csv-{DEFAULT_MODEL}"), rows=77,
                     conditions={"colour": "red"}, out=str(out), device=device, return_state=True)
