@@ -150,7 +150,7 @@ def check_contracts(synthetic: pd.DataFrame, suite) -> dict:
     # GX returns results grouped by how it computed them; report them in suite order
     order = {_key(exp.configuration): i for i, exp in enumerate(suite.expectations)}
     results = sorted(result.results, key=lambda r: order.get(_key(r.expectation_config), len(order)))
-    failed = [_failure(r) for r in results if not r.success]
+    failed = [_failure(r, frame) for r in results if not r.success]
     by_rule: dict[str, dict[str, int]] = {}
     for r in results:
         rule = str((r.expectation_config.meta or {}).get("rule", "other"))
@@ -293,16 +293,112 @@ def _key(config) -> tuple[str, str]:
     return config.type, str(kwargs.get("column", kwargs.get("column_set", "")))
 
 
-def _failure(result) -> dict:
+def _failure(result, frame: pd.DataFrame) -> dict:
     config = result.expectation_config
     kwargs = {k: _short(v) for k, v in dict(config.kwargs).items() if k not in ("batch_id", "column")}
-    return {
+    failure = {
         "expectation": config.type,
         "column": config.kwargs.get("column"),
         "rule": (config.meta or {}).get("rule"),
         "kwargs": jsonable(kwargs),
         "observed": jsonable(_observed(result)),
     }
+    failure["sentence"] = _sentence(failure, dict(config.kwargs), config.meta or {}, frame)
+    return failure
+
+
+def _sentence(failure: dict, kwargs: dict, meta: dict, frame: pd.DataFrame) -> str:
+    """The failure as one sentence a reviewer reads: what the real table promises, what the synthetic one does.
+
+    E.g. "age: values should lie between 17 and 90, the real range; 32 synthetic rows (3.2 %) fall outside
+    (observed 12 to 90)". `kwargs` and `meta` are the expectation's (value sets unshortened); percentages are
+    of all synthetic rows."""
+    kind, column, observed = failure["expectation"], failure["column"], failure["observed"]
+    name = f"{column}: " if column is not None else ""
+    if observed.get("error"):
+        return f"{name}the check could not run on the synthetic table ({observed['error']})"
+    count = observed.get("unexpected_count")
+    rows = ""
+    if count is not None:
+        rows = f"{count:,} synthetic row{'s' if count != 1 else ''}" + (
+            f" ({100 * count / len(frame):.2g} %)" if len(frame) else "")
+
+    def verb(singular: str, plural: str) -> str:
+        return singular if count == 1 else plural
+    examples = ", ".join(repr(v) for v in dict.fromkeys(map(_hashable, observed.get("examples") or [])))
+    eg = f", e.g. {examples}" if examples else ""
+    low, high = _text(kwargs.get("min_value")), _text(kwargs.get("max_value"))
+    if kind == "expect_column_values_to_be_between":
+        share = f"at least {kwargs['mostly']:.0%} of " if kwargs.get("mostly", 1) < 1 else ""
+        span = _observed_range(frame, column)
+        return (f"{name}{share}values should lie between {low} and {high}, the real range; {rows} {verb('falls', 'fall')} outside"
+                + (f" (observed {span})" if span else eg))
+    if kind in ("expect_column_min_to_be_between", "expect_column_max_to_be_between"):
+        which = "earliest" if "min" in kind else "latest"
+        return (f"{name}the {which} value should lie between {low} and {high}, the real range; the synthetic "
+                f"{which} is {_text(observed.get('observed_value'))}")
+    if kind == "expect_column_values_to_be_in_set":
+        values = list(kwargs.get("value_set") or [])
+        seen = ", ".join(repr(v) for v in values[:8]) + (f" and {len(values) - 8} more" if len(values) > 8 else "")
+        return f"{name}values should be among the {len(values)} seen in the real table ({seen}); {rows} {verb('holds', 'hold')} others{eg}"
+    if kind == "expect_column_values_to_be_in_type_list":
+        return (f"{name}values should have the real column's type ({_type_family(kwargs.get('type_list'))}); the "
+                f"synthetic column is {observed.get('observed_value')}")
+    if kind == "expect_column_values_to_not_be_null":
+        return f"{name}the real column has no nulls; {rows} {verb('is', 'are')} null"
+    if kind == "expect_column_proportion_of_non_null_values_to_be_between":
+        real, share = meta.get("real_null_rate"), observed.get("observed_value")
+        band = f"{100 * max(0.0, 1 - float(kwargs['max_value'])):.1f} % to {100 * (1 - float(kwargs['min_value'])):.1f} %"
+        said = f"{name}nulls should make up {band} of rows" + (f" (the real rate, {100 * real:.1f} %, within the "
+                                                               f"tolerance)" if real is not None else "")
+        return said + (f"; the synthetic rate is {100 * (1 - share):.1f} %" if share is not None else "")
+    if kind == "expect_column_values_to_be_unique":
+        return f"{name}values should be unique, as ids are; {rows} {verb('repeats', 'repeat')} a value{eg}"
+    if kind == "expect_column_values_to_match_strftime_format":
+        return f"{name}values should match the format {kwargs.get('strftime_format')}; {rows} {verb('does', 'do')} not{eg}"
+    if kind == "expect_column_to_exist":
+        return f"{name}the column is missing from the synthetic table"
+    if kind == "expect_table_columns_to_match_set":
+        mismatch = (observed.get("details") or {}).get("mismatched") or {}
+        parts = [f"missing {', '.join(map(str, mismatch['missing']))}" if mismatch.get("missing") else "",
+                 f"unexpected {', '.join(map(str, mismatch['unexpected']))}" if mismatch.get("unexpected") else ""]
+        return "the synthetic table should have exactly the real table's columns; " + ("; ".join(p for p in parts if p) or "they differ")
+    return f"{name}{kind.replace('expect_', '').replace('_', ' ')} fails; observed {observed}"
+
+
+def _observed_range(frame: pd.DataFrame, column) -> str | None:
+    """"min to max" of the synthetic column's non-null values, or None where there is no order to show."""
+    if column not in frame.columns:
+        return None
+    values = frame[column].dropna()
+    if not len(values) or not (pd.api.types.is_numeric_dtype(values) or pd.api.types.is_datetime64_any_dtype(values)):
+        return None
+    try:
+        return f"{_text(values.min())} to {_text(values.max())}"
+    except TypeError:
+        return None
+
+
+def _text(value) -> str:
+    value = jsonable(value)
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, str) and value.endswith("T00:00:00"):
+        return value[:-9]  # a date
+    return str(value)
+
+
+def _type_family(type_list) -> str:
+    types = set(type_list or [])
+    for family, members in (("integer", INTEGER_TYPES), ("float", FLOAT_TYPES), ("datetime", DATETIME_TYPES),
+                            ("boolean", BOOLEAN_TYPES)):
+        if types & set(members):
+            return family
+    return ", ".join(sorted(types))
+
+
+def _hashable(value):
+    return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
 
 
 def _observed(result) -> dict:

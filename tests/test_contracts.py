@@ -111,6 +111,29 @@ def test_each_damage_fails_exactly_its_expectation(real, suite, damage, expected
     assert failed_pairs(report) == expected
     assert report["n_failed"] == 1 and report["success_rate"] == pytest.approx(1 - 1 / report["n_expectations"])
     assert report["failed"][0]["observed"], "a failure says what was observed"
+    sentence = report["failed"][0]["sentence"]
+    column = next(iter(expected))[1]
+    assert sentence.startswith(f"{column}: ") and "{" not in sentence, sentence
+
+
+def test_failures_read_as_sentences(real, suite):
+    broken = real.copy()
+    broken.loc[[5, 11], "colour"] = "purple"
+    broken.loc[3, "amount"] = 500.0
+    broken.loc[: int(len(broken) * 0.6), "score"] = np.nan
+    by_column = {f["column"]: f["sentence"] for f in check_contracts(broken, suite)["failed"]}
+    low, high = real["amount"].min(), real["amount"].max()
+    assert by_column["amount"] == (f"amount: values should lie between {low:.6g} and {high:.6g}, the real range; 1 "
+                                   f"synthetic row (0.25 %) falls outside (observed {low:.6g} to 500)")
+    assert by_column["colour"] == ("colour: values should be among the 3 seen in the real table ('blue', 'green', "
+                                   "'red'); 2 synthetic rows (0.5 %) hold others, e.g. 'purple'")
+    real_rate = real["score"].isna().mean()
+    assert by_column["score"].startswith(f"score: nulls should make up {100 * (real_rate - 0.05):.1f} % to "
+                                         f"{100 * (real_rate + 0.05):.1f} % of rows (the real rate, {100 * real_rate:.1f} %")
+    assert by_column["score"].endswith(f"the synthetic rate is {100 * broken['score'].isna().mean():.1f} %")
+    missing = check_contracts(real.drop(columns=["city"]).assign(extra=1), suite)["failed"]
+    assert missing[0]["sentence"] == ("the synthetic table should have exactly the real table's columns; missing city; "
+                                      "unexpected extra")
 
 
 def test_failure_reports_unexpected_values(real, suite):
