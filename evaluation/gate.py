@@ -23,6 +23,11 @@ reason) and are not failures. The anonymeter risks (Giomi et al. 2023, PoPETs) a
 holdout (0 = an attacker learns no more about training rows than about unseen ones); the gate checks the upper
 bound of each confidence interval, so a risk is passed only when it is shown small, not when it is merely
 estimated small on few attacks. Exact copies are counted at any size, so that check always applies.
+
+Each key is explained in plain words (what it measures, what good looks like, what to do when it fails) in
+`evaluation.explain.EXPLANATIONS`, which the report's glossary and failed-check sentences and the command line
+use; `explain.gate_key(check)` maps a check of `apply_gate`'s result (`detection_score`, `inference_risk[x]`)
+to its key here.
 """
 
 from __future__ import annotations

@@ -7,29 +7,27 @@
      "contracts": {...}, "meta": {...}}
 
 `write_report(results, out_dir, real, synthetic, schema)` writes `report.json` and a self-contained
-`report.html` (plots inline as PNG) atomically, plus the learned expectation suite as `expectation_suite.json`.
+`report.html` atomically, plus the learned expectation suite as `expectation_suite.json`. The page inlines
+plotly.js once and draws interactive figures from small precomputed tables (evaluation/figures.py), so it
+needs no network when viewed; failed checks are explained in plain words (evaluation/explain.py).
 """
 
 from __future__ import annotations
 
-import base64
-import io
 import os
 import platform
 import time
-import warnings
 from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from tabtwin.evaluation.gate import GateConfig, apply_gate
+from tabtwin.evaluation.html import TEMPLATE as _TEMPLATE
 from tabtwin.pipeline.errors import TabtwinError
 from tabtwin.pipeline.files import write_json_atomic, write_text_atomic
 from tabtwin.pipeline.jsonable import jsonable
-from tabtwin.pipeline.keys import category_keys
 from tabtwin.pipeline.schema import Schema
 
 
@@ -137,26 +135,54 @@ def write_report(results: dict, out_dir: str | Path, real: pd.DataFrame, synthet
 
 
 def render_html(results: dict, real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema) -> str:
+    """The self-contained report page: plotly.js inlined once, then the verdict, what failed and what to do,
+    every check with the gate key that sets its threshold, the sections with their interactive figures, and a
+    glossary of the checks (evaluation/explain.py)."""
     from jinja2 import Environment
+    from markupsafe import Markup
+
+    from tabtwin.evaluation import figures as fig
+    from tabtwin.evaluation.explain import EXPLANATIONS, describe_run, explain_dp, explain_failure, gate_key
 
     quality = results["fidelity"]["quality"]
+    privacy = results.get("privacy") or {}
     shown = _worst_columns(quality, schema)
+    pair_columns = _pair_columns(quality, schema)
+    seed = (results.get("meta") or {}).get("seed") or 0
+    gate = results.get("gate") or {}
+    config = (results.get("meta") or {}).get("gate_config") or {}
     figures = {
-        "columns": _png(_column_figure, real, synthetic, schema, shown),
-        "correlation": _png(_correlation_figure, quality),
-        "dcr": _png(_dcr_figure, results["privacy"]),
+        "columns": [{**f, "html": Markup(f["html"])} for f in fig.column_figures(real, synthetic, schema, shown, quality)],
+        "associations": fig.association_figure(real, synthetic, schema, pair_columns, quality, seed),
+        "pair_scores": fig.pair_score_figure(schema, pair_columns, quality),
+        "dcr": fig.dcr_figure(privacy),
+        "attacks": fig.attack_figure(privacy.get("attacks"), {
+            "singling_out": config.get("max_singling_out_risk"), "linkability": config.get("max_linkability_risk"),
+            "inference": config.get("max_inference_risk")}),
     }
+    figures.update({k: Markup(v) for k, v in figures.items() if isinstance(v, str)})
     modelled = sum(spec.kind != "id" for spec in schema.columns)
-    figure_note = (f"the {len(shown)} columns with the lowest shape scores of {modelled}"
-                   if len(shown) < modelled else None)
+    checks = [{**c, "key": gate_key(c)} for c in gate.get("checks", [])]
+    failed = [{**c, "explanation": explain_failure(c, results)} for c in checks if not c["passed"]]
+    rows = privacy_rows(results)
     template = Environment(autoescape=True).from_string(_TEMPLATE)
-    return template.render(r=results, figures=figures, fmt=_fmt, figure_note=figure_note,
-                           privacy_rows=privacy_rows(results))
+    return template.render(
+        r=results, figures=figures, fmt=_fmt, checks=checks, failed=failed, privacy_rows=rows,
+        distance_rows=[p for p in rows if p["figure"] in ("dcr_share", "close_share", "exact_copy_excess", "mia_auc")],
+        attack_rows=[p for p in rows if p["figure"].endswith("_risk") or "_risk[" in p["figure"]],
+        figure_note=(f"the {len(shown)} columns with the lowest shape scores of {modelled}" if len(shown) < modelled else None),
+        pair_note=_pair_note(quality), pair_columns=pair_columns,
+        glossary=[(key, EXPLANATIONS[key], config.get(key)) for key in EXPLANATIONS],
+        run_rows=describe_run(results.get("run")), dp=privacy.get("dp"), dp_sentence=explain_dp(privacy.get("dp")),
+        plotly_js=Markup(fig.plotly_js()),
+    )
 
 
 def privacy_rows(results: dict) -> list[dict]:
-    """The privacy section's rows: {figure, value, threshold, result, sentence}, one per gate check of the
-    privacy section, each with one sentence a reviewer can read aloud (what the figure measures, what is good)."""
+    """The privacy section's rows: {figure, value, checked, op, threshold, result, passed, sentence}, one per gate
+    check of the privacy section, each with one sentence a reviewer can read aloud (what the figure measures,
+    what is good). `value` gives an attack's risk with its interval; `checked` the figure the gate compares
+    (an attack's upper bound)."""
     privacy = results.get("privacy") or {}
     attacks = {(_attack_check_name(a)): a for a in (privacy.get("attacks") or {}).get("attacks", [])}
     m, n_train, n_holdout = privacy.get("n_compared"), privacy.get("n_train"), privacy.get("n_holdout")
@@ -192,7 +218,8 @@ def privacy_rows(results: dict) -> list[dict]:
         value = (f"{_fmt(attack['risk'])} (95 % CI {_fmt(attack['ci_low'])} to {_fmt(attack['ci_high'])})"
                  if attack else _fmt(check["value"], 4 if check["check"] == "exact_copy_excess" else 3))
         result = ("not judged: " + check["reason"]) if not check["judged"] else ("pass" if check["passed"] else "FAIL")
-        rows.append({"figure": check["check"], "value": value, "op": "≤", "threshold": check["threshold"],
+        rows.append({"figure": check["check"], "value": value, "checked": _fmt(check["value"], 4 if check["check"] == "exact_copy_excess" else 3),
+                     "op": "≤", "threshold": check["threshold"],
                      "result": result, "passed": check["passed"],
                      "sentence": sentences.get(check["check"], sentences.get(check["check"].split("[")[0], ""))})
     return rows
@@ -216,6 +243,38 @@ def _worst_columns(quality: dict, schema: Schema) -> list[str]:
     return [name for name in names if name in worst]
 
 
+def _pair_columns(quality: dict, schema: Schema) -> list[str]:
+    """The association matrices' columns: all modelled ones up to FIGURE_COLUMNS, else the columns of the worst
+    scored pairs (then of the lowest shape scores), in table order."""
+    names = [spec.name for spec in schema.columns if spec.kind != "id"]
+    if len(names) <= FIGURE_COLUMNS:
+        return names
+    chosen: dict = {}
+    for pair in sorted((p for p in quality.get("pairs", []) if p.get("score") is not None), key=lambda p: p["score"]):
+        for name in pair["columns"]:
+            if len(chosen) < FIGURE_COLUMNS:
+                chosen.setdefault(name, None)
+    for name in _worst_columns(quality, schema):
+        if len(chosen) < FIGURE_COLUMNS:
+            chosen.setdefault(name, None)
+    return [name for name in names if name in chosen]
+
+
+def _pair_note(quality: dict) -> str | None:
+    """"pair trends 0.724 rests on 13 of 105 pairs: ..." (None when sdmetrics gave no pairs)."""
+    pairs = quality.get("pairs") or []
+    if not pairs:
+        return None
+    counted = sum(p.get("score") is not None for p in pairs)
+    total = quality.get("pairs_total") or len(pairs)
+    sampled = f" (a sample of {len(pairs):,})" if len(pairs) < total else ""
+    thresholds = quality.get("pair_thresholds") or {}
+    rule = (f"sdmetrics scores only pairs whose real correlation exceeds {thresholds.get('correlation', 0.5):g} "
+            f"(two numeric columns) or whose real association, Cramér's V, exceeds {thresholds.get('association', 0.3):g} "
+            f"(the others); the rest count for nothing and are grey below")
+    return f"pair trends {_fmt(quality.get('column_pair_trends'))} rests on {counted:,} of {total:,} pairs{sampled}: {rule}."
+
+
 def _fmt(value, digits: int = 3) -> str:
     if value is None:
         return "n/a"
@@ -224,186 +283,3 @@ def _fmt(value, digits: int = 3) -> str:
     return str(value)
 
 
-def _png(draw, *args) -> str | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Glyph .* missing from font")  # e.g. CJK category labels
-        figure = draw(*args)
-        if figure is None:
-            return None
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    plt.close(figure)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def _column_figure(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema, shown: list[str]):
-    import matplotlib.pyplot as plt
-
-    from tabtwin.evaluation.features import numeric_values
-
-    specs = [s for s in schema.columns if s.kind != "id" and s.name in shown]
-    if not specs:
-        return None
-    per_row = 3
-    rows = (len(specs) + per_row - 1) // per_row
-    figure, axes = plt.subplots(rows, per_row, figsize=(5 * per_row, 3 * rows), squeeze=False)
-    for ax, spec in zip(axes.flat, specs):
-        if spec.kind in ("continuous", "datetime"):
-            a, b = numeric_values(real[spec.name], spec).dropna(), numeric_values(synthetic[spec.name], spec).dropna()
-            bins = np.histogram_bin_edges(a, bins=40) if len(a) and a.min() < a.max() else 20
-            ax.hist(a, bins=bins, density=True, alpha=0.55, label="real")
-            ax.hist(b, bins=bins, density=True, alpha=0.55, label="synthetic")
-        else:
-            shares = pd.DataFrame(
-                {"real": _shares(real[spec.name]), "synthetic": _shares(synthetic[spec.name])}
-            ).fillna(0.0)
-            shares = shares.sort_values("real", ascending=False).head(15)
-            shares.plot.bar(ax=ax, width=0.8, legend=False)
-            ax.tick_params(axis="x", labelrotation=60, labelsize=7)
-        ax.set_title(spec.name, fontsize=10)
-    for ax in list(axes.flat)[len(specs):]:
-        ax.axis("off")
-    axes.flat[0].legend(fontsize=8)
-    figure.tight_layout()
-    return figure
-
-
-def _shares(series: pd.Series) -> pd.Series:
-    return pd.Series(category_keys(series, null="(null)")).value_counts(normalize=True)
-
-
-def _correlation_figure(quality: dict):
-    import matplotlib.pyplot as plt
-
-    pairs = [p for p in quality.get("pairs", []) if p.get("score") is not None]
-    if not pairs:
-        return None
-    names = list(dict.fromkeys(name for p in pairs for name in p["columns"]))
-    if len(names) > FIGURE_COLUMNS:  # the columns of the worst pairs, in table order
-        worst: dict = {}
-        for p in sorted(pairs, key=lambda p: p["score"]):
-            for name in p["columns"]:
-                if len(worst) < FIGURE_COLUMNS:
-                    worst.setdefault(name, None)
-        names = [name for name in names if name in worst]
-        pairs = [p for p in pairs if set(p["columns"]) <= set(worst)]
-    gap = pd.DataFrame(np.nan, index=names, columns=names)
-    for p in pairs:
-        a, b = p["columns"]
-        if p.get("real") is not None and p.get("synthetic") is not None:
-            value = abs(p["real"] - p["synthetic"])
-        else:
-            value = 1.0 - p["score"]
-        gap.loc[a, b] = gap.loc[b, a] = value
-    figure, ax = plt.subplots(figsize=(0.45 * len(names) + 3, 0.45 * len(names) + 2))
-    image = ax.imshow(gap.to_numpy(dtype=float), cmap="Reds", vmin=0, vmax=max(0.2, np.nanmax(gap.to_numpy(dtype=float))))
-    ax.set_xticks(range(len(names)), names, rotation=70, fontsize=8)
-    ax.set_yticks(range(len(names)), names, fontsize=8)
-    ax.set_title("|real - synthetic| correlation / association per pair")
-    figure.colorbar(image, ax=ax, shrink=0.8)
-    figure.tight_layout()
-    return figure
-
-
-def _dcr_figure(privacy: dict):
-    import matplotlib.pyplot as plt
-
-    distances = privacy.get("distances") or {}
-    series = {name: np.asarray(values, dtype=float) for name, values in distances.items() if values}
-    if not series:
-        return None
-    top = max(float(np.nanmax(v)) for v in series.values())
-    bins = np.linspace(0, top if top > 0 else 1.0, 50)
-    figure, ax = plt.subplots(figsize=(8, 3.5))
-    for name, values in series.items():
-        ax.hist(values, bins=bins, alpha=0.5, density=True, label=name.replace("_", " "))
-    ax.set_xlabel("distance to closest record")
-    ax.set_title("Distance to closest record")
-    ax.legend(fontsize=8)
-    figure.tight_layout()
-    return figure
-
-
-_TEMPLATE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>tabtwin evaluation report</title>
-<style>
-body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#222;line-height:1.4}
-h1{margin-bottom:.2rem} h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2rem}
-.banner{padding:1rem 1.2rem;border-radius:6px;font-size:1.2rem;font-weight:600}
-.pass{background:#e6f4ea;color:#1e6b34} .fail{background:#fce8e6;color:#a50e0e}
-table{border-collapse:collapse;margin:.6rem 0} td,th{border:1px solid #ddd;padding:.3rem .6rem;text-align:left;font-size:.92rem}
-th{background:#f5f5f5} td.ok{color:#1e6b34} td.bad{color:#a50e0e;font-weight:600} img{max-width:100%}
-.muted{color:#666;font-size:.9rem}
-</style></head><body>
-<h1>Synthetic data evaluation</h1>
-<p class="muted">{{ r.meta.created }} · real {{ r.meta.rows.train }} rows, holdout {{ r.meta.rows.holdout }},
-synthetic {{ r.meta.rows.synthetic }} · tabtwin {{ r.meta.versions.tabtwin }}, sdmetrics {{ r.meta.versions.sdmetrics }},
-great-expectations {{ r.meta.versions.great_expectations }}</p>
-<div class="banner {{ 'pass' if r.gate.passed else 'fail' }}">Gate {{ 'PASSED' if r.gate.passed else 'FAILED' }}
-{% if not r.gate.passed %}: {{ r.gate.failures|length }} check(s) failed{% endif %}</div>
-<table><tr><th>section</th><th>check</th><th>value</th><th>threshold</th><th>result</th></tr>
-{% for c in r.gate.checks %}<tr><td>{{ c.section }}</td><td>{{ c.check }}</td><td>{{ fmt(c.value) }}</td>
-<td>{{ '≥' if c.op == '>=' else '≤' }} {{ c.threshold }}</td>
-<td class="{{ 'ok' if c.passed else 'bad' }}">{% if c.judged == false %}not judged: {{ c.reason }}{% elif c.passed %}pass{% else %}FAIL{% endif %}</td></tr>{% endfor %}
-</table>
-
-<h2>Fidelity</h2>
-<table><tr><th>sdmetrics quality</th><td>{{ fmt(r.fidelity.quality.score) }}</td></tr>
-<tr><th>column shapes</th><td>{{ fmt(r.fidelity.quality.column_shapes) }}</td></tr>
-<tr><th>column pair trends</th><td>{{ fmt(r.fidelity.quality.column_pair_trends) }}</td></tr>
-{% if r.fidelity.detection.skipped %}<tr><th>detection test</th><td>not run: {{ r.fidelity.detection.skipped }}</td></tr></table>
-{% else %}<tr><th>detection AUC (boosted trees, 3-fold)</th><td>{{ fmt(r.fidelity.detection.auc) }}</td></tr>
-<tr><th>detection score (1 = indistinguishable)</th><td>{{ fmt(r.fidelity.detection.score) }}</td></tr></table>{% endif %}
-<p class="muted">sdmetrics {{ r.fidelity.quality.sdmetrics_version }} on {{ r.fidelity.quality.rows_used }} rows per side{% if r.fidelity.quality.pairs_total %}, {{ r.fidelity.quality.pairs_scored }} of {{ r.fidelity.quality.pairs_total }} column pairs{% endif %}.
-{% if r.fidelity.quality.note %}Note: {{ r.fidelity.quality.note }}.{% endif %}{% if r.fidelity.detection.note %} Detection: {{ r.fidelity.detection.note }}.{% endif %}</p>
-<table><tr><th>column</th><th>metric</th><th>score</th></tr>
-{% for name, c in r.fidelity.quality.columns.items() %}<tr><td>{{ name }}</td><td>{{ c.metric }}</td><td>{{ fmt(c.score) }}</td></tr>{% endfor %}
-</table>
-{% if figures.columns %}<h3>Real vs synthetic, per column{% if figure_note %} ({{ figure_note }}){% endif %}</h3><img alt="column distributions" src="data:image/png;base64,{{ figures.columns }}">{% endif %}
-{% if figures.correlation %}<h3>Correlation difference</h3><img alt="correlation difference" src="data:image/png;base64,{{ figures.correlation }}">{% endif %}
-
-<h2>Privacy</h2>
-{% if r.privacy.skipped %}<p>Distance metrics not judged: {{ r.privacy.skipped }}.</p>{% endif %}
-<table><tr><th>figure</th><th>value</th><th>threshold</th><th>result</th><th>what it says</th></tr>
-{% for p in privacy_rows %}<tr><td>{{ p.figure }}</td><td>{{ p.value }}</td><td>{{ p.op }} {{ p.threshold }}</td>
-<td class="{{ 'ok' if p.passed else 'bad' }}">{{ p.result }}</td><td>{{ p.sentence }}</td></tr>{% endfor %}
-</table>
-<p class="muted">Sizes: {{ r.privacy.n_train }} training, {{ r.privacy.n_holdout }} holdout, {{ r.privacy.n_synthetic }} synthetic rows;
-the DCR share measures synthetic and holdout rows against the same training rows; membership inference compares
-{{ r.privacy.n_compared }} training with {{ r.privacy.n_compared }} holdout rows (seeded samples).
-NNDR median (synthetic / holdout): {{ fmt(r.privacy.nndr_median) }} / {{ fmt(r.privacy.holdout_nndr_median) }}
-(ratio of distances to the closest and second-closest training row; a synthetic median well below the holdout's means rows hug single records).</p>
-{% set a = r.privacy.attacks %}{% if a and a.skipped %}<p>Attacks not judged: {{ a.skipped }}.</p>
-{% elif a %}<h3>Attacks (anonymeter {{ a.anonymeter_version }})</h3>
-<table><tr><th>attack</th><th>detail</th><th>risk</th><th>95 % CI</th><th>attack / control success</th></tr>
-{% for x in a.attacks %}<tr><td>{{ x.attack }}</td><td>{{ x.detail }}</td><td>{{ fmt(x.risk) }}</td><td>{{ fmt(x.ci_low) }} to {{ fmt(x.ci_high) }}</td>
-<td>{{ fmt(x.attack_rate) }} / {{ fmt(x.control_rate) }}</td></tr>{% endfor %}</table>
-<p class="muted">{{ a.method }}. Risk = (success on training rows - success on holdout rows) / (1 - success on holdout rows).
-{{ a.n_targets }} training and {{ a.n_control }} holdout rows attacked (seeded), {{ a.n_synthetic_searched }} synthetic rows searched;
-singling out is multivariate ({{ a.attacks[0].detail }}, 3 columns per query); linkability views:
-{% for v in a.views %}[{{ v|join(', ') }}]{% if not loop.last %} and {% endif %}{% endfor %}; inference secrets: {{ a.secrets|join(', ') }}
-(the target when given, then categorical columns by entropy).</p>{% endif %}
-<p class="muted">{{ r.privacy.distance }}</p>
-{% if figures.dcr %}<img alt="DCR histograms" src="data:image/png;base64,{{ figures.dcr }}">{% endif %}
-
-<h2>Utility</h2>
-{% if r.utility and r.utility.skipped %}<p>Utility for <b>{{ r.utility.target }}</b> not measured: {{ r.utility.skipped }}.</p>
-{% elif r.utility %}<p>Predicting <b>{{ r.utility.target }}</b> ({{ r.utility.task }}, {{ r.utility.model }}), tested on the real holdout ({{ r.utility.test_rows }} rows).</p>
-<table><tr><th>metric</th><th>train on real</th><th>train on synthetic</th><th>ratio</th></tr>
-{% for m, ratio in r.utility.ratio.items() %}<tr><td>{{ m }}</td><td>{{ fmt(r.utility.train_real[m]) }}</td><td>{{ fmt(r.utility.train_synthetic[m]) }}</td><td>{{ fmt(ratio) }}</td></tr>{% endfor %}
-</table>{% else %}<p class="muted">No target column given: utility not measured.</p>{% endif %}
-
-<h2>Data contracts</h2>
-<p>{{ r.contracts.n_expectations - r.contracts.n_failed }} of {{ r.contracts.n_expectations }} expectations met
-(success rate {{ fmt(r.contracts.success_rate) }}).</p>
-{% if r.contracts.failed %}<table><tr><th>expectation</th><th>column</th><th>observed</th></tr>
-{% for f in r.contracts.failed %}<tr><td>{{ f.expectation }}</td><td>{{ f.column }}</td><td>{{ f.observed }}</td></tr>{% endfor %}
-</table>{% endif %}
-<p class="muted">Evaluation took {% for k, v in r.meta.seconds.items() %}{{ k }} {{ v }} s{% if not loop.last %}, {% endif %}{% endfor %} on {{ r.meta.machine }}.</p>
-</body></html>
-"""

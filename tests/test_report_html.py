@@ -1,0 +1,216 @@
+"""The HTML report (issue 13): explained failures, gate keys, interactive figures inlined once, not-scored pairs,
+zero-inflated columns, a request's and a DP model's facts, contract failures as sentences."""
+
+import base64
+import json
+import re
+from dataclasses import fields
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tabtwin.evaluation import figures
+from tabtwin.evaluation.explain import EXPLANATIONS, describe_run, explain_dp, explain_failure, gate_key
+from tabtwin.evaluation.gate import GateConfig, apply_gate
+from tabtwin.evaluation.report import evaluate, render_html, write_report
+from tabtwin.pipeline.jsonable import jsonable
+from tabtwin.pipeline.schema import infer_schema
+
+
+def plotted(html: str, div_id: str) -> tuple[list, dict]:
+    """(data, layout) of the plotly figure drawn into `div_id`, read back from the page's script."""
+    found = re.search(r'Plotly\.newPlot\(\s*"' + re.escape(div_id) + '",', html)
+    assert found, f"no figure {div_id}"
+    rest = html[found.end():].lstrip()
+    decoder = json.JSONDecoder()
+    data, end = decoder.raw_decode(rest)
+    layout, _ = decoder.raw_decode(rest[end:].lstrip().lstrip(",").lstrip())
+    return _arrays(data), layout
+
+
+def _arrays(value):
+    """plotly writes numpy arrays as {"dtype", "bdata" (base64), "shape"?}: back to lists."""
+    if isinstance(value, dict) and set(value) >= {"dtype", "bdata"}:
+        array = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+        shape = value.get("shape")
+        return (array.reshape([int(n) for n in str(shape).split(",")]) if shape else array).tolist()
+    if isinstance(value, dict):
+        return {k: _arrays(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_arrays(v) for v in value]
+    return value
+
+
+@pytest.fixture(scope="module")
+def failing(correlated_split):
+    """A real evaluation whose gate fails on fidelity and utility: the columns of a fresh draw shuffled apart."""
+    train, holdout, fresh = correlated_split
+    rng = np.random.default_rng(0)
+    synthetic = pd.DataFrame({c: rng.permutation(fresh[c].to_numpy()) for c in fresh.columns})
+    synthetic["income"] = synthetic["income"].clip(train["income"].min(), train["income"].max())
+    synthetic.loc[:9, "age"] = 5  # below the real range: one contract fails
+    schema = infer_schema(train)
+    run = {"kind": "request", "model": "tvae", "registry_entry": "adult-tvae@3", "model_dir": "/models/adult-tvae",
+           "conditions": {"sex": "Female", "income": ">50K"}, "rows": 5000}
+    dp = {"mechanism": "DP-SGD (Abadi et al. 2016) with opacus: Poisson sampling, per-row gradient clipping, Gaussian noise",
+          "epsilon": 2.97, "target_epsilon": 3.0, "delta": 1.2e-5, "delta_rule": "1 / n^1.1", "noise_multiplier": 1.07,
+          "max_grad_norm": 1.0, "sample_rate": 0.004, "epochs": 5, "steps": 1230, "rows": 26048,
+          "accountant": "opacus rdp", "not_covered": ["category sets of discrete columns", "mixture fits of continuous columns"]}
+    results = evaluate(train, holdout, synthetic, schema, target="segment", run=run, dp=dp)
+    return results, train, synthetic, schema
+
+
+@pytest.fixture(scope="module")
+def page(failing, tmp_path_factory):
+    results, train, synthetic, schema = failing
+    paths = write_report(results, tmp_path_factory.mktemp("report"), train, synthetic, schema)
+    return json.loads(paths["json"].read_text()), paths["html"].read_text()
+
+
+def test_every_gate_key_is_explained_and_every_check_has_a_key():
+    keys = [f.name for f in fields(GateConfig)]
+    assert set(EXPLANATIONS) == set(keys), "explain.EXPLANATIONS needs one entry per GateConfig field"
+    for key, entry in EXPLANATIONS.items():
+        assert entry.measures and entry.good and entry.fix, key
+    results = {  # every section, every attack, a regression target: each check the gate can produce
+        "fidelity": {"quality": {"score": 0.9, "column_pair_trends": 0.9}, "detection": {"score": 0.5}},
+        "privacy": {"dcr_share": 0.5, "dcr_below_holdout_p5": 0.05, "exact_copy_share": 0.0, "mia_auc": 0.5,
+                    "attacks": {"attacks": [{"attack": "singling_out", "detail": "multivariate", "ci_high": 0.1},
+                                            {"attack": "linkability", "detail": "views", "ci_high": 0.0},
+                                            {"attack": "inference", "detail": "income", "ci_high": 0.2}]}},
+        "utility": {"task": "regression", "ratio": {"r2": 0.9}},
+        "contracts": {"success_rate": 1.0},
+    }
+    checks = apply_gate(results, GateConfig())["checks"]
+    assert {gate_key(c) for c in checks} == set(keys)
+
+
+def test_failed_checks_are_explained_with_their_gate_keys(page):
+    report, html = page
+    failed = {c["check"] for c in report["gate"]["failures"]}
+    assert {"pair_trends", "auc_ratio"} <= failed
+    assert 'id="verdict">Gate FAILED: ' in html
+    for check in report["gate"]["failures"]:
+        sentence = explain_failure(check, report)
+        assert sentence and str(round(check["threshold"], 2)) in sentence
+        assert f'data-key="{gate_key(check)}"' in html and _escaped(sentence) in html
+    # The checks table names each check's gate key; the glossary explains each key once.
+    for key in EXPLANATIONS:
+        assert html.count(f'id="key-{key}"') == 1 and f"<code>{key}</code>" in html
+
+
+def test_detection_names_the_columns_it_relied_on(page):
+    report, _ = page
+    detection = report["fidelity"]["detection"]
+    top = detection["top_columns"]
+    assert top and all(c["importance"] > 0 for c in top)
+    assert [c["importance"] for c in top] == sorted((c["importance"] for c in top), reverse=True)
+    check = {"section": "fidelity", "check": "detection_score", "value": 0.02, "op": ">=", "threshold": 0.1,
+             "passed": False, "judged": True}
+    sentence = explain_failure(check, {"fidelity": {"detection": {"auc": 0.99, "top_columns": top}}})
+    assert "AUC 0.99" in sentence and top[0]["column"] in sentence and FLAGSHIP_WORD in sentence
+
+
+FLAGSHIP_WORD = "autoregressive"
+
+
+def test_plotly_is_inlined_once_and_nothing_is_fetched(page):
+    _, html = page
+    js = figures.plotly_js()
+    assert html.count(js[:300]) == 1 and html.index(js[:300]) < html.index('class="plotly-graph-div"')
+    assert not re.search(r"<script[^>]+src=", html), "a script loaded from a file or URL"
+    assert not re.search(r"<link[^>]+href=[\"']https?:", html)
+    assert "cdn.plot.ly" not in html.replace(js, "")
+    assert "<img" not in html
+
+
+def test_a_pair_sdmetrics_did_not_score_is_grey_not_perfect(correlated_split):
+    train = correlated_split[0]
+    schema = infer_schema(train)
+    quality = {"pairs": [
+        {"columns": ["income", "age"], "metric": "CorrelationSimilarity", "score": 0.9, "real": 0.8, "synthetic": 0.6},
+        {"columns": ["segment", "region"], "metric": "ContingencySimilarity", "score": None, "real": 0.05, "synthetic": None},
+    ]}
+    html = figures.pair_score_figure(schema, ["income", "age", "segment", "region"], quality)
+    data, layout = plotted(html, "pair-scores")
+    scored, unscored = data
+    names = scored["x"]
+    s, r = names.index("segment"), names.index("region")
+    assert scored["z"][s][r] is None and scored["z"][r][s] is None  # not a value on the colour scale, least of all 1
+    assert unscored["z"][s][r] == 1 and {c[1] for c in unscored["colorscale"]} == {figures.NOT_SCORED}
+    assert "not scored" in unscored["text"][s][r]
+    i, a = names.index("income"), names.index("age")
+    assert scored["z"][i][a] == 0.9 and unscored["z"][i][a] is None
+    # A pair missing from sdmetrics' results (a sampled wide table) is not scored either.
+    assert scored["z"][i][s] is None and unscored["z"][i][s] == 1
+
+
+def test_the_report_states_how_many_pairs_the_pair_trends_rest_on(page):
+    report, html = page
+    quality = report["fidelity"]["quality"]
+    counted = sum(p["score"] is not None for p in quality["pairs"])
+    assert counted < quality["pairs_total"]  # the fixture has unscored pairs
+    assert f"rests on {counted} of {quality['pairs_total']} pairs" in html
+    data, _ = plotted(html, "pair-scores")
+    scored = data[0]
+    unscored_cells = sum(v is None for row in scored["z"] for v in row) - len(scored["z"])  # minus the diagonal
+    assert unscored_cells == 2 * (quality["pairs_total"] - counted)
+
+
+def test_zero_inflated_columns_get_their_own_bar(correlated_split):
+    rng = np.random.default_rng(0)
+    n = 2000
+    gain = np.where(rng.random(n) < 0.92, 0.0, rng.lognormal(8, 1, n)).round()
+    real = pd.DataFrame({"gain": gain, "colour": rng.choice(["red", "blue"], n)})
+    synthetic = real.sample(frac=1, random_state=1).reset_index(drop=True)
+    schema = infer_schema(real)
+    (figure,) = figures.column_figures(real, synthetic, schema, ["gain"])
+    data, layout = plotted(figure["html"], "column-0")
+    spike_real, spike_synthetic, rest_real, _ = data
+    assert spike_real["x"] == ["0"] and spike_real["y"][0] == pytest.approx(np.mean(gain == 0))
+    assert sum(rest_real["y"]) == pytest.approx(np.mean(gain != 0))  # the histogram holds only the other values
+    assert layout["yaxis"]["title"]["text"] == "share of rows" and "gain" in layout["xaxis2"]["title"]["text"]
+
+
+def test_column_figures_label_their_axes(page, failing):
+    _, html = page
+    data, layout = plotted(html, "column-0")
+    assert {trace["name"] for trace in data} == {"real", "synthetic"}
+    assert layout["yaxis"]["title"]["text"] == "share of rows" and layout["xaxis"]["title"]["text"]
+
+
+def test_a_requests_report_names_model_entry_conditions_and_rows(page):
+    _, html = page
+    for text in ("a request to a registered model", "tvae", "adult-tvae@3", "sex = Female, income = &gt;50K", "5,000"):
+        assert text in html, text
+    assert describe_run(None) == [] and describe_run({"kind": "run"}) == [("produced by", "a run (fit, sample, evaluate)")]
+
+
+def test_a_dp_models_budget_is_read_aloud(page):
+    _, html = page
+    assert "ε = 2.97 of a target of 3 at δ = 1.2e-05" in html
+    assert "mixture fits of continuous columns" in html and 'id="dp-sentence"' in html
+    assert explain_dp(None) is None
+
+
+def test_failed_contracts_are_sentences_not_dicts(page):
+    report, html = page
+    (failure,) = [f for f in report["contracts"]["failed"] if f["column"] == "age"]
+    assert re.match(r"age: values should lie between \d+ and \d+, the real range; \d+ synthetic rows \([\d.]+ %\) fall "
+                    r"outside \(observed 5 to \d+\)$", failure["sentence"]), failure["sentence"]
+    section = html[html.index('<section id="contracts">'):html.index('<section id="glossary">')]
+    assert _escaped(failure["sentence"]) in section and "{&#39;" not in section and "{'" not in section
+
+
+def test_render_without_optional_blocks(failing):
+    results, train, synthetic, schema = failing
+    bare = {**results, "run": None, "privacy": {**results["privacy"], "dp": None}}
+    html = render_html(jsonable(bare), train, synthetic, schema)
+    assert 'id="run"' not in html and 'id="dp"' not in html
+
+
+def _escaped(text: str) -> str:
+    from markupsafe import escape
+
+    return str(escape(text))
