@@ -338,8 +338,8 @@ def _cmd_sample(args) -> int:
 
 def _cmd_evaluate(args) -> int:
     from tabtwin.evaluation.gate import GateConfig
-    from tabtwin.flows.steps import model_privacy
     from tabtwin.evaluation.report import evaluate, write_report
+    from tabtwin.flows.steps import model_privacy
     from tabtwin.pipeline.ingest import read_table
     from tabtwin.pipeline.schema import infer_schema, load_metadata
 
