@@ -66,8 +66,10 @@ epoch outside the accountant), and so is `compile`. The guarantee covers the net
 learns from the data is listed in `privacy_["not_covered"]` (see `NOT_COVERED`), and the per-value latent
 statistics for conditional sampling are not computed at all under DP: conditioned rows draw z from the prior
 N(0, I) (the conditions still hold exactly; the other columns follow the unconditional distribution). The spent
-budget is `privacy_` (saved in config.json as state "privacy"). Seeded runs are reproducible on the CPU: the
-Poisson sampler and opacus's noise draw from generators seeded with `random_state`.
+budget is `privacy_` (saved in config.json as state "privacy"). The noise and the Poisson batch draws come from a
+secret seed (OS entropy, never saved): a seed an attacker can read would let them replay the noise, so private
+fits are not reproducible by default. `dp_reproducible=True` seeds them from `random_state` instead (tests,
+benchmarks), and `privacy_["noise_seed"]` says which was used.
 
 Other uses. `embed(df)` returns the posterior means (rows, embedding_dim). `score(df)` returns each row's
 training loss, loss_factor * reconstruction + KL (the negative ELBO up to constants, with the same weighting as
@@ -77,6 +79,7 @@ training), evaluated at the posterior mean z = mu: deterministic, and one decode
 from __future__ import annotations
 
 import math
+import secrets
 
 import numpy as np
 import pandas as pd
@@ -196,6 +199,7 @@ class TVAE(SyntheticGenerator):
         dp_epsilon=None,
         dp_delta=None,
         dp_max_grad_norm=1.0,
+        dp_reproducible=False,
     ):
         self.embedding_dim = embedding_dim
         self.compress_dims = compress_dims
@@ -213,6 +217,7 @@ class TVAE(SyntheticGenerator):
         self.dp_epsilon = dp_epsilon
         self.dp_delta = dp_delta
         self.dp_max_grad_norm = dp_max_grad_norm
+        self.dp_reproducible = dp_reproducible
 
     # ------------------------------------------------------------------------------------------ hooks
 
@@ -296,9 +301,13 @@ class TVAE(SyntheticGenerator):
         batch = min(self.batch_size, n)
         trainer = _PrivateLoss(self)
         optimizer = adam(list(trainer.parameters()), lr=self.lr, weight_decay=self.l2scale)
-        seed = self.random_state
-        sampler_rng = torch.Generator().manual_seed(seed) if seed is not None else None
-        noise_rng = torch.Generator(device=data.device).manual_seed(seed + 1) if seed is not None else None
+        # DP-SGD's guarantee assumes the attacker cannot replay the noise or the batch draws. A seed that is in a
+        # config file or a run's parameters would let them, so both come from OS entropy (never saved) unless
+        # dp_reproducible asks for random_state (tests, benchmarks; not for a release).
+        seeded = self.dp_reproducible and self.random_state is not None
+        seed = self.random_state if seeded else secrets.randbits(62)
+        sampler_rng = torch.Generator().manual_seed(seed)
+        noise_rng = torch.Generator(device=data.device).manual_seed(seed + 1)
         # Indices, not rows, go through the loader: the rows stay on the device and each batch is one gather.
         loader = DataLoader(TensorDataset(torch.arange(n)), batch_size=batch, generator=sampler_rng)
         with warnings.catch_warnings():  # opacus warns that secure_mode is off (a CSPRNG for the noise): stated in privacy_
@@ -325,6 +334,9 @@ class TVAE(SyntheticGenerator):
         self._private_module, self._private_optimizer = module, dp_optimizer
         grouped = data[:, self.layout_.grouped]
         module.train()
+        # opacus's Poisson sampler draws from torch's global RNG (it is given opacus's secure_rng, None outside
+        # secure_mode, not the loader's generator), so the global RNG gets the same seed for the private phase.
+        torch.manual_seed(seed + 2)
         with warnings.catch_warnings():
             # torch notes that opacus's backward hooks fire on outputs when the input (the rows) needs no gradient:
             # that is the intended case.
@@ -344,6 +356,9 @@ class TVAE(SyntheticGenerator):
             "rows": int(n),
             "accountant": f"opacus {DP_ACCOUNTANT} (Renyi DP, Mironov 2017; orders 1.25-256)",
             "secure_mode": False,
+            "noise_seed": ("random_state (dp_reproducible): anyone who knows the seed can replay the noise, so the "
+                           "guarantee does not hold for a release" if seeded else
+                           "secret: drawn from OS entropy and never saved, so the run is not reproducible"),
             "covered": "network weights (encoder and decoder) and all that is sampled from them",
             "not_covered": list(NOT_COVERED),
             "conditional_sampling": "latent statistics per value not computed under DP: conditions draw z from the prior",

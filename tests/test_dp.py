@@ -22,7 +22,7 @@ def frame():
 
 @pytest.fixture(scope="module")
 def private(frame):
-    return TVAE(dp_epsilon=2.0, random_state=4, **SMALL).fit(frame)
+    return TVAE(dp_epsilon=2.0, random_state=4, dp_reproducible=True, **SMALL).fit(frame)
 
 
 def test_the_spent_epsilon_is_within_the_target_and_recorded_per_epoch(private, frame):
@@ -68,11 +68,19 @@ def test_the_privacy_block_round_trips_and_non_private_models_have_none(private,
     assert TVAE.load(tmp_path / "plain", device="cpu").privacy_ is None
 
 
+def test_private_noise_is_secret_unless_asked_to_be_reproducible(private, frame):
+    # A seed in a run's parameters must not let an attacker replay the noise: by default equal seeds differ.
+    first, second = (TVAE(dp_epsilon=2.0, random_state=4, **SMALL).fit(frame) for _ in range(2))
+    assert first.history_ != second.history_
+    assert first.privacy_["noise_seed"].startswith("secret")
+    assert private.privacy_["noise_seed"].startswith("random_state")
+
+
 def test_seeded_private_fits_are_reproducible_and_conditions_still_hold(private, frame):
-    again = TVAE(dp_epsilon=2.0, random_state=4, **SMALL).fit(frame)
+    again = TVAE(dp_epsilon=2.0, random_state=4, dp_reproducible=True, **SMALL).fit(frame)
     assert again.history_ == private.history_
     assert again.sample(50, seed=1).equals(private.sample(50, seed=1))
-    other = TVAE(dp_epsilon=2.0, random_state=5, **SMALL).fit(frame)
+    other = TVAE(dp_epsilon=2.0, random_state=5, dp_reproducible=True, **SMALL).fit(frame)
     assert other.history_ != private.history_
     # No per-value latent statistics under DP (they would read the rows outside the accountant) ...
     assert private.latent_stats_ is None
