@@ -257,4 +257,6 @@ def explain_dp(dp: dict | None) -> str | None:
             + f": adding or removing any one training row changes the chance of any trained model by a factor of at most "
             f"{factor}" + (", except with probability δ" if delta is not None else "") + "."
             + (f" What the encoder learned from the data is not covered ({len(not_covered)} items, listed below)."
-               if not_covered else ""))
+               if not_covered else "")
+            + (" The noise was drawn from a known seed (reproducible), so the guarantee does not hold for a release."
+               if str(dp.get("noise_seed", "")).startswith("random_state") else ""))

@@ -78,6 +78,7 @@ columns, Cramér's V (0 to 1) for the others (numbers cut into 10 bins). Compare
 <tr><th>noise multiplier</th><td>{{ fmt(dp.noise_multiplier) }}</td></tr><tr><th>max gradient norm</th><td>{{ dp.max_grad_norm }}</td></tr>
 <tr><th>sample rate, epochs, steps, rows</th><td>{{ fmt(dp.sample_rate, 5) }}, {{ dp.epochs }}, {{ dp.steps }}, {{ dp.rows }}</td></tr>
 <tr><th>accountant</th><td>{{ dp.accountant }}</td></tr>
+{% if dp.noise_seed %}<tr><th>noise seed</th><td>{{ dp.noise_seed }}</td></tr>{% endif %}
 {% if dp.covered %}<tr><th>covered</th><td>{{ dp.covered }}</td></tr>{% endif %}
 {% if dp.not_covered %}<tr><th>not covered</th><td><ul>{% for item in dp.not_covered %}<li>{{ item }}</li>{% endfor %}</ul></td></tr>{% endif %}
 {% if dp.conditional_sampling %}<tr><th>conditional sampling</th><td>{{ dp.conditional_sampling }}</td></tr>{% endif %}

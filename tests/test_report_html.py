@@ -56,7 +56,8 @@ def failing(correlated_split):
     dp = {"mechanism": "DP-SGD (Abadi et al. 2016) with opacus: Poisson sampling, per-row gradient clipping, Gaussian noise",
           "epsilon": 2.97, "target_epsilon": 3.0, "delta": 1.2e-5, "delta_rule": "1 / n^1.1", "noise_multiplier": 1.07,
           "max_grad_norm": 1.0, "sample_rate": 0.004, "epochs": 5, "steps": 1230, "rows": 26048,
-          "accountant": "opacus rdp", "not_covered": ["category sets of discrete columns", "mixture fits of continuous columns"]}
+          "accountant": "opacus rdp", "not_covered": ["category sets of discrete columns", "mixture fits of continuous columns"],
+          "noise_seed": "random_state (dp_reproducible): anyone who knows the seed can replay the noise"}
     results = evaluate(train, holdout, synthetic, schema, target="segment", run=run, dp=dp)
     return results, train, synthetic, schema
 
@@ -191,6 +192,7 @@ def test_a_dp_models_budget_is_read_aloud(page):
     _, html = page
     assert "ε = 2.97 of a target of 3 at δ = 1.2e-05" in html
     assert "mixture fits of continuous columns" in html and 'id="dp-sentence"' in html
+    assert "does not hold for a release" in html and "anyone who knows the seed can replay the noise" in html
     assert explain_dp(None) is None
 
 
