@@ -251,7 +251,7 @@ def explain_dp(dp: dict | None) -> str | None:
         f"{dp['steps']:,} steps" if dp.get("steps") is not None else "") if part)
     factor = f"e^{epsilon:.2f} ≈ {math.exp(epsilon):.3g}" if epsilon < 50 else f"e^{epsilon:.0f}"
     not_covered = dp.get("not_covered") or []
-    return (f"The generator's weights were trained with differential privacy ({dp.get('mechanism', 'DP-SGD').split(' with ')[0]}), "
+    return (f"The generator's weights were trained with differential privacy ({str(dp.get('mechanism') or 'DP-SGD').split()[0]}), "
             f"spending ε = {epsilon:.2f}" + (f" of a target of {target:g}" if target is not None else "")
             + (f" at δ = {delta:.2g}" if delta is not None else "") + (f" ({training})" if training else "")
             + f": adding or removing any one training row changes the chance of any trained model by a factor of at most "

@@ -74,7 +74,7 @@ columns, Cramér's V (0 to 1) for the others (numbers cut into 10 bins). Compare
 <p class="note" id="dp-sentence">{{ dp_sentence }}</p>
 <table id="dp"><tr><th>mechanism</th><td>{{ dp.mechanism }}</td></tr>
 <tr><th>epsilon spent (target)</th><td>{{ fmt(dp.epsilon) }}{% if dp.target_epsilon is not none %} ({{ dp.target_epsilon }}){% endif %}</td></tr>
-<tr><th>delta</th><td>{{ dp.delta }}{% if dp.delta_rule %} ({{ dp.delta_rule }}){% endif %}</td></tr>
+<tr><th>delta</th><td>{{ '%.3g'|format(dp.delta) if dp.delta is number else dp.delta }}{% if dp.delta_rule %} ({{ dp.delta_rule }}){% endif %}</td></tr>
 <tr><th>noise multiplier</th><td>{{ fmt(dp.noise_multiplier) }}</td></tr><tr><th>max gradient norm</th><td>{{ dp.max_grad_norm }}</td></tr>
 <tr><th>sample rate, epochs, steps, rows</th><td>{{ fmt(dp.sample_rate, 5) }}, {{ dp.epochs }}, {{ dp.steps }}, {{ dp.rows }}</td></tr>
 <tr><th>accountant</th><td>{{ dp.accountant }}</td></tr>
