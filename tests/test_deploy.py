@@ -264,10 +264,19 @@ def prefect_server(tmp_path_factory):
 
 
 def api(url: str, path: str, body: dict | None = None):
-    request = urllib.request.Request(f"{url}{path}", data=None if body is None else json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"}, method="GET" if body is None else "POST")
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read() or "null")
+    """One call to the server's REST API. A 503 (the server's SQLite busy under a loaded CI core) is retried a few
+    times with back-off, as Prefect's own client does; any other error is the test's answer."""
+    for attempt in range(5):
+        request = urllib.request.Request(f"{url}{path}", data=None if body is None else json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"},
+                                         method="GET" if body is None else "POST")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.loads(response.read() or "null")
+        except urllib.error.HTTPError as error:
+            if error.code != 503 or attempt == 4:
+                raise
+            time.sleep(2 ** attempt)
 
 
 def wait_for_final_state(url: str, run_id: str, worker: subprocess.Popen, worker_log: Path) -> dict:

@@ -374,7 +374,7 @@ def test_params_round_trip_and_validation(mixed):
     assert set(params) == {
         "embedding_dim", "compress_dims", "decompress_dims", "l2scale", "batch_size", "epochs",
         "loss_factor", "lr", "early_stopping", "compile", "device", "random_state", "verbose",
-        "dp_epsilon", "dp_delta", "dp_max_grad_norm",
+        "dp_epsilon", "dp_delta", "dp_max_grad_norm", "dp_reproducible",
     }  # fmt: skip
     model = TVAE(**{**params, "verbose": False, "embedding_dim": 4}).fit(mixed.head(50))
     assert model.embed(mixed.head(5)).shape == (5, 4)
