@@ -110,15 +110,17 @@ def _numeric_figure(real: pd.Series, synthetic: pd.Series, spec, title: str):
     present = a.dropna()
     distinct = present.value_counts()
     few_values = len(distinct) <= DISCRETE_VALUES
+    if few_values:
+        values = np.union1d(distinct.index.to_numpy(), b.dropna().unique())
+        if len(values) > 2 * DISCRETE_VALUES:  # the synthetic side spreads: fall back to bins
+            few_values = False
+    # Decided after the fallback: a real column with few values but a spike (a small table's capital-gain) that
+    # falls back to bins still shows its spike apart, not inside the first bin.
     spikes = [] if few_values else [v for v, c in distinct.head(MAX_SPIKES).items() if c / n_a >= SPIKE_SHARE]
     special = [(_value_text(v, spec), float((a == v).sum() / n_a), float((b == v).sum() / n_b)) for v in spikes]
     if a.isna().any() or b.isna().any():
         special.append(("(null)", float(a.isna().mean()), float(b.isna().mean())))
     rest_a, rest_b = a.dropna()[~a.dropna().isin(spikes)], b.dropna()[~b.dropna().isin(spikes)]
-    if few_values:
-        values = np.union1d(distinct.index.to_numpy(), rest_b.unique())
-        if len(values) > 2 * DISCRETE_VALUES:  # the synthetic side spreads: fall back to bins
-            few_values = False
     if few_values:
         x = values
         y_a = rest_a.value_counts().reindex(values, fill_value=0).to_numpy() / n_a

@@ -174,6 +174,22 @@ def test_zero_inflated_columns_get_their_own_bar(correlated_split):
     assert layout["yaxis"]["title"]["text"] == "share of rows" and "gain" in layout["xaxis2"]["title"]["text"]
 
 
+def test_a_spike_stays_apart_when_a_few_valued_column_falls_back_to_bins():
+    """A small real table: 0 and ~30 other values (few enough for one bar per value) but the synthetic side
+    spreads over hundreds, so the figure falls back to bins; the zeros still get their own bar."""
+    rng = np.random.default_rng(1)
+    real = pd.DataFrame({"gain": np.where(np.arange(400) < 368, 0.0, rng.lognormal(8, 1, 400).round())})
+    synthetic = pd.DataFrame({"gain": np.where(rng.random(400) < 0.5, 0.0, rng.lognormal(8, 1, 400))})
+    schema = infer_schema(real)
+    assert 0 < real["gain"].nunique() <= figures.DISCRETE_VALUES < synthetic["gain"].nunique() / 2
+    (figure,) = figures.column_figures(real, synthetic, schema, ["gain"])
+    data, _ = plotted(figure["html"], "column-0")
+    spike_real, spike_synthetic, rest_real, rest_synthetic = data
+    assert spike_real["x"] == ["0"] and spike_real["y"][0] == pytest.approx(0.92)
+    assert spike_synthetic["y"][0] == pytest.approx(np.mean(synthetic["gain"] == 0))
+    assert sum(rest_real["y"]) == pytest.approx(0.08)
+
+
 def test_column_figures_label_their_axes(page, failing):
     _, html = page
     data, layout = plotted(html, "column-0")
