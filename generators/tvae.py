@@ -334,8 +334,10 @@ class TVAE(SyntheticGenerator):
         self._private_module, self._private_optimizer = module, dp_optimizer
         grouped = data[:, self.layout_.grouped]
         module.train()
-        # opacus's Poisson sampler draws from torch's global RNG (it is given opacus's secure_rng, None outside
-        # secure_mode, not the loader's generator), so the global RNG gets the same seed for the private phase.
+        # opacus's Poisson sampler draws from the loader's generator (sampler_rng: make_private passes its
+        # secure_rng, None outside secure_mode, and DPDataLoader.from_data_loader then falls back to the loader's),
+        # and the noise from noise_rng. The global RNG (the VAE's reparameterisation draws) gets the same seed
+        # source, so a secret fit does not follow random_state anywhere in the private phase.
         torch.manual_seed(seed + 2)
         with warnings.catch_warnings():
             # torch notes that opacus's backward hooks fire on outputs when the input (the rows) needs no gradient:
