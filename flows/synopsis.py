@@ -79,6 +79,19 @@ def readme_block(readme: str) -> str:
     return readme.split(START, 1)[1].split(END, 1)[0].strip("\n") + "\n"
 
 
+def main(argv: list[str]) -> int:
+    """Rewrite the synopsis block of the README at argv[0] (default README.md) atomically; one line on a problem."""
+    from tabtwin.pipeline.files import write_text_atomic
+
+    path = Path(argv[0] if argv else "README.md")
+    try:
+        text = replace_block(path.read_text(encoding="utf-8"), synopsis())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        print(f"tabtwin.flows.synopsis: {path}: {err}", file=sys.stderr)
+        return 2
+    write_text_atomic(text, path)
+    return 0
+
+
 if __name__ == "__main__":
-    path = Path(sys.argv[1] if len(sys.argv) > 1 else "README.md")
-    path.write_text(replace_block(path.read_text(encoding="utf-8"), synopsis()), encoding="utf-8")
+    sys.exit(main(sys.argv[1:]))

@@ -53,3 +53,18 @@ def test_hand_written_command_lines_name_real_flags():
                     assert flag in flags[command], f"README: `tabtwin {command}` has no {flag}: {line.strip()}"
                     checked += 1
     assert checked > 50
+
+
+def test_the_rewrite_is_atomic_and_refuses_a_readme_without_markers(tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n{synopsis.START}\nstale\n{synopsis.END}\nafter\n", encoding="utf-8")
+    assert synopsis.main([str(readme)]) == 0
+    assert synopsis.readme_block(readme.read_text(encoding="utf-8")) == synopsis.synopsis()
+    assert readme.read_text(encoding="utf-8").endswith(f"{synopsis.END}\nafter\n")
+    assert [p.name for p in tmp_path.iterdir()] == ["README.md"]  # no temporary file left
+    bare = tmp_path / "BARE.md"
+    bare.write_text("# no markers\n", encoding="utf-8")
+    assert synopsis.main([str(bare)]) == 2 and bare.read_text(encoding="utf-8") == "# no markers\n"
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "lacks the synopsis markers" in err
+    assert synopsis.main([str(tmp_path / "missing.md")]) == 2
