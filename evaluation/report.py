@@ -269,10 +269,12 @@ def _pair_note(quality: dict) -> str | None:
     total = quality.get("pairs_total") or len(pairs)
     sampled = f" (a sample of {len(pairs):,})" if len(pairs) < total else ""
     thresholds = quality.get("pair_thresholds") or {}
-    rule = (f"sdmetrics scores only pairs whose real correlation exceeds {thresholds.get('correlation', 0.5):g} "
-            f"(two numeric columns) or whose real association, Cramér's V, exceeds {thresholds.get('association', 0.3):g} "
-            f"(the others); the rest count for nothing and are grey below")
-    return f"pair trends {_fmt(quality.get('column_pair_trends'))} rests on {counted:,} of {total:,} pairs{sampled}: {rule}."
+    correlation, association = thresholds.get("correlation"), thresholds.get("association")
+    # An sdmetrics without these thresholds (None in report.json) scores every pair: no rule to state.
+    rule = (f": sdmetrics scores only pairs whose real correlation exceeds {correlation:g} (two numeric columns) or "
+            f"whose real association, Cramér's V, exceeds {association:g} (the others); the rest count for nothing "
+            f"and are grey below" if correlation is not None and association is not None else "")
+    return f"pair trends {_fmt(quality.get('column_pair_trends'))} rests on {counted:,} of {total:,} pairs{sampled}{rule}."
 
 
 def _fmt(value, digits: int = 3) -> str:

@@ -232,3 +232,15 @@ def _escaped(text: str) -> str:
     from markupsafe import escape
 
     return str(escape(text))
+
+
+def test_the_pair_note_without_sdmetrics_thresholds():
+    """An sdmetrics that does not expose its pair thresholds (None in report.json) scores every pair: the note
+    counts them and states no rule, rather than failing to format None."""
+    from tabtwin.evaluation.report import _pair_note
+
+    quality = {"column_pair_trends": 0.9, "pairs_total": 1, "pair_thresholds": {"correlation": None, "association": None},
+               "pairs": [{"columns": ["a", "b"], "score": 0.9}]}
+    assert _pair_note(quality) == "pair trends 0.900 rests on 1 of 1 pairs."
+    quality["pair_thresholds"] = {"correlation": 0.5, "association": 0.3}
+    assert "exceeds 0.5 (two numeric columns)" in _pair_note(quality) and "exceeds 0.3" in _pair_note(quality)
