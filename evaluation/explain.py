@@ -128,6 +128,19 @@ def gate_key(check: dict) -> str | None:
     return _BY_CHECK.get((check["section"], name))
 
 
+def value_text(value, threshold, digits: int = 3, kind: str = "f") -> str | None:
+    """A check's value with `digits` digits (format `kind`: "f" decimals, "g" significant), more where fewer
+    would read as the threshold itself: 0.6004 against <= 0.6 shows 0.6004, not 0.600 beside FAIL. None stays
+    None."""
+    if value is None:
+        return None
+    for more in range(digits, digits + 8):
+        text = f"{value:.{more}{kind}}"
+        if value == threshold or threshold is None or float(text) != threshold:
+            return text
+    return repr(value)
+
+
 def explain_failure(check: dict, results: dict) -> str:
     """One paragraph in plain words for a failed (or not judged) gate check: what this run's figure says, the
     threshold, and what to do. `results` is `evaluate(...)`'s dict; figures it lacks are left out. The gate key

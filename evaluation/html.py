@@ -34,7 +34,7 @@ great-expectations {{ r.meta.versions.great_expectations }}</p>
 <ol class="failures">{% for c in failed %}<li class="failure" data-key="{{ c.key }}"><b>{{ c.section }} · {{ c.check }}</b>
 (<code>{{ c.key }}</code>): {{ c.explanation }}</li>{% endfor %}</ol>{% endif %}
 <table id="checks"><tr><th>section</th><th>check</th><th>gate key</th><th>value</th><th>threshold</th><th>result</th></tr>
-{% for c in checks %}<tr><td>{{ c.section }}</td><td>{{ c.check }}</td><td><code>{{ c.key }}</code></td><td>{{ fmt(c.value) }}</td>
+{% for c in checks %}<tr><td>{{ c.section }}</td><td>{{ c.check }}</td><td><code>{{ c.key }}</code></td><td>{{ c.shown }}</td>
 <td>{{ '≥' if c.op == '>=' else '≤' }} {{ c.threshold }}</td>
 <td class="{{ 'ok' if c.passed else 'bad' }}">{% if c.judged == false %}not judged: {{ c.reason }}{% elif c.passed %}pass{% else %}FAIL{% endif %}</td></tr>{% endfor %}
 </table>

@@ -142,7 +142,7 @@ def render_html(results: dict, real: pd.DataFrame, synthetic: pd.DataFrame, sche
     from markupsafe import Markup
 
     from tabtwin.evaluation import figures as fig
-    from tabtwin.evaluation.explain import EXPLANATIONS, describe_run, explain_dp, explain_failure, gate_key
+    from tabtwin.evaluation.explain import EXPLANATIONS, describe_run, explain_dp, explain_failure, gate_key, value_text
 
     quality = results["fidelity"]["quality"]
     privacy = results.get("privacy") or {}
@@ -162,7 +162,8 @@ def render_html(results: dict, real: pd.DataFrame, synthetic: pd.DataFrame, sche
     }
     figures.update({k: Markup(v) for k, v in figures.items() if isinstance(v, str)})
     modelled = sum(spec.kind != "id" for spec in schema.columns)
-    checks = [{**c, "key": gate_key(c)} for c in gate.get("checks", [])]
+    checks = [{**c, "key": gate_key(c), "shown": value_text(c["value"], c["threshold"]) or "n/a"}
+              for c in gate.get("checks", [])]
     failed = [{**c, "explanation": explain_failure(c, results)} for c in checks if not c["passed"]]
     rows = privacy_rows(results)
     template = Environment(autoescape=True).from_string(_TEMPLATE)
@@ -183,6 +184,8 @@ def privacy_rows(results: dict) -> list[dict]:
     check of the privacy section, each with one sentence a reviewer can read aloud (what the figure measures,
     what is good). `value` gives an attack's risk with its interval; `checked` the figure the gate compares
     (an attack's upper bound)."""
+    from tabtwin.evaluation.explain import value_text
+
     privacy = results.get("privacy") or {}
     attacks = {(_attack_check_name(a)): a for a in (privacy.get("attacks") or {}).get("attacks", [])}
     m, n_train, n_holdout = privacy.get("n_compared"), privacy.get("n_train"), privacy.get("n_holdout")
@@ -218,7 +221,8 @@ def privacy_rows(results: dict) -> list[dict]:
         value = (f"{_fmt(attack['risk'])} (95 % CI {_fmt(attack['ci_low'])} to {_fmt(attack['ci_high'])})"
                  if attack else _fmt(check["value"], 4 if check["check"] == "exact_copy_excess" else 3))
         result = ("not judged: " + check["reason"]) if not check["judged"] else ("pass" if check["passed"] else "FAIL")
-        rows.append({"figure": check["check"], "value": value, "checked": _fmt(check["value"], 4 if check["check"] == "exact_copy_excess" else 3),
+        checked = value_text(check["value"], check["threshold"], 4 if check["check"] == "exact_copy_excess" else 3)
+        rows.append({"figure": check["check"], "value": value, "checked": checked or "n/a",
                      "op": "≤", "threshold": check["threshold"],
                      "result": result, "passed": check["passed"],
                      "sentence": sentences.get(check["check"], sentences.get(check["check"].split("[")[0], ""))})

@@ -379,7 +379,7 @@ def print_gate(checks: list[dict], indent: int = 0) -> None:
     for check in checks:
         result = (Text("not judged", "dim") if not check["judged"] else
                   Text("pass", "green") if check["passed"] else Text("FAIL", "bold red"))
-        value = "-" if check["value"] is None else f"{check['value']:.3g}"
+        value = "-" if check["value"] is None else _value_text(check["value"], check["threshold"])
         # Text, not markup: a check such as inference_risk[income] must not read as a style tag.
         table.add_row(Text(check["section"]), Text(check["check"]), value, f"{check['op']} {check['threshold']:g}", result)
     console = Console(highlight=False)
@@ -396,6 +396,13 @@ def print_gate(checks: list[dict], indent: int = 0) -> None:
     for check in checks:
         if not check["judged"]:
             print(f"{pad}{check['message']}")
+
+
+def _value_text(value: float, threshold: float) -> str:
+    """3 significant digits, more where fewer would read as the threshold (0.6004 against <= 0.6 beside FAIL)."""
+    from tabtwin.evaluation.explain import value_text
+
+    return value_text(value, threshold, kind="g")
 
 
 def _fixes():

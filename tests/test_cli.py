@@ -146,6 +146,9 @@ def test_the_gate_table_is_plain_text_off_a_terminal_and_coloured_on_one(capsys,
     assert lines[-1] == "  utility.auc_ratio not judged: too few rows"
     assert all(line.startswith("       ") for line in lines[6:-1])  # what to do, where evaluation.explain says
     assert all(line == line.rstrip() for line in lines)
+    # A value that 3 digits would show as its own threshold gets the digits that tell them apart.
+    print_gate([{**CHECKS[1], "check": "dcr_share", "value": 0.60004, "threshold": 0.6, "message": "m"}])
+    assert capsys.readouterr().out.splitlines()[2].split()[:5] == ["privacy", "dcr_share", "0.60004", "<=", "0.6"]
     monkeypatch.setenv("FORCE_COLOR", "1")  # what rich sees on a terminal
     print_gate(CHECKS)
     assert "\x1b[" in capsys.readouterr().out

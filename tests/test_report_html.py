@@ -244,3 +244,17 @@ def test_the_pair_note_without_sdmetrics_thresholds():
     assert _pair_note(quality) == "pair trends 0.900 rests on 1 of 1 pairs."
     quality["pair_thresholds"] = {"correlation": 0.5, "association": 0.3}
     assert "exceeds 0.5 (two numeric columns)" in _pair_note(quality) and "exceeds 0.3" in _pair_note(quality)
+
+
+def test_a_value_never_reads_as_its_threshold():
+    from tabtwin.evaluation.explain import value_text
+
+    assert value_text(0.6004, 0.6) == "0.6004" and value_text(0.5996, 0.6) == "0.5996"
+    assert value_text(0.6, 0.6) == "0.600" and value_text(0.93812, 0.8) == "0.938" and value_text(None, 0.8) is None
+    assert value_text(0.60004, 0.6, kind="g") == "0.60004" and value_text(0.0138, 0.1, kind="g") == "0.0138"
+    checks = [{"section": "privacy", "check": "dcr_share", "value": 0.6004, "op": "<=", "threshold": 0.6,
+               "passed": False, "judged": True, "message": "m"}]
+    from tabtwin.evaluation.report import privacy_rows
+
+    (row,) = privacy_rows({"gate": {"checks": checks}, "privacy": {}})
+    assert row["checked"] == "0.6004" and row["result"] == "FAIL"
