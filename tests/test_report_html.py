@@ -116,6 +116,14 @@ def test_detection_names_the_columns_it_relied_on(page):
 FLAGSHIP_WORD = "autoregressive"
 
 
+def test_the_flagship_named_in_explanations_is_the_default_model():
+    """evaluation must not import flows, so explain.py names the flagship itself; this keeps the two in step."""
+    from tabtwin.evaluation.explain import FLAGSHIP
+    from tabtwin.flows.steps import DEFAULT_MODEL
+
+    assert FLAGSHIP == DEFAULT_MODEL == FLAGSHIP_WORD
+
+
 def test_plotly_is_inlined_once_and_nothing_is_fetched(page):
     _, html = page
     js = figures.plotly_js()
