@@ -232,13 +232,16 @@ def evaluate_run(train, holdout, synthetic, schema: Schema, spec: RunSpec, run: 
 
 
 def registry_name(spec: RunSpec) -> str:
-    """The registry entry a passing model of this spec is registered under: <file name>[-<table>]-<model>.
+    """The registry entry a passing model of this spec is registered under: <file name>[-<table>]-<model>[-dp<eps>].
 
     The file's suffix is part of the name (`a-sqlite-ctgan`, `a-parquet-ctgan`), and so is a database table, so
     two inputs sharing a stem get distinct entries. Two files of the same name in different folders would still
-    share one: `check_registry_names` refuses that clash before any work.
+    share one: `check_registry_names` refuses that clash before any work. A private model's epsilon is part of the
+    name (`adult-csv-tvae-dp3`), so a later non-private run never replaces an entry signed off as private.
     """
     parts = [Path(spec.data.rstrip("/")).name or "data"] + ([spec.table] if spec.table else []) + [spec.model]
+    if spec.dp_epsilon is not None:
+        parts.append(f"dp{spec.dp_epsilon:g}")
     return "-".join(_slug(part) for part in parts)
 
 

@@ -70,29 +70,38 @@ def adam(params, **options) -> torch.optim.Adam:
     return torch.optim.Adam(params, fused=True, **options)
 
 
+# Below this magnitude a weight or an Adam first moment changes no float32 result that
+# matters, yet its products with gradients land in the subnormal range (see zero_subnormals_).
+FLUSH_BELOW = 1e-20
+
+
 def zero_subnormals_(*optimizers: torch.optim.Optimizer) -> None:
-    """Set every subnormal float (0 < |x| < float32's smallest normal) in the optimizers' parameters and state
-    (Adam's moments) to zero, in place.
+    """Set every negligible float (|x| < 1e-20; 1e-40, i.e. subnormal, for Adam's second moments) in the
+    optimizers' parameters and state to zero, in place.
 
     Why (measured on Adult, bench/RESULTS.md "Subnormal floats"): weights that get no gradient from the data (rows
     of dead ReLU units and of latent dimensions the KL term switched off) are pulled to zero by the L2 term alone;
-    once their gradient is far below Adam's eps, each step shrinks them by a near-constant factor, into the
-    subnormal range, where rounding stalls them (0.9 x the smallest subnormal rounds back to it) instead of
-    reaching zero. They then stay subnormal for good, and so does their first moment; every matmul and Adam step
-    that touches them takes the CPU's slow path (about 250x per operation here). Zeroing them is what those
-    values were converging to; a weight that is exactly zero with no data gradient stays zero (its L2 gradient is
-    zero too). `torch.set_flush_denormal(True)` is no substitute: it sets only the calling thread's FTZ/DAZ flags,
-    not those of torch's other intra-op threads, so with 2 threads it removed only half the slowdown.
+    once their gradient is far below Adam's eps, each step shrinks them by a near-constant factor (about 0.95),
+    into the subnormal range, where rounding stalls them instead of reaching zero. Long before that, at 1e-30,
+    they are normal but their products in the backward pass are not: the TVAE's gradient with respect to the
+    encoder's last hidden layer (grad_out @ W) had a whole column of 500 subnormal values per dead unit, 2,485 per
+    step by epoch 160, and its epochs grew from 0.4 s to 4.4 s over 300 (bench/generators.py, 2026-11-30, 1
+    thread), while an earlier version that zeroed only subnormal weights kept the parameters clean. A weight
+    below 1e-20 moves no float32 sum of terms near 1, so zeroing it is what it was converging to; one that is
+    exactly zero with no data gradient stays zero (its L2 gradient is zero too). Once per epoch is enough: at
+    0.95 a step, going from 1e-20 to the subnormal range takes about 760 steps. `torch.set_flush_denormal(True)`
+    is no substitute: it sets only the calling thread's FTZ/DAZ flags, not those of torch's other intra-op threads.
     """
     tiny = torch.finfo(torch.float32).tiny
     with torch.no_grad():
         for optimizer in optimizers:
             for group in optimizer.param_groups:
                 for param in group["params"]:
-                    tensors = [param, *(v for v in optimizer.state.get(param, {}).values() if torch.is_tensor(v))]
-                    for tensor in tensors:
+                    state = optimizer.state.get(param, {})
+                    for name, tensor in [("param", param), *((k, v) for k, v in state.items() if torch.is_tensor(v))]:
                         if tensor.is_floating_point() and tensor.dtype == torch.float32 and tensor.dim():
-                            tensor.masked_fill_(tensor.abs() < tiny, 0.0)
+                            floor = tiny if name in ("exp_avg_sq", "max_exp_avg_sq") else FLUSH_BELOW
+                            tensor.masked_fill_(tensor.abs() < floor, 0.0)
 
 
 @contextmanager

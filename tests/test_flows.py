@@ -188,7 +188,7 @@ def test_a_dp_run_reports_its_budget_registers_it_and_requests_name_their_model(
     report = json.loads((Path(summary["folder"]) / "report.json").read_text())
     dp = report["privacy"]["dp"]
     assert 0 < dp["epsilon"] <= 3 and dp["target_epsilon"] == 3 and summary["privacy"] == dp
-    entry = workspace["root"] / "registry" / "customers-csv-tvae"
+    entry = workspace["root"] / "registry" / "customers-csv-tvae-dp3"
     model_dir = report["run"].pop("model_dir")
     assert Path(model_dir).parent == workspace["root"] / "cache"
     assert report["run"] == {"kind": "run", "model": "tvae", "registry_entry": str(entry),

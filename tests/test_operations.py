@@ -91,6 +91,9 @@ def test_registry_names_tell_formats_and_tables_apart():
              for d, t in [("a.sqlite", None), ("a.parquet", None), ("a.csv", None), ("a.db", "orders"),
                           ("a.db", "users"), ("sqlite:///a.db", "users")]}
     assert names == {"a-sqlite-tvae", "a-parquet-tvae", "a-csv-tvae", "a-db-orders-tvae", "a-db-users-tvae"}
+    # A private model gets its own entry: a later plain run must not replace one signed off as private.
+    assert steps.registry_name(RunSpec(data="a.csv", model="tvae", dp_epsilon=3.0)) == "a-csv-tvae-dp3"
+    assert steps.registry_name(RunSpec(data="a.csv", model="tvae", dp_epsilon=0.5)) == "a-csv-tvae-dp0-5"
 
 
 def test_same_file_name_in_two_folders_is_refused_before_any_work(tmp_path, capsys):

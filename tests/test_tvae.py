@@ -467,14 +467,19 @@ def test_adam_with_l2_stalls_unused_weights_in_the_subnormal_range_unless_zeroed
             assert seen[20] == 0 and seen[-1] >= 4  # all normal at 1,092 steps; at 4,000 the 4 weights are subnormal
 
 
-def test_zero_subnormals_touches_only_subnormals():
-    w = torch.nn.Parameter(torch.tensor([1e-39, -1e-40, 1e-30, 0.0, -2.0, 1.1e-38]))
+def test_zero_subnormals_flushes_negligible_weights_and_moments_only():
+    # Weights and first moments below 1e-20 go to zero (their products with gradients are subnormal); Adam's
+    # second moments only when subnormal (sqrt(1e-30) is far below eps, but nothing is gained by touching them).
+    values = [1e-39, -1e-40, 1e-30, 0.0, -2.0, 1.1e-38, 2e-20, -5e-21]
+    w = torch.nn.Parameter(torch.tensor(values))
     optimizer = base.adam([w], lr=1e-3)
     w.grad = torch.zeros_like(w)
     optimizer.step()
     with torch.no_grad():
-        w.copy_(torch.tensor([1e-39, -1e-40, 1e-30, 0.0, -2.0, 1.1e-38]))  # 1.1e-38: just subnormal
-    optimizer.state[w]["exp_avg"].copy_(torch.tensor([3e-41, 1.0, 0.0, 5e-39, 1.2e-38, -1e-44]))  # 1.2e-38: normal
+        w.copy_(torch.tensor(values))
+    optimizer.state[w]["exp_avg"].copy_(torch.tensor([3e-41, 1.0, 0.0, 5e-39, 1.2e-38, -1e-44, 3e-20, 1e-25]))
+    optimizer.state[w]["exp_avg_sq"].copy_(torch.tensor([1e-39, 1e-30, 0.0, 1.0, 1e-20, 2e-38, 0.0, 0.0]))
     base.zero_subnormals_(optimizer)
-    assert w.tolist() == pytest.approx([0.0, 0.0, 1e-30, 0.0, -2.0, 0.0], rel=1e-6, abs=0)
-    assert optimizer.state[w]["exp_avg"].tolist() == pytest.approx([0.0, 1.0, 0.0, 0.0, 1.2e-38, 0.0], rel=1e-6, abs=0)
+    assert w.tolist() == pytest.approx([0.0, 0.0, 0.0, 0.0, -2.0, 0.0, 2e-20, 0.0], rel=1e-6, abs=0)
+    assert optimizer.state[w]["exp_avg"].tolist() == pytest.approx([0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 3e-20, 0.0], rel=1e-6, abs=0)
+    assert optimizer.state[w]["exp_avg_sq"].tolist() == pytest.approx([0.0, 1e-30, 0.0, 1.0, 1e-20, 2e-38, 0.0, 0.0], rel=1e-6, abs=0)
