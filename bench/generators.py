@@ -221,6 +221,17 @@ def machine() -> str:
 def write_results(rows, pairs, baseline, args, n_rows, n_cols, discrete, sample_rows) -> None:
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     (BENCH / "results").mkdir(exist_ok=True)
+    for r in rows + pairs:
+        r.setdefault("date", date)
+    # A run of some models keeps the last results of the others (each row carries its own date).
+    previous = BENCH / "results" / "generators.json"
+    if previous.exists():
+        old = json.loads(previous.read_text())
+        kept = [r for r in old.get("rows", []) if r["model"] not in args.models]
+        for r in kept:
+            r.setdefault("date", old.get("date"))
+        rows = kept + rows
+        pairs = [p for p in old.get("pairs", []) if p["model"] not in args.models] + pairs
     payload = {"date": date, "machine": machine(), "epochs": args.epochs, "seeds": args.seeds, "rows": rows,
                "pairs": pairs, "real_baseline_auc": baseline, "hand_written_s_per_epoch": HAND_WRITTEN_S_PER_EPOCH}
     (BENCH / "results" / "generators.json").write_text(json.dumps(payload, indent=2))
@@ -238,20 +249,20 @@ def write_results(rows, pairs, baseline, args, n_rows, n_cols, discrete, sample_
              "first tenth; compile s = first epoch minus median epoch",
              f"- Versions: tabtwin vs {next((r['version'] for r in done if r['side'] == 'peer'), 'n/a')}, "
              f"sdmetrics {done[0]['sdmetrics'] if done else 'n/a'}, torch {done[0]['torch'] if done else 'n/a'}", "",
-             "| model | side | seed | epochs | fit s | detection | pair trends | shapes | TSTR AUC | median s/epoch "
+             "| model | side | seed | run | epochs | fit s | detection | pair trends | shapes | TSTR AUC | median s/epoch "
              "| vs hand-written | late/early | compile s |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         if r.get("failed"):
-            lines.append(f"| {r['model']} | {r['side']} | {r['seed']} | torch.compile failed: {r['failed']} "
-                         "| | | | | | | | | |")
+            lines.append(f"| {r['model']} | {r['side']} | {r['seed']} | {r.get('date', '')} | torch.compile failed: "
+                         f"{r['failed']} | | | | | | | | | |")
             continue
-        lines.append(f"| {r['model']} | {r['side']} | {r['seed']} | {r['epochs']} | {f(r['fit_s'], '.1f')} | "
+        lines.append(f"| {r['model']} | {r['side']} | {r['seed']} | {r.get('date', '')} | {r['epochs']} | {f(r['fit_s'], '.1f')} | "
                      f"{f(r['detection_score'])} | {f(r['trends'])} | {f(r['shapes'])} | {f(r['tstr_auc'])} | "
                      f"{f(r['s_per_epoch_median'])} | {f(r.get('vs_hand_written'), '.2f')}x | "
                      f"{f(r.get('late_over_early'), '.2f')} | {f(r.get('compile_s'), '.1f')} |")
     lines.append("")
-    for model in args.models:
+    for model in dict.fromkeys(r["model"] for r in rows):
         every = [x for p in pairs if p["model"] == model for x in p["paired"]]
         if every:
             quartiles = statistics.quantiles(every, n=4)[::2] if len(every) > 1 else [every[0]] * 2
