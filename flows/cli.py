@@ -375,14 +375,16 @@ def print_gate(checks: list[dict], indent: int = 0) -> None:
         return
     table = Table(box=box.SIMPLE, show_edge=False, pad_edge=False)
     for name in ("section", "check", "value", "threshold", "result"):
-        table.add_column(name, justify="right" if name in ("value", "threshold") else "left")
+        table.add_column(name, justify="right" if name in ("value", "threshold") else "left", overflow="fold")
     for check in checks:
         result = (Text("not judged", "dim") if not check["judged"] else
                   Text("pass", "green") if check["passed"] else Text("FAIL", "bold red"))
         value = "-" if check["value"] is None else _value_text(check["value"], check["threshold"])
         # Text, not markup: a check such as inference_risk[income] must not read as a style tag.
         table.add_row(Text(check["section"]), Text(check["check"]), value, f"{check['op']} {check['threshold']:g}", result)
-    console = Console(highlight=False)
+    # In a pipe rich assumes 80 columns and would cut long check names (inference_risk[<column>]) with "...":
+    # there nothing limits the width, so give it room.
+    console = Console(highlight=False) if sys.stdout.isatty() else Console(highlight=False, width=200)
     with console.capture() as captured:
         console.print(Padding(table, (0, 0, 0, indent)))
     print("\n".join(line.rstrip() for line in captured.get().splitlines()))  # no padding at the ends of lines

@@ -149,6 +149,10 @@ def test_the_gate_table_is_plain_text_off_a_terminal_and_coloured_on_one(capsys,
     # A value that 3 digits would show as its own threshold gets the digits that tell them apart.
     print_gate([{**CHECKS[1], "check": "dcr_share", "value": 0.60004, "threshold": 0.6, "message": "m"}])
     assert capsys.readouterr().out.splitlines()[2].split()[:5] == ["privacy", "dcr_share", "0.60004", "<=", "0.6"]
+    # A long check name is shown whole in a pipe (rich would assume 80 columns and cut it with an ellipsis).
+    long = "inference_risk[" + "very_long_column_name_" * 4 + "]"
+    print_gate([{**CHECKS[1], "check": long, "message": "m"}])
+    assert long in capsys.readouterr().out
     monkeypatch.setenv("FORCE_COLOR", "1")  # what rich sees on a terminal
     print_gate(CHECKS)
     assert "\x1b[" in capsys.readouterr().out
