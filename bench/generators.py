@@ -259,7 +259,7 @@ def write_results(rows, pairs, baseline, args, n_rows, n_cols, discrete, sample_
             continue
         lines.append(f"| {r['model']} | {r['side']} | {r['seed']} | {r.get('date', '')} | {r['epochs']} | {f(r['fit_s'], '.1f')} | "
                      f"{f(r['detection_score'])} | {f(r['trends'])} | {f(r['shapes'])} | {f(r['tstr_auc'])} | "
-                     f"{f(r['s_per_epoch_median'])} | {f(r.get('vs_hand_written'), '.2f')}x | "
+                     f"{f(r['s_per_epoch_median'])} | {f(r.get('vs_hand_written'), '.2f')}{'x' if r.get('vs_hand_written') else ''} | "
                      f"{f(r.get('late_over_early'), '.2f')} | {f(r.get('compile_s'), '.1f')} |")
     lines.append("")
     for model in dict.fromkeys(r["model"] for r in rows):
