@@ -3,9 +3,12 @@
 One entry per `GateConfig` field (the key a gate JSON file sets the threshold with), so that the report's
 glossary, its failed-check sentences and the command line all name a check the same way:
 
-    EXPLANATIONS["min_detection_score"].fix  -> "Train longer, or use the flagship model ..."
+    EXPLANATIONS["min_detection_score"].fix  -> "Train longer, or use the flagship model ..." (generic)
+    fix_for(check_or_key, results)           -> that advice fitted to what produced the table (results["run"],
+                                                results["privacy"]["dp"]): the flagship, a DP model, a request
     gate_key(check)                          -> "min_detection_score" for the gate's check "detection_score"
     explain_failure(check, results)          -> one paragraph with this run's figures
+    threshold_text(check)                    -> "0.04 (default 0.1)" for a threshold a gate file changed
 
 The check names in `apply_gate`'s results (`detection_score`, `inference_risk[income]`, ...) stay as they are
 in report.json; `gate_key` maps each to its threshold's key.
@@ -14,6 +17,9 @@ in report.json; `gate_key` maps each to its threshold's key.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import PurePath
+
+from tabtwin.evaluation.gate import GateConfig
 
 FLAGSHIP = "autoregressive"  # flows/steps.py DEFAULT_MODEL; named here because evaluation must not import flows
 
@@ -36,6 +42,18 @@ _TRAIN_BETTER = (f"Train longer (more epochs), or use the flagship model ({FLAGS
 _MEMORISES = ("The generator memorises training rows: train for fewer epochs, use a smaller model, train with "
               "differential privacy (tabtwin fit --model tvae --dp-epsilon 3), or drop columns that make rows "
               "unique (ids, exact timestamps, free text).")
+
+# What else to do, by who reads the report and what produced the table (`fix_for`): the flagship cannot be
+# "switched to", a DP model should not be told to drop its privacy, an analyst's request cannot retrain.
+_TRAIN_FLAGSHIP = (f"The model is already the flagship ({FLAGSHIP}): train it longer (more epochs, a longer "
+                   f"training budget), and check the data: id columns and free-text columns it cannot learn should be "
+                   f"marked as ids or dropped.")
+_TRAIN_DP = ("The model was trained with differential privacy, whose noise costs fidelity: train longer (more "
+             "epochs), or retrain with a larger epsilon (--dp-epsilon), which keeps more of the data's structure "
+             "at the price of a weaker privacy guarantee (a trade-off for the data's owner to make).")
+_MEMORISES_DP = ("The generator keeps too much of its training rows even with differential privacy{eps}: retrain "
+                 "with a smaller epsilon (--dp-epsilon) or for fewer epochs, or drop columns that make rows unique "
+                 "(ids, exact timestamps, free text).")
 
 EXPLANATIONS: dict[str, Explanation] = {
     "min_quality": Explanation(
@@ -151,9 +169,94 @@ def explain_failure(check: dict, results: dict) -> str:
         return check.get("message", "")
     if not check.get("judged", True):
         return f"{entry.title}: not judged ({check.get('reason')}); nothing to do unless more real rows exist."
-    need = f"needs {'≥' if check['op'] == '>=' else '≤'} {check['threshold']:g}"
+    need = f"needs {'≥' if check['op'] == '>=' else '≤'} {threshold_text(check)}"
     detail = _DETAILS.get(key, _plain)(check, results, need)
-    return f"{detail} {entry.fix}"
+    return f"{detail} {fix_for(key, results)}"
+
+
+def fix_for(check_or_key, results: dict | None = None) -> str | None:
+    """What to do when a check fails, fitted to who reads it and what produced the table: `check_or_key` is a
+    gate check ({section, check}) or its gate key; `results` is `evaluate(...)`'s dict (or any dict with its
+    "run" and "privacy": {"dp"}), read for `run.kind`, `run.model`, `run.registry_entry`, `run.conditions` and
+    the DP block. A request gets what an analyst can do (conditions, rows, the model's owner); a DP model a
+    larger or smaller epsilon, never "train with differential privacy"; the flagship a longer training, not
+    itself. Without a run or DP block: the generic `EXPLANATIONS[key].fix`. None for an unknown check."""
+    key = check_or_key if isinstance(check_or_key, str) else gate_key(check_or_key)
+    entry = EXPLANATIONS.get(key)
+    if entry is None:
+        return None
+    results = results or {}
+    run = results.get("run") or {}
+    dp = (results.get("privacy") or {}).get("dp")
+    if entry.fix.startswith(_TRAIN_BETTER):
+        base, tail = _TRAIN_BETTER, entry.fix[len(_TRAIN_BETTER):]
+    elif entry.fix.startswith(_MEMORISES):
+        base, tail = _MEMORISES, entry.fix[len(_MEMORISES):]
+    else:
+        return entry.fix
+    if run.get("kind") == "request":
+        return _request_fix(base is _MEMORISES, run, dp) + tail
+    if base is _TRAIN_BETTER:
+        if dp:
+            return _TRAIN_DP + tail
+        if run.get("model") == FLAGSHIP:
+            return _TRAIN_FLAGSHIP + tail
+        return entry.fix
+    if dp:
+        return _MEMORISES_DP.format(eps=_epsilon(dp)) + tail
+    return entry.fix
+
+
+def _epsilon(dp: dict) -> str:
+    return f" (ε = {dp['epsilon']:.2f})" if isinstance(dp.get("epsilon"), (int, float)) else ""
+
+
+def _request_fix(privacy: bool, run: dict, dp: dict | None) -> str:
+    """An analyst's request to a registered model cannot retrain it: what the analyst can do, and whom to ask."""
+    conditions = run.get("conditions")
+    if isinstance(conditions, dict):
+        conditions = ", ".join(f"{k} = {v}" for k, v in conditions.items())
+    entry = run.get("registry_entry")
+    owner = f"registry entry {PurePath(str(entry)).name}" if entry else "the registered model"
+    broader = "ask for fewer or broader conditions" + (f" than {conditions}" if conditions else "")
+    if privacy:
+        spent = f"ε = {dp['epsilon']:.2f}" if dp and isinstance(dp.get("epsilon"), (int, float)) else "epsilon"
+        retrain = (f"with a smaller epsilon (--dp-epsilon) than the {spent} it was trained with" if dp
+                   else "with differential privacy (--dp-epsilon) or for fewer epochs")
+        return (f"The synthetic rows of this request sit too close to real training rows, and a request cannot "
+                f"retrain the model: {broader} (a narrow segment has few real rows to hide among), and ask the "
+                f"owner of {owner} to retrain it {retrain}.")
+    retrain = ("more epochs, or a larger epsilon with --dp-epsilon: a privacy trade-off for the owner to make" if dp
+               else "more epochs, a longer training budget")
+    return (f"This table answers a request to a registered model, which cannot be retrained from here: {broader} "
+            f"(a narrow segment leaves the model few real rows to match), ask for more rows, or ask the owner of "
+            f"{owner} to retrain it ({retrain}).")
+
+
+def default_threshold(check_or_key) -> float | None:
+    """The `GateConfig` default of a check's threshold (a check or its gate key); None for an unknown one."""
+    key = check_or_key if isinstance(check_or_key, str) else gate_key(check_or_key)
+    return GateConfig().to_dict().get(key)
+
+
+def _differs(value, default) -> bool:
+    return value is not None and default is not None and abs(float(value) - float(default)) > 1e-12
+
+
+def threshold_text(check_or_key, threshold=None) -> str:
+    """A check's threshold as "0.1", or "0.04 (default 0.1)" when a gate file set another than the default;
+    `check_or_key` a gate check (its own threshold) or a gate key with `threshold`."""
+    if not isinstance(check_or_key, str):
+        threshold = check_or_key["threshold"]
+    default = default_threshold(check_or_key)
+    text = f"{threshold:g}" if isinstance(threshold, (int, float)) else str(threshold)
+    return f"{text} (default {default:g})" if _differs(threshold, default) else text
+
+
+def changed_thresholds(gate_config: dict | None) -> list[str]:
+    """The gate keys whose threshold in `gate_config` (report.json's meta.gate_config) differs from the default."""
+    defaults = GateConfig().to_dict()
+    return [key for key, value in (gate_config or {}).items() if _differs(value, defaults.get(key))]
 
 
 def _n(value, digits: int = 2) -> str:

@@ -17,6 +17,7 @@ ol.failures li{margin:.5rem 0} .failure b{color:#a50e0e}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(520px,1fr));gap:.6rem}
 .figrow{display:grid;grid-template-columns:minmax(0,1fr) 370px;gap:1rem;align-items:start;margin:.8rem 0}
 .side{min-width:0;overflow-x:auto} .side td,.side th{font-size:.85rem;padding:.2rem .4rem}
+.side-checks td:first-child,#checks td:nth-child(2){overflow-wrap:anywhere;word-break:break-word}
 @media (max-width:900px){.figrow{grid-template-columns:1fr}}
 .note{background:#fff8e1;border-left:4px solid #f0b400;padding:.5rem .8rem;margin:.6rem 0}
 dl.glossary dt{font-weight:600;margin-top:.8rem} dl.glossary dd{margin-left:1rem}
@@ -30,12 +31,14 @@ great-expectations {{ r.meta.versions.great_expectations }}</p>
 {% if run_rows %}<table class="run" id="run">{% for label, text in run_rows %}<tr><th>{{ label }}</th><td>{{ text }}</td></tr>{% endfor %}</table>{% endif %}
 <div class="banner {{ 'pass' if r.gate.passed else 'fail' }}" id="verdict">Gate {{ 'PASSED' if r.gate.passed else 'FAILED' }}
 {%- if not r.gate.passed %}: {{ r.gate.failures|length }} check(s) failed{% endif %}</div>
+{% if changed %}<p class="note" id="gate-file">Thresholds from a gate file: {{ changed|length }} differ from the defaults
+({% for key in changed %}<code>{{ key }}</code>{% if not loop.last %}, {% endif %}{% endfor %}); the checks below show each changed threshold with its default.</p>{% endif %}
 {% if failed %}<h2 id="failed">What failed and what to do</h2>
 <ol class="failures">{% for c in failed %}<li class="failure" data-key="{{ c.key }}"><b>{{ c.section }} · {{ c.check }}</b>
 (<code>{{ c.key }}</code>): {{ c.explanation }}</li>{% endfor %}</ol>{% endif %}
 <table id="checks"><tr><th>section</th><th>check</th><th>gate key</th><th>value</th><th>threshold</th><th>result</th></tr>
 {% for c in checks %}<tr><td>{{ c.section }}</td><td>{{ c.check }}</td><td><code>{{ c.key }}</code></td><td>{{ c.shown }}</td>
-<td>{{ '≥' if c.op == '>=' else '≤' }} {{ c.threshold }}</td>
+<td>{{ '≥' if c.op == '>=' else '≤' }} {{ c.threshold_text }}</td>
 <td class="{{ 'ok' if c.passed else 'bad' }}">{% if c.judged == false %}not judged: {{ c.reason }}{% elif c.passed %}pass{% else %}FAIL{% endif %}</td></tr>{% endfor %}
 </table>
 <p class="muted">A gate file sets a threshold by its gate key (e.g. <code>{"min_detection_score": 0.2}</code>, passed with <code>--gate</code>);
@@ -82,7 +85,7 @@ columns, Cramér's V (0 to 1) for the others (numbers cut into 10 bins). Compare
 {% if dp.covered %}<tr><th>covered</th><td>{{ dp.covered }}</td></tr>{% endif %}
 {% if dp.not_covered %}<tr><th>not covered</th><td><ul>{% for item in dp.not_covered %}<li>{{ item }}</li>{% endfor %}</ul></td></tr>{% endif %}
 {% if dp.conditional_sampling %}<tr><th>conditional sampling</th><td>{{ dp.conditional_sampling }}</td></tr>{% endif %}
-</table><p class="muted">Not gated: the distance and attack checks below judge the synthetic rows whatever the training.</p>{% endif %}
+</table><p class="muted">Epsilon itself is not a gate check: the distance and attack checks below are, and they judge the synthetic rows whatever the training.</p>{% endif %}
 {% if r.privacy.skipped %}<p>Distance metrics not judged: {{ r.privacy.skipped }}.</p>{% endif %}
 {% macro side(rows) %}<table class="side-checks"><tr><th>check</th><th>value</th><th>threshold</th><th>result</th></tr>
 {% for p in rows %}<tr><td>{{ p.figure }}</td><td>{{ p.checked }}</td><td>{{ p.op }} {{ p.threshold }}</td>
@@ -134,9 +137,9 @@ singling out is multivariate ({{ a.attacks[0].detail }}, 3 columns per query); l
 
 <section id="glossary"><h2>What each check means</h2>
 <p class="muted">Each check's threshold is set by its gate key in a gate file; the values here are this run's.</p>
-<dl class="glossary">{% for key, e, threshold in glossary %}<dt id="key-{{ key }}"><code>{{ key }}</code> · {{ e.title }}
+<dl class="glossary">{% for key, e, threshold, fix in glossary %}<dt id="key-{{ key }}"><code>{{ key }}</code> · {{ e.title }}
 <span class="muted">(check <code>{{ e.section }}.{{ e.check }}</code>{% if threshold is not none %}, threshold {{ threshold }}{% endif %})</span></dt>
-<dd>{{ e.measures }} <b>Good:</b> {{ e.good }} <b>If it fails:</b> {{ e.fix }}</dd>{% endfor %}</dl>
+<dd>{{ e.measures }} <b>Good:</b> {{ e.good }} <b>If it fails:</b> {{ fix }}</dd>{% endfor %}</dl>
 </section>
 <p class="muted">Evaluation took {% for k, v in r.meta.seconds.items() %}{{ k }} {{ v }} s{% if not loop.last %}, {% endif %}{% endfor %} on {{ r.meta.machine }}.</p>
 </body></html>

@@ -142,7 +142,8 @@ def render_html(results: dict, real: pd.DataFrame, synthetic: pd.DataFrame, sche
     from markupsafe import Markup
 
     from tabtwin.evaluation import figures as fig
-    from tabtwin.evaluation.explain import EXPLANATIONS, describe_run, explain_dp, explain_failure, gate_key, value_text
+    from tabtwin.evaluation.explain import (EXPLANATIONS, changed_thresholds, describe_run, explain_dp, explain_failure,
+                                           fix_for, gate_key, threshold_text, value_text)
 
     quality = results["fidelity"]["quality"]
     privacy = results.get("privacy") or {}
@@ -162,8 +163,8 @@ def render_html(results: dict, real: pd.DataFrame, synthetic: pd.DataFrame, sche
     }
     figures.update({k: Markup(v) for k, v in figures.items() if isinstance(v, str)})
     modelled = sum(spec.kind != "id" for spec in schema.columns)
-    checks = [{**c, "key": gate_key(c), "shown": value_text(c["value"], c["threshold"]) or "n/a"}
-              for c in gate.get("checks", [])]
+    checks = [{**c, "key": gate_key(c), "shown": value_text(c["value"], c["threshold"]) or "n/a",
+               "threshold_text": threshold_text(c)} for c in gate.get("checks", [])]
     failed = [{**c, "explanation": explain_failure(c, results)} for c in checks if not c["passed"]]
     rows = privacy_rows(results)
     template = Environment(autoescape=True).from_string(_TEMPLATE)
@@ -173,7 +174,9 @@ def render_html(results: dict, real: pd.DataFrame, synthetic: pd.DataFrame, sche
         attack_rows=[p for p in rows if p["figure"].endswith("_risk") or "_risk[" in p["figure"]],
         figure_note=(f"the {len(shown)} columns with the lowest shape scores of {modelled}" if len(shown) < modelled else None),
         pair_note=_pair_note(quality), pair_columns=pair_columns,
-        glossary=[(key, EXPLANATIONS[key], config.get(key)) for key in EXPLANATIONS],
+        glossary=[(key, EXPLANATIONS[key], threshold_text(key, config[key]) if config.get(key) is not None else None,
+                   fix_for(key, results)) for key in EXPLANATIONS],
+        changed=changed_thresholds(config),
         run_rows=describe_run(results.get("run")), dp=privacy.get("dp"), dp_sentence=explain_dp(privacy.get("dp")),
         plotly_js=Markup(fig.plotly_js()),
     )
@@ -184,7 +187,7 @@ def privacy_rows(results: dict) -> list[dict]:
     check of the privacy section, each with one sentence a reviewer can read aloud (what the figure measures,
     what is good). `value` gives an attack's risk with its interval; `checked` the figure the gate compares
     (an attack's upper bound)."""
-    from tabtwin.evaluation.explain import value_text
+    from tabtwin.evaluation.explain import threshold_text, value_text
 
     privacy = results.get("privacy") or {}
     attacks = {(_attack_check_name(a)): a for a in (privacy.get("attacks") or {}).get("attacks", [])}
@@ -223,7 +226,7 @@ def privacy_rows(results: dict) -> list[dict]:
         result = ("not judged: " + check["reason"]) if not check["judged"] else ("pass" if check["passed"] else "FAIL")
         checked = value_text(check["value"], check["threshold"], 4 if check["check"] == "exact_copy_excess" else 3)
         rows.append({"figure": check["check"], "value": value, "checked": checked or "n/a",
-                     "op": "≤", "threshold": check["threshold"],
+                     "op": "≤", "threshold": threshold_text(check),
                      "result": result, "passed": check["passed"],
                      "sentence": sentences.get(check["check"], sentences.get(check["check"].split("[")[0], ""))})
     return rows

@@ -352,16 +352,18 @@ def _cmd_evaluate(args) -> int:
                        seed=args.seed, dp=privacy)
     paths = write_report(results, args.out, real, synthetic, schema)
     print(f"gate {'PASSED' if results['gate']['passed'] else 'FAILED'}")
-    print_gate(results["gate"]["checks"])
+    print_gate(results["gate"]["checks"], results=results)
     if privacy:
         print(format_privacy(privacy))
     print(f"report: {paths['html']} and {paths['json']}")
     return 0 if results["gate"]["passed"] else EXIT_GATE_FAILED
 
 
-def print_gate(checks: list[dict], indent: int = 0) -> None:
+def print_gate(checks: list[dict], indent: int = 0, results: dict | None = None) -> None:
     """The gate's checks as a short table (section, check, value, threshold, result), then each failed check's
-    message (and its explanation, where `evaluation.explain` has one) and each not-judged check's reason.
+    message (and what to do, where `evaluation.explain` says) and each not-judged check's reason. A threshold a
+    gate file changed shows its default ("0.04 (default 0.1)"). `results` (evaluate's dict, or any with its
+    "run" and "privacy": {"dp"}) fits the advice to what produced the table (`explain.fix_for`).
 
     rich draws the table: colours on a terminal, plain text without escape codes in a pipe or a file.
     """
@@ -381,7 +383,7 @@ def print_gate(checks: list[dict], indent: int = 0) -> None:
                   Text("pass", "green") if check["passed"] else Text("FAIL", "bold red"))
         value = "-" if check["value"] is None else _value_text(check["value"], check["threshold"])
         # Text, not markup: a check such as inference_risk[income] must not read as a style tag.
-        table.add_row(Text(check["section"]), Text(check["check"]), value, f"{check['op']} {check['threshold']:g}", result)
+        table.add_row(Text(check["section"]), Text(check["check"]), value, f"{check['op']} {_threshold_text(check)}", result)
     # In a pipe rich assumes 80 columns and would cut long check names (inference_risk[<column>]) with "...":
     # there nothing limits the width, so give it room.
     console = Console(highlight=False) if sys.stdout.isatty() else Console(highlight=False, width=200)
@@ -389,7 +391,7 @@ def print_gate(checks: list[dict], indent: int = 0) -> None:
         console.print(Padding(table, (0, 0, 0, indent)))
     print("\n".join(line.rstrip() for line in captured.get().splitlines()))  # no padding at the ends of lines
     pad = " " * (indent or 2)
-    fix = _fixes()
+    fix = _fixes(results)
     for check in checks:
         if not check["passed"]:
             print(f"{pad}FAIL {check['message']}")
@@ -407,14 +409,20 @@ def _value_text(value: float, threshold: float) -> str:
     return value_text(value, threshold, kind="g")
 
 
-def _fixes():
-    """check -> what to do when it fails, in plain words (`evaluation.explain`, by the gate-file key); nothing
-    where that module is absent."""
+def _threshold_text(check: dict) -> str:
+    from tabtwin.evaluation.explain import threshold_text
+
+    return threshold_text(check)
+
+
+def _fixes(results: dict | None = None):
+    """check -> what to do when it fails, in plain words (`evaluation.explain.fix_for`, fitted to `results`'
+    run and DP blocks); nothing where that module is absent."""
     try:
-        from tabtwin.evaluation.explain import EXPLANATIONS, gate_key
+        from tabtwin.evaluation.explain import fix_for
     except ImportError:
         return lambda check: None
-    return lambda check: getattr(EXPLANATIONS.get(gate_key(check)), "fix", None)
+    return lambda check: fix_for(check, results)
 
 
 def _quiet_prefect(verbose: bool) -> None:
@@ -450,7 +458,8 @@ def _cmd_run(args) -> int:
     for summary in summaries:
         verdict = "published" if summary["passed"] else "gate FAILED, data withheld"
         print(f"{summary['data']} [{summary['model']}]: {verdict}")
-        print_gate(summary.get("checks", []), indent=2)
+        print_gate(summary.get("checks", []), indent=2,
+                   results={"run": {"kind": "run", "model": summary["model"]}, "privacy": {"dp": summary.get("privacy")}})
         if summary.get("privacy"):
             print("  " + format_privacy(summary["privacy"]))
         print(f"  report: {summary['folder']}/report.html")
@@ -489,7 +498,9 @@ def _cmd_request(args) -> int:
     removed = "; the older table there was removed" if summary.get("removed") else ""
     print(f"{args.rows:,} rows written to {args.out}" if summary["passed"] else
           f"gate FAILED: the table is withheld, nothing written to {args.out}{removed}")
-    print_gate(summary["checks"])
+    print_gate(summary["checks"], results={"run": {"kind": "request", "registry_entry": args.model,
+                                                   "conditions": parse_conditions(args.condition) or None},
+                                           "privacy": {"dp": summary.get("privacy")}})
     if summary.get("privacy"):
         print(format_privacy(summary["privacy"]))
     print(f"report: {summary['folder']}/report.html")

@@ -266,3 +266,133 @@ def test_a_value_never_reads_as_its_threshold():
 
     (row,) = privacy_rows({"gate": {"checks": checks}, "privacy": {}})
     assert row["checked"] == "0.6004" and row["result"] == "FAIL"
+
+
+# ---------------------------------------------------------------------------------------------- advice that fits
+
+
+DETECTION = {"section": "fidelity", "check": "detection_score", "value": 0.02, "op": ">=", "threshold": 0.1,
+             "passed": False, "judged": True}
+DCR = {"section": "privacy", "check": "dcr_share", "value": 0.7, "op": "<=", "threshold": 0.6, "passed": False,
+       "judged": True}
+DP_BLOCK = {"epsilon": 2.97, "delta": 1e-5}
+
+
+def test_the_flagship_is_not_told_to_use_the_flagship():
+    from tabtwin.evaluation.explain import fix_for
+
+    generic = fix_for(DETECTION, {"run": None})
+    assert "use the flagship model" in generic and generic == EXPLANATIONS["min_detection_score"].fix
+    assert fix_for(DETECTION, {"run": {"kind": "run", "model": "tvae"}}) == generic
+    text = fix_for(DETECTION, {"run": {"kind": "run", "model": FLAGSHIP_WORD}})
+    assert "use the flagship" not in text and "more epochs" in text and "training budget" in text
+    assert "free-text" in text and "id" in text
+    assert text.endswith(" check their per-column figures and their pairs.")  # the check's own hint is kept
+    # explain_failure, the report's sentence, says the same
+    results = {"run": {"kind": "run", "model": FLAGSHIP_WORD}, "fidelity": {"detection": {"auc": 0.99}}}
+    assert "use the flagship" not in explain_failure(DETECTION, results)
+
+
+def test_a_dp_model_gets_a_larger_epsilon_not_a_non_private_model():
+    from tabtwin.evaluation.explain import fix_for
+
+    results = {"run": {"kind": "run", "model": "tvae"}, "privacy": {"dp": DP_BLOCK}}
+    for key in ("min_quality", "min_pair_trends", "min_detection_score", "min_utility_ratio"):
+        text = fix_for(key, results)
+        assert "larger epsilon" in text and "more epochs" in text and "trade-off" in text, key
+        assert "flagship" not in text and "non-private" not in text, key
+    # the privacy checks: a smaller epsilon, never "train with differential privacy" for a model that already is
+    for key in ("max_dcr_share", "max_close_share", "max_exact_copy_excess", "max_mia_auc", "max_singling_out_risk",
+                "max_linkability_risk", "max_inference_risk"):
+        text = fix_for(key, results)
+        assert "train with differential privacy" not in text and "smaller epsilon" in text and "2.97" in text, key
+    assert "train with differential privacy" in fix_for(DCR, {"run": {"kind": "run", "model": "tvae"}})
+    assert "Removing the exact copies alone" in fix_for("max_exact_copy_excess", results)
+
+
+def test_a_request_gets_what_an_analyst_can_do():
+    from tabtwin.evaluation.explain import fix_for
+
+    run = {"kind": "request", "model": FLAGSHIP_WORD, "registry_entry": "/srv/registry/adult-autoregressive",
+           "conditions": {"sex": "Female"}, "rows": 500}
+    text = fix_for(DETECTION, {"run": run})
+    assert "fewer or broader conditions than sex = Female" in text and "more rows" in text
+    assert "owner of registry entry adult-autoregressive" in text and "retrain" in text
+    assert "Train longer" not in text and "use the flagship" not in text
+    text = fix_for(DCR, {"run": run, "privacy": {"dp": DP_BLOCK}})
+    assert "broader conditions" in text and "adult-autoregressive" in text and "smaller epsilon" in text
+    assert "train with differential privacy" not in text and "train for fewer epochs" not in text
+    dp_text = fix_for("min_quality", {"run": run, "privacy": {"dp": DP_BLOCK}})
+    assert "larger epsilon" in dp_text and "owner" in dp_text
+    # contracts and unknown checks: as before
+    assert fix_for("min_contract_success", {"run": run}) == EXPLANATIONS["min_contract_success"].fix
+    assert fix_for({"section": "x", "check": "y"}, {"run": run}) is None
+
+
+def test_the_report_fits_its_advice_to_the_request(page):
+    report, html = page  # the fixture: a request to a DP model, entry adult-tvae@3
+    failed = html[html.index('id="failed"'):html.index('id="checks"')]
+    assert "use the flagship" not in failed and "Train longer" not in failed
+    assert "adult-tvae@3" in failed and "broader conditions" in failed and "larger epsilon" in failed
+    glossary = html[html.index('<section id="glossary">'):]
+    assert "train with differential privacy" not in glossary and "smaller epsilon" in glossary
+
+
+def test_a_changed_threshold_shows_its_default(failing):
+    from tabtwin.evaluation.explain import changed_thresholds, threshold_text
+
+    results, train, synthetic, schema = failing
+    assert changed_thresholds(results["meta"]["gate_config"]) == []
+    html = render_html(jsonable(results), train, synthetic, schema)
+    assert 'id="gate-file"' not in html and "(default " not in html
+    config = GateConfig(min_pair_trends=0.04, max_dcr_share=0.7)
+    checks = apply_gate(results, config)
+    loosened = {**results, "gate": checks, "meta": {**results["meta"], "gate_config": config.to_dict()}}
+    html = render_html(jsonable(loosened), train, synthetic, schema)
+    verdict = html[html.index('id="verdict"'):html.index('id="checks"')]
+    assert "Thresholds from a gate file: 2 differ from the defaults" in verdict
+    table = html[html.index('id="checks"'):html.index("</table>", html.index('id="checks"'))]
+    assert "≥ 0.04 (default 0.8)" in table and "≤ 0.7 (default 0.6)" in table and "≥ 0.8 (default" not in table
+    side = html[html.index('class="side-checks"'):]
+    assert "≤ 0.7 (default 0.6)" in side
+    pair = next(c for c in checks["checks"] if c["check"] == "pair_trends")
+    assert threshold_text(pair) == "0.04 (default 0.8)" and threshold_text({**pair, "threshold": 0.8}) == "0.8"
+    assert threshold_text({**pair, "check": "inference_risk[x]", "section": "privacy", "threshold": 0.5}) == "0.5"
+
+
+def test_the_dp_note_says_epsilon_is_not_a_gate_check_but_the_distances_are(page):
+    _, html = page
+    assert "Not gated: the distance" not in html
+    assert "Epsilon itself is not a gate check: the distance and attack checks below are" in html
+
+
+def test_long_check_names_wrap_in_the_side_tables():
+    from tabtwin.evaluation.html import TEMPLATE
+
+    style = TEMPLATE[TEMPLATE.index("<style>"):TEMPLATE.index("</style>")]
+    rule = re.search(r"([^}]*\.side-checks td[^{]*)\{([^}]*)\}", style)
+    assert rule and "overflow-wrap:anywhere" in rule.group(2) and "#checks td" in rule.group(1)
+
+
+def test_the_gate_table_marks_a_changed_threshold_and_fits_its_advice(capsys, monkeypatch):
+    from tabtwin.flows.cli import print_gate
+
+    inference = {"section": "privacy", "check": "inference_risk[income]", "value": 0.61, "op": "<=", "threshold": 0.5,
+                 "passed": False, "judged": True, "message": "privacy.inference_risk[income] = 0.610, needs <= 0.5"}
+
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    detection = {"section": "fidelity", "check": "detection_score", "value": 0.02, "op": ">=", "threshold": 0.04,
+                 "passed": False, "judged": True, "message": "fidelity.detection_score = 0.02, needs >= 0.04"}
+    print_gate([detection])
+    out = capsys.readouterr().out
+    assert out.splitlines()[2].split() == ["fidelity", "detection_score", "0.02", ">=", "0.04", "(default", "0.1)", "FAIL"]
+    assert "use the flagship model" in " ".join(out.split())  # no run: the generic advice
+    print_gate([detection], results={"run": {"kind": "run", "model": "autoregressive"}, "privacy": {"dp": None}})
+    out = " ".join(capsys.readouterr().out.split())
+    assert "use the flagship" not in out and "already the flagship" in out
+    print_gate([detection], results={"run": {"kind": "request", "registry_entry": "adult-tvae"}})
+    out = " ".join(capsys.readouterr().out.split())
+    assert "broader conditions" in out and "adult-tvae" in out and "Train longer" not in out
+    print_gate([inference], results={"run": {"kind": "run", "model": "tvae"}, "privacy": {"dp": {"epsilon": 3.0}}})
+    out = " ".join(capsys.readouterr().out.split())
+    assert "train with differential privacy" not in out and "smaller epsilon" in out
