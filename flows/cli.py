@@ -487,11 +487,15 @@ def _flow_outcome(state) -> dict:
 
 
 def _cmd_request(args) -> int:
-    _quiet_prefect(args.verbose)
-    from tabtwin.flows.synthesize import request
+    from tabtwin.flows.steps import read_registration, registry_entry
     from tabtwin.pipeline.ingest import check_output_path
 
+    # Bad input is refused before Prefect starts (seconds, and its shutdown lines after the error).
     check_output_path(args.out)
+    read_registration(registry_entry(args.model, None))
+    _quiet_prefect(args.verbose)
+    from tabtwin.flows.synthesize import request
+
     state = request(model=args.model, rows=args.rows, conditions=parse_conditions(args.condition) or None,
                     out=str(args.out), seed=args.seed, device=args.device, return_state=True)
     summary = _flow_outcome(state)

@@ -220,3 +220,13 @@ def test_run_refuses_dp_it_cannot_give_before_any_work(table, tmp_path, capsys, 
                          "--registry", tmp_path / "reg")
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and words in err
     assert not any((tmp_path / d).exists() for d in ("runs", "cache", "reg"))
+
+
+def test_request_refuses_an_unregistered_path_in_one_line_before_prefect_starts(tmp_path, capsys, monkeypatch):
+    import tabtwin.flows.cli as cli_module
+
+    started = []
+    monkeypatch.setattr(cli_module, "_quiet_prefect", lambda verbose: started.append(verbose))
+    code, out, err = run(capsys, "request", tmp_path / "nope", "--rows", 10, "--out", tmp_path / "x.csv")
+    assert code == 2 and err.count("\n") == 1 and "is not a registered model" in err and str(tmp_path / "nope") in err
+    assert not started  # refused before the flow (and Prefect) was set up
