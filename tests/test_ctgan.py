@@ -243,7 +243,7 @@ def test_gradient_penalty_of_a_linear_critic_is_known():
     data, cond = torch.rand(8, 3), torch.rand(8, 2)
     norm = 3.0 * (0.25 + 1.0 + 4.0 + 1.0) ** 0.5
     penalty = gradient_penalty(critic, data, cond)
-    assert float(penalty) == pytest.approx((norm - 1.0) ** 2, rel=1e-5)
+    assert penalty.detach().item() == pytest.approx((norm - 1.0) ** 2, rel=1e-5)
     penalty.backward()  # through create_graph: the penalty's own gradient reaches the weights
     assert critic.layers[0].weight.grad is not None and float(critic.layers[0].weight.grad.abs().sum()) > 0
     assert float(critic.data_in.weight.grad.abs().sum()) > 0 and float(critic.cond_in.weight.grad.abs().sum()) > 0
