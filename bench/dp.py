@@ -15,8 +15,8 @@ len(train) rows and is scored against the holdout. Settings run one at a time, i
 torch threads. The encoder's statistics (category sets, mixture fits, forms) are not covered by the guarantee
 (listed in each model's privacy block); the table says so.
 
-Run (a private epoch of Adult takes ~16 s on one core against ~0.4 s for a plain one, so 300 private epochs take
-about 80 min per epsilon; the RESULTS table used 30 private epochs, and the non-private TVAE at 30 and at its own
+Run (a private epoch of Adult takes 18-20 s on one core against ~0.6 s for a plain one, so 300 private epochs take
+about 100 min per epsilon; the RESULTS table used 30 private epochs, and the non-private TVAE at 30 and at its own
 300):
 
     taskset -c 0 .venv/bin/python bench/dp.py --threads 1 --epochs 30
