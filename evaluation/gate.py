@@ -125,6 +125,11 @@ def apply_gate(results: dict, config: GateConfig) -> dict:
     return {"passed": not failures, "failures": failures, "not_judged": not_judged, "checks": checks}
 
 
+def attack_check_name(attack: dict) -> str:
+    """The gate check of one anonymeter attack: `singling_out_risk`, `linkability_risk`, `inference_risk[<secret>]`."""
+    return f"{attack['attack']}_risk" + (f"[{attack['detail']}]" if attack["attack"] == "inference" else "")
+
+
 def _attack_checks(attacks: dict | None, config: GateConfig) -> list[dict]:
     """One check per anonymeter attack on the upper bound of its risk's confidence interval."""
     if not attacks:
@@ -136,8 +141,7 @@ def _attack_checks(attacks: dict | None, config: GateConfig) -> list[dict]:
                 for name, threshold in thresholds.items()]
     checks = []
     for attack in attacks.get("attacks", []):
-        name = f"{attack['attack']}_risk" + (f"[{attack['detail']}]" if attack["attack"] == "inference" else "")
-        checks.append(_at_most("privacy", name, attack.get("ci_high"), thresholds[attack["attack"]]))
+        checks.append(_at_most("privacy", attack_check_name(attack), attack.get("ci_high"), thresholds[attack["attack"]]))
     return checks
 
 

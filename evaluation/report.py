@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tabtwin.evaluation.gate import GateConfig, apply_gate
+from tabtwin.evaluation.gate import GateConfig, apply_gate, attack_check_name
 from tabtwin.evaluation.html import TEMPLATE as _TEMPLATE
 from tabtwin.pipeline.errors import TabtwinError
 from tabtwin.pipeline.files import write_json_atomic, write_text_atomic
@@ -190,7 +190,7 @@ def privacy_rows(results: dict) -> list[dict]:
     from tabtwin.evaluation.explain import threshold_text, value_text
 
     privacy = results.get("privacy") or {}
-    attacks = {(_attack_check_name(a)): a for a in (privacy.get("attacks") or {}).get("attacks", [])}
+    attacks = {attack_check_name(a): a for a in (privacy.get("attacks") or {}).get("attacks", [])}
     m, n_train, n_holdout = privacy.get("n_compared"), privacy.get("n_train"), privacy.get("n_holdout")
     sentences = {
         "dcr_share": (f"The chance that a synthetic row sits closer to the {n_train} training rows than a real "
@@ -230,10 +230,6 @@ def privacy_rows(results: dict) -> list[dict]:
                      "result": result, "passed": check["passed"],
                      "sentence": sentences.get(check["check"], sentences.get(check["check"].split("[")[0], ""))})
     return rows
-
-
-def _attack_check_name(attack: dict) -> str:
-    return f"{attack['attack']}_risk" + (f"[{attack['detail']}]" if attack["attack"] == "inference" else "")
 
 
 # Figures show at most this many columns (a 300-column table would need a 300-inch figure): the worst first.
