@@ -28,8 +28,9 @@ zero; once their gradient is far below Adam's eps, each step shrinks them by a n
 subnormal range, where rounding stalls them (0.9 x the smallest subnormal rounds back to it), so they never
 reach zero and their count only grows (none at epoch 20, 27 at epoch 29, 419 weights and 1,908 first moments at
 epoch 149). Every matmul and Adam step touching them takes the CPU's slow path. The fix, at that source: once
-per epoch `base.zero_subnormals_` sets subnormal weights and optimizer state to the zero they were converging
-to (zero at every epoch's end afterwards, at no measurable cost). `torch.set_flush_denormal(True)` is not
+per epoch `base.zero_subnormals_` sets weights and first moments below 1e-20 (and subnormal second moments) to
+the zero they were converging to: weights near 1e-30 are normal but their products with gradients are not (a
+column of 500 subnormals per dead unit in the backward pass; late epochs 10x slower before, bench/RESULTS.md). `torch.set_flush_denormal(True)` is not
 enough on its own: it sets the FTZ/DAZ flags of the calling thread only, not of torch's other intra-op threads.
 
 Sampling is ancestral: z ~ N(0, I), then x ~ p(x|z). Softmax spans are drawn with the Gumbel-max trick (the
