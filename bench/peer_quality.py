@@ -1,7 +1,7 @@
 """Fit one peer generator and sample from it, in the peer's own venv; driven by bench/quality.py.
 
     bench/.peer-venv/bin/python bench/peer_quality.py --model ctgan|tvae --train T.parquet --rows N --out S.parquet
-        [--discrete COL ...] [--datetime COL=FORMAT ...] [--epochs E] [--seed S] [--threads T]
+        [--discrete COL ...] [--datetime COL=FORMAT ...] [--epochs E] [--seed S] [--threads T] [--flush-denormal]
     bench/.argn-venv/bin/python bench/peer_quality.py --model argn ...
 
 Prints one JSON line: fit_seconds and sample_seconds, timed here around everything the peer needs (its own
@@ -12,7 +12,10 @@ The peers get the training table as bench/quality.py read it, with two adaptatio
   numbers (nanoseconds), TabularARGN as datetimes. They go back as strings in the same format.
 - ctgan/tvae only: a numeric column with nulls (which the ctgan package rejects) is filled with its median and
   gets a discrete null-indicator column, as SDV does; sampled rows whose indicator is set get a null.
-TabularARGN gets everything else as is, with its default settings (device cpu). The ctgan package (BSL) and
+TabularARGN gets everything else as is, with its default settings (device cpu). --flush-denormal runs the ctgan
+package with `torch.set_flush_denormal(True)`, as mostlyai-engine's training and tabtwin's flagship do: it changes
+no setting of the model, only the arithmetic of floats below 1e-38, and spares its TVAE the slowdown of late
+epochs (8.4x on Adult without it, bench/RESULTS.md). The ctgan package (BSL) and
 mostlyai-engine are never imported by tabtwin: only this script, in a throwaway venv, does.
 """
 
@@ -35,6 +38,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, help="ctgan/tvae only; default: the package's default")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--flush-denormal", action="store_true", help="ctgan/tvae: torch.set_flush_denormal(True)")
     args = ap.parse_args()
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(args.threads)
@@ -43,13 +47,16 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    if args.flush_denormal and not torch.set_flush_denormal(True):
+        raise SystemExit("--flush-denormal: this CPU cannot flush subnormal floats (torch.set_flush_denormal)")
     train = pd.read_parquet(args.train)
     datetimes = dict(item.split("=", 1) for item in args.datetime)
     run = _argn if args.model == "argn" else _ctgan
     synthetic, figures = run(args, train, datetimes)
     synthetic = synthetic[list(train.columns)]
     synthetic.to_parquet(args.out, index=False)
-    figures.update(model=args.model, rows=len(synthetic), torch=torch.__version__, threads=torch.get_num_threads())
+    figures.update(model=args.model, rows=len(synthetic), torch=torch.__version__, threads=torch.get_num_threads(),
+                   flush_denormal=args.flush_denormal)
     print(json.dumps(figures))
 
 

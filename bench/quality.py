@@ -75,6 +75,9 @@ def main() -> None:
     ap.add_argument("--out-md", default=str(BENCH / "RESULTS.md"))
     ap.add_argument("--no-write", action="store_true", help="print only; write no JSON, plot or markdown")
     ap.add_argument("--fresh", action="store_true", help="drop the rows stored by earlier runs")
+    ap.add_argument("--peer-flush-denormal", action="store_true",
+                    help="run the ctgan package with torch.set_flush_denormal(True), as mostlyai-engine trains; "
+                         "recorded in the run")
     ap.add_argument("--max-seconds", type=float,
                     help="a training-time budget for the flagship (its opt-in max_seconds), for a time-matched row "
                          "against a faster peer; recorded as its own generator, 'autoregressive, max_seconds=S'")
@@ -93,7 +96,13 @@ def main() -> None:
             rows += table_rows
             print(f"\n### {table}\n\n{markdown_table(table_rows)}\n", flush=True)
     if not args.no_write:
-        write(merge(rows, args.fresh), Path(args.out_md))
+        import fcntl
+
+        # Runs pinned to different cores may finish together: merge and write one at a time.
+        (BENCH / "results").mkdir(exist_ok=True)
+        with open(BENCH / "results" / ".quality.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            write(merge(rows, args.fresh), Path(args.out_md))
 
 
 def merge(rows: list[dict], fresh: bool) -> dict:
@@ -169,6 +178,8 @@ def run_peer(model: str, train_path: Path, train, schema, args, work: Path) -> t
            "--datetime", *[f"{s.name}={s.datetime_format}" for s in schema.of_kind("datetime") if s.datetime_format]]
     if args.epochs and name != "argn":
         cmd += ["--epochs", str(args.epochs)]
+    if args.peer_flush_denormal and name != "argn":
+        cmd.append("--flush-denormal")
     # The peer's venv alone decides what it imports: no PYTHONPATH from this process.
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     env.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads),
@@ -241,7 +252,7 @@ def run_info(args, started: datetime) -> dict:
     """What a row needs to be reproduced: date, threads, seed, epochs, row cap, pinned CPUs, commit."""
     return {"date": started.isoformat(timespec="seconds"), "threads": args.threads, "seed": args.seed,
             "epochs": args.epochs, "max_rows": args.max_rows, "cpus": sorted(os.sched_getaffinity(0)),
-            "commit": commit()}
+            "commit": commit(), **({"peer_flush_denormal": True} if args.peer_flush_denormal else {})}
 
 
 def load_split(table: str, max_rows: int | None, seed: int):
@@ -356,7 +367,8 @@ def describe(run: dict) -> str:
     return (f"run {run['date']}, commit {run.get('commit') or '?'}, seed {run['seed']}, torch threads {run['threads']}, "
             f"{where}, "
             f"ctgan/tvae epochs {run.get('epochs') or 'package defaults'}"
-            + (f", at most {run['max_rows']:,} rows" if run.get("max_rows") else ""))
+            + (f", at most {run['max_rows']:,} rows" if run.get("max_rows") else "")
+            + (", ctgan package with torch.set_flush_denormal(True)" if run.get("peer_flush_denormal") else ""))
 
 
 def plot(rows: list[dict], path: Path) -> None:
