@@ -313,11 +313,13 @@ def _cmd_fit(args) -> int:
     return 0
 
 
-def format_privacy(privacy: dict) -> str:
-    """The DP budget a model spent, in one line (`fit`, and `run`/`request`/`evaluate` of a DP model)."""
-    return (f"differential privacy: epsilon {privacy['epsilon']:.3g} spent (target {privacy['target_epsilon']:g}), "
-            f"delta {privacy['delta']:.3g}, noise multiplier {privacy['noise_multiplier']:.3g}, "
-            f"clipping norm {privacy['max_grad_norm']:g}; the encoder's statistics are not covered (config.json)")
+def format_privacy(privacy: dict, indent: str = "") -> str:
+    """The DP budget a model spent, in two lines (`fit`, and `run`/`request`/`evaluate` of a DP model): the
+    guarantee, then how it was trained and what it does not cover; each line starts with `indent`."""
+    return (f"{indent}differential privacy: epsilon {privacy['epsilon']:.3g} spent (target "
+            f"{privacy['target_epsilon']:g}), delta {privacy['delta']:.3g}\n"
+            f"{indent}  noise multiplier {privacy['noise_multiplier']:.3g}, clipping norm {privacy['max_grad_norm']:g}; "
+            f"not covered: the encoder's statistics in config.json")
 
 
 def _cmd_sample(args) -> int:
@@ -458,10 +460,13 @@ def _cmd_run(args) -> int:
     for summary in summaries:
         verdict = "published" if summary["passed"] else "gate FAILED, data withheld"
         print(f"{summary['data']} [{summary['model']}]: {verdict}")
+        if summary.get("model_reused"):
+            # Otherwise a rerun that trains nothing looks like one whose training was instant.
+            print(f"  fit:    skipped, reused the cached model with the same rows and settings ({summary['model_dir']})")
         print_gate(summary.get("checks", []), indent=2,
                    results={"run": {"kind": "run", "model": summary["model"]}, "privacy": {"dp": summary.get("privacy")}})
         if summary.get("privacy"):
-            print("  " + format_privacy(summary["privacy"]))
+            print(format_privacy(summary["privacy"], indent="  "))
         print(f"  report: {summary['folder']}/report.html")
         if summary["passed"]:
             print(f"  data:   {summary['folder']}/synthetic.parquet")

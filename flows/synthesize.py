@@ -92,7 +92,7 @@ load_inputs, fit_or_reuse, sample_synthetic, evaluate_run, publish, register_mod
 def run_sequence(spec: RunSpec, places: Places, ops: Steps = PLAIN, artifact_key: str = "synthesize-report") -> dict:
     """The synthesize pipeline, once: load -> fit or reuse -> sample -> evaluate -> publish -> artifacts -> register.
 
-    Returns the run's summary: data, model, folder, passed, synthetic (path or None), model_reused, registered
+    Returns the run's summary: data, model, folder, passed, synthetic (path or None), model_reused, model_dir, registered
     (registry entry or None), the gate's checks and failure messages, and the model's DP guarantee (or None).
     """
     steps.check_registry_names([spec], places.registry)
@@ -116,6 +116,7 @@ def run_sequence(spec: RunSpec, places: Places, ops: Steps = PLAIN, artifact_key
                                         steps.split_record(spec, train, holdout), privacy)
     return {"data": spec.data, "model": spec.model, "folder": str(published.folder), "passed": published.passed,
             "synthetic": str(published.synthetic) if published.synthetic else None, "model_reused": reused,
+            "model_dir": str(model_dir),
             "registered": str(registered) if registered else None, **gate_summary(results), "privacy": privacy}
 
 

@@ -149,3 +149,5 @@ def test_fit_with_dp_epsilon_saves_and_prints_the_spent_budget(table, tmp_path, 
     privacy = json.loads((tmp_path / "m" / "config.json").read_text())["state"]["privacy"]
     assert 0 < privacy["epsilon"] <= 3 and privacy["delta"] == 1e-4 and privacy["delta_rule"] == "given"
     assert f"epsilon {privacy['epsilon']:.3g} spent (target 3)" in out
+    dp_lines = out[out.index("differential privacy"):].splitlines()[:2]
+    assert "not covered" in dp_lines[1] and all(len(line) <= 100 for line in dp_lines)  # fits a terminal

@@ -5,7 +5,9 @@ sharing a stem register under distinct names, and a real clash is refused; 13 pu
 the umask's modes; 14 a closed stdout pipe ends quietly; 15 `run` and `request` print the failing checks.
 """
 
+import contextlib
 import dataclasses
+import io
 import json
 import os
 import shutil
@@ -57,10 +59,12 @@ def shop(harness, tmp_path_factory, device):
     parquet = write_table(read_table(csv), root / "shop.parquet")  # the same frame read back: one fit, reused
     lenient = write_gate(root / "lenient.json", LENIENT)
     places = ["--out", root / "runs", "--cache", root / "cache", "--registry", root / "registry"]
-    code = main([str(a) for a in ["run", csv, parquet, "--epochs", 1, "--batch-size", 50, "--device", device,
-                                  "--gate", lenient, *places]])
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main([str(a) for a in ["run", csv, parquet, "--epochs", 1, "--batch-size", 50, "--device", device,
+                                      "--gate", lenient, *places]])
     assert code == 0
-    return {"root": root, "csv": csv, "parquet": parquet, "table": table, "places": places, "device": device,
+    return {"root": root, "printed": printed.getvalue(), "csv": csv, "parquet": parquet, "table": table, "places": places, "device": device,
             "entry": root / "registry" / f"shop-csv-{DEFAULT_MODEL}"}
 
 
@@ -81,6 +85,10 @@ def test_inputs_sharing_a_stem_register_under_distinct_names(shop):
     entries = sorted(p.name for p in (shop["root"] / "registry").iterdir() if not p.name.startswith("."))
     assert entries == [f"shop-csv-{DEFAULT_MODEL}", f"shop-parquet-{DEFAULT_MODEL}"]
     assert len(list((shop["root"] / "cache").iterdir())) == 1  # the same rows: the second reused the first's model
+    # ... and the terminal says so, under the second run only.
+    csv_part, parquet_part = shop["printed"].split(str(shop["parquet"]) + " [")
+    assert "reused the cached model" not in csv_part
+    assert "fit:    skipped, reused the cached model" in parquet_part and str(shop["root"] / "cache") in parquet_part
     sources = {json.loads((shop["root"] / "registry" / e / "registration.json").read_text())["source"]["data"]
                for e in entries}
     assert sources == {str(shop["csv"].resolve()), str(shop["parquet"].resolve())}
