@@ -56,7 +56,9 @@ class TrainingProgress:
         if self.bar is None:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=epochs, desc=self.label, unit="epoch", leave=False)
+            # The first epoch ended before the bar existed: start it there (initial=epoch), or tqdm would time
+            # that whole epoch as an instant and show a rate of thousands of epochs a second.
+            self.bar = tqdm(total=epochs, initial=epoch, desc=self.label, unit="epoch", leave=False)
         self.bar.update(epoch - self.bar.n)
         # Redraw every epoch: tqdm skips draws within its 0.1 s mininterval, so fast last epochs would never show
         # (leave=False then clears a bar that stopped short of its total).

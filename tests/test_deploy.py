@@ -201,6 +201,20 @@ def test_training_progress_logs_every_few_seconds_with_the_time_left(caplog):
     assert (duration(42), duration(600), duration(3900 * 2)) == ("42 s", "10 min", "2 h 10 min")
 
 
+def test_progress_bar_shows_no_rate_before_a_second_epoch(capsys):
+    # The bar starts after the first epoch; timing that epoch as an instant showed thousands of epochs a second.
+    progress = TrainingProgress(logging.getLogger("tabtwin.test.progress"), bar=True, label="tvae training")
+    progress(1, 10, {"loss": 1.0})
+    first = str(progress.bar)
+    time.sleep(0.2)
+    progress(2, 10, {"loss": 0.5})
+    second = str(progress.bar)
+    progress.finish()
+    assert "1/10" in first and "?epoch/s" in first
+    rate = float(second.split("epoch/s")[0].split()[-1])
+    assert "2/10" in second and 0 < rate < 10  # one epoch in at least 0.2 s: at most 5 a second
+
+
 @pytest.mark.parametrize("model", ["autoregressive", "ctgan"])
 def test_generators_report_each_epoch_to_the_progress_callback(model):
     from tabtwin.generators import model_class
