@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import shutil
 import uuid
@@ -100,6 +101,9 @@ def dp_params(model: str, epsilon: float | None, delta: float | None) -> dict:
         return {}
     if model not in dp_models():
         raise TabtwinError(f"--dp-epsilon is supported by {', '.join(dp_models())} only, not {model}; use --model {dp_models()[0]}")
+    # The CLI's parser checks this too; a flow or a deployment's parameters arrive without it.
+    if not (isinstance(epsilon, (int, float)) and math.isfinite(epsilon) and epsilon > 0):
+        raise TabtwinError(f"--dp-epsilon must be a positive number, got {epsilon}; smaller is more private (1-10 is usual)")
     if delta is not None and not 0 < delta < 1:
         raise TabtwinError(f"--dp-delta must lie between 0 and 1, got {delta}; it is the chance the guarantee fails")
     return {"dp_epsilon": epsilon, **({"dp_delta": delta} if delta is not None else {})}

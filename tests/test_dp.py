@@ -151,3 +151,15 @@ def test_fit_with_dp_epsilon_saves_and_prints_the_spent_budget(table, tmp_path, 
     assert f"epsilon {privacy['epsilon']:.3g} spent (target 3)" in out
     dp_lines = out[out.index("differential privacy"):].splitlines()[:2]
     assert "not covered" in dp_lines[1] and all(len(line) <= 100 for line in dp_lines)  # fits a terminal
+
+
+@pytest.mark.parametrize("epsilon", [0, -1.0, float("nan"), float("inf")])
+def test_a_flow_refuses_a_bad_epsilon_before_reading_the_data(tmp_path, epsilon):
+    # Flows and deployments get their parameters without the CLI's parser: the run checks them itself,
+    # before loading the data (here a file that does not exist, which would be the error otherwise).
+    from tabtwin.flows.steps import Places, RunSpec
+    from tabtwin.flows.synthesize import run_sequence
+
+    spec = RunSpec(data=str(tmp_path / "missing.csv"), model="tvae", dp_epsilon=epsilon)
+    with pytest.raises(TabtwinError, match="must be a positive number"):
+        run_sequence(spec, Places(out=str(tmp_path / "runs"), cache=str(tmp_path / "cache"), registry=None))
