@@ -30,7 +30,8 @@ synthetic {{ r.meta.rows.synthetic }} · tabtwin {{ r.meta.versions.tabtwin }}, 
 great-expectations {{ r.meta.versions.great_expectations }}</p>
 {% if run_rows %}<table class="run" id="run">{% for label, text in run_rows %}<tr><th>{{ label }}</th><td>{{ text }}</td></tr>{% endfor %}</table>{% endif %}
 <div class="banner {{ 'pass' if r.gate.passed else 'fail' }}" id="verdict">Gate {{ 'PASSED' if r.gate.passed else 'FAILED' }}
-{%- if not r.gate.passed %}: {{ r.gate.failures|length }} check(s) failed{% endif %}</div>
+{%- if not r.gate.passed %}: {{ r.gate.failures|length }} check(s) failed
+{%- if r.run and r.run.kind in ('run', 'request') %}; the synthetic table was withheld{% endif %}{% endif %}</div>
 {% if changed %}<p class="note" id="gate-file">Thresholds from a gate file: {{ changed|length }} differ from the defaults
 ({% for key in changed %}<code>{{ key }}</code>{% if not loop.last %}, {% endif %}{% endfor %}); the checks below show each changed threshold with its default.</p>{% endif %}
 {% if failed %}<h2 id="failed">What failed and what to do</h2>

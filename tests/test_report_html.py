@@ -92,6 +92,8 @@ def test_failed_checks_are_explained_with_their_gate_keys(page):
     failed = {c["check"] for c in report["gate"]["failures"]}
     assert {"pair_trends", "auc_ratio"} <= failed
     assert 'id="verdict">Gate FAILED: ' in html
+    banner = html[html.index('id="verdict"'):html.index("</div>", html.index('id="verdict"'))]
+    assert "the synthetic table was withheld" in banner  # a request's reader learns no table left
     for check in report["gate"]["failures"]:
         sentence = explain_failure(check, report)
         assert sentence and str(round(check["threshold"], 2)) in sentence
@@ -345,6 +347,8 @@ def test_a_changed_threshold_shows_its_default(failing):
     assert changed_thresholds(results["meta"]["gate_config"]) == []
     html = render_html(jsonable(results), train, synthetic, schema)
     assert 'id="gate-file"' not in html and "(default " not in html
+    plain = render_html(jsonable({**results, "run": None}), train, synthetic, schema)  # `evaluate`: nothing withheld
+    assert "withheld" not in plain[plain.index('id="verdict"'):plain.index('id="checks"')]
     config = GateConfig(min_pair_trends=0.04, max_dcr_share=0.7)
     checks = apply_gate(results, config)
     loosened = {**results, "gate": checks, "meta": {**results["meta"], "gate_config": config.to_dict()}}
