@@ -14,7 +14,8 @@ import time
 from dataclasses import MISSING, fields
 from pathlib import Path
 
-from tabtwin.flows.steps import Places, RunSpec, check_registry_names, dp_params, generator_params, spec_default
+from tabtwin.flows.steps import (Places, RunSpec, budget_params, check_registry_names, dp_params, generator_params,
+                                  spec_default)
 from tabtwin.pipeline.errors import TabtwinError
 
 EXIT_USER_ERROR = 2
@@ -88,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     fit = command("fit", "train a generator on a table and save it to a model folder")
     _add_input_args(fit)
-    add_spec_arguments(fit, ("model", "epochs", "batch_size", "device", "seed", "dp_epsilon", "dp_delta"))
+    add_spec_arguments(fit, ("model", "epochs", "batch_size", "max_seconds", "device", "seed", "dp_epsilon", "dp_delta"))
     fit.add_argument("--quiet", action="store_true", help="no progress bar")
     fit.add_argument("--out", type=Path, required=True, help="model folder to write")
     fit.set_defaults(handler=_cmd_fit)
@@ -301,6 +302,7 @@ def _cmd_fit(args) -> int:
     df, schema = _load(args)
     params = generator_params(args.epochs, args.batch_size, args.device, args.seed)
     params.update(dp_params(args.model, args.dp_epsilon, args.dp_delta))
+    params.update(budget_params(args.model, args.max_seconds))
     model = model_class(args.model)(**params, verbose=not args.quiet)
     start = time.perf_counter()
     model.fit(df, schema)
@@ -449,8 +451,9 @@ def _cmd_run(args) -> int:
     _quiet_prefect(args.verbose)
     specs, places = run_specs(args)
     check_registry_names(specs, places.registry)
-    for spec in specs:  # a model without DP is refused before any pair runs
+    for spec in specs:  # a model without DP (or without a time budget) is refused before any pair runs
         dp_params(spec.model, spec.dp_epsilon, spec.dp_delta)
+        budget_params(spec.model, spec.max_seconds)
     if args.runner == "dask":
         from tabtwin.flows.scale import run_many
 

@@ -50,6 +50,10 @@ class RunSpec:
     batch_size: int | None = field(
         default=None, metadata={"help": "rows per training step (None: the model's own)", "positive": True}
     )
+    max_seconds: float | None = field(
+        default=None, metadata={"help": "training-time budget in seconds (None: none; models with one only: autoregressive). "
+                                        "Opt-in: where it stops training, a seeded run depends on the machine's speed", "positive": True}
+    )
     rows: int | None = field(
         default=None, metadata={"help": "synthetic rows (None: as many as the training split)", "positive": True}
     )
@@ -72,7 +76,7 @@ class RunSpec:
         """What the cached model depends on. DP settings enter only when set, so that models cached before they
         existed keep their fingerprints."""
         return {"model": self.model, "epochs": self.epochs, "batch_size": self.batch_size, "seed": self.seed,
-                **dp_params(self.model, self.dp_epsilon, self.dp_delta)}
+                **dp_params(self.model, self.dp_epsilon, self.dp_delta), **budget_params(self.model, self.max_seconds)}
 
     @classmethod
     def flow_fields(cls) -> list:
@@ -84,6 +88,22 @@ def generator_params(epochs: int | None, batch_size: int | None, device: str, se
     """A generator's constructor arguments from run parameters; None leaves the model's own default."""
     params = dict(epochs=epochs, batch_size=batch_size, device=device, random_state=seed)
     return {k: v for k, v in params.items() if v is not None or k == "random_state"}
+
+
+def budget_params(model: str, max_seconds: float | None) -> dict:
+    """`max_seconds` as a constructor argument of `model`; a user error for a model without a time budget or a
+    budget that is not a positive number."""
+    if max_seconds is None:
+        return {}
+    from tabtwin.generators import model_class
+
+    having = [name for name in MODEL_NAMES if "max_seconds" in model_class(name)._get_param_names()]
+    if model not in having:
+        raise TabtwinError(f"--max-seconds is supported by {', '.join(having)} only, not {model}; "
+                           f"use --epochs to shorten {model}'s training")
+    if not (isinstance(max_seconds, (int, float)) and math.isfinite(max_seconds) and max_seconds > 0):
+        raise TabtwinError(f"--max-seconds must be a positive number of seconds, got {max_seconds}")
+    return {"max_seconds": max_seconds}
 
 
 def dp_models() -> list[str]:
@@ -193,6 +213,7 @@ def fit_or_reuse(train: pd.DataFrame, schema: Schema, spec: RunSpec, cache_root:
         return model_dir, True
     params = generator_params(spec.epochs, spec.batch_size, spec.device, spec.seed)
     params.update(dp_params(spec.model, spec.dp_epsilon, spec.dp_delta))
+    params.update(budget_params(spec.model, spec.max_seconds))
     model = model_class(spec.model)(**params, verbose=False)
     model.progress_callback = progress
     model.fit(train, schema).save(model_dir)

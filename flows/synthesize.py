@@ -97,6 +97,7 @@ def run_sequence(spec: RunSpec, places: Places, ops: Steps = PLAIN, artifact_key
     """
     steps.check_registry_names([spec], places.registry)
     steps.dp_params(spec.model, spec.dp_epsilon, spec.dp_delta)  # a model without DP is refused before any work
+    steps.budget_params(spec.model, spec.max_seconds)
     train, holdout, schema = ops.load_inputs(spec)
     model_dir, reused = ops.fit_or_reuse(train, schema, spec, places.cache)
     _logger().info("model %s (%s)", model_dir, "reused from cache" if reused else "trained")
@@ -146,6 +147,7 @@ def synthesize(
     model: str = spec_default("model"),
     epochs: int | None = spec_default("epochs"),
     batch_size: int | None = spec_default("batch_size"),
+    max_seconds: float | None = spec_default("max_seconds"),
     rows: int | None = spec_default("rows"),
     target: str | None = spec_default("target"),
     out: str = place_default("out"),
@@ -161,7 +163,7 @@ def synthesize(
     gate: str | None = spec_default("gate"),
 ):
     """Parameters: the fields of `flows.steps.RunSpec` (bar conditions) and of `flows.steps.Places`."""
-    spec = RunSpec(data=data, model=model, epochs=epochs, batch_size=batch_size, rows=rows, target=target,
+    spec = RunSpec(data=data, model=model, epochs=epochs, batch_size=batch_size, max_seconds=max_seconds, rows=rows, target=target,
                    holdout_fraction=holdout_fraction, seed=seed, device=device, dp_epsilon=dp_epsilon,
                    dp_delta=dp_delta, table=table, metadata=metadata, gate=gate)
     summary = run_sequence(spec, Places(out=out, cache=cache, registry=registry), TASKS)

@@ -109,6 +109,18 @@ def test_parameters_follow_the_estimator_contract(table):
     assert model.fit(table.iloc[:200]).batch_size == 64
 
 
+def test_a_time_budget_ends_training_after_the_epoch_that_spends_it(table, device):
+    # A budget far below one epoch's time: training stops after the first epoch, whatever the cap says.
+    small = table.iloc[:600]
+    budgeted = AutoregressiveGenerator(**FAST, epochs=20, early_stopping=100, max_seconds=1e-6, device=device,
+                                       random_state=0).fit(small)
+    assert len(budgeted.history_) == 1
+    capped = AutoregressiveGenerator(**FAST, epochs=3, early_stopping=100, device=device, random_state=0).fit(small)
+    assert len(capped.history_) == 3
+    with pytest.raises(TabtwinError, match="max_seconds"):
+        AutoregressiveGenerator(max_seconds=-1.0).fit(small)
+
+
 def test_tiny_table_fits_saves_loads_and_samples(tmp_path, device):
     tiny = pd.DataFrame({"colour": ["red", "blue", "red", "green", "blue", "red"], "size": [1, 2, 1, 3, 2, 1]})
     model = AutoregressiveGenerator(epochs=3, device=device).fit(tiny)

@@ -132,6 +132,17 @@ def test_fit_refuses_dp_for_other_models_in_one_line(table, tmp_path, capsys, mo
     assert not (tmp_path / "m").exists()
 
 
+def test_fit_takes_a_time_budget_for_the_flagship_only(table, tmp_path, capsys):
+    code, out, err = run(capsys, "fit", table, "--model", "tvae", "--max-seconds", 30, "--out", tmp_path / "m")
+    assert code == 2 and out == "" and err.strip().count("\n") == 0
+    assert "--max-seconds is supported by autoregressive only, not tvae" in err and not (tmp_path / "m").exists()
+    code, out, err = run(capsys, "fit", table, "--model", "autoregressive", "--epochs", 20, "--max-seconds", "1e-6",
+                         "--quiet", "--device", "cpu", "--out", tmp_path / "a")
+    assert code == 0, err
+    config = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert config["params"]["max_seconds"] == 1e-6
+
+
 def test_fit_refuses_a_delta_without_epsilon_and_a_bad_epsilon(table, tmp_path, capsys):
     code, _, err = run(capsys, "fit", table, "--model", "tvae", "--dp-delta", "1e-5", "--out", tmp_path / "m")
     assert code == 2 and "--dp-delta needs --dp-epsilon" in err

@@ -86,6 +86,18 @@ def test_dp_settings_enter_the_fingerprint_only_when_set():
         RunSpec(data="x.csv", model="ctgan", dp_epsilon=3.0).model_params()
 
 
+def test_a_time_budget_enters_the_fingerprint_only_when_set_and_only_for_models_with_one():
+    df = make_sample_table(50, seed=1)
+    schema = infer_schema(df)
+    plain = RunSpec(data="x.csv", model="autoregressive")
+    assert "max_seconds" not in plain.model_params()  # models cached before budgets existed keep their keys
+    keys = {steps.fingerprint(df, schema, RunSpec(data="x.csv", model="autoregressive", **budget).model_params())
+            for budget in ({}, {"max_seconds": 30.0}, {"max_seconds": 60.0})}
+    assert len(keys) == 3
+    with pytest.raises(TabtwinError, match="--max-seconds is supported by autoregressive only, not tvae"):
+        RunSpec(data="x.csv", model="tvae", max_seconds=30.0).model_params()
+
+
 def test_filter_rows_matches_like_the_generators():
     df = pd.DataFrame({"sex": [" Female", " Male", " Female"], "n": [1, 2, 3]})
     assert steps.filter_rows(df, {"sex": "female"})["n"].tolist() == [1, 3]

@@ -56,26 +56,27 @@ def test_run_flags_reach_the_spec():
     argv = ["run", "a.csv", "b.csv", "--model", *MODEL_NAMES, "--epochs", "7", "--batch-size", "9", "--rows", "11",
             "--target", "y", "--holdout-fraction", "0.3", "--seed", "4", "--device", "cpu", "--table", "t",
             "--metadata", "m.json", "--gate", "g.json", "--registry", "reg", "--out", "o", "--cache", "c",
-            "--dp-epsilon", "2.5", "--dp-delta", "1e-6"]
+            "--dp-epsilon", "2.5", "--dp-delta", "1e-6", "--max-seconds", "30"]
     specs, places = cli.run_specs(cli.build_parser().parse_args(argv))
     assert len(specs) == 2 * len(MODEL_NAMES)
     assert specs[0] == RunSpec(data="a.csv", model=MODEL_NAMES[0], epochs=7, batch_size=9, rows=11, target="y",
                                holdout_fraction=0.3, seed=4, device="cpu", table="t", metadata="m.json", gate="g.json",
-                               dp_epsilon=2.5, dp_delta=1e-6)
+                               dp_epsilon=2.5, dp_delta=1e-6, max_seconds=30.0)
     assert places == Places(out="o", cache="c", registry="reg")
 
 
 def test_fit_and_deploy_defaults_come_from_runspec():
     fit = cli.build_parser().parse_args(["fit", "t.csv", "--out", "m"])
     spec = RunSpec(data="t.csv")
-    names = ("model", "epochs", "batch_size", "device", "seed", "dp_epsilon", "dp_delta")
+    names = ("model", "epochs", "batch_size", "max_seconds", "device", "seed", "dp_epsilon", "dp_delta")
     assert [getattr(fit, name) for name in names] == [getattr(spec, name) for name in names]
     parameters = deploy.parameters_from(deploy.build_parser().parse_args(["--data", "t.csv"]))
     assert parameters == flow_defaults()  # every flow parameter but `data`, at its default
 
 
 @pytest.mark.parametrize("command", [["fit", "t.csv", "--out", "m"], ["run", "t.csv"], ["deploy", "--data", "t.csv"]])
-@pytest.mark.parametrize("flag, value", [("--dp-epsilon", "0"), ("--dp-epsilon", "inf"), ("--dp-delta", "-1e-5")])
+@pytest.mark.parametrize("flag, value", [("--dp-epsilon", "0"), ("--dp-epsilon", "inf"), ("--dp-delta", "-1e-5"),
+                                         ("--max-seconds", "0"), ("--max-seconds", "nan")])
 def test_dp_flags_take_positive_numbers_everywhere(capsys, command, flag, value):
     with pytest.raises(SystemExit) as exit_:
         cli.build_parser().parse_args([*command, f"{flag}={value}"])
