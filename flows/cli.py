@@ -299,16 +299,20 @@ def _cmd_encode(args) -> int:
 def _cmd_fit(args) -> int:
     from tabtwin.generators import model_class
 
-    df, schema = _load(args)
     params = generator_params(args.epochs, args.batch_size, args.device, args.seed)
+    # Refused before the data is read: a large table or database would be read for nothing.
     params.update(dp_params(args.model, args.dp_epsilon, args.dp_delta))
     params.update(budget_params(args.model, args.max_seconds))
+    df, schema = _load(args)
     model = model_class(args.model)(**params, verbose=not args.quiet)
     start = time.perf_counter()
     model.fit(df, schema)
     seconds = time.perf_counter() - start
     model.save(args.out)
-    print(f"{args.model} fitted on {len(df):,} rows in {seconds:.1f} s ({model.device_}); model saved to {args.out}/")
+    ended = getattr(model, "stop_reason_", None)
+    epochs = len(model.history_)
+    how = f", {epochs} epoch{'s' * (epochs != 1)}, ended by {ended}" if ended else ""
+    print(f"{args.model} fitted on {len(df):,} rows in {seconds:.1f} s ({model.device_}{how}); model saved to {args.out}/")
     privacy = getattr(model, "privacy_", None)
     if privacy:
         print(format_privacy(privacy))

@@ -73,10 +73,13 @@ class RunSpec:
     conditions: dict = field(default_factory=dict, metadata={"help": "COLUMN: VALUE conditions on sampling", "flow": False})
 
     def model_params(self) -> dict:
-        """What the cached model depends on. DP settings enter only when set, so that models cached before they
-        existed keep their fingerprints."""
+        """What the cached model depends on. DP settings and a time budget enter only when set, so that models
+        cached before they existed keep their fingerprints. A budgeted model also depends on the device: how many
+        epochs fit in the budget does."""
+        budget = budget_params(self.model, self.max_seconds)
         return {"model": self.model, "epochs": self.epochs, "batch_size": self.batch_size, "seed": self.seed,
-                **dp_params(self.model, self.dp_epsilon, self.dp_delta), **budget_params(self.model, self.max_seconds)}
+                **dp_params(self.model, self.dp_epsilon, self.dp_delta), **budget,
+                **({"device": self.device} if budget else {})}
 
     @classmethod
     def flow_fields(cls) -> list:
@@ -101,9 +104,13 @@ def budget_params(model: str, max_seconds: float | None) -> dict:
     if model not in having:
         raise TabtwinError(f"--max-seconds is supported by {', '.join(having)} only, not {model}; "
                            f"use --epochs to shorten {model}'s training")
-    if not (isinstance(max_seconds, (int, float)) and math.isfinite(max_seconds) and max_seconds > 0):
+    if not (_is_number(max_seconds) and math.isfinite(max_seconds) and max_seconds > 0):
         raise TabtwinError(f"--max-seconds must be a positive number of seconds, got {max_seconds}")
-    return {"max_seconds": max_seconds}
+    return {"max_seconds": float(max_seconds)}  # 30 and 30.0: one cache key
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def dp_models() -> list[str]:
@@ -122,11 +129,11 @@ def dp_params(model: str, epsilon: float | None, delta: float | None) -> dict:
     if model not in dp_models():
         raise TabtwinError(f"--dp-epsilon is supported by {', '.join(dp_models())} only, not {model}; use --model {dp_models()[0]}")
     # The CLI's parser checks this too; a flow or a deployment's parameters arrive without it.
-    if not (isinstance(epsilon, (int, float)) and math.isfinite(epsilon) and epsilon > 0):
+    if not (_is_number(epsilon) and math.isfinite(epsilon) and epsilon > 0):
         raise TabtwinError(f"--dp-epsilon must be a positive number, got {epsilon}; smaller is more private (1-10 is usual)")
     if delta is not None and not 0 < delta < 1:
         raise TabtwinError(f"--dp-delta must lie between 0 and 1, got {delta}; it is the chance the guarantee fails")
-    return {"dp_epsilon": epsilon, **({"dp_delta": delta} if delta is not None else {})}
+    return {"dp_epsilon": float(epsilon), **({"dp_delta": float(delta)} if delta is not None else {})}
 
 
 def spec_default(name: str):

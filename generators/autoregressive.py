@@ -20,8 +20,8 @@ for its "flexible generation"). Unconditional sampling follows the table's order
 Conditional sampling puts the conditioned columns first, fixes their codes, and draws the rest in table order:
 exact conditional sampling from the model, no rejection loop, for any set of discrete columns.
 
-Training length is a budget, not a fixed epoch count: at most `epochs` passes, at most `max_seconds` of
-wall time, and early stopping on the validation negative log-likelihood (10 % of the rows, table order),
+Training length is a budget, not a fixed epoch count: at most `epochs` passes, an optional `max_seconds` of
+wall time (from the start of `fit`, checked after each epoch, so the last epoch may overrun it), and early stopping on the validation negative log-likelihood (10 % of the rows, table order),
 keeping the best epoch's weights. AdamW with a linear warm-up, then the rate halves after each epoch that
 did not improve the validation NLL; the weights validated and kept are an exponential moving average of the
 trained ones.
@@ -179,8 +179,10 @@ class AutoregressiveGenerator(SyntheticGenerator):
 
     epochs: at most this many passes over the training rows (early stopping usually ends sooner).
     early_stopping: stop after this many epochs without a better validation NLL (0: never; no validation split).
-    max_seconds: optional wall-time budget for training (None: none). Opt-in, because a budget makes the result
-        depend on the machine's speed; seeded runs without it are reproducible.
+    max_seconds: optional wall-time budget in seconds, counted from the start of `fit` (encoding included) and
+        checked after each epoch, so training ends with the epoch that passes it (None: none). Opt-in, because a
+        budget makes the result depend on the machine's speed; seeded runs without it are reproducible.
+        `stop_reason_` says what ended training: "early stopping", "time budget" or "epoch cap".
     batch_size: rows per step; capped at a 32nd of the training rows, so a small table still gets 32 steps an
         epoch.
     hidden, depth, dropout: width of each column's head, its number of layers (1 + residual blocks), dropout.
@@ -347,9 +349,13 @@ class AutoregressiveGenerator(SyntheticGenerator):
                     group["lr"] *= self.decay
                 schedule.base_lrs = [base * self.decay for base in schedule.base_lrs]
                 if stale >= self.early_stopping:
+                    self.stop_reason_ = "early stopping"
                     break
             if self.max_seconds is not None and time.perf_counter() - start > self.max_seconds:
+                self.stop_reason_ = "time budget"
                 break
+        else:
+            self.stop_reason_ = "epoch cap"
         if best_state is not None:
             self.net_.load_state_dict(best_state)
         else:  # no validation split: the last epoch's (averaged) weights

@@ -141,6 +141,7 @@ def test_fit_takes_a_time_budget_for_the_flagship_only(table, tmp_path, capsys):
     assert code == 0, err
     config = json.loads((tmp_path / "a" / "config.json").read_text())
     assert config["params"]["max_seconds"] == 1e-6
+    assert "1 epoch, ended by time budget" in out  # a budget far below one epoch: training ends after the first
 
 
 def test_fit_refuses_a_delta_without_epsilon_and_a_bad_epsilon(table, tmp_path, capsys):

@@ -94,6 +94,11 @@ def test_a_time_budget_enters_the_fingerprint_only_when_set_and_only_for_models_
     keys = {steps.fingerprint(df, schema, RunSpec(data="x.csv", model="autoregressive", **budget).model_params())
             for budget in ({}, {"max_seconds": 30.0}, {"max_seconds": 60.0})}
     assert len(keys) == 3
+    budgeted = RunSpec(data="x.csv", model="autoregressive", max_seconds=30)
+    assert budgeted.model_params() == RunSpec(data="x.csv", model="autoregressive", max_seconds=30.0).model_params()
+    # how many epochs fit in a budget depends on the device: a CPU model is not reused for a CUDA run
+    assert budgeted.model_params() != RunSpec(data="x.csv", model="autoregressive", max_seconds=30,
+                                              device="cuda").model_params()
     with pytest.raises(TabtwinError, match="--max-seconds is supported by autoregressive only, not tvae"):
         RunSpec(data="x.csv", model="tvae", max_seconds=30.0).model_params()
 

@@ -13,6 +13,7 @@ import pytest
 
 from tabtwin.flows import cli, deploy
 from tabtwin.flows.steps import DEFAULT_MODEL, MODEL_NAMES, Places, RunSpec
+from tabtwin.pipeline.errors import TabtwinError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,6 +88,16 @@ def test_dp_flags_take_positive_numbers_everywhere(capsys, command, flag, value)
 def test_the_deployment_refuses_unknown_parameters():
     with pytest.raises(TypeError, match="unknown synthesize parameters"):
         deploy.deployments("t.csv", epoch=3)
+
+
+@pytest.mark.parametrize("parameters, words", [
+    ({"model": "tvae", "max_seconds": 30}, "--max-seconds is supported by autoregressive only, not tvae"),
+    ({"model": "ctgan", "dp_epsilon": 3.0}, "--dp-epsilon is supported by tvae only, not ctgan"),
+    ({"max_seconds": True}, "must be a positive number"),
+])
+def test_the_deployment_refuses_what_every_scheduled_run_would(parameters, words):
+    with pytest.raises(TabtwinError, match=words):
+        deploy.deployments("t.csv", **parameters)
 
 
 def test_the_default_model_is_named_once():
