@@ -51,8 +51,9 @@ class RunSpec:
         default=None, metadata={"help": "rows per training step (None: the model's own)", "positive": True}
     )
     max_seconds: float | None = field(
-        default=None, metadata={"help": "training-time budget in seconds (None: none; models with one only: autoregressive). "
-                                        "Opt-in: where it stops training, a seeded run depends on the machine's speed", "positive": True}
+        default=None, metadata={"help": "training-time budget in seconds from the start of the fit, encoding included, checked after each "
+                                        "epoch (None: none; autoregressive only). Opt-in: where it stops training, a seeded run "
+                                        "depends on the machine's speed", "positive": True}
     )
     rows: int | None = field(
         default=None, metadata={"help": "synthetic rows (None: as many as the training split)", "positive": True}
