@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit = command("fit", "train a generator on a table and save it to a model folder")
     _add_input_args(fit)
     add_spec_arguments(fit, ("model", "epochs", "batch_size", "max_seconds", "device", "seed", "dp_epsilon", "dp_delta"))
-    fit.add_argument("--quiet", action="store_true", help="no progress bar")
+    fit.add_argument("--quiet", action="store_true", help="no progress bar (there is none when stderr is not a terminal)")
     fit.add_argument("--out", type=Path, required=True, help="model folder to write")
     fit.set_defaults(handler=_cmd_fit)
 
@@ -304,7 +304,8 @@ def _cmd_fit(args) -> int:
     params.update(dp_params(args.model, args.dp_epsilon, args.dp_delta))
     params.update(budget_params(args.model, args.max_seconds))
     df, schema = _load(args)
-    model = model_class(args.model)(**params, verbose=not args.quiet)
+    # A bar only for a person watching (as `run` does): in a pipe or a log its redraws are noise.
+    model = model_class(args.model)(**params, verbose=not args.quiet and sys.stderr.isatty())
     start = time.perf_counter()
     model.fit(df, schema)
     seconds = time.perf_counter() - start

@@ -230,3 +230,11 @@ def test_request_refuses_an_unregistered_path_in_one_line_before_prefect_starts(
     code, out, err = run(capsys, "request", tmp_path / "nope", "--rows", 10, "--out", tmp_path / "x.csv")
     assert code == 2 and err.count("\n") == 1 and "is not a registered model" in err and str(tmp_path / "nope") in err
     assert not started  # refused before the flow (and Prefect) was set up
+
+
+def test_fit_draws_no_progress_bar_into_a_pipe(split, tmp_path, capsys):
+    # capsys stands in for a pipe: stderr is no terminal, so no bar even without --quiet
+    code, out, err = run(capsys, "fit", split["real"], "--model", "ctgan", "--epochs", 2, "--batch-size", 50,
+                         "--device", "cpu", "--out", tmp_path / "m")
+    assert code == 0 and "\r" not in err and "epoch" not in err, err
+    assert "ctgan fitted on" in out
