@@ -15,7 +15,8 @@ OTHER = "(other values)"
 
 
 def model_frames(
-    frames: list[pd.DataFrame], schema: Schema, exclude: tuple[str, ...] = (), grouped: dict | None = None
+    frames: list[pd.DataFrame], schema: Schema, exclude: tuple[str, ...] = (), grouped: dict | None = None,
+    reference: int | None = None,
 ) -> list[pd.DataFrame]:
     """The modelled columns of each frame, ready for HistGradientBoosting with categorical_features="from_dtype".
 
@@ -23,6 +24,9 @@ def model_frames(
     data); datetimes become int64 nanoseconds; ids and `exclude` are dropped. A column with more than
     MAX_CATEGORIES values keeps its MAX_CATEGORIES - 1 most frequent (over all frames) and groups the rest as
     one value; `grouped`, when given, receives {column: number of values grouped} so a report can say so.
+    `reference` (None: all): only the first `reference` frames decide the vocabulary and the grouping; a value
+    of the others outside it becomes the grouped value, or missing when nothing was grouped. Utility passes the
+    real frames, so that train-on-real (TRTR) does not change with the synthetic table it is compared with.
     """
     columns = [s for s in schema.columns if s.kind != "id" and s.name not in exclude]
     # Columns collect in dicts and become frames once: adding them one by one fragments a wide frame.
@@ -33,13 +37,14 @@ def model_frames(
                 target[spec.name] = numeric_values(frame[spec.name], spec)
             continue
         keys = [frame[spec.name].astype(object).map(category_key) for frame in frames]
-        counts = pd.concat(keys, ignore_index=True).value_counts()
+        deciding = keys[:reference] if reference else keys
+        counts = pd.concat(deciding, ignore_index=True).value_counts()
         if len(counts) > MAX_CATEGORIES:
             kept = set(counts.index[: MAX_CATEGORIES - 1])
             keys = [k.where(k.isna() | k.isin(kept), OTHER) for k in keys]
             if grouped is not None:
                 grouped[spec.name] = int(len(counts) - len(kept))
-        vocabulary = sorted(set().union(*(set(k.dropna()) for k in keys)))
+        vocabulary = sorted(set().union(*(set(k.dropna()) for k in (keys[:reference] if reference else keys))))
         for target, key, frame in zip(out, keys, frames):
             target[spec.name] = pd.Series(pd.Categorical(key, categories=vocabulary), index=frame.index)
     return [pd.DataFrame(target, index=frame.index) for target, frame in zip(out, frames)]

@@ -52,7 +52,8 @@ def utility_report(
         return {"target": target, "task": "regression" if regression else "classification", "skipped": reason,
                 "train_real": {}, "train_synthetic": {}, "ratio": {}, "test_rows": int(len(holdout))}
     grouped: dict = {}
-    train_x, holdout_x, synthetic_x = model_frames([train, holdout, synthetic], schema, exclude=(target,), grouped=grouped)
+    train_x, holdout_x, synthetic_x = model_frames([train, holdout, synthetic], schema, exclude=(target,), grouped=grouped,
+                                                   reference=2)
     if regression:
         labels = [numeric_values(frame[target], spec) for frame in (train, holdout, synthetic)]
         real, synth = (_regression(x, y, holdout_x, labels[1], seed) for x, y in ((train_x, labels[0]), (synthetic_x, labels[2])))

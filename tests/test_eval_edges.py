@@ -242,3 +242,27 @@ def _plan(model, conditions):
     from tabtwin.generators.base import plan_conditions
 
     return plan_conditions(model.encoder_, conditions)
+
+
+def test_train_on_real_does_not_change_with_the_synthetic_table():
+    # A column with more values than the classifier's categories: which ones are kept (and their codes) must come
+    # from the real rows alone, or TRTR, the baseline every TSTR is judged against, moves with the synthetic table.
+    rng = np.random.default_rng(0)
+    n = 1500
+    city = rng.integers(0, 300, n)
+    real = pd.DataFrame({"city": [f"c{v}" for v in city], "x": rng.normal(size=n),
+                         "y": np.where((city % 2 == 0) ^ (rng.random(n) < 0.1), "yes", "no")})
+    train, holdout = real.iloc[:900].reset_index(drop=True), real.iloc[900:].reset_index(drop=True)
+    schema = infer_schema(train)
+    # 60 values the real rows never hold, each more frequent than any real one: they would take 60 of the kept places
+    unlike = pd.DataFrame({"city": [f"new{v}" for v in np.repeat(np.arange(60), 15)], "x": rng.normal(size=900),
+                           "y": rng.choice(["yes", "no"], 900)})
+    first = utility_report(train, holdout, train.sample(900, replace=True, random_state=1), schema, "y", seed=0)
+    second = utility_report(train, holdout, unlike, schema, "y", seed=0)
+    assert first["train_real"] == second["train_real"]
+    # what the classifiers see of the real rows is fixed by them alone: the same values kept, the same codes
+    assert first["grouped_categories"] == second["grouped_categories"]
+    frames = [model_frames([train, holdout, synthetic], schema, reference=2)[0] for synthetic in (train, unlike)]
+    assert frames[0].equals(frames[1]) and list(frames[0]["city"].cat.categories) == list(frames[1]["city"].cat.categories)
+    # the detection test (no reference) shares one vocabulary across real and synthetic, as it must
+    assert "new0" in model_frames([train, unlike], schema)[0]["city"].cat.categories
