@@ -37,14 +37,13 @@ def model_frames(
                 target[spec.name] = numeric_values(frame[spec.name], spec)
             continue
         keys = [frame[spec.name].astype(object).map(category_key) for frame in frames]
-        deciding = keys[:reference] if reference else keys
-        counts = pd.concat(deciding, ignore_index=True).value_counts()
+        counts = pd.concat(keys[:reference], ignore_index=True).value_counts()  # [:None]: every frame
         if len(counts) > MAX_CATEGORIES:
             kept = set(counts.index[: MAX_CATEGORIES - 1])
             keys = [k.where(k.isna() | k.isin(kept), OTHER) for k in keys]
             if grouped is not None:
                 grouped[spec.name] = int(len(counts) - len(kept))
-        vocabulary = sorted(set().union(*(set(k.dropna()) for k in (keys[:reference] if reference else keys))))
+        vocabulary = sorted(set().union(*(set(k.dropna()) for k in keys[:reference])))
         for target, key, frame in zip(out, keys, frames):
             target[spec.name] = pd.Series(pd.Categorical(key, categories=vocabulary), index=frame.index)
     return [pd.DataFrame(target, index=frame.index) for target, frame in zip(out, frames)]

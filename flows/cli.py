@@ -14,8 +14,7 @@ import time
 from dataclasses import MISSING, fields
 from pathlib import Path
 
-from tabtwin.flows.steps import (Places, RunSpec, budget_params, check_registry_names, dp_params, generator_params,
-                                  spec_default)
+from tabtwin.flows.steps import Places, RunSpec, check_registry_names, generator_params, option_params, spec_default
 from tabtwin.pipeline.errors import TabtwinError
 
 EXIT_USER_ERROR = 2
@@ -301,8 +300,7 @@ def _cmd_fit(args) -> int:
 
     params = generator_params(args.epochs, args.batch_size, args.device, args.seed)
     # Refused before the data is read: a large table or database would be read for nothing.
-    params.update(dp_params(args.model, args.dp_epsilon, args.dp_delta))
-    params.update(budget_params(args.model, args.max_seconds))
+    params.update(option_params(args.model, args.dp_epsilon, args.dp_delta, args.max_seconds))
     df, schema = _load(args)
     # A bar only for a person watching (as `run` does): in a pipe or a log its redraws are noise.
     model = model_class(args.model)(**params, verbose=not args.quiet and sys.stderr.isatty())
@@ -457,8 +455,7 @@ def _cmd_run(args) -> int:
     specs, places = run_specs(args)
     check_registry_names(specs, places.registry)
     for spec in specs:  # a model without DP (or without a time budget) is refused before any pair runs
-        dp_params(spec.model, spec.dp_epsilon, spec.dp_delta)
-        budget_params(spec.model, spec.max_seconds)
+        option_params(spec.model, spec.dp_epsilon, spec.dp_delta, spec.max_seconds)
     if args.runner == "dask":
         from tabtwin.flows.scale import run_many
 
@@ -509,14 +506,15 @@ def _cmd_request(args) -> int:
     _quiet_prefect(args.verbose)
     from tabtwin.flows.synthesize import request
 
-    state = request(model=args.model, rows=args.rows, conditions=parse_conditions(args.condition) or None,
+    conditions = parse_conditions(args.condition) or None
+    state = request(model=args.model, rows=args.rows, conditions=conditions,
                     out=str(args.out), seed=args.seed, device=args.device, return_state=True)
     summary = _flow_outcome(state)
     removed = "; the older table there was removed" if summary.get("removed") else ""
     print(f"{args.rows:,} rows written to {args.out}" if summary["passed"] else
           f"gate FAILED: the table is withheld, nothing written to {args.out}{removed}")
     print_gate(summary["checks"], results={"run": {"kind": "request", "registry_entry": args.model,
-                                                   "conditions": parse_conditions(args.condition) or None},
+                                                   "conditions": conditions},
                                            "privacy": {"dp": summary.get("privacy")}})
     if summary.get("privacy"):
         print(format_privacy(summary["privacy"]))

@@ -22,7 +22,7 @@ import os
 from dataclasses import fields
 from pathlib import Path
 
-from tabtwin.flows.steps import REGISTRATION, Places, RunSpec, absolute, budget_params, dp_params, spec_default
+from tabtwin.flows.steps import REGISTRATION, Places, RunSpec, absolute, option_params, spec_default
 from tabtwin.pipeline.errors import TabtwinError
 
 DEFAULT_CRON = "0 2 * * *"
@@ -100,9 +100,8 @@ def deployments(data: str, cron: str = DEFAULT_CRON, timezone: str | None = None
         raise TypeError(f"unknown synthesize parameters {unknown}; known: {sorted(known)}")
     parameters = {**{f.name: f.default for f in fields(Places)}, **parameters, "data": data}
     # Refused now, not at every scheduled run: a model without DP or without a time budget.
-    model = parameters.get("model", spec_default("model"))
-    dp_params(model, parameters.get("dp_epsilon"), parameters.get("dp_delta"))
-    budget_params(model, parameters.get("max_seconds"))
+    option_params(parameters.get("model", spec_default("model")), parameters.get("dp_epsilon"),
+                  parameters.get("dp_delta"), parameters.get("max_seconds"))
     for name in ("data", "metadata", "gate", "out", "cache", "registry"):
         parameters[name] = absolute(parameters.get(name))
     zone = check_timezone(timezone or local_timezone())

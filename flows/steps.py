@@ -77,10 +77,9 @@ class RunSpec:
         """What the cached model depends on. DP settings and a time budget enter only when set, so that models
         cached before they existed keep their fingerprints. A budgeted model also depends on the device: how many
         epochs fit in the budget does."""
-        budget = budget_params(self.model, self.max_seconds)
+        options = option_params(self.model, self.dp_epsilon, self.dp_delta, self.max_seconds)
         return {"model": self.model, "epochs": self.epochs, "batch_size": self.batch_size, "seed": self.seed,
-                **dp_params(self.model, self.dp_epsilon, self.dp_delta), **budget,
-                **({"device": self.device} if budget else {})}
+                **options, **({"device": self.device} if "max_seconds" in options else {})}
 
     @classmethod
     def flow_fields(cls) -> list:
@@ -94,14 +93,26 @@ def generator_params(epochs: int | None, batch_size: int | None, device: str, se
     return {k: v for k, v in params.items() if v is not None or k == "random_state"}
 
 
+def option_params(model: str, dp_epsilon: float | None = None, dp_delta: float | None = None,
+                  max_seconds: float | None = None) -> dict:
+    """The opt-in constructor arguments of `model` (DP, time budget) from run parameters: `dp_params` and
+    `budget_params` together, so every caller refuses the same things before any work."""
+    return {**dp_params(model, dp_epsilon, dp_delta), **budget_params(model, max_seconds)}
+
+
+def models_with(parameter: str) -> list[str]:
+    """The generators that take `parameter` (e.g. "dp_epsilon", "max_seconds")."""
+    from tabtwin.generators import model_class
+
+    return [name for name in MODEL_NAMES if parameter in model_class(name)._get_param_names()]
+
+
 def budget_params(model: str, max_seconds: float | None) -> dict:
     """`max_seconds` as a constructor argument of `model`; a user error for a model without a time budget or a
     budget that is not a positive number."""
     if max_seconds is None:
         return {}
-    from tabtwin.generators import model_class
-
-    having = [name for name in MODEL_NAMES if "max_seconds" in model_class(name)._get_param_names()]
+    having = models_with("max_seconds")
     if model not in having:
         raise TabtwinError(f"--max-seconds is supported by {', '.join(having)} only, not {model}; "
                            f"use --epochs to shorten {model}'s training")
@@ -116,9 +127,7 @@ def _is_number(value) -> bool:
 
 def dp_models() -> list[str]:
     """The generators that train with differential privacy (those with a `dp_epsilon` parameter)."""
-    from tabtwin.generators import model_class
-
-    return [name for name in MODEL_NAMES if "dp_epsilon" in model_class(name)._get_param_names()]
+    return models_with("dp_epsilon")
 
 
 def dp_params(model: str, epsilon: float | None, delta: float | None) -> dict:
@@ -127,8 +136,9 @@ def dp_params(model: str, epsilon: float | None, delta: float | None) -> dict:
         if delta is not None:
             raise TabtwinError("--dp-delta needs --dp-epsilon")
         return {}
-    if model not in dp_models():
-        raise TabtwinError(f"--dp-epsilon is supported by {', '.join(dp_models())} only, not {model}; use --model {dp_models()[0]}")
+    private = dp_models()
+    if model not in private:
+        raise TabtwinError(f"--dp-epsilon is supported by {', '.join(private)} only, not {model}; use --model {private[0]}")
     # The CLI's parser checks this too; a flow or a deployment's parameters arrive without it.
     if not (_is_number(epsilon) and math.isfinite(epsilon) and epsilon > 0):
         raise TabtwinError(f"--dp-epsilon must be a positive number, got {epsilon}; smaller is more private (1-10 is usual)")
@@ -220,8 +230,7 @@ def fit_or_reuse(train: pd.DataFrame, schema: Schema, spec: RunSpec, cache_root:
     if is_cached(model_dir):
         return model_dir, True
     params = generator_params(spec.epochs, spec.batch_size, spec.device, spec.seed)
-    params.update(dp_params(spec.model, spec.dp_epsilon, spec.dp_delta))
-    params.update(budget_params(spec.model, spec.max_seconds))
+    params.update(option_params(spec.model, spec.dp_epsilon, spec.dp_delta, spec.max_seconds))
     model = model_class(spec.model)(**params, verbose=False)
     model.progress_callback = progress
     model.fit(train, schema).save(model_dir)

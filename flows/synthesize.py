@@ -96,8 +96,8 @@ def run_sequence(spec: RunSpec, places: Places, ops: Steps = PLAIN, artifact_key
     (registry entry or None), the gate's checks and failure messages, and the model's DP guarantee (or None).
     """
     steps.check_registry_names([spec], places.registry)
-    steps.dp_params(spec.model, spec.dp_epsilon, spec.dp_delta)  # a model without DP is refused before any work
-    steps.budget_params(spec.model, spec.max_seconds)
+    # a model without DP or without a time budget is refused before any work
+    steps.option_params(spec.model, spec.dp_epsilon, spec.dp_delta, spec.max_seconds)
     train, holdout, schema = ops.load_inputs(spec)
     model_dir, reused = ops.fit_or_reuse(train, schema, spec, places.cache)
     _logger().info("model %s (%s)", model_dir, "reused from cache" if reused else "trained")
