@@ -54,6 +54,8 @@ from tabtwin.pipeline.schema import Schema, infer_schema
 # 5: autograd training (same weight layout as 4; parameters no longer views of one flat buffer)
 # 4: the critic reads a pac group's data, then its conditions; 3: grouped columns, discrete spans last
 FORMAT_VERSION = 6
+# What `save` writes in a model folder: the only names it replaces there (`pipeline.outputs`).
+MODEL_FILES = ("config.json", "encoder.json", "weights.pt")
 # Rows generated and decoded per batch. A GPU wants large batches to stay busy; on a CPU, batches of a few
 # thousand rows keep each intermediate in cache and sample Adult about 1.5x faster than 50,000-row batches.
 SAMPLE_BATCH = {"cpu": 8192, "cuda": 50_000}
@@ -499,11 +501,14 @@ class SyntheticGenerator(BaseEstimator):
 
     # ------------------------------------------------------------------------------------------ persistence
 
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write config.json, encoder.json and weights.pt into `path`, replacing it only once all are written."""
+    def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
+        """Write config.json, encoder.json and weights.pt into `path`, replacing it only once all are written.
+
+        An existing `path` is replaced only when it is a model folder (nothing in it but `MODEL_FILES`) or empty,
+        unless `overwrite`; otherwise a TabtwinError, before anything is written (`pipeline.outputs`)."""
         self._check_fitted()
         target = Path(path)
-        with atomic_directory(target) as staging:
+        with atomic_directory(target, replaces=MODEL_FILES, overwrite=overwrite) as staging:
             # Clones: torch.save writes a view's whole storage, and a parameter may be a view of a larger buffer.
             weights = {n: {k: v.clone() for k, v in m.state_dict().items()} for n, m in self._modules().items()}
             torch.save(weights, staging / "weights.pt")

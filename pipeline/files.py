@@ -11,11 +11,12 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from tabtwin.pipeline.jsonable import jsonable
+from tabtwin.pipeline.outputs import check_folder
 
 
 @contextmanager
@@ -41,9 +42,16 @@ def atomic_file(target: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Pat
 
 
 @contextmanager
-def atomic_directory(target: str | Path) -> Iterator[Path]:
-    """Yield a hidden staging folder beside `target`; on success its files are synced and it replaces `target`."""
+def atomic_directory(target: str | Path, replaces: Collection[str] = (), overwrite: bool = False) -> Iterator[Path]:
+    """Yield a hidden staging folder beside `target`; on success its files are synced and it replaces `target`.
+
+    An existing `target` is replaced only when `pipeline.outputs.check_folder` allows it: it is empty or holds
+    only names in `replaces` (what tabtwin writes in such a folder), or `overwrite` is set. That is checked before
+    the work (so nothing is computed for a refused path) and again at the swap (a folder may have filled since).
+    Raises TabtwinError (one line) when refused; the staging folder is removed and `target` left as it was.
+    """
     target = Path(target)
+    check_folder(target, replaces, overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
     # mkdtemp makes the folder 0700; a published folder gets what a plain mkdir would give (the umask decides).
@@ -56,7 +64,8 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
                 fsync_file(path)
         for folder in [staging, *(p for p in staging.rglob("*") if p.is_dir())]:
             fsync_directory(folder)
-        if target.exists():
+        check_folder(target, replaces, overwrite)
+        if target.exists() or target.is_symlink():
             # Moved aside, not deleted first: the target is absent only between two renames.
             retired = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old."))
             os.replace(target, retired / target.name)

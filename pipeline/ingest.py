@@ -27,7 +27,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from tabtwin.pipeline.errors import IngestError
+from tabtwin import __version__
 from tabtwin.pipeline.files import atomic_file
+from tabtwin.pipeline.outputs import MARK
 
 __all__ = [
     "SUPPORTED_SUFFIXES",
@@ -430,6 +432,8 @@ def _write_suffix(target: Path) -> str:
 
 def _write_frame(df: pd.DataFrame, path: Path, suffix: str) -> None:
     if suffix in PARQUET_SUFFIXES:
-        df.to_parquet(path, engine="pyarrow", index=False)
+        # tabtwin's mark in the schema metadata: a later run may replace this file (pipeline.outputs.is_ours).
+        table = pa.Table.from_pandas(df, preserve_index=False)
+        pq.write_table(table.replace_schema_metadata({**(table.schema.metadata or {}), MARK: __version__.encode()}), path)
     else:
         df.to_csv(path, index=False)

@@ -114,11 +114,11 @@ def test_write_table_goes_through_atomic_file(tmp_path, monkeypatch):
 
 def test_atomic_directory_replaces_whole(tmp_path):
     target = tmp_path / "run"
-    with files.atomic_directory(target) as staging:
+    with files.atomic_directory(target, replaces=["a.json", "b.json"]) as staging:
         (staging / "a.json").write_text("{}")
     assert sorted(p.name for p in target.iterdir()) == ["a.json"]
     with pytest.raises(ValueError):
-        with files.atomic_directory(target) as staging:
+        with files.atomic_directory(target, replaces=["a.json", "b.json"]) as staging:
             (staging / "b.json").write_text("{}")
             raise ValueError
     assert sorted(p.name for p in target.iterdir()) == ["a.json"]
