@@ -14,7 +14,9 @@ import time
 from dataclasses import MISSING, fields
 from pathlib import Path
 
-from tabtwin.flows.steps import Places, RunSpec, check_registry_names, generator_params, option_params, spec_default
+from tabtwin.flows.registry import check_registry_names
+from tabtwin.flows.server import Stopped, ensure_api, stop_on_signals
+from tabtwin.flows.steps import Places, RunSpec, generator_params, option_params, spec_default
 from tabtwin.pipeline.errors import TabtwinError
 
 EXIT_USER_ERROR = 2
@@ -27,6 +29,7 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a tool whose r
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    stop_on_signals()  # a killed run unwinds, so the Prefect server and workers it started stop with it
     try:
         code = args.handler(args) or 0
         sys.stdout.flush()  # here, not at exit, so a closed pipe is caught below
@@ -37,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tabtwin: interrupted", file=sys.stderr)
         return 130
+    except Stopped as stop:
+        print(f"tabtwin: stopped by signal {stop.signum}", file=sys.stderr)
+        return 128 + stop.signum
     except BrokenPipeError:
         return _reader_gone()
 
@@ -78,12 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
     schema = command("schema", "infer a table's schema and write it as SDV metadata JSON")
     _add_input_args(schema)
     schema.add_argument("--out", type=Path, help="write the metadata JSON here")
+    add_overwrite_argument(schema)
     schema.set_defaults(handler=_cmd_schema)
 
     encode = command("encode", "fit the reversible encoder and check the round trip")
     _add_input_args(encode)
     encode.add_argument("--seed", type=int, default=0, help="seed of the encoder's mixture fits")
     encode.add_argument("--out", type=Path, help="folder for metadata.json and encoder.json")
+    add_overwrite_argument(encode)
     encode.set_defaults(handler=_cmd_encode)
 
     fit = command("fit", "train a generator on a table and save it to a model folder")
@@ -91,12 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_spec_arguments(fit, ("model", "epochs", "batch_size", "max_seconds", "device", "seed", "dp_epsilon", "dp_delta"))
     fit.add_argument("--quiet", action="store_true", help="no progress bar (there is none when stderr is not a terminal)")
     fit.add_argument("--out", type=Path, required=True, help="model folder to write")
+    add_overwrite_argument(fit)
     fit.set_defaults(handler=_cmd_fit)
 
     sample = command("sample", "sample rows from a saved model")
     sample.add_argument("model_dir", type=Path, help="model folder written by `tabtwin fit`")
     sample.add_argument("--rows", type=positive_int, required=True, help="rows to sample")
     sample.add_argument("--out", type=Path, required=True, help="output .parquet or .csv")
+    add_overwrite_argument(sample)
     sample.add_argument("--seed", type=int, help="sampling seed (None: a fresh draw each time)")
     sample.add_argument("--device", default=spec_default("device"), help=_help("device"))
     sample.add_argument(
@@ -119,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model-dir", type=Path,
                           help="the saved model that produced the synthetic table: its DP guarantee goes into the report")
     evaluate.add_argument("--out", type=Path, required=True, help="folder for report.json and report.html")
+    add_overwrite_argument(evaluate)
     evaluate.set_defaults(handler=_cmd_evaluate)
 
     run = command("run", "the whole pipeline as a Prefect flow: ingest, fit, sample, evaluate, publish")
@@ -138,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     request.add_argument("--condition", action="append", default=[], metavar="COL=VALUE",
                          help="only rows with this value (repeatable)")
     request.add_argument("--out", type=Path, required=True, help="output .parquet or .csv")
+    add_overwrite_argument(request)
     request.add_argument("--seed", type=int, help="sampling seed (None: the seed the model was trained with)")
     request.add_argument("--device", default=spec_default("device"), help=_help("device"))
     request.add_argument("--verbose", action="store_true", help="Prefect's logs")
@@ -152,6 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _parser = build_parser  # the old name
+
+
+def add_overwrite_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing --out that tabtwin did not write (never an input, the current "
+                             "folder or a folder above it); without it only tabtwin's own outputs are replaced")
 
 
 def positive_int(text: str) -> int:
@@ -244,9 +262,17 @@ def _load(args):
     return df, infer_schema(df, metadata)
 
 
+def _inputs(args) -> list:
+    """The paths a data command reads (the data, its metadata): never replaced by its output."""
+    return [args.data, args.metadata]
+
+
 def _cmd_schema(args) -> int:
+    from tabtwin.pipeline.outputs import check_file
     from tabtwin.pipeline.schema import save_metadata
 
+    if args.out:
+        check_file(args.out, args.overwrite, inputs=_inputs(args))
     df, schema = _load(args)
     written = save_metadata(schema, args.out) if args.out else None  # before printing: a closed pipe cannot stop it
     print(f"{args.data}: {len(df):,} rows x {df.shape[1]} columns")
@@ -261,8 +287,13 @@ def _cmd_schema(args) -> int:
 
 def _cmd_encode(args) -> int:
     from tabtwin.pipeline.encoding import TableEncoder, round_trip_errors
+    from tabtwin.pipeline.files import atomic_directory
+    from tabtwin.pipeline.outputs import check_folder
     from tabtwin.pipeline.schema import save_metadata
 
+    written = ("metadata.json", "encoder.json")
+    if args.out:
+        check_folder(args.out, written, args.overwrite, inputs=_inputs(args))
     df, schema = _load(args)
     start = time.perf_counter()
     encoder = TableEncoder(schema, random_state=args.seed).fit(df)
@@ -279,8 +310,9 @@ def _cmd_encode(args) -> int:
     report = round_trip_errors(df, decoded, schema)
     print(report.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     if args.out:
-        save_metadata(schema, args.out / "metadata.json")
-        encoder.save(args.out / "encoder.json")
+        with atomic_directory(args.out, replaces=written, overwrite=args.overwrite) as staging:
+            save_metadata(schema, staging / written[0])
+            encoder.save(staging / written[1])
         print(f"metadata and encoder written to {args.out}/")
     failed = report[~report["passed"]]
     if len(failed):
@@ -297,17 +329,20 @@ def _cmd_encode(args) -> int:
 
 def _cmd_fit(args) -> int:
     from tabtwin.generators import model_class
+    from tabtwin.generators.base import MODEL_FILES
+    from tabtwin.pipeline.outputs import check_folder
 
     params = generator_params(args.epochs, args.batch_size, args.device, args.seed)
     # Refused before the data is read: a large table or database would be read for nothing.
     params.update(option_params(args.model, args.dp_epsilon, args.dp_delta, args.max_seconds))
+    check_folder(args.out, MODEL_FILES, args.overwrite, inputs=_inputs(args), what="model folder")
     df, schema = _load(args)
     # A bar only for a person watching (as `run` does): in a pipe or a log its redraws are noise.
     model = model_class(args.model)(**params, verbose=not args.quiet and sys.stderr.isatty())
     start = time.perf_counter()
     model.fit(df, schema)
     seconds = time.perf_counter() - start
-    model.save(args.out)
+    model.save(args.out, overwrite=args.overwrite)
     ended = getattr(model, "stop_reason_", None)
     epochs = len(model.history_)
     how = f", {epochs} epoch{'s' * (epochs != 1)}, ended by {ended}" if ended else ""
@@ -330,8 +365,9 @@ def format_privacy(privacy: dict, indent: str = "") -> str:
 def _cmd_sample(args) -> int:
     from tabtwin.generators import load_model
     from tabtwin.pipeline.ingest import check_output_path, write_table
+    from tabtwin.pipeline.outputs import check_file
 
-    check_output_path(args.out)
+    check_file(check_output_path(args.out), args.overwrite, inputs=[args.model_dir])
     conditions = parse_conditions(args.condition)
     model = load_model(args.model_dir, device=args.device)
     start = time.perf_counter()
@@ -346,10 +382,14 @@ def _cmd_sample(args) -> int:
 def _cmd_evaluate(args) -> int:
     from tabtwin.evaluation.gate import GateConfig
     from tabtwin.evaluation.report import evaluate, write_report
-    from tabtwin.flows.steps import model_privacy
+    from tabtwin.flows.steps import RUN_FILES, model_privacy
+    from tabtwin.pipeline.files import atomic_directory
     from tabtwin.pipeline.ingest import read_table
+    from tabtwin.pipeline.outputs import check_folder
     from tabtwin.pipeline.schema import infer_schema, load_metadata
 
+    inputs = [args.real, args.holdout, args.synthetic, args.metadata, args.gate, args.model_dir]
+    check_folder(args.out, RUN_FILES, args.overwrite, inputs=inputs, what="report folder")
     gate = GateConfig.from_file(args.gate) if args.gate else GateConfig()
     metadata = load_metadata(args.metadata) if args.metadata else None
     privacy = model_privacy(args.model_dir) if args.model_dir else None  # a bad folder is refused before the work
@@ -357,7 +397,9 @@ def _cmd_evaluate(args) -> int:
     schema = infer_schema(real, metadata)
     results = evaluate(real, holdout, synthetic, schema, target=args.target, gate=gate, device=args.device,
                        seed=args.seed, dp=privacy)
-    paths = write_report(results, args.out, real, synthetic, schema)
+    with atomic_directory(args.out, replaces=RUN_FILES, overwrite=args.overwrite) as staging:
+        written = write_report(results, staging, real, synthetic, schema)
+    paths = {kind: args.out / path.name for kind, path in written.items()}
     print(f"gate {'PASSED' if results['gate']['passed'] else 'FAILED'}")
     print_gate(results["gate"]["checks"], results=results)
     if privacy:
@@ -456,6 +498,7 @@ def _cmd_run(args) -> int:
     check_registry_names(specs, places.registry)
     for spec in specs:  # a model without DP (or without a time budget) is refused before any pair runs
         option_params(spec.model, spec.dp_epsilon, spec.dp_delta, spec.max_seconds)
+    ensure_api()
     if args.runner == "dask":
         from tabtwin.flows.scale import run_many
 
@@ -497,18 +540,20 @@ def _flow_outcome(state) -> dict:
 
 
 def _cmd_request(args) -> int:
-    from tabtwin.flows.steps import read_registration, registry_entry
-    from tabtwin.pipeline.ingest import check_output_path
+    from tabtwin.flows.registry import entry_path, read_registration
+    from tabtwin.flows.steps import check_request_output
 
     # Bad input is refused before Prefect starts (seconds, and its shutdown lines after the error).
-    check_output_path(args.out)
-    read_registration(registry_entry(args.model, None))
+    registration = read_registration(entry_path(args.model, None))
+    check_request_output(args.out, args.overwrite, registration.spec.data)
     _quiet_prefect(args.verbose)
+    ensure_api()
     from tabtwin.flows.synthesize import request
 
     conditions = parse_conditions(args.condition) or None
     state = request(model=args.model, rows=args.rows, conditions=conditions,
-                    out=str(args.out), seed=args.seed, device=args.device, return_state=True)
+                    out=str(args.out), seed=args.seed, device=args.device, overwrite=args.overwrite,
+                    return_state=True)
     summary = _flow_outcome(state)
     removed = "; the older table there was removed" if summary.get("removed") else ""
     print(f"{args.rows:,} rows written to {args.out}" if summary["passed"] else

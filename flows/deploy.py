@@ -22,7 +22,8 @@ import os
 from dataclasses import fields
 from pathlib import Path
 
-from tabtwin.flows.steps import REGISTRATION, Places, RunSpec, absolute, option_params, spec_default
+from tabtwin.flows.registry import REGISTRATION
+from tabtwin.flows.steps import Places, RunSpec, absolute, option_params, spec_default
 from tabtwin.pipeline.errors import TabtwinError
 
 DEFAULT_CRON = "0 2 * * *"

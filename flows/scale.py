@@ -20,7 +20,8 @@ import re
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from tabtwin.flows.steps import Places, RunSpec, check_registry_names, place_default
+from tabtwin.flows.registry import check_registry_names
+from tabtwin.flows.steps import Places, RunSpec, place_default
 
 
 def available_cores() -> int:

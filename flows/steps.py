@@ -11,20 +11,24 @@ import hashlib
 import json
 import math
 import re
-import shutil
 import uuid
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timezone
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
 
 from tabtwin.pipeline.conditions import matches
 from tabtwin.pipeline.errors import TabtwinError
-from tabtwin.pipeline.files import atomic_directory, write_json_atomic
+from tabtwin.pipeline.files import atomic_directory, atomic_file, write_json_atomic
+from tabtwin.pipeline.outputs import check_file, check_folder, is_ours, sha256
 from tabtwin.pipeline.schema import Schema
 
-REGISTRATION = "registration.json"
+# What tabtwin writes in a run's folder (and a request's `<out>.report` folder, an `evaluate --out` folder): the
+# only names it replaces there (`pipeline.outputs`).
+RUN_FILES = ("report.json", "report.html", "expectation_suite.json", "run.json", "synthetic.parquet")
 
 # The one place the default generator is named: RunSpec, the CLI (`run`, `fit`), the flows and the deployment
 # all read it from here.
@@ -273,24 +277,6 @@ def evaluate_run(train, holdout, synthetic, schema: Schema, spec: RunSpec, run: 
                     run=run, dp=dp)
 
 
-def registry_name(spec: RunSpec) -> str:
-    """The registry entry a passing model of this spec is registered under: <file name>[-<table>]-<model>[-dp<eps>].
-
-    The file's suffix is part of the name (`a-sqlite-ctgan`, `a-parquet-ctgan`), and so is a database table, so
-    two inputs sharing a stem get distinct entries. Two files of the same name in different folders would still
-    share one: `check_registry_names` refuses that clash before any work. A private model's epsilon is part of the
-    name (`adult-csv-tvae-dp3`), so a later non-private run never replaces an entry signed off as private.
-    """
-    parts = [Path(spec.data.rstrip("/")).name or "data"] + ([spec.table] if spec.table else []) + [spec.model]
-    if spec.dp_epsilon is not None:
-        parts.append(f"dp{spec.dp_epsilon:g}")
-    return "-".join(_slug(part) for part in parts)
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_]+", "-", str(text)).strip("-") or "x"
-
-
 def source_of(spec: RunSpec) -> str:
     """The source a spec reads, as one comparable string: a local file's absolute path, else the URL (password
     masked), with the database table after a '#'."""
@@ -318,78 +304,6 @@ def with_absolute_paths(spec: RunSpec) -> RunSpec:
     return replace(spec, data=absolute(spec.data), metadata=absolute(spec.metadata), gate=absolute(spec.gate))
 
 
-def check_registry_names(specs: list[RunSpec], registry: str | Path | None) -> None:
-    """Refuse, before any work, two sources that would register under one name: two of these specs, or a spec and
-    the model already registered there from another source (a re-run of the same source replaces its entry)."""
-    if not registry:
-        return
-    claimed: dict[str, str] = {}
-    for spec in specs:
-        name, source = registry_name(spec), source_of(spec)
-        entry = Path(registry) / name
-        if claimed.setdefault(name, source) != source:
-            raise TabtwinError(f"{claimed[name]} and {source} would both register as {entry}; "
-                               "rename one file or run them with different --registry folders")
-        registered = _registered_source(entry)
-        if registered is not None and registered != source:
-            raise TabtwinError(f"{entry} holds the model of {registered}, not of {source}; pass another --registry "
-                               f"folder, or delete {entry} to replace it")
-
-
-def _registered_source(entry: Path) -> str | None:
-    try:
-        return json.loads((entry / REGISTRATION).read_text(encoding="utf-8"))["source"]["data"]
-    except (OSError, ValueError, KeyError, TypeError):  # no entry, or one from before sources were recorded
-        return None
-
-
-def _rows_digest(df: pd.DataFrame) -> str:
-    digest = hashlib.sha256(json.dumps([str(c) for c in df.columns]).encode())
-    digest.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
-    return digest.hexdigest()
-
-
-def split_record(spec: RunSpec, train: pd.DataFrame, holdout: pd.DataFrame) -> dict:
-    """What a registration records of the data a model was trained on: the source, its columns and row count,
-    and a fingerprint of the training rows and of the holdout rows (no rows themselves)."""
-    return {"data": source_of(spec), "columns": [str(c) for c in train.columns], "rows": len(train) + len(holdout),
-            "train": {"rows": len(train), "sha256": _rows_digest(train)},
-            "holdout": {"rows": len(holdout), "sha256": _rows_digest(holdout)}}
-
-
-def check_source(registration: "Registration", train: pd.DataFrame, holdout: pd.DataFrame) -> None:
-    """Refuse a request whose re-read, re-split source is not the split the model was trained and judged on.
-
-    A grown, shrunk or edited source splits differently: rows the model trained on would land in the holdout
-    and the privacy checks would pass on leaked rows. The error names what changed.
-    """
-    data, entry, recorded = registration.spec.data, registration.folder, registration.source
-    table = f" --table {registration.spec.table}" if registration.spec.table else ""
-    rerun = f"re-register it with `tabtwin run {data}{table}`"
-    if recorded is None:
-        raise TabtwinError(f"{entry} was registered without a fingerprint of its training and holdout rows, so a "
-                           f"request cannot prove its holdout unseen; {rerun}")
-    now = split_record(registration.spec, train, holdout)
-    changes = []
-    added = [c for c in now["columns"] if c not in recorded["columns"]]
-    removed = [c for c in recorded["columns"] if c not in now["columns"]]
-    if added:
-        changes.append(f"columns added: {', '.join(added)}")
-    if removed:
-        changes.append(f"columns removed: {', '.join(removed)}")
-    if not (added or removed) and now["columns"] != recorded["columns"]:
-        changes.append("columns reordered")
-    if now["rows"] != recorded["rows"]:
-        changes.append(f"{recorded['rows']:,} rows then, {now['rows']:,} now")
-    if not changes:
-        for part, label in (("train", "training"), ("holdout", "holdout")):
-            if now[part]["sha256"] != recorded[part]["sha256"]:
-                changes.append(f"its {label} rows differ")
-    if changes:
-        raise TabtwinError(f"{data} has changed since {entry} was registered ({'; '.join(changes)}), so its holdout "
-                           f"would no longer be unseen by the model; {rerun}")
-
-
 def new_run_id(spec: RunSpec) -> str:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     return f"{stamp}-{Path(spec.data).stem}-{spec.model}-{uuid.uuid4().hex[:6]}"
@@ -410,13 +324,16 @@ def publish(
     synthetic: pd.DataFrame,
     schema: Schema,
     run_info: dict,
+    overwrite: bool = False,
 ) -> Published:
-    """Write the reports (always) and the synthetic table (only if the gate passed) as one atomic folder."""
+    """Write the reports (always) and the synthetic table (only if the gate passed) as one atomic folder.
+
+    An existing folder there is replaced only when it holds nothing but `RUN_FILES`, or with `overwrite`."""
     from tabtwin.evaluation.report import write_report
     from tabtwin.pipeline.ingest import write_table
 
     passed = bool(results["gate"]["passed"])
-    with atomic_directory(Path(out_root) / run_id) as staging:
+    with atomic_directory(Path(out_root) / run_id, replaces=RUN_FILES, overwrite=overwrite) as staging:
         write_report(results, staging, real, synthetic, schema)
         if passed:
             write_table(synthetic, staging / "synthetic.parquet")
@@ -425,70 +342,52 @@ def publish(
     return Published(folder=target, passed=passed, synthetic=target / "synthetic.parquet" if passed else None)
 
 
-def register_model(registry: str | Path, name: str, model_dir: Path, spec: RunSpec, source: dict,
-                   privacy: dict | None = None) -> Path:
-    """Copy a fitted model into the registry with what is needed to evaluate later requests against real data.
-
-    `source` is `split_record(spec, train, holdout)`: requests check the source still splits into those rows.
-    `privacy` (the model's `privacy_`, for a DP model) is recorded beside the spec's dp_epsilon and dp_delta, so
-    the entry says what guarantee it carries without loading the model.
-    """
-    target = Path(registry) / name
-    with atomic_directory(target) as staging:
-        shutil.copytree(model_dir, staging / "model")
-        write_json_atomic({"spec": asdict(spec), "source": source, "registered": datetime.now(timezone.utc).isoformat(),
-                           **({"privacy": privacy} if privacy else {})}, staging / REGISTRATION)
-    return target
-
-
-@dataclass
-class Registration:
-    """A registry entry: its folder, its model folder, the spec it was trained with, and the split it recorded
-    (None for an entry registered before splits were recorded)."""
-
-    folder: Path
-    model_dir: Path
-    spec: RunSpec
-    source: dict | None
-
-
-def read_registration(path: str | Path) -> Registration:
-    """The registry entry at `path` (as written by `register_model`)."""
-    path = Path(path)
-    file = path / REGISTRATION
-    if not file.is_file():
-        raise TabtwinError(f"{path} is not a registered model (no {REGISTRATION}); register it with `tabtwin run`")
-    try:
-        record = json.loads(file.read_text(encoding="utf-8"))
-        spec = RunSpec(**record["spec"])
-        source = record.get("source")
-    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
-        raise TabtwinError(f"{file} is corrupt ({err}); re-register the model") from None
-    return Registration(folder=path, model_dir=path / "model", spec=spec, source=source)
-
-
-def registry_entry(model: str, registry: str | Path | None) -> Path:
-    """The registry entry a request names: `model` under `registry` (a name), or `model` itself (a path)."""
-    return Path(registry, model) if registry else Path(model)
-
-
-def fresh_request_path(entry: Path) -> Path:
-    """A new output file for a request that names none: requests/<entry>-<UTC time>-<random>.parquet in the folder
-    that holds the registry (never one shared file, so two runs never overwrite each other)."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-    return Path(entry).expanduser().absolute().parent.parent / "requests" / f"{entry.name}-{stamp}-{uuid.uuid4().hex[:6]}.parquet"
-
-
 def request_report_name(out: Path) -> str:
     """The report folder of a request writing `out`: `red.csv` -> `red.csv.report` (beside it; a request writing
     `red.parquet` gets its own)."""
     return f"{out.name}.report"
 
 
-def withdraw(path: str | Path) -> bool:
-    """Remove a table left at a request's output path (by an earlier run); True when there was one."""
+def check_request_output(out: str | Path, overwrite: bool = False, data: str | None = None) -> Path:
+    """Refuse, before any work, a request output that would replace what tabtwin did not write: a file at `out`
+    (unless a request wrote it) or a report folder `<out>.report` holding other files; `data` (the model's
+    source) is never replaced, even with `overwrite`. Returns `out` as a Path."""
+    from tabtwin.pipeline.ingest import check_output_path
+
+    target = check_file(check_output_path(out), overwrite, inputs=[data], written=request_digests(out))
+    check_folder(target.parent / request_report_name(target), RUN_FILES, overwrite, inputs=[data],
+                 what="report folder")
+    return target
+
+
+def request_digests(out: str | Path) -> set[str]:
+    """The SHA-256 a request recorded of the table it wrote at `out` (in `<out>.report/run.json`), if any."""
+    out = Path(out).expanduser()
+    try:
+        record = json.loads((out.parent / request_report_name(out) / "run.json").read_text(encoding="utf-8"))
+        return {record["out_sha256"]} if isinstance(record.get("out_sha256"), str) else set()
+    except (OSError, ValueError, AttributeError):
+        return set()
+
+
+@contextmanager
+def table_in_waiting(df: pd.DataFrame, target: Path) -> Iterator[str]:
+    """Write `df` to a temporary file beside `target` and yield its SHA-256; when the block ends without an error
+    the file replaces `target`, otherwise it is removed (a request's table appears only with its report)."""
+    from tabtwin.pipeline.ingest import write_table
+
+    suffix = target.name[target.name.rfind("."):]
+    with atomic_file(target, suffix=suffix) as tmp:
+        write_table(df, tmp)
+        yield sha256(tmp)
+
+
+def withdraw(path: str | Path, written: Collection[str] = ()) -> bool:
+    """Remove a table an earlier request left at a request's output path, so that no stale table sits beside a
+    failed report; only one tabtwin wrote (`pipeline.outputs.is_ours`, `written`: digests it recorded), never a
+    user's file. True when one was removed."""
     path = Path(path).expanduser()
-    if path.is_file() or path.is_symlink():
+    if is_ours(path, written):
         path.unlink()
         return True
     return False

@@ -25,6 +25,9 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, Failed
 from pydantic import Field
 
+from tabtwin.pipeline.errors import TabtwinError
+
+from tabtwin.flows import registry as reg
 from tabtwin.flows import steps
 from tabtwin.flows.steps import Places, RunSpec, place_default, spec_default
 
@@ -81,9 +84,9 @@ class Steps:
 
 
 PLAIN = Steps(steps.load_inputs, steps.fit_or_reuse, steps.sample_synthetic, steps.evaluate_run, steps.publish,
-              steps.register_model)
+              reg.register_model)
 TASKS = Steps(io_task(steps.load_inputs), quiet_task(fit_with_progress), quiet_task(steps.sample_synthetic),
-              quiet_task(steps.evaluate_run), io_task(steps.publish), io_task(steps.register_model))
+              quiet_task(steps.evaluate_run), io_task(steps.publish), io_task(reg.register_model))
 # Module-level names for the tasks, as before (Prefect shows them by function name).
 load_inputs, fit_or_reuse, sample_synthetic, evaluate_run, publish, register_model = (
     TASKS.load_inputs, TASKS.fit_or_reuse, TASKS.sample_synthetic, TASKS.evaluate_run, TASKS.publish, TASKS.register_model)
@@ -95,7 +98,7 @@ def run_sequence(spec: RunSpec, places: Places, ops: Steps = PLAIN, artifact_key
     Returns the run's summary: data, model, folder, passed, synthetic (path or None), model_reused, model_dir, registered
     (registry entry or None), the gate's checks and failure messages, and the model's DP guarantee (or None).
     """
-    steps.check_registry_names([spec], places.registry)
+    reg.check_registry_names([spec], places.registry)
     # a model without DP or without a time budget is refused before any work
     steps.option_params(spec.model, spec.dp_epsilon, spec.dp_delta, spec.max_seconds)
     train, holdout, schema = ops.load_inputs(spec)
@@ -103,7 +106,7 @@ def run_sequence(spec: RunSpec, places: Places, ops: Steps = PLAIN, artifact_key
     _logger().info("model %s (%s)", model_dir, "reused from cache" if reused else "trained")
     synthetic = ops.sample_synthetic(model_dir, spec.rows or len(train), spec)
     privacy = steps.model_privacy(model_dir)
-    entry = Path(places.registry) / steps.registry_name(spec) if places.registry else None
+    entry = Path(places.registry) / reg.registry_name(spec) if places.registry else None
     run = steps.run_record("run", spec, model_dir, entry, len(synthetic))
     results = ops.evaluate_run(train, holdout, synthetic, schema, spec, run=run, dp=privacy)
     # Only a passing model is registered (after publishing): a failed run's report names no entry.
@@ -113,8 +116,11 @@ def run_sequence(spec: RunSpec, places: Places, ops: Steps = PLAIN, artifact_key
     publish_artifacts(results, published.folder, key=artifact_key)
     registered = None
     if entry and published.passed:
-        registered = ops.register_model(places.registry, entry.name, model_dir, steps.with_absolute_paths(spec),
-                                        steps.split_record(spec, train, holdout), privacy)
+        try:
+            registered = ops.register_model(places.registry, entry.name, model_dir, steps.with_absolute_paths(spec),
+                                            reg.split_record(spec, train, holdout), privacy)
+        except TabtwinError as err:  # e.g. another source registered that name while this run trained
+            raise TabtwinError(f"published {published.folder}, but the model was not registered: {err}") from None
     return {"data": spec.data, "model": spec.model, "folder": str(published.folder), "passed": published.passed,
             "synthetic": str(published.synthetic) if published.synthetic else None, "model_reused": reused,
             "model_dir": str(model_dir),
@@ -182,17 +188,20 @@ def request(
     seed: int | None = None,
     device: str = spec_default("device"),
     registry: str | None = None,
+    overwrite: bool = False,
 ):
     """Sample a synthetic table from a registered model (no retraining), evaluate it, and hand it out if it passes.
 
     The source is re-read and re-split with the registered split's own parameters and must give the rows the model
-    was trained and judged on (`steps.check_source`), or the request is refused. The table is written to `out`
-    only when the gate passes; when it fails, a table an earlier run left at `out` is removed, so nothing there
-    is stale. The report goes to the folder `<out>.report` beside it either way.
+    was trained and judged on (`registry.check_source`), or the request is refused. The table is written to `out`
+    only when the gate passes, together with its report in the folder `<out>.report` (which records the table's
+    SHA-256); when the gate fails, only the report is written, and a table an earlier request wrote at `out` is
+    removed, so nothing there is stale. A file at `out` that no request wrote is refused before any work, unless
+    `overwrite`; even then a failed gate leaves it in place, and the model's source is never replaced.
 
     Args:
-        model: the registered model: an entry of the registry (its name, e.g. adult-csv-autoregressive), or the
-            path of a registry entry
+        model: the registered model: an entry of the registry (its plain name, e.g. adult-csv-autoregressive), or
+            the path of a registry entry when no registry is given
         rows: how many synthetic rows to sample (a whole number above 0)
         conditions: only rows with these values, as a mapping of column to value (discrete and boolean columns;
             values match exactly, then ignoring case and surrounding spaces); empty for no conditions
@@ -201,30 +210,33 @@ def request(
         seed: sampling seed; empty for the seed the model was trained with
         device: auto (CUDA when present), cpu or cuda
         registry: the registry folder that model names are looked up in; empty when model is a path
+        overwrite: replace a file at `out` that tabtwin did not write (never the model's source)
     """
-    entry = steps.registry_entry(model, registry)
-    out = str(steps.fresh_request_path(entry)) if out is None else out
-    registration = steps.read_registration(entry)
+    entry = reg.entry_path(model, registry)
+    registration = reg.read_registration(entry, registry)
     trained = registration.spec
+    target = steps.check_request_output(reg.fresh_request_path(entry) if out is None else out, overwrite,
+                                        trained.data)
     spec = RunSpec(**{**asdict(trained), "conditions": conditions or {}, "device": device,
                       "seed": trained.seed if seed is None else seed})
     train, holdout, schema = load_inputs(trained)  # the split the model was trained with, whatever the seed now
-    steps.check_source(registration, train, holdout)
+    reg.check_source(registration, train, holdout)
     synthetic = sample_synthetic(registration.model_dir, rows, spec)
     train, holdout = (steps.filter_rows(frame, spec.conditions) for frame in (train, holdout))
     privacy = steps.model_privacy(registration.model_dir)
     run = steps.run_record("request", spec, registration.model_dir, entry, rows)
     results = evaluate_run(train, holdout, synthetic, schema, spec, run=run, dp=privacy)
-    target = Path(out).expanduser()
-    published = publish(target.parent, steps.request_report_name(target), results, train, synthetic, schema,
-                        {"model": str(entry), "rows": rows, "conditions": spec.conditions})
+    info = {"model": str(entry), "rows": rows, "conditions": spec.conditions, "out": str(target)}
+    report = (target.parent, steps.request_report_name(target), results, train, synthetic, schema)
     removed = None
-    if published.passed:
-        from tabtwin.pipeline.ingest import write_table
-
-        write_table(synthetic, target)  # the format the analyst asked for, beside the report folder
-    elif steps.withdraw(target):
-        removed = str(target)
+    if results["gate"]["passed"]:
+        # The table (the format the analyst asked for) and its report appear together, or neither does.
+        with steps.table_in_waiting(synthetic, target) as digest:
+            published = publish(*report, {**info, "out_sha256": digest}, overwrite)
+    else:
+        written = steps.request_digests(target)  # read before the new report replaces the old one
+        published = publish(*report, info, overwrite)
+        removed = str(target) if steps.withdraw(target, written) else None
     publish_artifacts(results, published.folder, key="request-report")
     return outcome({"folder": str(published.folder), "passed": published.passed, "out": str(target),
                     "synthetic": str(published.synthetic) if published.synthetic else None, "removed": removed,

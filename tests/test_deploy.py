@@ -23,7 +23,8 @@ import pytest
 
 from tabtwin.flows import deploy
 from tabtwin.flows.progress import TrainingProgress, duration
-from tabtwin.flows.steps import DEFAULT_MODEL, fresh_request_path, registry_entry
+from tabtwin.flows.registry import entry_path, fresh_request_path
+from tabtwin.flows.steps import DEFAULT_MODEL
 from tabtwin.pipeline.ingest import write_table
 from tabtwin.pipeline.sample_data import make_sample_table
 
@@ -126,9 +127,9 @@ def test_every_synthesize_parameter_has_a_description():
 
 
 def test_a_request_without_out_gets_a_fresh_file(tmp_path):
-    entry = registry_entry("t-csv-tvae", tmp_path / "registry")
+    entry = entry_path("t-csv-tvae", tmp_path / "registry")
     assert entry == tmp_path / "registry" / "t-csv-tvae"
-    assert registry_entry(str(entry), None) == entry
+    assert entry_path(str(entry), None) == entry
     first, second = fresh_request_path(entry), fresh_request_path(entry)
     assert first != second and first.parent == second.parent == tmp_path / "requests"
     assert first.name.startswith("t-csv-tvae-") and first.suffix == ".parquet"

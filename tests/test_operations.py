@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from tabtwin.evaluation.gate import GateConfig
-from tabtwin.flows import steps
+from tabtwin.flows import registry, steps
 from tabtwin.flows.cli import EXIT_BROKEN_PIPE, main
 from tabtwin.flows.steps import DEFAULT_MODEL, RunSpec
 from tabtwin.pipeline.errors import TabtwinError
@@ -72,9 +72,9 @@ def edited_entry(shop, name: str, **spec_changes) -> Path:
     """A copy of the registered csv entry whose registration says something else (another gate or data file)."""
     entry = shop["root"] / "edited" / name
     shutil.copytree(shop["entry"], entry)
-    record = json.loads((entry / steps.REGISTRATION).read_text())
+    record = json.loads((entry / registry.REGISTRATION).read_text())
     record["spec"].update(spec_changes)
-    (entry / steps.REGISTRATION).write_text(json.dumps(record))
+    (entry / registry.REGISTRATION).write_text(json.dumps(record))
     return entry
 
 
@@ -95,13 +95,13 @@ def test_inputs_sharing_a_stem_register_under_distinct_names(shop):
 
 
 def test_registry_names_tell_formats_and_tables_apart():
-    names = {steps.registry_name(RunSpec(data=d, table=t, model="tvae"))
+    names = {registry.registry_name(RunSpec(data=d, table=t, model="tvae"))
              for d, t in [("a.sqlite", None), ("a.parquet", None), ("a.csv", None), ("a.db", "orders"),
                           ("a.db", "users"), ("sqlite:///a.db", "users")]}
     assert names == {"a-sqlite-tvae", "a-parquet-tvae", "a-csv-tvae", "a-db-orders-tvae", "a-db-users-tvae"}
     # A private model gets its own entry: a later plain run must not replace one signed off as private.
-    assert steps.registry_name(RunSpec(data="a.csv", model="tvae", dp_epsilon=3.0)) == "a-csv-tvae-dp3"
-    assert steps.registry_name(RunSpec(data="a.csv", model="tvae", dp_epsilon=0.5)) == "a-csv-tvae-dp0-5"
+    assert registry.registry_name(RunSpec(data="a.csv", model="tvae", dp_epsilon=3.0)) == "a-csv-tvae-dp3"
+    assert registry.registry_name(RunSpec(data="a.csv", model="tvae", dp_epsilon=0.5)) == "a-csv-tvae-dp0-5"
 
 
 def test_same_file_name_in_two_folders_is_refused_before_any_work(tmp_path, capsys):
@@ -120,12 +120,12 @@ def test_an_entry_of_another_source_is_not_replaced(tmp_path):
     model_dir.mkdir()
     first, second = RunSpec(data=str(tmp_path / "x" / "a.csv")), RunSpec(data=str(tmp_path / "y" / "a.csv"))
     df = make_sample_table(20, seed=1)
-    steps.register_model(tmp_path / "reg", steps.registry_name(first), model_dir, first,
-                         steps.split_record(first, df.iloc[:15], df.iloc[15:]))
-    steps.check_registry_names([first], tmp_path / "reg")  # the same source again: it may replace its entry
+    registry.register_model(tmp_path / "reg", registry.registry_name(first), model_dir, first,
+                         registry.split_record(first, df.iloc[:15], df.iloc[15:]))
+    registry.check_registry_names([first], tmp_path / "reg")  # the same source again: it may replace its entry
     with pytest.raises(TabtwinError, match=f"holds the model of {tmp_path / 'x' / 'a.csv'}, not of {tmp_path / 'y' / 'a.csv'}"):
-        steps.check_registry_names([second], tmp_path / "reg")
-    steps.check_registry_names([second], None)  # no registry: nothing to clash with
+        registry.check_registry_names([second], tmp_path / "reg")
+    registry.check_registry_names([second], None)  # no registry: nothing to clash with
 
 
 # ------------------------------------------------------------------------ 10 and 15: a failed request
@@ -198,8 +198,8 @@ def registration(tmp_path):
     df = make_sample_table(100, seed=3)
     spec = RunSpec(data="t.csv")
     train, holdout = steps.split_train_holdout(df, spec.holdout_fraction, spec.seed)
-    entry = steps.register_model(tmp_path / "reg", "t", _model_dir(tmp_path), spec, steps.split_record(spec, train, holdout))
-    return df, steps.read_registration(entry)
+    entry = registry.register_model(tmp_path / "reg", "t", _model_dir(tmp_path), spec, registry.split_record(spec, train, holdout))
+    return df, registry.read_registration(entry)
 
 
 def _model_dir(root: Path) -> Path:
@@ -210,7 +210,7 @@ def _model_dir(root: Path) -> Path:
 def _refusal(registration, df) -> str:
     train, holdout = steps.split_train_holdout(df, registration.spec.holdout_fraction, registration.spec.seed)
     with pytest.raises(TabtwinError) as caught:
-        steps.check_source(registration, train, holdout)
+        registry.check_source(registration, train, holdout)
     message = str(caught.value)
     assert "\n" not in message and message.startswith(f"t.csv has changed since {registration.folder} was registered (")
     return message[message.index("(") + 1:message.index(")")]
@@ -219,7 +219,7 @@ def _refusal(registration, df) -> str:
 def test_check_source_names_what_changed(registration):
     df, reg = registration
     train, holdout = steps.split_train_holdout(df, reg.spec.holdout_fraction, reg.spec.seed)
-    steps.check_source(reg, train, holdout)  # unchanged: accepted
+    registry.check_source(reg, train, holdout)  # unchanged: accepted
     assert _refusal(reg, df.head(90)) == "100 rows then, 90 now"
     assert _refusal(reg, df.assign(extra=1).drop(columns="colour")) == "columns added: extra; columns removed: colour"
     assert _refusal(reg, df[list(df.columns[::-1])]) == "columns reordered"
@@ -235,10 +235,10 @@ def test_check_source_names_what_changed(registration):
 
 def test_an_entry_without_a_recorded_split_is_refused(registration):
     df, reg = registration
-    legacy = steps.Registration(folder=reg.folder, model_dir=reg.model_dir, spec=reg.spec, source=None)
+    legacy = registry.Registration(folder=reg.folder, model_dir=reg.model_dir, spec=reg.spec, source=None)
     train, holdout = steps.split_train_holdout(df, reg.spec.holdout_fraction, reg.spec.seed)
     with pytest.raises(TabtwinError, match=r"registered without a fingerprint .* re-register it with `tabtwin run t.csv`"):
-        steps.check_source(legacy, train, holdout)
+        registry.check_source(legacy, train, holdout)
 
 
 # ------------------------------------------------------------------------ 13: modes follow the umask
@@ -257,11 +257,11 @@ def modes(root: Path) -> dict[str, int]:
 
 def test_published_folders_and_files_take_the_umask(tmp_path, umask):
     for round_ in range(2):  # a new folder, then one replacing an existing one
-        with atomic_directory(tmp_path / "run") as staging:
+        with atomic_directory(tmp_path / "run", replaces=["report.json", "plots"]) as staging:
             write_json_atomic({"round": round_}, staging / "report.json")
             (staging / "plots").mkdir()
             (staging / "plots" / "a.txt").write_text("x")
-    entry = steps.register_model(tmp_path / "reg", "e", tmp_path / "run", RunSpec(data="t.csv"), {})
+    entry = registry.register_model(tmp_path / "reg", "e", tmp_path / "run", RunSpec(data="t.csv"), {})
     dirs, files = 0o777 & ~umask, 0o666 & ~umask
     assert modes(tmp_path / "run") == {"run": dirs, "run/report.json": files, "run/plots": dirs, "run/plots/a.txt": files}
     assert modes(entry) == {"e": dirs, "e/model": dirs, "e/model/report.json": files, "e/model/plots": dirs,
@@ -273,7 +273,7 @@ def test_published_folders_and_files_take_the_umask(tmp_path, umask):
 def test_a_failed_replacement_keeps_the_old_folder(tmp_path):
     with atomic_directory(tmp_path / "run") as staging:
         (staging / "old.txt").write_text("old")
-    with pytest.raises(RuntimeError), atomic_directory(tmp_path / "run") as staging:
+    with pytest.raises(RuntimeError), atomic_directory(tmp_path / "run", replaces=["old.txt", "new.txt"]) as staging:
         (staging / "new.txt").write_text("new")
         raise RuntimeError("interrupted")
     assert os.listdir(tmp_path) == ["run"] and os.listdir(tmp_path / "run") == ["old.txt"]
@@ -291,3 +291,52 @@ def test_a_closed_pipe_ends_quietly(tmp_path):
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == EXIT_BROKEN_PIPE and err == ""
     assert json.loads((tmp_path / "meta.json").read_text())["primary_key"] == "customer_id"  # the work was done
+
+
+# ------------------------------------------------------------------------ issue 20: what a request may replace
+
+
+def test_a_request_never_removes_or_replaces_a_users_table(shop, capsys):
+    """Issue 20, item 2: `--out my_real_customers.csv` once removed the real table when the gate failed."""
+    users = write_table(shop["table"], shop["root"] / "mine" / "my_real_customers.csv")
+    before = users.read_bytes()
+    strict = edited_entry(shop, "strict-users", gate=write_gate(shop["root"] / "strict-users.json", STRICT))
+    request = ["request", strict, "--rows", 20, "--device", shop["device"], "--out", users]
+    code, stdout, err = cli(capsys, *request)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "not written by tabtwin" in err and stdout == ""
+    code, stdout, err = cli(capsys, *request, "--overwrite")  # the user allows replacing it; the gate fails
+    assert code == 3, err
+    assert users.read_bytes() == before and "removed" not in stdout
+    assert sorted(os.listdir(users.parent)) == ["my_real_customers.csv", "my_real_customers.csv.report"]
+
+
+def test_a_request_is_confined_to_its_registry(shop):
+    """Issue 20, item 3: a model name of `../other/entry` served a model from outside the registry."""
+    from tabtwin.flows.synthesize import request
+
+    edited_entry(shop, "outside")
+    state = request(model="../edited/outside", rows=5, registry=str(shop["root"] / "registry"), return_state=True)
+    error = state.result(raise_on_failure=False)
+    assert isinstance(error, TabtwinError) and "not a registry entry name" in str(error)
+
+
+def test_a_run_whose_name_was_taken_meanwhile_is_not_told_it_registered(shop, tmp_path):
+    """Issue 20, item 4: two runs of same-named files from two folders both said they registered one entry."""
+    from tabtwin.flows.synthesize import PLAIN, run_sequence
+
+    data = write_table(shop["table"], tmp_path / "shop.csv")  # shop.csv of another folder
+    spec = RunSpec(data=str(data), epochs=1, batch_size=50, device=shop["device"], gate=str(shop["root"] / "lenient.json"))
+    places = steps.Places(out=str(tmp_path / "runs"), cache=str(shop["root"] / "cache"), registry=str(tmp_path / "reg"))
+    other = RunSpec(data=str(tmp_path / "elsewhere" / "shop.csv"))
+
+    def fit_while_another_registers(train, schema, run_spec, cache):
+        model_dir, reused = PLAIN.fit_or_reuse(train, schema, run_spec, cache)
+        registry.register_model(places.registry, registry.registry_name(spec), model_dir, other,
+                                {"data": str(other.data)})
+        return model_dir, reused
+
+    ops = dataclasses.replace(PLAIN, fit_or_reuse=fit_while_another_registers)
+    with pytest.raises(TabtwinError, match="published .*, but the model was not registered: .* holds the model of"):
+        run_sequence(spec, places, ops)
+    entry = Path(places.registry) / registry.registry_name(spec)
+    assert json.loads((entry / registry.REGISTRATION).read_text())["source"]["data"] == other.data
