@@ -10,20 +10,21 @@ runs itself (`serve`); with `--pool NAME` it registers the deployments with a pr
 time zone, with the parameters given here; "request" is a form (model, rows, conditions, out, ...) whose `model`
 is a choice among the models registered when the deployment was made.
 
-The flags are `tabtwin run`'s (built from `flows.steps.RunSpec` and `Places`, with the same defaults). Paths
+The flags are `tabtwin run`'s (built from `flows.spec.RunSpec` and `Places`, with the same defaults). Paths
 (the data file, metadata, gate, --out, --cache, --registry) are made absolute here: a worker runs elsewhere.
+Prefect is imported inside the functions that use it: the command line builds its parser from this module at
+start, before it sets Prefect's defaults for its process (`server.prefect_defaults`).
 """
 
 from __future__ import annotations
-
-import tabtwin.flows  # noqa: F401  (quiet, offline defaults)
 
 import os
 from dataclasses import fields
 from pathlib import Path
 
 from tabtwin.flows.registry import REGISTRATION
-from tabtwin.flows.steps import Places, RunSpec, absolute, option_params, spec_default
+from tabtwin.flows.arguments import add_places_arguments, add_spec_arguments
+from tabtwin.flows.spec import Places, RunSpec, absolute, option_params, spec_default
 from tabtwin.pipeline.errors import TabtwinError
 
 DEFAULT_CRON = "0 2 * * *"
@@ -130,24 +131,13 @@ def deployments(data: str, cron: str = DEFAULT_CRON, timezone: str | None = None
 
 def add_arguments(parser) -> None:
     """`tabtwin deploy`'s flags: the data, the schedule, where runs execute, and `tabtwin run`'s flags."""
-    from tabtwin.flows import cli
-
     parser.add_argument("--data", required=True, help="table to refresh nightly (path or SQLAlchemy URL)")
     parser.add_argument("--cron", default=DEFAULT_CRON, help="schedule of the refresh (02:00 daily)")
     parser.add_argument("--timezone", default=local_timezone(), help="IANA time zone of the schedule (the machine's)")
     parser.add_argument("--pool", help="register with this process work pool and exit (run `prefect worker start "
                                        "--pool NAME`); None: serve the deployments from this process")
-    cli.add_spec_arguments(parser, [f.name for f in RunSpec.flow_fields() if f.name != "data"])
-    cli.add_places_arguments(parser)
-
-
-def build_parser():
-    """A parser of `tabtwin deploy`'s flags alone (as the subcommand has them)."""
-    from tabtwin.flows.cli import Parser
-
-    parser = Parser(prog="tabtwin deploy", description="Deploy tabtwin's flows to a Prefect server.")
-    add_arguments(parser)
-    return parser
+    add_spec_arguments(parser, [f.name for f in RunSpec.flow_fields() if f.name != "data"])
+    add_places_arguments(parser)
 
 
 def parameters_from(args) -> dict:
@@ -183,11 +173,3 @@ def deploy(args) -> list[str]:
 
     serve(*built)
     return []
-
-
-if __name__ == "__main__":  # the old entry point: `python -m tabtwin.flows.deploy ...` is `tabtwin deploy ...`
-    import sys
-
-    from tabtwin.flows.cli import main
-
-    sys.exit(main(["deploy", *sys.argv[1:]]))

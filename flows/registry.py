@@ -24,10 +24,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
+from filelock import FileLock, Timeout
 
-from tabtwin.flows.steps import MODEL_NAMES, RunSpec, source_of
+from tabtwin.flows.spec import MODEL_NAMES, RunSpec, source_of
 from tabtwin.pipeline.errors import TabtwinError
 from tabtwin.pipeline.files import atomic_directory, write_json_atomic
+from tabtwin.pipeline.ingest import SUPPORTED_SUFFIXES, is_url
 
 REGISTRATION = "registration.json"
 ENTRY_FILES = ("model", REGISTRATION)  # what an entry holds: the only names registering replaces there
@@ -146,8 +148,6 @@ def register_model(registry: str | Path, name: str, model_dir: Path, spec: RunSp
     be free or hold this source's model (else a TabtwinError, and nothing is registered); it is then replaced
     whole. Returns the entry's folder.
     """
-    from filelock import FileLock, Timeout
-
     target = entry_path(name, registry)
     Path(registry).mkdir(parents=True, exist_ok=True)
     try:
@@ -220,8 +220,6 @@ _JSON_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "dict": (dic
 def checked_spec(record: dict) -> RunSpec:
     """A RunSpec from a registration's record, each value of its field's type; a source that is a URL or a
     table file tabtwin reads, metadata and gate files that are JSON files. Raises TypeError/ValueError naming the field."""
-    from tabtwin.pipeline.ingest import SUPPORTED_SUFFIXES, is_url
-
     if not isinstance(record, dict):
         raise TypeError("spec is not an object")
     known = {f.name: f for f in fields(RunSpec)}

@@ -12,16 +12,20 @@ the workers themselves (their cores, and how many task slots share each host) be
 
 from __future__ import annotations
 
-import tabtwin.flows  # noqa: F401  (quiet, offline defaults)
-
 import os
 import re
+from dataclasses import asdict
 
+import torch
+from distributed import Client, get_worker
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
+from prefect_dask import DaskTaskRunner
+from threadpoolctl import threadpool_limits
 
 from tabtwin.flows.registry import check_registry_names
-from tabtwin.flows.steps import Places, RunSpec, place_default
+from tabtwin.flows.spec import Places, RunSpec, place_default
+from tabtwin.flows.synthesize import PLAIN, run_sequence
 
 
 def available_cores() -> int:
@@ -33,21 +37,14 @@ def available_cores() -> int:
 
 def _worker_address() -> str | None:
     try:
-        from distributed import get_worker
-
         return get_worker().address
-    except (ImportError, ValueError):  # not running on a Dask worker
+    except ValueError:  # not running on a Dask worker
         return None
 
 
 @task(cache_policy=NO_CACHE, persist_result=False, retries=1, name="run-pipeline")
 def run_one(spec: dict, places: dict, threads: int, shares: dict[str, int] | None = None) -> dict:
     """One (table, model) pair on a worker: the pipeline sequence with torch limited to the worker's share."""
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    from tabtwin.flows.synthesize import PLAIN, run_sequence
-
     threads = (shares or {}).get(_worker_address(), threads)
     torch.set_num_threads(threads)
     run = RunSpec(**spec)
@@ -73,8 +70,6 @@ def synthesize_many(
 
 def cluster_shares(address: str) -> dict[str, int]:
     """Threads per task for each worker of a running cluster: its host's cores / the task slots on that host."""
-    from distributed import Client
-
     with Client(address, timeout="30s") as client:
         cores = client.run(available_cores)  # {worker address: cores}
         workers = client.scheduler_info()["workers"]
@@ -86,8 +81,6 @@ def cluster_shares(address: str) -> dict[str, int]:
 
 def run_many(specs: list[RunSpec], places: Places | None = None, dask_address: str | None = None,
              workers: int = 2) -> list[dict]:
-    from prefect_dask import DaskTaskRunner
-
     places = places or Places()
     check_registry_names(specs, places.registry)  # two pairs that would register under one name: refused up front
     if dask_address:
@@ -97,6 +90,6 @@ def run_many(specs: list[RunSpec], places: Places | None = None, dask_address: s
         # Single-threaded worker processes, each task with cores // workers torch threads: no oversubscription.
         runner = DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "dashboard_address": None})
         shares, threads = None, max(1, available_cores() // workers)
-    plain = [spec.__dict__ for spec in specs]
+    plain = [asdict(spec) for spec in specs]
     return synthesize_many.with_options(task_runner=runner)(plain, places.out, places.cache, places.registry,
                                                             threads, shares)

@@ -12,10 +12,14 @@ to do, and its process is stopped.
 Prefect stops the temporary server when the Python process exits normally (atexit). `stop_on_signals` turns
 SIGTERM and SIGHUP into an exception, so a killed run unwinds the same way and leaves no server behind; SIGKILL
 cannot be caught by any process, so only the signals a process can handle are covered.
+
+Prefect is imported inside the functions: the command line imports this module at start, before it sets
+Prefect's defaults for its process (`prefect_defaults`).
 """
 
 from __future__ import annotations
 
+import os
 import signal
 
 from tabtwin.pipeline.errors import TabtwinError
@@ -24,6 +28,15 @@ from tabtwin.pipeline.errors import TabtwinError
 # slowest first start measured on a 2-core machine with the other core busy.
 STARTUP_TIMEOUT_S = 180
 SETTING = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+
+
+def prefect_defaults(level: str) -> None:
+    """Prefect's settings for this process, each only where the user set none, before Prefect is imported: its
+    log level (the CLI prints its own summary; `--verbose` asks for INFO) and no analytics, so a run never
+    phones home. A library user calling the flows directly sets these themselves, or keeps Prefect's defaults."""
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", level)
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
 
 
 class Stopped(BaseException):

@@ -11,33 +11,35 @@ meet the same conditions, and hand out the table only if the gate passes.
 
 from __future__ import annotations
 
-import tabtwin.flows  # noqa: F401  (quiet, offline Prefect defaults before Prefect is imported)
-
 import inspect
+import logging
+import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Annotated
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import MissingContextError
+from prefect.runtime import deployment
 from prefect.states import Completed, Failed
 from pydantic import Field
 
-from tabtwin.pipeline.errors import TabtwinError
-
+from tabtwin.flows import cache, steps
+from tabtwin.flows import publish as publishing
 from tabtwin.flows import registry as reg
-from tabtwin.flows import steps
-from tabtwin.flows.steps import Places, RunSpec, place_default, spec_default
-
+from tabtwin.flows.progress import TrainingProgress
+from tabtwin.flows.spec import Places, RunSpec, place_default, spec_default, with_absolute_paths
+from tabtwin.generators import load_model
+from tabtwin.pipeline.errors import TabtwinError
+from tabtwin.pipeline.jsonable import jsonable
 
 
 def retry_unless_user_error(task, task_run, state) -> bool:
     """Retry a failed I/O task unless it failed on bad input (a TabtwinError such as a missing file or an unknown
     table): reading a file that is not there again does not make it appear."""
-    from tabtwin.pipeline.errors import TabtwinError
-
     return not isinstance(state.result(raise_on_failure=False), TabtwinError)
 
 
@@ -48,13 +50,11 @@ io_task = task(cache_policy=NO_CACHE, persist_result=False, retries=2, retry_del
 
 
 def fit_with_progress(train, schema, spec: RunSpec, cache_root: str):
-    """`steps.fit_or_reuse`, reporting training progress on the run's logger every few seconds (epoch, losses,
+    """`cache.fit_or_reuse`, reporting training progress on the run's logger every few seconds (epoch, losses,
     time left: at INFO, so it reaches the server under a deployment) and, in a terminal, as a progress bar."""
-    from tabtwin.flows.progress import TrainingProgress
-
     progress = TrainingProgress(_logger(), bar=_show_bar(), label=f"{spec.model} training")
     try:
-        return steps.fit_or_reuse(train, schema, spec, cache_root, progress=progress)
+        return cache.fit_or_reuse(train, schema, spec, cache_root, progress=progress)
     finally:
         progress.finish()
 
@@ -64,10 +64,6 @@ fit_with_progress.__name__ = "fit_or_reuse"  # the task's name in Prefect, as be
 
 def _show_bar() -> bool:
     """A progress bar when a person is watching: stderr is a terminal and the run is not a deployment's."""
-    import sys
-
-    from prefect.runtime import deployment
-
     return sys.stderr.isatty() and deployment.id is None
 
 
@@ -83,10 +79,10 @@ class Steps:
     register_model: Callable
 
 
-PLAIN = Steps(steps.load_inputs, steps.fit_or_reuse, steps.sample_synthetic, steps.evaluate_run, steps.publish,
+PLAIN = Steps(steps.load_inputs, cache.fit_or_reuse, steps.sample_synthetic, steps.evaluate_run, publishing.publish,
               reg.register_model)
 TASKS = Steps(io_task(steps.load_inputs), quiet_task(fit_with_progress), quiet_task(steps.sample_synthetic),
-              quiet_task(steps.evaluate_run), io_task(steps.publish), io_task(reg.register_model))
+              quiet_task(steps.evaluate_run), io_task(publishing.publish), io_task(reg.register_model))
 # Module-level names for the tasks, as before (Prefect shows them by function name).
 load_inputs, fit_or_reuse, sample_synthetic, evaluate_run, publish, register_model = (
     TASKS.load_inputs, TASKS.fit_or_reuse, TASKS.sample_synthetic, TASKS.evaluate_run, TASKS.publish, TASKS.register_model)
@@ -99,25 +95,24 @@ def run_sequence(spec: RunSpec, places: Places, ops: Steps = PLAIN, artifact_key
     (registry entry or None), the gate's checks and failure messages, and the model's DP guarantee (or None).
     """
     reg.check_registry_names([spec], places.registry)
-    # a model without DP or without a time budget is refused before any work
-    steps.option_params(spec.model, spec.dp_epsilon, spec.dp_delta, spec.max_seconds)
     train, holdout, schema = ops.load_inputs(spec)
-    model_dir, reused = ops.fit_or_reuse(train, schema, spec, places.cache)
+    fitted = ops.fit_or_reuse(train, schema, spec, places.cache)
+    model_dir, reused = fitted.folder, fitted.reused
     _logger().info("model %s (%s)", model_dir, "reused from cache" if reused else "trained")
-    synthetic = ops.sample_synthetic(model_dir, spec.rows or len(train), spec)
-    privacy = steps.model_privacy(model_dir)
+    synthetic = ops.sample_synthetic(fitted.model, spec.rows or len(train), spec)
+    privacy = steps.model_privacy(fitted.model)
     entry = Path(places.registry) / reg.registry_name(spec) if places.registry else None
     run = steps.run_record("run", spec, model_dir, entry, len(synthetic))
     results = ops.evaluate_run(train, holdout, synthetic, schema, spec, run=run, dp=privacy)
     # Only a passing model is registered (after publishing): a failed run's report names no entry.
     results["run"] = {**run, "registry_entry": run["registry_entry"] if results["gate"]["passed"] else None}
-    published = ops.publish(places.out, steps.new_run_id(spec), results, train, synthetic, schema,
+    published = ops.publish(places.out, publishing.new_run_id(spec), results, train, synthetic, schema,
                             {"spec": asdict(spec), "model_dir": str(model_dir), "model_reused": reused})
     publish_artifacts(results, published.folder, key=artifact_key)
     registered = None
     if entry and published.passed:
         try:
-            registered = ops.register_model(places.registry, entry.name, model_dir, steps.with_absolute_paths(spec),
+            registered = ops.register_model(places.registry, entry.name, model_dir, with_absolute_paths(spec),
                                             reg.split_record(spec, train, holdout), privacy)
         except TabtwinError as err:  # e.g. another source registered that name while this run trained
             raise TabtwinError(f"published {published.folder}, but the model was not registered: {err}") from None
@@ -129,8 +124,6 @@ def run_sequence(spec: RunSpec, places: Places, ops: Steps = PLAIN, artifact_key
 
 def gate_summary(results: dict) -> dict:
     """The gate's checks (plain JSON types: the summary travels through Prefect and Dask) and failure messages."""
-    from tabtwin.pipeline.jsonable import jsonable
-
     gate = results["gate"]
     return {"checks": jsonable(gate["checks"]), "failures": [f["message"] for f in gate["failures"]]}
 
@@ -138,8 +131,6 @@ def gate_summary(results: dict) -> dict:
 def with_parameter_docs(fn):
     """Append an Args section with each parameter's help text from RunSpec and Places, which Prefect shows as the
     parameter's description in the deployment's form."""
-    from dataclasses import fields
-
     helps = {f.name: f.metadata.get("help", "") for cls in (RunSpec, Places) for f in fields(cls)}
     lines = [f"    {name}: {helps[name]}" for name in inspect.signature(fn).parameters]
     fn.__doc__ = f"{inspect.cleandoc(fn.__doc__ or '')}\n\nArgs:\n" + "\n".join(lines)
@@ -168,7 +159,7 @@ def synthesize(
     metadata: str | None = spec_default("metadata"),
     gate: str | None = spec_default("gate"),
 ):
-    """Parameters: the fields of `flows.steps.RunSpec` (bar conditions) and of `flows.steps.Places`."""
+    """Parameters: the fields of `flows.spec.RunSpec` (bar conditions) and of `flows.spec.Places`."""
     spec = RunSpec(data=data, model=model, epochs=epochs, batch_size=batch_size, max_seconds=max_seconds, rows=rows, target=target,
                    holdout_fraction=holdout_fraction, seed=seed, device=device, dp_epsilon=dp_epsilon,
                    dp_delta=dp_delta, table=table, metadata=metadata, gate=gate)
@@ -215,28 +206,29 @@ def request(
     entry = reg.entry_path(model, registry)
     registration = reg.read_registration(entry, registry)
     trained = registration.spec
-    target = steps.check_request_output(reg.fresh_request_path(entry) if out is None else out, overwrite,
-                                        trained.data)
+    target = publishing.check_request_output(reg.fresh_request_path(entry) if out is None else out, overwrite,
+                                             trained.data)
     spec = RunSpec(**{**asdict(trained), "conditions": conditions or {}, "device": device,
                       "seed": trained.seed if seed is None else seed})
     train, holdout, schema = load_inputs(trained)  # the split the model was trained with, whatever the seed now
     reg.check_source(registration, train, holdout)
-    synthetic = sample_synthetic(registration.model_dir, rows, spec)
+    model = load_model(registration.model_dir, device=device)
+    synthetic = sample_synthetic(model, rows, spec)
     train, holdout = (steps.filter_rows(frame, spec.conditions) for frame in (train, holdout))
-    privacy = steps.model_privacy(registration.model_dir)
+    privacy = steps.model_privacy(model)
     run = steps.run_record("request", spec, registration.model_dir, entry, rows)
     results = evaluate_run(train, holdout, synthetic, schema, spec, run=run, dp=privacy)
     info = {"model": str(entry), "rows": rows, "conditions": spec.conditions, "out": str(target)}
-    report = (target.parent, steps.request_report_name(target), results, train, synthetic, schema)
+    report = (target.parent, publishing.request_report_name(target), results, train, synthetic, schema)
     removed = None
     if results["gate"]["passed"]:
         # The table (the format the analyst asked for) and its report appear together, or neither does.
-        with steps.table_in_waiting(synthetic, target) as digest:
+        with publishing.table_in_waiting(synthetic, target) as digest:
             published = publish(*report, {**info, "out_sha256": digest}, overwrite)
     else:
-        written = steps.request_digests(target)  # read before the new report replaces the old one
+        written = publishing.request_digests(target)  # read before the new report replaces the old one
         published = publish(*report, info, overwrite)
-        removed = str(target) if steps.withdraw(target, written) else None
+        removed = str(target) if publishing.withdraw(target, written) else None
     publish_artifacts(results, published.folder, key="request-report")
     return outcome({"folder": str(published.folder), "passed": published.passed, "out": str(target),
                     "synthetic": str(published.synthetic) if published.synthetic else None, "removed": removed,
@@ -244,13 +236,9 @@ def request(
 
 
 def _logger():
-    from prefect.exceptions import MissingContextError
-
     try:
         return get_run_logger()
     except MissingContextError:  # called outside a flow or task run
-        import logging
-
         return logging.getLogger("tabtwin.flows")
 
 

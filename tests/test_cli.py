@@ -226,7 +226,7 @@ def test_request_refuses_an_unregistered_path_in_one_line_before_prefect_starts(
     import tabtwin.flows.cli as cli_module
 
     started = []
-    monkeypatch.setattr(cli_module, "_quiet_prefect", lambda verbose: started.append(verbose))
+    monkeypatch.setattr(cli_module, "prefect_defaults", lambda level: started.append(level))
     code, out, err = run(capsys, "request", tmp_path / "nope", "--rows", 10, "--out", tmp_path / "x.csv")
     assert code == 2 and err.count("\n") == 1 and "is not a registered model" in err and str(tmp_path / "nope") in err
     assert not started  # refused before the flow (and Prefect) was set up
@@ -238,3 +238,19 @@ def test_fit_draws_no_progress_bar_into_a_pipe(split, tmp_path, capsys):
                          "--device", "cpu", "--out", tmp_path / "m")
     assert code == 0 and "\r" not in err and "epoch" not in err, err
     assert "ctgan fitted on" in out
+
+
+def test_commands_that_need_no_prefect_do_not_import_it(table):
+    """`schema` starts without Prefect, torch, sdmetrics or GX, and importing the flows sets no environment."""
+    import subprocess
+    import sys
+
+    schema = (f"import sys; from tabtwin.flows.cli import main; main(['schema', {str(table)!r}]); "
+              f"print(sorted(m for m in ('prefect', 'torch', 'sdmetrics', 'great_expectations') if m in sys.modules))")
+    flows = ("import os; before = dict(os.environ); import tabtwin.flows.synthesize, tabtwin.flows.cli; "
+             # KMP_*: set by the OpenMP runtime torch loads, not by tabtwin
+             "print(sorted(k for k, v in set(os.environ.items()) ^ set(before.items()) if not k.startswith('KMP_')))")
+    for script in (schema, flows):
+        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines()[-1] == "[]", script

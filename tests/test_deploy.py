@@ -22,9 +22,10 @@ from pathlib import Path
 import pytest
 
 from tabtwin.flows import deploy
+from tabtwin.flows.cli import build_parser
 from tabtwin.flows.progress import TrainingProgress, duration
 from tabtwin.flows.registry import entry_path, fresh_request_path
-from tabtwin.flows.steps import DEFAULT_MODEL
+from tabtwin.flows.spec import DEFAULT_MODEL
 from tabtwin.pipeline.ingest import write_table
 from tabtwin.pipeline.sample_data import make_sample_table
 
@@ -92,8 +93,8 @@ def test_the_default_timezone_is_the_machines(monkeypatch):
     assert deploy.local_timezone() == "America/Chicago"
     monkeypatch.setenv("TZ", "Not/AZone")
     assert deploy.local_timezone() != "Not/AZone"
-    parser = deploy.build_parser()
-    assert parser.parse_args(["--data", "d.csv"]).timezone == deploy.local_timezone()
+    (commands,) = [a for a in build_parser()._actions if a.dest == "command"]
+    assert commands.choices["deploy"].parse_args(["--data", "d.csv"]).timezone == deploy.local_timezone()
 
 
 def test_the_request_form_describes_every_parameter_and_offers_the_registered_models(tmp_path):
@@ -143,7 +144,7 @@ def test_io_retries_transient_errors_but_not_a_missing_file(tmp_path, monkeypatc
     from prefect.testing.utilities import prefect_test_harness
 
     from tabtwin.flows import steps, synthesize
-    from tabtwin.flows.steps import RunSpec
+    from tabtwin.flows.spec import RunSpec
     from tabtwin.pipeline.errors import IngestError
 
     data = write_table(make_sample_table(60, seed=1), tmp_path / "t.csv")

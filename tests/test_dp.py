@@ -169,7 +169,7 @@ def test_fit_with_dp_epsilon_saves_and_prints_the_spent_budget(table, tmp_path, 
 def test_a_flow_refuses_a_bad_epsilon_before_reading_the_data(tmp_path, epsilon):
     # Flows and deployments get their parameters without the CLI's parser: the run checks them itself,
     # before loading the data (here a file that does not exist, which would be the error otherwise).
-    from tabtwin.flows.steps import Places, RunSpec
+    from tabtwin.flows.spec import Places, RunSpec
     from tabtwin.flows.synthesize import run_sequence
 
     spec = RunSpec(data=str(tmp_path / "missing.csv"), model="tvae", dp_epsilon=epsilon)

@@ -9,7 +9,8 @@ import pytest
 
 from tabtwin.evaluation.gate import GateConfig
 from tabtwin.flows import registry, steps
-from tabtwin.flows.steps import DEFAULT_MODEL, RunSpec
+from tabtwin.flows.cache import fingerprint
+from tabtwin.flows.spec import DEFAULT_MODEL, RunSpec
 from tabtwin.pipeline.errors import TabtwinError
 from tabtwin.pipeline.ingest import read_table, write_table
 from tabtwin.pipeline.sample_data import make_sample_table
@@ -54,12 +55,12 @@ def test_split_is_seeded_and_disjoint():
 def test_fingerprint_changes_with_data_and_parameters():
     df = make_sample_table(50, seed=1)
     schema = infer_schema(df)
-    base = steps.fingerprint(df, schema, {"epochs": 1})
-    assert base == steps.fingerprint(df.copy(), schema, {"epochs": 1})
-    assert base != steps.fingerprint(df, schema, {"epochs": 2})
+    base = fingerprint(df, schema, {"epochs": 1})
+    assert base == fingerprint(df.copy(), schema, {"epochs": 1})
+    assert base != fingerprint(df, schema, {"epochs": 2})
     changed = df.copy()
     changed.loc[0, "amount"] += 1
-    assert base != steps.fingerprint(changed, schema, {"epochs": 1})
+    assert base != fingerprint(changed, schema, {"epochs": 1})
 
 
 def test_fingerprint_changes_with_the_model_format(monkeypatch):
@@ -68,9 +69,9 @@ def test_fingerprint_changes_with_the_model_format(monkeypatch):
 
     df = make_sample_table(50, seed=1)
     schema = infer_schema(df)
-    before = steps.fingerprint(df, schema, {"epochs": 1})
+    before = fingerprint(df, schema, {"epochs": 1})
     monkeypatch.setattr(tabtwin.generators.base, "FORMAT_VERSION", tabtwin.generators.base.FORMAT_VERSION + 1)
-    assert before != steps.fingerprint(df, schema, {"epochs": 1})
+    assert before != fingerprint(df, schema, {"epochs": 1})
 
 
 def test_dp_settings_enter_the_fingerprint_only_when_set():
@@ -79,7 +80,7 @@ def test_dp_settings_enter_the_fingerprint_only_when_set():
     schema = infer_schema(df)
     plain = RunSpec(data="x.csv", model="tvae")
     assert set(plain.model_params()) == {"model", "epochs", "batch_size", "seed"}
-    keys = {steps.fingerprint(df, schema, RunSpec(data="x.csv", model="tvae", **dp).model_params())
+    keys = {fingerprint(df, schema, RunSpec(data="x.csv", model="tvae", **dp).model_params())
             for dp in ({}, {"dp_epsilon": 3.0}, {"dp_epsilon": 1.0}, {"dp_epsilon": 3.0, "dp_delta": 1e-6})}
     assert len(keys) == 4
     with pytest.raises(TabtwinError, match="supported by tvae only"):
@@ -91,7 +92,7 @@ def test_a_time_budget_enters_the_fingerprint_only_when_set_and_only_for_models_
     schema = infer_schema(df)
     plain = RunSpec(data="x.csv", model="autoregressive")
     assert "max_seconds" not in plain.model_params()  # models cached before budgets existed keep their keys
-    keys = {steps.fingerprint(df, schema, RunSpec(data="x.csv", model="autoregressive", **budget).model_params())
+    keys = {fingerprint(df, schema, RunSpec(data="x.csv", model="autoregressive", **budget).model_params())
             for budget in ({}, {"max_seconds": 30.0}, {"max_seconds": 60.0})}
     assert len(keys) == 3
     budgeted = RunSpec(data="x.csv", model="autoregressive", max_seconds=30)
@@ -151,6 +152,8 @@ def test_synthesize_publishes_and_caches_the_model(harness, workspace):
     second = run_synthesize(workspace, workspace["lenient"])
     again = json.loads((Path(second.result()["folder"]) / "run.json").read_text())
     assert again["model_reused"] is True  # same data and parameters: no retraining
+    # The model sampled in memory after training and the one loaded from the cache draw the same rows.
+    pd.testing.assert_frame_equal(read_table(Path(second.result()["folder"]) / "synthetic.parquet"), synthetic)
     assert len(list((workspace["root"] / "cache").iterdir())) == 1
     assert (workspace["root"] / "registry" / f"customers-csv-{DEFAULT_MODEL}" / "registration.json").is_file()
 
@@ -235,7 +238,7 @@ def test_two_tables_on_a_local_dask_cluster(workspace, device):
     from prefect.testing.utilities import prefect_test_harness
 
     from tabtwin.flows.scale import available_cores, run_many
-    from tabtwin.flows.steps import Places
+    from tabtwin.flows.spec import Places
 
     second = write_table(make_sample_table(300, seed=9), workspace["root"] / "accounts.parquet")
     specs = [RunSpec(data=d, epochs=1, batch_size=50, device=device, gate=workspace["lenient"])

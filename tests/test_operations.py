@@ -21,7 +21,7 @@ import pytest
 from tabtwin.evaluation.gate import GateConfig
 from tabtwin.flows import registry, steps
 from tabtwin.flows.cli import EXIT_BROKEN_PIPE, main
-from tabtwin.flows.steps import DEFAULT_MODEL, RunSpec
+from tabtwin.flows.spec import DEFAULT_MODEL, Places, RunSpec
 from tabtwin.pipeline.errors import TabtwinError
 from tabtwin.pipeline.files import atomic_directory, write_json_atomic
 from tabtwin.pipeline.ingest import read_table, write_table
@@ -326,14 +326,14 @@ def test_a_run_whose_name_was_taken_meanwhile_is_not_told_it_registered(shop, tm
 
     data = write_table(shop["table"], tmp_path / "shop.csv")  # shop.csv of another folder
     spec = RunSpec(data=str(data), epochs=1, batch_size=50, device=shop["device"], gate=str(shop["root"] / "lenient.json"))
-    places = steps.Places(out=str(tmp_path / "runs"), cache=str(shop["root"] / "cache"), registry=str(tmp_path / "reg"))
+    places = Places(out=str(tmp_path / "runs"), cache=str(shop["root"] / "cache"), registry=str(tmp_path / "reg"))
     other = RunSpec(data=str(tmp_path / "elsewhere" / "shop.csv"))
 
     def fit_while_another_registers(train, schema, run_spec, cache):
-        model_dir, reused = PLAIN.fit_or_reuse(train, schema, run_spec, cache)
-        registry.register_model(places.registry, registry.registry_name(spec), model_dir, other,
+        fitted = PLAIN.fit_or_reuse(train, schema, run_spec, cache)
+        registry.register_model(places.registry, registry.registry_name(spec), fitted.folder, other,
                                 {"data": str(other.data)})
-        return model_dir, reused
+        return fitted
 
     ops = dataclasses.replace(PLAIN, fit_or_reuse=fit_while_another_registers)
     with pytest.raises(TabtwinError, match="published .*, but the model was not registered: .* holds the model of"):

@@ -13,7 +13,8 @@ import pytest
 
 from tabtwin.flows import registry
 from tabtwin.flows.cli import main
-from tabtwin.flows.steps import RunSpec, check_request_output, request_digests, table_in_waiting, withdraw
+from tabtwin.flows.publish import check_request_output, request_digests, table_in_waiting, withdraw
+from tabtwin.flows.spec import RunSpec
 from tabtwin.pipeline import ingest, outputs
 from tabtwin.pipeline.errors import TabtwinError
 from tabtwin.pipeline.files import atomic_directory
@@ -224,7 +225,7 @@ def test_links_out_of_the_registry_are_refused(entry, tmp_path):
 
 @pytest.mark.parametrize("change, words", [
     ({"metadata": "/etc/passwd"}, "metadata"),
-    ({"gate": "../../gate.json"}, "gate"),
+    ({"gate": "/etc/shadow"}, "gate"),
     ({"data": "/etc/passwd"}, "table file"),
     ({"model": "../../bin/sh"}, "unknown model"),
     ({"epochs": "1e9"}, "epochs"),

@@ -1,4 +1,4 @@
-"""One declaration of run parameters (flows.steps.RunSpec + Places): the CLI, the flow and the deployment agree,
+"""One declaration of run parameters (flows.spec.RunSpec + Places): the CLI, the flow and the deployment agree,
 and every --help shows every default."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tabtwin.flows import cli, deploy
-from tabtwin.flows.steps import DEFAULT_MODEL, MODEL_NAMES, Places, RunSpec
+from tabtwin.flows.spec import DEFAULT_MODEL, MODEL_NAMES, Places, RunSpec
 from tabtwin.pipeline.errors import TabtwinError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,14 +56,18 @@ def test_run_flags_are_the_runspec_fields_with_their_defaults():
 def test_run_flags_reach_the_spec():
     argv = ["run", "a.csv", "b.csv", "--model", *MODEL_NAMES, "--epochs", "7", "--batch-size", "9", "--rows", "11",
             "--target", "y", "--holdout-fraction", "0.3", "--seed", "4", "--device", "cpu", "--table", "t",
-            "--metadata", "m.json", "--gate", "g.json", "--registry", "reg", "--out", "o", "--cache", "c",
-            "--dp-epsilon", "2.5", "--dp-delta", "1e-6", "--max-seconds", "30"]
+            "--metadata", "m.json", "--gate", "g.json", "--registry", "reg", "--out", "o", "--cache", "c"]
     specs, places = cli.run_specs(cli.build_parser().parse_args(argv))
     assert len(specs) == 2 * len(MODEL_NAMES)
     assert specs[0] == RunSpec(data="a.csv", model=MODEL_NAMES[0], epochs=7, batch_size=9, rows=11, target="y",
-                               holdout_fraction=0.3, seed=4, device="cpu", table="t", metadata="m.json", gate="g.json",
-                               dp_epsilon=2.5, dp_delta=1e-6, max_seconds=30.0)
+                               holdout_fraction=0.3, seed=4, device="cpu", table="t", metadata="m.json", gate="g.json")
     assert places == Places(out="o", cache="c", registry="reg")
+    # The opt-in options, each with a model that has it (a spec refuses the others when it is made).
+    options = {"tvae": ["--dp-epsilon", "2.5", "--dp-delta", "1e-6"], "autoregressive": ["--max-seconds", "30"]}
+    (dp,) = cli.run_specs(cli.build_parser().parse_args(["run", "a.csv", "--model", "tvae", *options["tvae"]]))[0]
+    assert (dp.dp_epsilon, dp.dp_delta) == (2.5, 1e-6)
+    (budget,) = cli.run_specs(cli.build_parser().parse_args(["run", "a.csv", *options["autoregressive"]]))[0]
+    assert budget.max_seconds == 30.0
 
 
 def test_fit_and_deploy_defaults_come_from_runspec():
@@ -71,7 +75,7 @@ def test_fit_and_deploy_defaults_come_from_runspec():
     spec = RunSpec(data="t.csv")
     names = ("model", "epochs", "batch_size", "max_seconds", "device", "seed", "dp_epsilon", "dp_delta")
     assert [getattr(fit, name) for name in names] == [getattr(spec, name) for name in names]
-    parameters = deploy.parameters_from(deploy.build_parser().parse_args(["--data", "t.csv"]))
+    parameters = deploy.parameters_from(subparsers(cli.build_parser())["deploy"].parse_args(["--data", "t.csv"]))
     assert parameters == flow_defaults()  # every flow parameter but `data`, at its default
 
 
@@ -136,7 +140,7 @@ def test_every_help_shows_every_default(command):
 
 
 def test_deploy_help_shows_every_default():
-    parser = deploy.build_parser()
+    parser = subparsers(cli.build_parser())["deploy"]
     text = " ".join(parser.format_help().split())
     for action in parser._actions:
         if action.option_strings and action.default != argparse.SUPPRESS and not action.required:

@@ -121,7 +121,7 @@ FLAGSHIP_WORD = "autoregressive"
 def test_the_flagship_named_in_explanations_is_the_default_model():
     """evaluation must not import flows, so explain.py names the flagship itself; this keeps the two in step."""
     from tabtwin.evaluation.explain import FLAGSHIP
-    from tabtwin.flows.steps import DEFAULT_MODEL
+    from tabtwin.flows.spec import DEFAULT_MODEL
 
     assert FLAGSHIP == DEFAULT_MODEL == FLAGSHIP_WORD
 
