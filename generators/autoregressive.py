@@ -47,7 +47,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from tabtwin.generators.base import SAMPLE_BATCH, SyntheticGenerator, flush_denormals, write_values, zero_subnormals_
+from tabtwin.generators.base import (SAMPLE_BATCH, SyntheticGenerator, check_finite, flush_denormals, write_values,
+                                     zero_subnormals_)
 from tabtwin.generators.params import MAX_LAYERS, MAX_WIDTH, check_float, check_int
 from tabtwin.pipeline.binning import BinnedEncoder
 from tabtwin.pipeline.categories import MAX_CATEGORIES
@@ -397,8 +398,8 @@ class AutoregressiveGenerator(SyntheticGenerator):
                 for j, (code, _) in fixed.items():
                     codes[:, j] = code
                 for j in order[len(fixed):]:
-                    logits = self.net_.head_logits(codes, mask, j).float()
-                    codes[:, j] = torch.multinomial(torch.softmax(logits, dim=1), 1, generator=generator)[:, 0]
+                    probs = check_finite(torch.softmax(self.net_.head_logits(codes, mask, j).float(), dim=1), self.model_name)
+                    codes[:, j] = torch.multinomial(probs, 1, generator=generator)[:, 0]
             frame = self.encoder_.inverse_transform(codes.cpu().numpy(), seed=seed + lo, id_offset=lo)
             # A rare value shares its code with others: write it as asked.
             frames.append(write_values(frame, {self.encoder_.columns[j]: value for j, (_, value) in fixed.items()},

@@ -477,7 +477,7 @@ class SyntheticGenerator(BaseEstimator):
         for start in range(0, n, batch):
             rows = min(batch, n - start)
             with torch.no_grad():
-                raw = self._generate(rows, plan, generator).float().cpu().numpy()
+                raw = check_finite(self._generate(rows, plan, generator), self.model_name).float().cpu().numpy()
             if plan is not None:
                 plan.force(raw)
             frame = self.encoder_.inverse_transform(raw, id_offset=start, seed=seed + start)
@@ -559,6 +559,16 @@ class SyntheticGenerator(BaseEstimator):
     def _check_fitted(self) -> None:
         if not hasattr(self, "encoder_"):
             raise TabtwinError(f"the {self.model_name} model is not fitted yet; call fit(df) first")
+
+
+def check_finite(output: torch.Tensor, model_name: str) -> torch.Tensor:
+    """`output` (a network's sampled rows or probabilities), or a one-line TabtwinError when any value is NaN or
+    infinite: weights that load (finite, the right shapes) can still overflow float32, and a NaN would otherwise
+    end in a traceback (torch.multinomial) or decode to silent nulls."""
+    if not bool(torch.isfinite(output).all()):
+        raise TabtwinError(f"the {model_name} model produced NaN or infinite values while sampling; its weights are "
+                           "damaged or were edited: refit the model")
+    return output
 
 
 def write_values(frame: pd.DataFrame, values: dict, forms) -> pd.DataFrame:

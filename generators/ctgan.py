@@ -46,6 +46,8 @@ from tabtwin.generators.params import MAX_WIDTH, check_float, check_int, check_w
 from tabtwin.pipeline.errors import TabtwinError
 from tabtwin.pipeline.rules import Items, Num, check_fields, fail
 
+MAX_COUNT = 1e12  # rows a saved value count may claim (float32 holds it; the sampler's weights stay finite)
+
 
 class Generator(nn.Module):
     """CTGAN's residual generator (Xu et al. 2019): block i is Linear -> BatchNorm -> ReLU, and its output is
@@ -311,7 +313,7 @@ class CTGAN(SyntheticGenerator):
         column's over its own values (zero padding after them), every column summing to the same row count."""
         dims = self.layout_.condition_dims
         counts = torch.zeros((len(dims), max(dims, default=1)), device=self.device_)
-        check_fields(state, {"category_counts": Items(Items(Num(0.0)))} if dims else {}, "state")
+        check_fields(state, {"category_counts": Items(Items(Num(0.0, MAX_COUNT)))} if dims else {}, "state")
         if dims:
             rows = state["category_counts"]
             if len(rows) != len(dims) or any(len(row) != counts.shape[1] for row in rows):

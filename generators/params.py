@@ -50,10 +50,12 @@ def check_widths(name: str, value) -> None:
 
 
 def check_bool(name: str, value) -> None:
+    """Refuse `value` unless it is True or False."""
     if not isinstance(value, (bool, np.bool_)):
         raise TabtwinError(f"{name} must be True or False, got {short(value)}")
 
 
 def short(value) -> str:
+    """repr(value), cut to 60 characters for a one-line message."""
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."

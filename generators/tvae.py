@@ -500,9 +500,11 @@ class TVAE(SyntheticGenerator):
     def _latent_stats_from(self, saved) -> dict | None:
         if saved is None:
             return None
-        dim, rows = self.embedding_dim, Items(Num())
+        # Latent means and variances of a trained encoder are of order 1; the bounds keep float32 sampling finite.
+        dim, bound = self.embedding_dim, 1e6
         check_fields(saved, {"position": Items(Int(0, self.encoder_.output_dim - 1)), "count": Items(Num(MIN_CONDITION_ROWS)),
-                             "mean": Items(rows), "var": Items(Items(Num(0.0, open_low=True)))}, "latent_by_value")
+                             "mean": Items(Items(Num(-bound, bound))), "var": Items(Items(Num(0.0, bound, open_low=True)))},
+                     "latent_by_value")
         n = len(saved["position"])
         if n == 0 and not (saved["count"] or saved["mean"] or saved["var"]):
             return None  # saved before empty statistics were stored as null

@@ -64,6 +64,7 @@ class _Categorical:
 
 
 def discrete_state(spec, series: pd.Series) -> _Discrete:
+    """The values of `series` (a column of the `spec` schema column), as they read back from JSON."""
     values = series.dropna()
     categories = pd.unique(values)
     try:
@@ -151,14 +152,17 @@ def discrete_to_json(state: _Discrete) -> dict:
 
 
 def discrete_from_json(data: dict) -> _Discrete:
+    """The inverse of `discrete_to_json` (fields checked by `pipeline.validation`)."""
     return _Discrete(**{**data, "categories": [category_from_json(v) for v in data["categories"]]})
 
 
 def categorical_to_json(state: _Categorical) -> dict:
+    """A `_Categorical` as JSON: its base, kept and rare indices, and the rare values' frequencies."""
     return {"base": discrete_to_json(state.base), "kept": state.kept, "rare": state.rare,
             "rare_weights": state.rare_weights}
 
 
 def categorical_from_json(data: dict) -> _Categorical:
+    """The inverse of `categorical_to_json` (fields checked by `pipeline.validation`)."""
     return _Categorical(base=discrete_from_json(data["base"]), kept=data["kept"], rare=data["rare"],
                         rare_weights=data["rare_weights"])

@@ -42,7 +42,7 @@ def read_json(path, what: str = "file"):
         raise EncodingError(f"cannot read {what} {path}: {err.strerror or err}") from None
     except RecursionError:
         detail = "its JSON is nested too deeply"
-    except (ValueError, UnicodeDecodeError) as err:  # JSONDecodeError is a ValueError
+    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         detail = f"not valid JSON: {_first_line(err)}"
     raise EncodingError(f"{what} {path} is corrupt ({detail}); refit the model or copy it again")
 
@@ -182,6 +182,7 @@ class Dtype(Rule):
 
 
 def fail(where: str, problem: str):
+    """Raise StateError("where: problem")."""
     raise StateError(f"{where}: {problem}")
 
 
@@ -202,12 +203,14 @@ def check_fields(entry, rules: dict[str, Rule], where: str) -> dict:
 
 
 def ascending(values: list, where: str, field: str, strict: bool = True) -> None:
+    """Refuse (StateError) numbers that are not in ascending order (strictly, unless `strict` is False)."""
     a = np.asarray(values, dtype=np.float64)
     if len(a) > 1 and not (np.all(np.diff(a) > 0) if strict else np.all(np.diff(a) >= 0)):
         fail(where, f"{field} must be in {'strictly ' if strict else ''}ascending order")
 
 
 def sums_to_one(values: list, where: str, field: str, tolerance: float = _SUM_TOLERANCE) -> None:
+    """Refuse (StateError) shares whose exact sum is further than `tolerance` from 1."""
     total = math.fsum(values)
     if abs(total - 1.0) > tolerance:
         fail(where, f"{field} must sum to 1, got {total!r}")

@@ -158,6 +158,8 @@ CONFIG_CASES = [
     ("unknown top-level key", ALL, lambda c: c.update(evil=1), "exactly"),
     ("negative category count", ("ctgan",), lambda c: c["state"]["category_counts"][0].__setitem__(0, -5.0),
      "category_counts"),
+    ("a count beyond float32", ("ctgan",), lambda c: c["state"]["category_counts"][0].__setitem__(0, 1e300),
+     "category_counts"),
     ("fractional category count", ("ctgan",), lambda c: c["state"]["category_counts"][0].__setitem__(0, 0.5),
      "category_counts"),
     ("count in the padding", ("ctgan",), lambda c: c["state"]["category_counts"][0].__setitem__(-1, 7.0),
@@ -166,6 +168,7 @@ CONFIG_CASES = [
     ("latent position outside the categories", ("tvae",),
      lambda c: c["state"]["latent_by_value"]["position"].__setitem__(0, 0), "position"),
     ("latent variance 0", ("tvae",), lambda c: c["state"]["latent_by_value"]["var"][0].__setitem__(0, 0.0), "var"),
+    ("latent mean 1e300", ("tvae",), lambda c: c["state"]["latent_by_value"]["mean"][0].__setitem__(0, 1e300), "mean"),
 ]
 
 
@@ -265,6 +268,25 @@ def test_weights_outside_their_range_are_refused(saved, tmp_path, model, key, va
     torch.save(weights, folder / "weights.pt")
     seal(folder)
     assert "outside" in refusal(folder)
+
+
+@pytest.mark.parametrize("model", TINY)
+def test_weights_that_overflow_while_sampling_are_one_line_not_a_traceback(saved, tmp_path, capsys, model):
+    """Finite weights of the right shapes load, yet can overflow float32; sampling says so instead of failing
+    inside torch.multinomial or decoding NaN to silent nulls."""
+    folder = copy(saved, model, tmp_path)
+    weights = torch.load(folder / "weights.pt", weights_only=True)
+    for tensors in weights.values():
+        for key, tensor in tensors.items():
+            if tensor.is_floating_point() and not key.endswith(("running_var", "positions")):
+                tensor.fill_(3e38)
+    torch.save(weights, folder / "weights.pt")
+    seal(folder)
+    loaded = load_model(folder, device="cpu")
+    with pytest.raises(TabtwinError, match="NaN or infinite values while sampling") as info:
+        loaded.sample(20, seed=0)
+    assert "\n" not in str(info.value)
+    assert "refit" in sample_exits_2(folder, tmp_path, capsys)
 
 
 @pytest.mark.parametrize("model, params", [("autoregressive", dict(hidden=60_000)), ("tvae", dict(embedding_dim=60_000)),
