@@ -12,7 +12,8 @@ import pandas as pd
 
 from tabtwin.flows.spec import RunSpec
 from tabtwin.generators import base, load_model, model_class
-from tabtwin.generators.base import MODEL_FILES, ModelError, SyntheticGenerator
+from tabtwin.generators.base import ModelError, SyntheticGenerator
+from tabtwin.generators.persistence import MODEL_FILES
 from tabtwin.pipeline.schema import Schema
 
 

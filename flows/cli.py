@@ -226,7 +226,7 @@ def _cmd_encode(args) -> int:
 
 def _cmd_fit(args) -> int:
     from tabtwin.generators import model_class
-    from tabtwin.generators.base import MODEL_FILES
+    from tabtwin.generators.persistence import MODEL_FILES
 
     # Refused before the data is read: a large table or database would be read for nothing.
     spec = RunSpec(data=args.data, **{name: getattr(args, name) for name in FIT_FIELDS})

@@ -47,18 +47,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from tabtwin.generators.base import (
-    SAMPLE_BATCH,
-    SyntheticGenerator,
-    check_float,
-    check_int,
-    flush_denormals,
-    zero_subnormals_,
-)
+from tabtwin.generators.base import (SAMPLE_BATCH, SyntheticGenerator, check_finite, flush_denormals, write_values,
+                                     zero_subnormals_)
+from tabtwin.generators.params import MAX_LAYERS, MAX_WIDTH, check_float, check_int
 from tabtwin.pipeline.binning import BinnedEncoder
+from tabtwin.pipeline.categories import MAX_CATEGORIES
 from tabtwin.pipeline.conditions import find_value
 from tabtwin.pipeline.errors import TabtwinError
 from tabtwin.pipeline.schema import Schema
+from tabtwin.pipeline.validation import MAX_BINS, MAX_EXACT
 
 VALIDATION_FRACTION = 0.1
 
@@ -81,9 +78,11 @@ class ColumnAR(nn.Module):
         # [-1, 1] (0 for unordered codes), times a learned vector: neighbouring values start out alike instead of
         # each code learning its embedding from its own rows alone.
         self.register_buffer("positions", torch.zeros(sum(cardinalities)))
-        self.register_buffer("offsets", torch.tensor([0] + list(cardinalities[:-1])).cumsum(0))
+        # Index buffers follow from the cardinalities: not saved, so a model file cannot point them outside the tables.
+        self.register_buffer("offsets", torch.tensor([0] + list(cardinalities[:-1])).cumsum(0), persistent=False)
         self.ordinal = nn.ParameterList(nn.Parameter(torch.zeros(w)) for w in widths)
-        self.register_buffer("input_column", torch.repeat_interleave(torch.arange(d), torch.tensor(widths)))
+        column = torch.repeat_interleave(torch.arange(d), torch.tensor(widths), output_size=sum(widths))
+        self.register_buffer("input_column", column, persistent=False)
         self.hidden = hidden
         n_in = sum(widths)
         self.w1 = nn.Parameter(torch.randn(n_in, d, hidden) / math.sqrt(n_in / 2))
@@ -213,7 +212,7 @@ class AutoregressiveGenerator(SyntheticGenerator):
         n_bins: int = 64,
         max_exact: int = 128,
         spike_share: float = 0.01,
-        max_categories: int = 1000,
+        max_categories: int = MAX_CATEGORIES,
         device: str = "auto",
         random_state: int | None = 0,
         verbose: bool = False,
@@ -241,9 +240,11 @@ class AutoregressiveGenerator(SyntheticGenerator):
     # ------------------------------------------------------------------------------------------ parameters
 
     def _check_params(self) -> None:
-        for name in ("epochs", "batch_size", "hidden", "depth", "n_bins", "max_exact", "max_categories"):
-            check_int(name, getattr(self, name))
-        check_int("early_stopping", self.early_stopping, minimum=0)
+        super()._check_params()  # epochs, batch_size, max_categories, verbose, device, random_state
+        check_int("epochs", self.epochs)
+        limits = {"hidden": MAX_WIDTH, "depth": MAX_LAYERS, "n_bins": MAX_BINS, "max_exact": MAX_EXACT}
+        for name, maximum in limits.items():
+            check_int(name, getattr(self, name), maximum=maximum)
         for name in ("learning_rate",):
             check_float(name, getattr(self, name))
         check_float("weight_decay", self.weight_decay, inclusive=True)
@@ -389,7 +390,6 @@ class AutoregressiveGenerator(SyntheticGenerator):
         d = len(self.encoder_.columns)
         order = [j for j in fixed] + [j for j in range(d) if j not in fixed]
         mask = order_mask(order, d, self.device_)
-        labels = {form.name: form.label for form in self.encoder_.forms_}  # decoded frames carry the source labels
         frames, chunk = [], SAMPLE_BATCH[self.device_.type]
         for lo in range(0, max(n, 1), chunk):
             rows = min(chunk, n - lo)
@@ -398,13 +398,12 @@ class AutoregressiveGenerator(SyntheticGenerator):
                 for j, (code, _) in fixed.items():
                     codes[:, j] = code
                 for j in order[len(fixed):]:
-                    logits = self.net_.head_logits(codes, mask, j).float()
-                    codes[:, j] = torch.multinomial(torch.softmax(logits, dim=1), 1, generator=generator)[:, 0]
+                    probs = check_finite(torch.softmax(self.net_.head_logits(codes, mask, j).float(), dim=1), self.model_name)
+                    codes[:, j] = torch.multinomial(probs, 1, generator=generator)[:, 0]
             frame = self.encoder_.inverse_transform(codes.cpu().numpy(), seed=seed + lo, id_offset=lo)
-            for j, (_, value) in fixed.items():  # a rare value shares its code with others: write it as asked
-                label = labels.get(self.encoder_.columns[j], self.encoder_.columns[j])
-                frame[label] = pd.Series([value] * rows, dtype=frame[label].dtype)
-            frames.append(frame)
+            # A rare value shares its code with others: write it as asked.
+            frames.append(write_values(frame, {self.encoder_.columns[j]: value for j, (_, value) in fixed.items()},
+                                       self.encoder_.forms_))
         return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
     def _resolve_conditions(self, conditions: dict | None) -> dict[int, tuple[int, object]]:
@@ -462,6 +461,9 @@ class AutoregressiveGenerator(SyntheticGenerator):
     @classmethod
     def _load_encoder(cls, path):
         return BinnedEncoder.load(path)
+
+    def _prepare_loaded(self) -> None:  # the network needs nothing but the encoder's cardinalities
+        pass
 
     def _build_loaded(self) -> None:
         self._build_network()

@@ -17,8 +17,9 @@ Generators follow scikit-learn's estimator contract (`sklearn.base.BaseEstimator
 (a `TabtwinError` naming the parameter); learned state ends in `_` (`encoder_`, `layout_`, `history_`,
 `best_epoch_`, the networks).
 
-The base owns everything else: schema and encoder, seeding, conditions, decoding in large batches, and model
-files (`config.json` + `encoder.json` + `weights.pt`, a `state_dict` loaded with `weights_only=True`).
+The base owns everything else: schema and encoder, seeding, conditions, decoding in large batches, the memory
+check before training (`generators.memory`), and model files (`config.json` + `encoder.json` + `weights.pt`, a
+`state_dict` loaded with `weights_only=True`; checksummed and validated on load, `generators.persistence`).
 
 Subnormal floats: each generator calls `zero_subnormals_(optimizers)` once per epoch, which keeps weights and
 Adam state out of the subnormal range where the CPU is ~250x slower; see that function for what was measured.
@@ -26,11 +27,9 @@ Adam state out of the subnormal range where the CPU is ~250x slower; see that fu
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
@@ -43,19 +42,23 @@ import torch
 from sklearn.base import BaseEstimator
 from torch.nn import functional as F
 
+from tabtwin.generators.memory import check_training_memory
+from tabtwin.generators.params import MAX_BATCH, MAX_EPOCHS, check_bool, check_int, short
+from tabtwin.pipeline.categories import MAX_CATEGORIES
 from tabtwin.pipeline.conditions import find_value
 from tabtwin.pipeline.device import resolve_device  # noqa: F401  (re-exported: generators.base.resolve_device)
 from tabtwin.pipeline.encoding import Span, TableEncoder
 from tabtwin.pipeline.errors import TabtwinError
-from tabtwin.pipeline.files import atomic_directory, write_json_atomic
 from tabtwin.pipeline.schema import Schema, infer_schema
+from tabtwin.pipeline.rules import check_fields
+from tabtwin.pipeline.validation import MAX_CODES, MAX_SEED
 
+# 7: config.json holds the SHA-256 of every file (generators.persistence); CTGAN and TVAE cap a column's categories
+#    (`_Categorical` states); the flagship's index buffers, derived from its parameters, are no longer saved
 # 6: encoder.json records each column's form (label, dtype, decimals, special values, datetime text; pipeline.forms)
 # 5: autograd training (same weight layout as 4; parameters no longer views of one flat buffer)
 # 4: the critic reads a pac group's data, then its conditions; 3: grouped columns, discrete spans last
-FORMAT_VERSION = 6
-# What `save` writes in a model folder: the only names it replaces there (`pipeline.outputs`).
-MODEL_FILES = ("config.json", "encoder.json", "weights.pt")
+FORMAT_VERSION = 7
 # Rows generated and decoded per batch. A GPU wants large batches to stay busy; on a CPU, batches of a few
 # thousand rows keep each intermediate in cache and sample Adult about 1.5x faster than 50,000-row batches.
 SAMPLE_BATCH = {"cpu": 8192, "cuda": 50_000}
@@ -276,6 +279,7 @@ class ConditionPlan:
     columns: list[str]
     spans: list[Span]
     codes: list[int]  # index of the required value inside each span
+    shared: dict = field(default_factory=dict)  # {column: value} of values whose code they share with other rare ones
 
     def force(self, data: np.ndarray) -> None:
         """Overwrite the conditioned spans with their one-hots, so every decoded row satisfies them."""
@@ -289,7 +293,7 @@ def plan_conditions(encoder: TableEncoder, conditions: dict | None) -> Condition
         return None
     if not isinstance(conditions, dict):
         raise TabtwinError("conditions must be a mapping of column to value, e.g. {'sex': ' Female'}")
-    names, spans, codes = [], [], []
+    names, spans, codes, shared = [], [], [], {}
     for column, value in conditions.items():
         spec = _schema_column(encoder.schema, column)
         if spec.kind not in ("discrete", "boolean"):
@@ -298,15 +302,17 @@ def plan_conditions(encoder: TableEncoder, conditions: dict | None) -> Condition
                 "discrete and boolean columns"
             )
         values = encoder.category_values(column)
-        code = _find_value(values, value)
-        if code is None:
+        index = _find_value(values, value)
+        if index is None:
             shown = [v for v in values if v is not None][:20]
             raise TabtwinError(f"column {column!r} has no value {value!r}; known values include {shown}")
         (span,) = encoder.spans_of(column)
         names.append(column)
         spans.append(span)
-        codes.append(code)
-    return ConditionPlan(names, spans, codes)
+        codes.append(encoder.code_of_value(column, index))
+        if encoder.is_rare(column, index):
+            shared[column] = values[index]
+    return ConditionPlan(names, spans, codes, shared)
 
 
 def _schema_column(schema: Schema, column: str):
@@ -319,35 +325,6 @@ def _schema_column(schema: Schema, column: str):
 def _find_value(values: list, wanted) -> int | None:
     """Index of `wanted` among a column's values (None is the null category): `pipeline.conditions.find_value`."""
     return find_value(values, wanted)
-
-
-# ---------------------------------------------------------------------------------------------- validation
-
-
-def check_int(name: str, value, minimum: int = 1) -> None:
-    """Refuse `value` unless it is an integer (not a bool) >= minimum; the message names the parameter."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-        raise TabtwinError(f"{name} must be {what}, got {value!r}")
-
-
-def check_float(name: str, value, minimum: float = 0.0, inclusive: bool = False, maximum: float | None = None) -> None:
-    """Refuse `value` unless it is a finite real number above `minimum` (or equal, with `inclusive`) and at most
-    `maximum`."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
-    ok = ok and (value >= minimum if inclusive else value > minimum) and (maximum is None or value <= maximum)
-    if not ok:
-        bound = f"{'>=' if inclusive else '>'} {minimum}" + ("" if maximum is None else f" and <= {maximum}")
-        raise TabtwinError(f"{name} must be a number {bound}, got {value!r}")
-
-
-def check_widths(name: str, value) -> None:
-    """Refuse `value` unless it is a sequence of positive integer layer widths."""
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-        raise TabtwinError(f"{name} must be a list of positive integer layer widths, got {value!r}")
-    for width in value:
-        if isinstance(width, bool) or not isinstance(width, numbers.Integral) or width < 1:
-            raise TabtwinError(f"{name} must be a list of positive integer layer widths, got {value!r}")
 
 
 # ---------------------------------------------------------------------------------------------- base
@@ -366,6 +343,10 @@ class SyntheticGenerator(BaseEstimator):
     # `progress_callback(epoch, epochs, record)`, epoch counting from 1, `epochs` the cap, `record` the epoch's
     # entry of `history_`. Not a hyper-parameter: it is not saved, and `clone` drops it.
     progress_callback: ClassVar = None
+    # Codes per discrete column of the one-hot encoding (CTGAN, TVAE): past it the rarest values share one
+    # (`pipeline.categories`). Not a hyper-parameter (set it on an instance before `fit`): the fitted encoder
+    # saves its own. The flagship takes it as a parameter of its encoder.
+    max_categories: ClassVar[int] = MAX_CATEGORIES
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -377,11 +358,12 @@ class SyntheticGenerator(BaseEstimator):
     def fit(self, df: pd.DataFrame, schema: Schema | None = None) -> SyntheticGenerator:
         """Fit the encoder and train the networks on `df` (rows, columns); returns self."""
         schema = self._begin_fit(df, schema)
-        self.encoder_ = TableEncoder(schema, random_state=self.random_state).fit(df)
+        self.encoder_ = TableEncoder(schema, random_state=self.random_state, max_categories=self.max_categories).fit(df)
         if self.encoder_.output_dim == 0:
             raise TabtwinError("the table has only id columns; there is nothing to model")
-        data = torch.from_numpy(self.encoder_.transform(df)).to(self.device_)
         self.layout_ = SpanLayout.from_spans(self.encoder_.output_info, self.device_)
+        check_training_memory(self, len(df))  # before the encoded table and the networks take it
+        data = torch.from_numpy(self.encoder_.transform(df)).to(self.device_)
         self._build(self.encoder_.output_dim)
         self.history_ = []
         self.best_epoch_ = None
@@ -406,14 +388,18 @@ class SyntheticGenerator(BaseEstimator):
         """
         for name in ("epochs", "early_stopping"):
             if hasattr(self, name):
-                check_int(name, getattr(self, name), minimum=0)
+                check_int(name, getattr(self, name), minimum=0, maximum=MAX_EPOCHS)
         if hasattr(self, "batch_size"):
-            check_int("batch_size", self.batch_size)
+            check_int("batch_size", self.batch_size, maximum=MAX_BATCH)
+        check_int("max_categories", self.max_categories, maximum=MAX_CODES)
+        for name in ("verbose", "compile", "dp_reproducible"):
+            if hasattr(self, name):
+                check_bool(name, getattr(self, name))
         if not isinstance(getattr(self, "device", "auto"), str):
             raise TabtwinError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
         seed = getattr(self, "random_state", None)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
-            raise TabtwinError(f"random_state must be None or a non-negative integer, got {seed!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed <= MAX_SEED):
+            raise TabtwinError(f"random_state must be None or an integer from 0 to 2**63 - 1, got {short(seed)}")
 
     def _begin_fit(self, df: pd.DataFrame, schema: Schema | None) -> Schema:
         """What every fit does first: refuse an empty table or bad parameters, pick the device, seed, and return
@@ -484,17 +470,18 @@ class SyntheticGenerator(BaseEstimator):
         if not isinstance(n, (int, np.integer)) or n < 0:
             raise TabtwinError(f"number of rows must be a non-negative integer, got {n!r}")
         plan = plan_conditions(self.encoder_, conditions)
-        generator = torch.Generator(device=self.device_)
-        generator.manual_seed(seed if seed is not None else int(torch.randint(0, 2**62, (1,)).item()))
+        seed = seed if seed is not None else int(torch.randint(0, 2**62, (1,)).item())
+        generator = torch.Generator(device=self.device_).manual_seed(seed)
         frames = []
         batch = SAMPLE_BATCH[self.device_.type]
         for start in range(0, n, batch):
             rows = min(batch, n - start)
             with torch.no_grad():
-                raw = self._generate(rows, plan, generator).float().cpu().numpy()
+                raw = check_finite(self._generate(rows, plan, generator), self.model_name).float().cpu().numpy()
             if plan is not None:
                 plan.force(raw)
-            frames.append(self.encoder_.inverse_transform(raw, id_offset=start))
+            frame = self.encoder_.inverse_transform(raw, id_offset=start, seed=seed + start)
+            frames.append(write_values(frame, plan.shared if plan else {}, self.encoder_.forms_))
         if not frames:
             return self.encoder_.inverse_transform(np.zeros((0, self.encoder_.output_dim), dtype=np.float32))
         return pd.concat(frames, ignore_index=True)
@@ -502,71 +489,48 @@ class SyntheticGenerator(BaseEstimator):
     # ------------------------------------------------------------------------------------------ persistence
 
     def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
-        """Write config.json, encoder.json and weights.pt into `path`, replacing it only once all are written.
+        """Write config.json, encoder.json and weights.pt into `path`, replacing it only once all are written;
+        config.json records every file's SHA-256 (`generators.persistence`). An existing `path` is replaced only
+        when it is a model folder (nothing in it but `persistence.MODEL_FILES`) or empty, unless `overwrite`;
+        otherwise a TabtwinError before anything is written (`pipeline.outputs`)."""
+        from tabtwin.generators.persistence import save_model
 
-        An existing `path` is replaced only when it is a model folder (nothing in it but `MODEL_FILES`) or empty,
-        unless `overwrite`; otherwise a TabtwinError, before anything is written (`pipeline.outputs`)."""
         self._check_fitted()
-        target = Path(path)
-        with atomic_directory(target, replaces=MODEL_FILES, overwrite=overwrite) as staging:
-            # Clones: torch.save writes a view's whole storage, and a parameter may be a view of a larger buffer.
-            weights = {n: {k: v.clone() for k, v in m.state_dict().items()} for n, m in self._modules().items()}
-            torch.save(weights, staging / "weights.pt")
-            config = {
-                "format": FORMAT_VERSION,
-                "model": self.model_name,
-                "params": self.get_params(),
-                "state": self._extra_state(),
-                "weights_sha256": _sha256(staging / "weights.pt"),  # catches damage torch.load would not notice
-            }
-            write_json_atomic(config, staging / "config.json")
-            self.encoder_.save(staging / "encoder.json")
-        return target
+        return save_model(self, path, overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "auto") -> SyntheticGenerator:
-        path = Path(path)
-        config = _read_config(path)
-        model_cls = SyntheticGenerator.registry.get(config.get("model"))
-        if model_cls is None or (cls is not SyntheticGenerator and model_cls is not cls):
-            raise ModelError(f"{path} holds a {config.get('model')!r} model, not {cls.model_name or 'a known one'}")
-        try:
-            model = model_cls(**{**config["params"], "device": device})
-            model.encoder_ = model_cls._load_encoder(path / "encoder.json")
-        except (TypeError, KeyError, TabtwinError) as err:
-            raise ModelError(f"{path} is not a valid model directory ({err}); refit the model") from None
-        model.device_ = resolve_device(device)
-        try:
-            model._check_params()
-        except TabtwinError as err:
-            raise ModelError(f"{path} holds invalid parameters ({err}); refit the model") from None
-        model._build_loaded()
-        model._load_extra_state(config.get("state", {}))
-        model._load_weights(path / "weights.pt", config.get("weights_sha256"))
-        return model
+        """The model saved in folder `path`, its networks on `device`. Every file's checksum and every value are
+        checked before use, and the networks' shapes before any is allocated (`generators.persistence`); a
+        ModelError (one line naming the file and the field) refuses a folder that is missing, damaged, edited or
+        from another format."""
+        from tabtwin.generators.persistence import load_model_dir
+
+        return load_model_dir(cls, path, device)
 
     @classmethod
     def _load_encoder(cls, path: Path):
         """Read the fitted encoder saved beside the weights (a generator with another encoder overrides this)."""
         return TableEncoder.load(path)
 
-    def _build_loaded(self) -> None:
-        """Rebuild the networks of a loaded model from its encoder, before the weights go in."""
+    def _prepare_loaded(self) -> None:
+        """What the networks of a loaded model are built from, on `self.device_`: the span layout of its encoder."""
         self.layout_ = SpanLayout.from_spans(self.encoder_.output_info, self.device_)
+
+    def _build_loaded(self) -> None:
+        """Build the networks of a loaded model (after `_prepare_loaded`), before the weights go in."""
         self._build(self.encoder_.output_dim)
 
-    def _load_weights(self, path: Path, sha256: str | None) -> None:
-        if path.is_file() and sha256 and _sha256(path) != sha256:
-            raise ModelError(f"{path} does not match the checksum in config.json; the file is damaged, refit or copy again")
+    def _meta_weights(self) -> dict[str, dict[str, torch.Tensor]]:
+        """The state_dicts the networks would have, built on torch's meta device: names, shapes and dtypes of every
+        tensor, with no memory allocated whatever the sizes (checked against weights.pt, counted before training)."""
+        device, self.device_ = self.device_, torch.device("meta")
         try:
-            weights = torch.load(path, map_location=self.device_, weights_only=True)
-            for name, module in self._modules().items():
-                module.load_state_dict(weights[name])
-        except FileNotFoundError:
-            raise ModelError(f"{path} is missing; the model directory is incomplete") from None
-        except Exception as err:  # a damaged file fails in many ways inside torch; all mean the same to a user
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ModelError(f"{path} does not fit this model ({first}); refit or use the matching version") from None
+            with torch.device("meta"):
+                self._build_loaded()
+            return {name: module.state_dict() for name, module in self._modules().items()}
+        finally:
+            self.device_ = device
 
     # ------------------------------------------------------------------------------------------ hooks
 
@@ -591,11 +555,33 @@ class SyntheticGenerator(BaseEstimator):
         return {}
 
     def _load_extra_state(self, state: dict) -> None:
-        pass
+        """Restore `_extra_state()` from config.json, refusing (TabtwinError naming the field) anything else."""
+        check_fields(state, {}, "state")
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "encoder_"):
             raise TabtwinError(f"the {self.model_name} model is not fitted yet; call fit(df) first")
+
+
+def check_finite(output: torch.Tensor, model_name: str) -> torch.Tensor:
+    """`output` (a network's sampled rows or probabilities), or a one-line TabtwinError when any value is NaN or
+    infinite: weights that load (finite, the right shapes) can still overflow float32, and a NaN would otherwise
+    end in a traceback (torch.multinomial) or decode to silent nulls."""
+    if not bool(torch.isfinite(output).all()):
+        raise TabtwinError(f"the {model_name} model produced NaN or infinite values while sampling; its weights are "
+                           "damaged or were edited: refit the model")
+    return output
+
+
+def write_values(frame: pd.DataFrame, values: dict, forms) -> pd.DataFrame:
+    """`frame` (decoded rows) with every row of each column in `values` ({column: value}) set to that value, in
+    the column's dtype and under its source label (`forms`): a conditioned value whose code it shares with other
+    rare values decodes to any of them, so the value asked for is written afterwards."""
+    labels = {form.name: form.label for form in forms}
+    for column, value in values.items():
+        label = labels.get(column, column)
+        frame[label] = pd.Series([value] * len(frame), dtype=frame[label].dtype)
+    return frame
 
 
 class _ReportingProgress:
@@ -612,25 +598,3 @@ class _ReportingProgress:
         self.bar.set_postfix(**figures)
         record = dict(self.model.history_[-1])
         self.model.progress_callback(int(record.pop("epoch")) + 1, self.model.epochs, record)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _read_config(path: Path) -> dict:
-    if not path.is_dir():
-        raise ModelError(f"model directory not found: {path}; check the path or fit a model first")
-    try:
-        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelError(f"{path} has no config.json; it is not a tabtwin model directory") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ModelError(f"{path}/config.json is corrupt ({err}); refit the model") from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT_VERSION:
-        raise ModelError(f"{path} was written by another tabtwin model format; refit the model")
-    return config

@@ -39,13 +39,14 @@ from tabtwin.generators.base import (
     SyntheticGenerator,
     activate,
     adam,
-    check_float,
-    check_int,
-    check_widths,
     segment_log_softmax,
     zero_subnormals_,
 )
+from tabtwin.generators.params import MAX_WIDTH, check_float, check_int, check_widths
 from tabtwin.pipeline.errors import TabtwinError
+from tabtwin.pipeline.rules import Items, Num, check_fields, fail
+
+MAX_COUNT = 1e12  # rows a saved value count may claim (float32 holds it; the sampler's weights stay finite)
 
 
 class Generator(nn.Module):
@@ -278,8 +279,9 @@ class CTGAN(SyntheticGenerator):
 
     def _check_params(self) -> None:
         super()._check_params()
-        for name in ("embedding_dim", "pac", "discriminator_steps"):
-            check_int(name, getattr(self, name))
+        check_int("embedding_dim", self.embedding_dim, maximum=MAX_WIDTH)
+        for name in ("pac", "discriminator_steps"):
+            check_int(name, getattr(self, name), maximum=1000)
         check_widths("generator_dim", self.generator_dim)
         check_widths("discriminator_dim", self.discriminator_dim)
         if len(self.discriminator_dim) == 0:
@@ -307,10 +309,21 @@ class CTGAN(SyntheticGenerator):
         return {"category_counts": self.sampler_.counts.cpu().tolist()} if self.sampler_.n_columns else {}
 
     def _load_extra_state(self, state: dict) -> None:
+        """The value counts of the discrete columns saved in config.json: (columns, widest) whole numbers, each
+        column's over its own values (zero padding after them), every column summing to the same row count."""
         dims = self.layout_.condition_dims
         counts = torch.zeros((len(dims), max(dims, default=1)), device=self.device_)
+        check_fields(state, {"category_counts": Items(Items(Num(0.0, MAX_COUNT)))} if dims else {}, "state")
         if dims:
-            counts = torch.tensor(state["category_counts"], dtype=torch.float32, device=self.device_)
+            rows = state["category_counts"]
+            if len(rows) != len(dims) or any(len(row) != counts.shape[1] for row in rows):
+                fail("category_counts", f"must be {len(dims)} rows of {counts.shape[1]} counts, one per discrete column")
+            totals = {sum(row) for row in rows}
+            if any(v != int(v) for row in rows for v in row) or any(any(row[dim:]) for row, dim in zip(rows, dims)):
+                fail("category_counts", "must be whole numbers, zero past each column's values")
+            if min(totals) <= 0 or max(totals) - min(totals) > 1e-6 * max(totals):
+                fail("category_counts", "must count the same rows, at least one, in every column")
+            counts = torch.tensor(rows, dtype=torch.float32, device=self.device_)
         self.sampler_ = ConditionSampler(self.layout_, counts)
 
     def _train(self, data: torch.Tensor, progress) -> None:

@@ -89,34 +89,16 @@ from torch import nn
 
 from tabtwin.generators.base import (
     ConditionPlan,
-    ModelError,
     SyntheticGenerator,
     activate,
     adam,
-    check_float,
-    check_int,
-    check_widths,
     segment_log_softmax,
     zero_subnormals_,
 )
+from tabtwin.generators.params import MAX_WIDTH, check_float, check_int, check_widths
+from tabtwin.generators.privacy import DP_ACCOUNTANT, DP_ALPHAS, NOT_COVERED, check_privacy, default_delta
 from tabtwin.pipeline.errors import TabtwinError
-
-# What the encoder and the schema learn from the rows outside DP-SGD: not covered by the guarantee (saved in the
-# model's privacy block and shown with it).
-NOT_COVERED = (
-    "column kinds inferred from the data (schema), unless given as metadata",
-    "category sets of discrete and boolean columns (every value seen, including rare ones) and null categories",
-    "mixture fits of continuous and datetime columns: modes' weights, means and standard deviations, "
-    "spikes (exact values holding a share of the rows) and so each column's observed range",
-    "column forms: labels, dtypes, decimals, datetime text formats, special values (+inf, -inf)",
-)
-DP_ACCOUNTANT = "rdp"  # opacus's Renyi-DP accountant (Mironov 2017; Mironov, Talwar, Zhang 2019 for subsampling)
-# Renyi orders the accountant optimises over: integers only. opacus's defaults add fractional orders 1.1-10.9,
-# whose series cost ~0.7 s of pure Python per epsilon evaluation (measured: 9 of the 13 s of a 2-epoch fit on 400
-# rows went to the noise search); an integer order's series has order+1 terms, and three fractional orders below 2
-# serve large epsilons (where the best order is small). Any set of orders gives a valid bound; fewer orders can
-# only make it marginally looser.
-DP_ALPHAS = (1.25, 1.5, 1.75, *range(2, 64), 80, 96, 128, 192, 256)
+from tabtwin.pipeline.rules import Int, Items, Num, Rule, ascending, check_fields, fail
 
 MIN_CONDITION_ROWS = 5  # a value needs this many training rows for its latent Gaussian to be estimated
 SIGMA_MIN, SIGMA_MAX = 0.01, 1.0
@@ -224,7 +206,7 @@ class TVAE(SyntheticGenerator):
 
     def _check_params(self) -> None:
         super()._check_params()
-        check_int("embedding_dim", self.embedding_dim)
+        check_int("embedding_dim", self.embedding_dim, maximum=MAX_WIDTH)
         check_widths("compress_dims", self.compress_dims)
         check_widths("decompress_dims", self.decompress_dims)
         check_float("lr", self.lr)
@@ -509,34 +491,38 @@ class TVAE(SyntheticGenerator):
         return {"latent_by_value": {key: stats[key].tolist() for key in ("position", "count", "mean", "var")}, **privacy}
 
     def _load_extra_state(self, state: dict) -> None:
-        privacy = (state or {}).get("privacy")
-        if privacy is not None and not (isinstance(privacy, dict) and isinstance(privacy.get("epsilon"), (int, float))):
-            raise ModelError("the privacy block in config.json is corrupt; refit the model")
-        self.privacy_ = privacy
-        saved = (state or {}).get("latent_by_value")
+        """The privacy block and the per-value latent statistics saved in config.json, every field checked
+        (`privacy.check_privacy`; statistics of this model's size, at positions of its category columns)."""
+        check_fields(state, {"latent_by_value": Rule(), **({"privacy": Rule()} if "privacy" in state else {})}, "state")
+        self.privacy_ = check_privacy(state.get("privacy"), self.dp_epsilon)
+        self.latent_stats_ = self._latent_stats_from(state["latent_by_value"])
+
+    def _latent_stats_from(self, saved) -> dict | None:
         if saved is None:
-            self.latent_stats_ = None
-            return
-        try:
-            stats = {
-                "position": torch.tensor(saved["position"], dtype=torch.long, device=self.device_),
-                "count": torch.tensor(saved["count"], dtype=torch.float64, device=self.device_),
-                "mean": torch.tensor(saved["mean"], dtype=torch.float32, device=self.device_),
-                "var": torch.tensor(saved["var"], dtype=torch.float32, device=self.device_),
-            }
-        except (KeyError, TypeError, ValueError, RuntimeError) as err:
-            raise ModelError(f"the latent statistics in config.json are corrupt ({err}); refit the model") from None
-        rows = len(stats["position"])
-        shape = (rows, self.embedding_dim)
-        if rows == 0 and not stats["mean"].numel() and not stats["var"].numel():
-            # Saved before empty statistics were stored as null: [] reads back as shape (0,), not (0, dim).
-            self.latent_stats_ = None
-            return
-        if stats["count"].shape != (rows,) or stats["mean"].shape != shape or stats["var"].shape != shape:
-            raise ModelError("the latent statistics in config.json do not fit the model's size; refit the model")
-        if rows and (not bool((stats["var"] > 0).all()) or not bool(torch.isfinite(stats["mean"]).all())):
-            raise ModelError("the latent statistics in config.json hold invalid values; refit the model")
-        self.latent_stats_ = stats
+            return None
+        # Latent means and variances of a trained encoder are of order 1; the bounds keep float32 sampling finite.
+        dim, bound = self.embedding_dim, 1e6
+        check_fields(saved, {"position": Items(Int(0, self.encoder_.output_dim - 1)), "count": Items(Num(MIN_CONDITION_ROWS)),
+                             "mean": Items(Items(Num(-bound, bound))), "var": Items(Items(Num(0.0, bound, open_low=True)))},
+                     "latent_by_value")
+        n = len(saved["position"])
+        if n == 0 and not (saved["count"] or saved["mean"] or saved["var"]):
+            return None  # saved before empty statistics were stored as null
+        if any(len(saved[key]) != n for key in ("count", "mean", "var")) or any(
+            len(row) != dim for key in ("mean", "var") for row in saved[key]
+        ):
+            fail("latent_by_value", f"must hold {n} counts, and means and variances of {dim} numbers each")
+        ascending(saved["position"], "latent_by_value", "position")
+        categories = {span.start + code for span in self.encoder_.output_info if span.role == "category"
+                      for code in range(span.dim)}
+        if not set(saved["position"]) <= categories:
+            fail("latent_by_value", "position must name category columns of the encoder")
+        return {
+            "position": torch.tensor(saved["position"], dtype=torch.long, device=self.device_),
+            "count": torch.tensor(saved["count"], dtype=torch.float64, device=self.device_),
+            "mean": torch.tensor(saved["mean"], dtype=torch.float32, device=self.device_),
+            "var": torch.tensor(saved["var"], dtype=torch.float32, device=self.device_),
+        }
 
     # ------------------------------------------------------------------------------------------ other uses
 
@@ -570,11 +556,6 @@ class TVAE(SyntheticGenerator):
             x = x[:, self.layout_.grouped]
             mu, logvar = self.encoder_net_(x)
             yield x, mu, logvar
-
-
-def default_delta(n: int) -> float:
-    """delta when none is given: 1 / n^1.1, below 1/n (a mechanism with delta >= 1/n may publish a whole row)."""
-    return 1.0 / max(n, 2) ** 1.1
 
 
 class _LogSigma(nn.Module):

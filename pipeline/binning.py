@@ -4,7 +4,8 @@ Per modelled column (schema order; id columns take no code and are regenerated o
 `TableEncoder`):
 
 - discrete / boolean: the index of the value among the seen categories, sorted; nulls get the last code. Past
-  `max_categories` values, the rarest share one "rare" code that decodes to one of them, drawn by frequency.
+  `max_categories` values, the rarest share one "rare" code that decodes to one of them, drawn by frequency
+  (`pipeline.categories`, shared with `TableEncoder`).
 - continuous / datetime (datetimes as counts of their coarsest unit, as in `TableEncoder`): a column with at most
   `max_exact` distinct values keeps each value as its own code, so its marginal comes back exactly. Otherwise
   every value that holds at least `spike_share` of the rows (Adult's capital-gain zeros, round prices) keeps its
@@ -25,28 +26,29 @@ and the binned mixtures in the TabPC line of work model numeric columns; this is
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from tabtwin.pipeline.categories import (
+    MAX_CATEGORIES,
+    _Categorical,
+    categorical_codes,
+    categorical_from_json,
+    categorical_to_json,
+    decode_categorical,
+    fit_categorical,
+)
 from tabtwin.pipeline.encoding import (
-    _category_codes,
-    _discrete_state,
-    _Discrete,
+    _check_columns,
     _from_model_units,
     _generate_ids,
     _Identifier,
     _identifier_state,
-    _restore_dtype,
     _to_model_units,
-    _check_columns,
-    _state_from_json,
-    _state_json,
 )
 from tabtwin.pipeline.errors import EncodingError
-from tabtwin.pipeline.files import write_json_atomic
 from tabtwin.pipeline.forms import (
     SPECIALS,
     decimals_of,
@@ -58,6 +60,7 @@ from tabtwin.pipeline.forms import (
 )
 from tabtwin.pipeline.jsonable import jsonable
 from tabtwin.pipeline.schema import Schema
+from tabtwin.pipeline.validation import EncoderFile, check_encoder
 
 SUB_BINS = 8  # equally-populated slices per bin, for in-bin sampling
 
@@ -83,25 +86,7 @@ class _Numeric:
         return len(self.points) + len(self.edges) + len(self.specials) + int(self.has_nulls)
 
 
-@dataclass
-class _Categorical:
-    """Codes of one discrete or boolean column: kept categories, then a shared rare code, then null."""
-
-    base: _Discrete  # categories sorted as TableEncoder sorts them
-    kept: list[int] = field(default_factory=list)  # indices into base.categories that have their own code
-    rare: list[int] = field(default_factory=list)  # indices sharing the rare code
-    rare_weights: list[float] = field(default_factory=list)  # their frequencies, for decoding
-
-    @property
-    def name(self) -> str:
-        return self.base.name
-
-    @property
-    def n_codes(self) -> int:
-        return len(self.kept) + int(bool(self.rare)) + int(self.base.has_nulls)
-
-
-class BinnedEncoder:
+class BinnedEncoder(EncoderFile):
     """Fit on a table, then map it to an int64 code matrix (`transform`) and back (`inverse_transform`).
 
     `transform(df)` -> (rows, n_columns) int64, column j in [0, cardinalities_[j]); `inverse_transform(codes,
@@ -115,7 +100,7 @@ class BinnedEncoder:
         n_bins: int = 64,
         max_exact: int = 128,
         spike_share: float = 0.01,
-        max_categories: int = 1000,
+        max_categories: int = MAX_CATEGORIES,
     ):
         self.schema = schema
         self.n_bins = n_bins
@@ -139,7 +124,7 @@ class BinnedEncoder:
             elif spec.kind in ("continuous", "datetime"):
                 states.append(self._fit_numeric(spec, df[spec.name]))
             else:
-                states.append(self._fit_categorical(spec, df[spec.name]))
+                states.append(fit_categorical(spec, df[spec.name], self.max_categories))
         self.states_ = states
         return self
 
@@ -173,16 +158,6 @@ class BinnedEncoder:
             timezone=str(series.dtype.tz) if isinstance(series.dtype, pd.DatetimeTZDtype) else None,
             specials=specials,
         )
-
-    def _fit_categorical(self, spec, series: pd.Series) -> _Categorical:
-        base = _discrete_state(spec, series)
-        codes = _category_codes(base, series)
-        counts = np.bincount(codes[codes < len(base.categories)], minlength=len(base.categories))
-        order = np.argsort(-counts, kind="stable")
-        kept = sorted(order[: self.max_categories].tolist())
-        rare = sorted(order[self.max_categories :].tolist())
-        weights = (counts[rare] / max(counts[rare].sum(), 1)).tolist() if rare else []
-        return _Categorical(base=base, kept=kept, rare=rare, rare_weights=weights)
 
     # ------------------------------------------------------------------------------------------ properties
 
@@ -221,12 +196,7 @@ class BinnedEncoder:
 
     def code_of_value(self, column: str, index: int) -> int:
         """The code of `all_category_values(column)[index]` (rare values share one code)."""
-        state = self._state(column)
-        if index >= len(state.base.categories):
-            return state.n_codes - 1  # the null code
-        if index in state.kept:
-            return state.kept.index(index)
-        return len(state.kept)
+        return self._state(column).code_of_value(index)
 
     # ------------------------------------------------------------------------------------------ transform
 
@@ -239,7 +209,7 @@ class BinnedEncoder:
         for j, state in enumerate(self.modelled):
             series = df[state.name]
             if isinstance(state, _Categorical):
-                out[:, j] = _categorical_codes(state, series)
+                out[:, j] = categorical_codes(state, series)
             else:
                 values, _ = _to_model_units(series, specs[state.name], state.datetime_unit)
                 out[:, j] = _numeric_codes(state, values)
@@ -261,7 +231,7 @@ class BinnedEncoder:
             column = codes[:, j]
             j += 1
             if isinstance(state, _Categorical):
-                decoded[state.name] = _decode_categorical(state, column, rng)
+                decoded[state.name] = decode_categorical(state, column, rng)
             else:
                 decoded[state.name] = _from_model_units(_decode_numeric(state, column, rng), state)
         return restore(pd.DataFrame(decoded, columns=[s.name for s in self.states_]), self.forms_)
@@ -273,8 +243,7 @@ class BinnedEncoder:
         columns = []
         for s in self.states_:
             if isinstance(s, _Categorical):
-                entry = {"type": "categorical", "base": _state_json(s.base), "kept": s.kept, "rare": s.rare,
-                         "rare_weights": s.rare_weights}
+                entry = {"type": "categorical", **categorical_to_json(s)}
             elif isinstance(s, _Numeric):
                 entry = {"type": "numeric", **asdict(s)}
             else:
@@ -285,35 +254,16 @@ class BinnedEncoder:
         return {"params": params, "schema": self.schema.to_dict(), "columns": columns, "forms": forms_to_json(self.forms_)}
 
     @classmethod
-    def from_dict(cls, data: dict) -> BinnedEncoder:
-        try:
-            encoder = cls(Schema.from_dict(data["schema"]), **data["params"])
-            states = []
-            for c in data["columns"]:
-                body = {k: v for k, v in c.items() if k != "type"}
-                if c["type"] == "categorical":
-                    states.append(_Categorical(base=_state_from_json(_Discrete, body["base"]), kept=body["kept"], rare=body["rare"],
-                                               rare_weights=body["rare_weights"]))
-                elif c["type"] == "numeric":
-                    states.append(_Numeric(**body))
-                else:
-                    states.append(_Identifier(**body))
-        except (KeyError, TypeError) as err:
-            raise EncodingError(f"encoder description is incomplete or from another version ({err})") from None
-        encoder.forms_ = forms_from_json(data.get("forms"))
-        encoder.states_ = states
+    def from_dict(cls, data: dict, source: str = "the encoder description") -> BinnedEncoder:
+        """The encoder `to_dict` described, after `pipeline.validation.check_encoder` has checked every field
+        (EncodingError, one line naming `source`, the column and the field)."""
+        check_encoder(data, "binned", source)
+        encoder = cls(Schema.from_dict(data["schema"]), **data["params"])
+        builders = {"categorical": categorical_from_json, "numeric": lambda body: _Numeric(**body),
+                    "id": lambda body: _Identifier(**body)}
+        encoder.states_ = [builders[c["type"]]({k: v for k, v in c.items() if k != "type"}) for c in data["columns"]]
+        encoder.forms_ = forms_from_json(data["forms"])
         return encoder
-
-    def save(self, path) -> None:
-        write_json_atomic(self.to_dict(), path)
-
-    @classmethod
-    def load(cls, path) -> BinnedEncoder:
-        try:
-            with open(path, encoding="utf-8") as f:
-                return cls.from_dict(json.load(f))
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise EncodingError(f"cannot read encoder file {path}: {err}") from None
 
     # ------------------------------------------------------------------------------------------ helpers
 
@@ -402,33 +352,3 @@ def _decode_numeric(state: _Numeric, codes: np.ndarray, rng: np.random.Generator
     for k, key in enumerate(state.specials):
         values[codes == n_points + len(state.edges) + k] = SPECIALS[key]
     return values
-
-
-# ---------------------------------------------------------------------------------------------- categorical
-
-
-def _categorical_codes(state: _Categorical, series: pd.Series) -> np.ndarray:
-    base_codes = _category_codes(state.base, series)  # nulls -> len(categories)
-    lookup = np.empty(len(state.base.categories) + 1, dtype=np.int64)
-    lookup[state.kept] = np.arange(len(state.kept))
-    if state.rare:
-        lookup[state.rare] = len(state.kept)
-    lookup[-1] = state.n_codes - 1
-    return lookup[base_codes]
-
-
-def _decode_categorical(state: _Categorical, codes: np.ndarray, rng: np.random.Generator) -> pd.Series:
-    categories = state.base.categories
-    values = np.empty(len(codes), dtype=object)
-    values[:] = np.nan
-    kept = codes < len(state.kept)
-    lookup = np.empty(len(state.kept), dtype=object)
-    lookup[:] = [categories[i] for i in state.kept]
-    values[kept] = lookup[codes[kept]]
-    if state.rare:
-        rare = codes == len(state.kept)
-        picks = rng.choice(len(state.rare), size=int(rare.sum()), p=np.asarray(state.rare_weights))
-        rare_values = np.empty(len(state.rare), dtype=object)
-        rare_values[:] = [categories[i] for i in state.rare]
-        values[rare] = rare_values[picks]
-    return _restore_dtype(pd.Series(values), state.base.dtype)

@@ -9,6 +9,8 @@ Per column (in schema order; id columns take no space and are regenerated on dec
   value's posterior, as in CTGAN, among the modes whose 4-sigma window holds the value, so that every seen
   value decodes back to itself.
 - discrete / boolean: one-hot over the seen categories, with an explicit null category if the column has nulls.
+  Past `max_categories` values (None: no cap; the generators pass theirs), the rarest share one code decoded to
+  one of them by frequency (`pipeline.categories`, as in the flagship's `BinnedEncoder`).
 - a continuous or datetime column with nulls or special values gets a null span: present, missing, then one
   slot per special value the column holds (+inf, -inf); the mixture models only the finite values.
 
@@ -20,18 +22,22 @@ at fit and restored by `inverse_transform`, so decoded values are written as the
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
 
+from tabtwin.pipeline.categories import (
+    _Categorical,
+    categorical_codes,
+    categorical_from_json,
+    categorical_to_json,
+    decode_categorical,
+    fit_categorical,
+)
 from tabtwin.pipeline.errors import EncodingError
-from tabtwin.pipeline.files import write_json_atomic
 from tabtwin.pipeline.forms import (
     SPECIALS,
-    category_from_json,
-    category_to_json,
     fit_forms,
     forms_from_json,
     forms_to_json,
@@ -44,6 +50,7 @@ from tabtwin.pipeline.forms import (
 from tabtwin.pipeline.jsonable import jsonable
 from tabtwin.pipeline.mixture import fit_mixtures, prune
 from tabtwin.pipeline.schema import ColumnSpec, Schema, parse_datetimes
+from tabtwin.pipeline.validation import MAX_ID_PREFIX, EncoderFile, check_encoder
 
 # Offsets are in units of this many standard deviations, and kept inside the tanh range.
 _STD_MULTIPLIER = 4.0
@@ -99,14 +106,6 @@ class _Continuous:
 
 
 @dataclass
-class _Discrete:
-    name: str
-    dtype: str
-    has_nulls: bool
-    categories: list
-
-
-@dataclass
 class _Identifier:
     name: str
     dtype: str
@@ -115,8 +114,9 @@ class _Identifier:
     width: int
 
 
-class TableEncoder:
-    """Fit on a table, then map it to a float32 matrix (`transform`) and back (`inverse_transform`)."""
+class TableEncoder(EncoderFile):
+    """Fit on a table, then map it to a float32 matrix (`transform`) and back (`inverse_transform`); `save(path)`
+    and `load(path)` as JSON (`EncoderFile`)."""
 
     def __init__(
         self,
@@ -125,12 +125,14 @@ class TableEncoder:
         weight_threshold: float = 0.005,
         max_fit_rows: int = 50_000,
         random_state: int | None = 0,
+        max_categories: int | None = None,
     ):
         self.schema = schema
         self.max_modes = max_modes
         self.weight_threshold = weight_threshold
         self.max_fit_rows = max_fit_rows
         self.random_state = random_state
+        self.max_categories = max_categories
 
     # ------------------------------------------------------------------------------------------ fit
 
@@ -157,7 +159,7 @@ class TableEncoder:
             elif spec.kind == "id":
                 self.columns_.append(_identifier_state(spec, df[spec.name]))
             else:
-                self.columns_.append(_discrete_state(spec, df[spec.name]))
+                self.columns_.append(fit_categorical(spec, df[spec.name], self.max_categories))
         self._build_layout()
         return self
 
@@ -241,11 +243,24 @@ class TableEncoder:
         return [span for span in self.output_info if span.column == column]
 
     def category_values(self, column: str) -> list:
-        """The values a discrete column's one-hot stands for, in order (None marks the null category)."""
+        """Every value a discrete column held at fit, in order, then None when it had nulls; `code_of_value` gives
+        each one's place in the column's one-hot (the same index unless rare values share a code)."""
+        state = self._categorical(column)
+        return list(state.base.categories) + ([None] if state.base.has_nulls else [])
+
+    def code_of_value(self, column: str, index: int) -> int:
+        """Position in the column's one-hot span of `category_values(column)[index]`."""
+        return self._categorical(column).code_of_value(index)
+
+    def is_rare(self, column: str, index: int) -> bool:
+        """Whether `category_values(column)[index]` shares its code with other rare values (decoded by frequency)."""
+        return self._categorical(column).is_rare(index)
+
+    def _categorical(self, column: str) -> _Categorical:
         state = self._state(column)
-        if not isinstance(state, _Discrete):
+        if not isinstance(state, _Categorical):
             raise EncodingError(f"column {column!r} is not discrete; only discrete columns have categories")
-        return list(state.categories) + ([None] if state.has_nulls else [])
+        return state
 
     # ------------------------------------------------------------------------------------------ transform
 
@@ -257,9 +272,9 @@ class TableEncoder:
         out = np.zeros((len(df), self.output_dim_), dtype=np.float32)
         self._transform_continuous(df, out)
         for state in self.columns_:
-            if isinstance(state, _Discrete):
+            if isinstance(state, _Categorical):
                 (span,) = self.spans_of(state.name)
-                out[np.arange(len(df)), span.start + _category_codes(state, df[state.name])] = 1.0
+                out[np.arange(len(df)), span.start + categorical_codes(state, df[state.name])] = 1.0
         return out
 
     def _transform_continuous(self, df: pd.DataFrame, out: np.ndarray) -> None:
@@ -332,13 +347,13 @@ class TableEncoder:
 
     # ------------------------------------------------------------------------------------------ inverse
 
-    def inverse_transform(self, data: np.ndarray, id_offset: int = 0) -> pd.DataFrame:
+    def inverse_transform(self, data: np.ndarray, id_offset: int = 0, seed: int | None = 0) -> pd.DataFrame:
         """Decode a (rows, output_dim) matrix (encoded rows or generator output) into a table in the source's
         form: its labels, dtypes, decimals, special values and datetime text (`pipeline.forms`).
 
         Softmax spans are read by argmax, so raw generator probabilities decode as well as one-hots.
-        `id_offset` numbers regenerated ids from that point, so batches decoded separately do not collide.
-        Raises EncodingError for a matrix of another width.
+        `id_offset` numbers regenerated ids from that point, so batches decoded separately do not collide; `seed`
+        draws the values of shared rare codes. Raises EncodingError for a matrix of another width.
         """
         self._check_fitted()
         data = np.asarray(data)
@@ -348,12 +363,13 @@ class TableEncoder:
                 "was it produced by this encoder?"
             )
         decoded = {}
+        rng = np.random.default_rng(seed)
         for state in self.columns_:
             if isinstance(state, _Continuous):
                 decoded[state.name] = self._decode_continuous(state, data)
-            elif isinstance(state, _Discrete):
+            elif isinstance(state, _Categorical):
                 (span,) = self.spans_of(state.name)
-                decoded[state.name] = _decode_discrete(state, data[:, span.start : span.stop])
+                decoded[state.name] = decode_categorical(state, np.argmax(data[:, span.start : span.stop], axis=1), rng)
             else:
                 decoded[state.name] = _generate_ids(state, len(data), id_offset)
         return restore(pd.DataFrame(decoded, columns=[state.name for state in self.columns_]), self.forms_)
@@ -384,36 +400,23 @@ class TableEncoder:
                 "weight_threshold": self.weight_threshold,
                 "max_fit_rows": self.max_fit_rows,
                 "random_state": self.random_state,
+                "max_categories": self.max_categories,
             },
             "schema": self.schema.to_dict(),
-            "columns": [{"type": type(s).__name__, **_state_json(s)} for s in self.columns_],
+            "columns": [_state_json(s) for s in self.columns_],
             "forms": forms_to_json(self.forms_),
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> TableEncoder:
-        kinds = {"_Continuous": _Continuous, "_Discrete": _Discrete, "_Identifier": _Identifier}
-        try:
-            encoder = cls(Schema.from_dict(data["schema"]), **data["params"])
-            encoder.columns_ = [
-                _state_from_json(kinds[c["type"]], {k: v for k, v in c.items() if k != "type"}) for c in data["columns"]
-            ]
-        except (KeyError, TypeError) as err:
-            raise EncodingError(f"encoder description is incomplete or from another version ({err})") from None
-        encoder.forms_ = forms_from_json(data.get("forms"))
+    def from_dict(cls, data: dict, source: str = "the encoder description") -> TableEncoder:
+        """The encoder `to_dict` described, after `pipeline.validation.check_encoder` has checked every field
+        (EncodingError, one line naming `source`, the column and the field)."""
+        check_encoder(data, "table", source)
+        encoder = cls(Schema.from_dict(data["schema"]), **data["params"])
+        encoder.columns_ = [_state_from_json(c) for c in data["columns"]]
+        encoder.forms_ = forms_from_json(data["forms"])
         encoder._build_layout()
         return encoder
-
-    def save(self, path) -> None:
-        write_json_atomic(self.to_dict(), path)
-
-    @classmethod
-    def load(cls, path) -> TableEncoder:
-        try:
-            with open(path, encoding="utf-8") as f:
-                return cls.from_dict(json.load(f))
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise EncodingError(f"cannot read encoder file {path}: {err}") from None
 
     # ------------------------------------------------------------------------------------------ helpers
 
@@ -449,26 +452,29 @@ def _without_specials(numeric: tuple[np.ndarray, str | None]) -> tuple[np.ndarra
     return np.where(np.isinf(values), np.nan, values), unit
 
 
+# The type tag of each column state in encoder.json.
+_TYPES = {"_Continuous": _Continuous, "_Categorical": _Categorical, "_Identifier": _Identifier}
+
+
 def _state_json(state) -> dict:
-    """A column state as JSON; category values through `category_to_json` (+-inf survive)."""
-    data = asdict(state)
-    if isinstance(state, _Discrete):
-        data["categories"] = [category_to_json(v) for v in state.categories]
-    return jsonable(data)
+    if isinstance(state, _Categorical):
+        return {"type": "_Categorical", **categorical_to_json(state)}
+    return {"type": type(state).__name__, **jsonable(asdict(state))}
 
 
-def _state_from_json(kind, data: dict):
-    if kind is _Discrete:
-        data = {**data, "categories": [category_from_json(v) for v in data["categories"]]}
-    return kind(**data)
+def _state_from_json(data: dict):
+    body = {k: v for k, v in data.items() if k != "type"}
+    if data["type"] == "_Categorical":
+        return categorical_from_json(body)
+    return _TYPES[data["type"]](**body)
 
 
 def _span_shapes(state, specials=()) -> list[tuple[str, int, str]]:
     if isinstance(state, _Continuous):
         shapes = [("value", 1, "tanh"), ("mode", state.n_modes, "softmax")]
         return shapes + ([("null", 2 + len(specials), "softmax")] if state.has_nulls else [])
-    if isinstance(state, _Discrete):
-        return [("category", len(state.categories) + int(state.has_nulls), "softmax")]
+    if isinstance(state, _Categorical):
+        return [("category", state.n_codes, "softmax")]
     return []
 
 
@@ -634,7 +640,7 @@ def _single_mode(values: np.ndarray):
 
 def _from_model_units(values: np.ndarray, state: _Continuous) -> pd.Series:
     if state.datetime_unit is None:
-        return _restore_dtype(pd.Series(values), state.dtype)
+        return restore_dtype(pd.Series(values), state.dtype)
     valid = ~np.isnan(values)
     nanos = np.zeros(len(values), dtype=np.int64)
     nanos[valid] = values[valid].astype(np.int64) * _UNIT_NS[state.datetime_unit]
@@ -645,57 +651,13 @@ def _from_model_units(values: np.ndarray, state: _Continuous) -> pd.Series:
         stamps = stamps.dt.tz_localize("UTC").dt.tz_convert(state.timezone)
     if state.datetime_format:  # instants (UTC where the text had offsets); the column's form writes the text
         return stamps
-    return _restore_dtype(stamps, state.dtype)
-
-
-def _discrete_state(spec: ColumnSpec, series: pd.Series) -> _Discrete:
-    values = series.dropna()
-    categories = pd.unique(values)
-    try:
-        categories = np.sort(categories)
-    except TypeError:  # mixed types: keep order of appearance
-        pass
-    return _Discrete(
-        name=spec.name,
-        dtype=spec.dtype,
-        has_nulls=bool(series.isna().any()),
-        categories=[category_from_json(category_to_json(v)) for v in categories],  # as read back from encoder.json
-    )
-
-
-def _category_codes(state: _Discrete, series: pd.Series) -> np.ndarray:
-    categories = pd.Index(state.categories)
-    values = series.astype(object).where(series.notna(), None)
-    codes = categories.get_indexer(values)
-    unknown = (codes < 0) & series.notna().to_numpy()
-    if unknown.any():
-        example = series[unknown].iloc[0]
-        raise EncodingError(
-            f"column {state.name!r} holds {example!r}, a value not seen when the encoder was fitted; "
-            "refit on data that includes it"
-        )
-    nulls = series.isna().to_numpy()
-    if nulls.any():
-        if not state.has_nulls:
-            raise EncodingError(
-                f"column {state.name!r} has nulls but had none when the encoder was fitted; refit on such data"
-            )
-        codes[nulls] = len(categories)
-    return codes
-
-
-def _decode_discrete(state: _Discrete, block: np.ndarray) -> pd.Series:
-    lookup = np.empty(len(state.categories) + int(state.has_nulls), dtype=object)
-    lookup[: len(state.categories)] = state.categories
-    if state.has_nulls:
-        lookup[-1] = np.nan
-    return _restore_dtype(pd.Series(lookup[np.argmax(block, axis=1)]), state.dtype)
+    return restore_dtype(stamps, state.dtype)
 
 
 def _identifier_state(spec: ColumnSpec, series: pd.Series) -> _Identifier:
     integer = pd.api.types.is_integer_dtype(series)
     sample = series.dropna().astype(str).head(1000)
-    prefix = "" if integer else _common_prefix(sample.tolist()).rstrip("0123456789") or "id_"
+    prefix = "" if integer else _common_prefix(sample.tolist()).rstrip("0123456789")[:MAX_ID_PREFIX] or "id_"
     width = int(sample.str.len().max() - len(prefix)) if len(sample) and not integer else 0
     # Zero-pad like the source ids where they are short codes; long opaque ids (UUIDs) get no padding.
     width = width if 0 < width <= 12 else 1
@@ -717,9 +679,6 @@ def _generate_ids(state: _Identifier, n: int, offset: int) -> pd.Series:
     if state.integer:
         return pd.Series(numbers).astype(state.dtype)
     return pd.Series([f"{state.prefix}{i:0{state.width}d}" for i in numbers], dtype=object)
-
-
-_restore_dtype = restore_dtype  # the name binning imports
 
 
 def round_trip_errors(original: pd.DataFrame, decoded: pd.DataFrame, schema: Schema) -> pd.DataFrame:

@@ -300,13 +300,19 @@ def forms_to_json(forms: list[ColumnForm]) -> dict:
     return {"version": FORMS_VERSION, "columns": [jsonable(asdict(form)) for form in forms]}
 
 
-def forms_from_json(data) -> list[ColumnForm]:
-    """Forms saved by `forms_to_json`; EncodingError naming what to do when absent or from another version."""
+def check_forms_version(data) -> None:
+    """EncodingError naming what to do unless `data` holds forms saved by this version's `forms_to_json`."""
     if not isinstance(data, dict) or data.get("version") != FORMS_VERSION:
         raise EncodingError(
             "the encoder file has no column forms (written by an older tabtwin) or forms of another version; "
             "refit the model"
         )
+
+
+def forms_from_json(data) -> list[ColumnForm]:
+    """Forms saved by `forms_to_json` (their fields are checked by `pipeline.validation.check_encoder`);
+    EncodingError naming what to do when absent or from another version."""
+    check_forms_version(data)
     try:
         return [ColumnForm(**entry) for entry in data["columns"]]
     except (KeyError, TypeError) as err:

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from tabtwin.generators.base import ModelError, SyntheticGenerator, plan_conditions
+from tabtwin.generators.persistence import seal
 import tabtwin.generators.base as base
 from tabtwin.generators.ctgan import CTGAN, Critic, gradient_penalty
 from tabtwin.pipeline.errors import TabtwinError
@@ -164,10 +165,12 @@ def test_broken_model_dirs_are_refused(trained, tmp_path):
     config = json.loads((path / "config.json").read_text())
     config["params"]["embedding_dim"] = 64  # weights no longer fit the network
     (path / "config.json").write_text(json.dumps(config))
+    seal(path)  # fresh checksums: the edit must be refused by what it changed, not only by the checksum
     with pytest.raises(ModelError, match="does not fit"):
         CTGAN.load(path)
     config["model"] = "unknown"
     (path / "config.json").write_text(json.dumps(config))
+    seal(path)
     with pytest.raises(ModelError, match="'unknown'"):
         SyntheticGenerator.load(path)
     (path / "config.json").write_text("{")

@@ -9,6 +9,7 @@ import torch
 
 import tabtwin.generators.base as base
 from tabtwin.generators.base import ModelError, SyntheticGenerator
+from tabtwin.generators.persistence import seal
 from tabtwin.generators.tvae import TVAE
 from tabtwin.pipeline.errors import TabtwinError
 from tabtwin.pipeline.sample_data import make_sample_table
@@ -227,13 +228,13 @@ def test_save_load_round_trip(groups, groups_model, tmp_path):
         ),
     ],
 )
-@pytest.mark.parametrize("checksum", [True, False], ids=["checksum", "no-checksum"])
+@pytest.mark.parametrize("checksum", [True, False], ids=["checksum", "resealed"])
 def test_corrupt_weights_are_a_model_error(groups_model, tmp_path, corrupt, checksum):
     groups_model.save(tmp_path / "m")
     weights = tmp_path / "m" / "weights.pt"
     weights.write_bytes(corrupt(weights.read_bytes()))
-    if not checksum:  # without the checksum, torch.load's own failure must still become a ModelError
-        rewrite_config(tmp_path / "m", lambda config: config.pop("weights_sha256"))
+    if not checksum:  # with checksums of the corrupt file, torch.load's own failure must still become a ModelError
+        seal(tmp_path / "m")
     with pytest.raises(ModelError, match="weights.pt"):
         TVAE.load(tmp_path / "m", device="cpu")
 
@@ -245,9 +246,11 @@ def saved_bytes(obj) -> bytes:
 
 
 def rewrite_config(path, change):
+    """Change config.json and write fresh checksums, so that only validation can refuse the change."""
     config = json.loads((path / "config.json").read_text())
     change(config)
     (path / "config.json").write_text(json.dumps(config))
+    seal(path)
 
 
 @pytest.mark.parametrize(
