@@ -129,7 +129,8 @@ EXPLANATIONS: dict[str, Explanation] = {
     "min_contract_success": Explanation(
         "success_rate", "contracts", "data contracts",
         "The share of the expectations learned from the real table (columns, types, ranges, value sets, null "
-        "rates, unique ids) that the synthetic table meets.",
+        "rates, unique ids; for columns with rare values, their shapes, lengths and counts) that the synthetic "
+        "table meets.",
         "1; the default threshold is 0.95.",
         "Read the failed expectations below: values outside the real range or unseen categories come from a "
         "decoder that does not clip, wrong types from a changed schema, extra nulls from the null model."),
