@@ -299,10 +299,11 @@ def _utility(check, results, need) -> str:
     utility = results["utility"]
     metric = "r2" if utility.get("task") == "regression" else "auc"
     label = "R²" if metric == "r2" else "AUC"
+    synthetic = utility.get("train_synthetic") or {}
     return (f"A model trained on the synthetic rows predicts {utility.get('target')} on real unseen rows with "
-            f"{label} {_n((utility.get('train_synthetic') or {}).get(metric))}, against "
+            f"{label} {_n(synthetic.get(metric))}, against "
             f"{_n((utility.get('train_real') or {}).get(metric))} when trained on the real rows (ratio "
-            f"{_n(check['value'])}, {need}).")
+            f"{_n(check['value'])}, {need})." + (f" The model on the synthetic rows {synthetic['note']}." if synthetic.get("note") else ""))
 
 
 def _contracts(check, results, need) -> str:

@@ -131,7 +131,8 @@ singling out is multivariate ({{ a.attacks[0].detail }}, 3 columns per query); l
 {% elif r.utility %}<p>Predicting <b>{{ r.utility.target }}</b> ({{ r.utility.task }}, {{ r.utility.model }}), tested on the real holdout ({{ r.utility.test_rows }} rows).</p>
 <table><tr><th>metric</th><th>train on real</th><th>train on synthetic</th><th>ratio</th></tr>
 {% for m, ratio in r.utility.ratio.items() %}<tr><td>{{ m }}</td><td>{{ fmt(r.utility.train_real[m]) }}</td><td>{{ fmt(r.utility.train_synthetic[m]) }}</td><td>{{ fmt(ratio) }}</td></tr>{% endfor %}
-</table>{% else %}<p class="muted">No target column given: utility not measured.</p>{% endif %}
+</table>{% for side, label in (('train_real', 'real'), ('train_synthetic', 'synthetic')) %}{% if r.utility[side].note %}
+<p class="muted">The model on the {{ label }} rows {{ r.utility[side].note }}.</p>{% endif %}{% endfor %}{% else %}<p class="muted">No target column given: utility not measured.</p>{% endif %}
 </section>
 
 <section id="contracts"><h2>Data contracts</h2>
