@@ -3,11 +3,13 @@
 `failure(result, frame, shown)` turns one GX `ExpectationValidationResult` into {expectation, column, rule,
 kwargs, observed, sentence}. Synthetic values (a failure's examples, the observed range) are quoted only where
 `shown(column, value)` allows (evaluation/disclosure.py: a synthetic table that fails the gate may copy real
-rows) or where they lie outside the real range, which no real value does.
+rows) or where they lie outside the real range, which no real value does; an error message that quotes any
+other synthetic value has it replaced.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable
 
 import pandas as pd
@@ -33,6 +35,8 @@ def failure(result, frame: pd.DataFrame, shown: Callable[[Any, Any], bool] | Non
         observed["examples"] = [v for v in observed["examples"] if shown(column, v)]
         if not observed["examples"]:
             del observed["examples"]
+    if shown is not None and observed.get("error") and column in frame.columns:
+        observed["error"] = _redacted(observed["error"], frame[column], column, shown)
     record = {
         "expectation": config.type,
         "column": column,
@@ -119,6 +123,15 @@ def _sentence(failure: dict, kwargs: dict, meta: dict, frame: pd.DataFrame, show
                  f"unexpected {', '.join(map(str, mismatch['unexpected']))}" if mismatch.get("unexpected") else ""]
         return "the synthetic table should have exactly the real table's columns; " + ("; ".join(p for p in parts if p) or "they differ")
     return f"{name}{kind.replace('expect_', '').replace('_', ' ')} fails; observed {observed}"
+
+
+def _redacted(message: str, values: pd.Series, column, shown) -> str:
+    """`message` with each synthetic value of the column that may not be quoted replaced by "<a value>": an
+    error can quote one (dateutil's "Unknown string format: ...")."""
+    for value in pd.unique(values.dropna().astype(str)):
+        if value and value in message and not shown(column, value):
+            message = re.sub(rf"(?<!\w){re.escape(value)}(?!\w)", "<a value>", message)
+    return message
 
 
 def _outside(frame: pd.DataFrame, column, low, high) -> str | None:

@@ -164,3 +164,15 @@ def test_shapes_generalise_until_common():
     assert regexes == [rf"^[A-Za-z]+\.[A-Za-z]+\d{n}@[A-Za-z]+\.[A-Za-z]+$" for n in ("", "{2}", "{3}")]
     assert matched == 1.0
     assert shapes(pd.Series(["-".join("ab" * (i % 30 + 1)) for i in range(60)])) is None  # 30 shapes, 2 rows each
+
+
+def test_an_error_message_quotes_no_synthetic_value():
+    from tabtwin.evaluation.contracts import contracts_report
+    from tabtwin.pipeline.sample_data import make_sample_table
+
+    real = make_sample_table(300, seed=1)
+    synthetic = real.assign(born="anna.berg42@example.org")  # dateutil's error would quote it
+    report = contracts_report(real, synthetic, infer_schema(real))
+    errors = [f for f in report["failed"] if f["observed"].get("error")]
+    assert errors and all("<a value>" in f["observed"]["error"] for f in errors)
+    assert "anna.berg42" not in json.dumps(report["failed"])
