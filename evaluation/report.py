@@ -165,7 +165,7 @@ def render_html(results: dict, real: pd.DataFrame, synthetic: pd.DataFrame, sche
     seed = (results.get("meta") or {}).get("seed") or 0
     gate = results.get("gate") or {}
     config = (results.get("meta") or {}).get("gate_config") or {}
-    disclosure = (results.get("meta") or {}).get("disclosure") or {"min_count": MIN_COUNT, "columns": {}}
+    disclosure = {"min_count": MIN_COUNT, "columns": {}, **((results.get("meta") or {}).get("disclosure") or {})}
     disclosure.setdefault("rule", RULE.format(k=disclosure["min_count"]))
     k = disclosure["min_count"]
     figures = {
