@@ -84,8 +84,8 @@ def utility_report(
     headline = metrics[0]
     if real.get(headline) is None or real[headline] <= 0:
         # Train-on-real sets the scale: without it (or at or below chance) the ratio says nothing of the synthetic rows.
-        result["skipped"] = ("the model on the real rows " + (real.get("note") or
-                             f"scores {headline} {real[headline]:.3f}, no better than chance") + ", so the ratio has no scale")
+        said = real["note"] if real.get(headline) is None else f"scores {headline} {real[headline]:.3f}, no better than chance"
+        result["skipped"] = f"the model on the real rows {said}, so the ratio has no scale"
     if grouped:
         result["grouped_categories"] = grouped
         result["note"] = f"rarest values grouped as one for the classifiers, per column: {grouped}"

@@ -69,9 +69,11 @@ def test_utility_is_not_judged_without_a_scale(split):
     result = utility_report(train, one_class, fresh, schema, "segment")
     assert result["skipped"] == ("the holdout rows hold fewer than two distinct values of 'segment', so no model can "
                                  "be scored on them")
-    noise = train.assign(income=np.random.default_rng(0).normal(size=len(train)))  # no feature predicts it
+    # no feature predicts the target, and one holds no value (left out, with a note, which is not the reason)
+    noise = train.assign(income=np.random.default_rng(0).normal(size=len(train)), age=np.nan)
     result = utility_report(noise, holdout.assign(income=np.random.default_rng(1).normal(size=len(holdout))), fresh,
                             schema, "income")
+    assert result["train_real"]["note"] == "left out features that hold no value: age"
     assert result["skipped"].startswith("the model on the real rows scores r2 -") and "no better than chance" in result["skipped"]
 
 
