@@ -1,4 +1,4 @@
-"""Data contracts: Great Expectations rules learned from the REAL table, checked on the SYNTHETIC one.
+r"""Data contracts: Great Expectations rules learned from the REAL table, checked on the SYNTHETIC one.
 
 `build_suite(real, schema)` derives one `gx.ExpectationSuite` from the real table; `check_contracts(synthetic,
 suite)` runs the whole suite once, on one batch, and returns a JSON-able summary; `contracts_report(...)` does
@@ -15,8 +15,11 @@ Expectations, per column (``meta["rule"]`` on each names the rule; the report gr
               type-checked: GX 1.x cannot name a `DatetimeTZDtype` in a type list, the tz-aware range
               bounds guard them instead) and for bool/boolean columns.
               String-formatted datetimes (`datetime_format` set): `ExpectColumnValuesToMatchStrftimeFormat`.
-* range    -- continuous and datetime64: `ExpectColumnValuesToBeBetween(real min, real max)` (datetime
-              bounds as ISO strings, floored/ceiled to the microsecond so they stay inclusive). GX 1.x
+* range    -- continuous and datetime64: `ExpectColumnValuesToBeBetween(low, high)`: the real min and max
+              where at least k real rows hold them, else rounded outward (`disclosure.outer_bounds`; meta
+              "rounded"), so the bounds never pin one person's value (datetime bounds as ISO strings,
+              floored/ceiled to the microsecond so they stay inclusive). A generator that clips to the real
+              range meets either; rounding only lets values just past a rare extreme pass. GX 1.x
               coerces string bounds to datetimes, so it cannot compare *string* dates to bounds value by
               value: a string-formatted datetime whose format sorts chronologically as text (directives
               %Y %m %d %H %M %S %f in that order, nothing else) gets `ExpectColumnMinToBeBetween` and
@@ -24,7 +27,17 @@ Expectations, per column (``meta["rule"]`` on each names the rule; the report gr
               every value lies in the range. Other formats get no range check (recorded in the suite's notes).
               `range_mostly` < 1 (default 1) lets that share of values stray, for data that is not clipped
               (it applies to the value-by-value checks; the string-date min/max checks stay strict).
-* set      -- discrete and boolean: `ExpectColumnValuesToBeInSet(real non-null values)`.
+* set      -- boolean, and discrete columns whose every value is held by at least `min_count` (k, evaluation/
+              disclosure.py) real rows: `ExpectColumnValuesToBeInSet(real non-null values)`.
+              A discrete column with rarer values (e-mails, phone numbers, household codes) is checked without
+              listing them, so that the suite a failed gate leaves behind holds no rare real value: the set of
+              its common values with `mostly` = the share of real values they cover less `share_tolerance`
+              (when some are common); for text, `ExpectColumnValueLengthsToBeBetween` (rule "length") and
+              `ExpectColumnValuesToMatchRegexList(match_on="any")` over the value shapes held by at least k
+              real values (rule "pattern", `disclosure.shapes`: e.g. ^\+\d{2} \d{3} \d{3} \d{4}$); for numbers,
+              the range rule with rounded bounds; and where most values are distinct (a unique share of at
+              least MANY_VALUED), `ExpectColumnProportionOfUniqueValuesToBeBetween` within a factor of two of
+              the real share (rule "count").
 * nulls    -- no nulls in the real column: `ExpectColumnValuesToNotBeNull`. Nulls at rate r: one
               `ExpectColumnProportionOfNonNullValuesToBeBetween(1 - (r + tol), 1 - (r - tol))`, clipped to
               [0, 1], i.e. the null rate must lie in r +- null_tolerance (absolute).
@@ -49,11 +62,13 @@ import re
 import uuid
 import warnings
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from tabtwin.evaluation.contract_failures import MAX_EXAMPLES, failure, result_key
+from tabtwin.evaluation.disclosure import MIN_COUNT, Shown, outer_bounds, outer_datetime_bounds, shapes
 from tabtwin.pipeline.jsonable import jsonable
 from tabtwin.pipeline.schema import Schema, parse_datetimes
 
@@ -74,8 +89,7 @@ BOOLEAN_TYPES = ["bool", "BooleanDtype"]
 _SORTABLE_DIRECTIVES = ["%Y", "%m", "%d", "%H", "%M", "%S", "%f"]
 _DIRECTIVE = re.compile(r"%.")
 
-_MAX_LIST = 10  # list values kept in a failure's kwargs
-_MAX_EXAMPLES = 5  # unexpected values kept in a failure's observation
+MANY_VALUED = 0.2  # unique share of a column's real values from which its count of distinct values is checked
 _EPS = 1e-9  # slack on the null-rate band, so float rounding never fails the real table
 
 
@@ -83,19 +97,26 @@ _EPS = 1e-9  # slack on the null-rate band, so float rounding never fails the re
 
 
 def build_suite(
-    real: pd.DataFrame, schema: Schema, null_tolerance: float = 0.05, *, range_mostly: float = 1.0
+    real: pd.DataFrame, schema: Schema, null_tolerance: float = 0.05, *, range_mostly: float = 1.0,
+    min_count: int = MIN_COUNT, share_tolerance: float = 0.05,
 ) -> "gx.ExpectationSuite":
     """Expectations learned from `real`, one set per schema column (see the module docstring).
 
     `range_mostly` is the share of non-null values that must lie in the real range (GX's `mostly`); 1.0, the
     default, suits our generators, whose decoder clips to the seen range. An independent draw from the same
     distribution falls outside the range of n real rows with probability about 2/(n+1) per value, so checking
-    data that is not clipped calls for a little less (say 0.99).
+    data that is not clipped calls for a little less (say 0.99). `min_count` (k) is the number of real rows
+    that must hold a value before the suite names it; `share_tolerance` how far (absolute) the share of values
+    matching a column's common values or shapes may fall below the real share. Raises ValueError for
+    tolerances outside [0, 1], `range_mostly` outside (0, 1], `min_count` < 1 or schema columns `real` lacks.
     """
-    if not 0 <= null_tolerance <= 1:
-        raise ValueError(f"null_tolerance must lie in [0, 1], got {null_tolerance!r}")
+    for label, value in (("null_tolerance", null_tolerance), ("share_tolerance", share_tolerance)):
+        if not 0 <= value <= 1:
+            raise ValueError(f"{label} must lie in [0, 1], got {value!r}")
     if not 0 < range_mostly <= 1:
         raise ValueError(f"range_mostly must lie in (0, 1], got {range_mostly!r}")
+    if min_count < 1:
+        raise ValueError(f"min_count must be at least 1, got {min_count!r}")
     gx = _gx()
     real = _string_columns(real)
     missing = [name for name in schema.names if name not in real.columns]
@@ -112,13 +133,9 @@ def build_suite(
         column = real[spec.name]
         expectations.append(E.ExpectColumnToExist(column=spec.name, meta={"rule": "table"}))
         expectations += _type_rules(E, spec, column, notes)
-        expectations += _range_rules(E, spec, column, notes, range_mostly)
+        expectations += _range_rules(E, spec, column, notes, range_mostly, min_count)
         if spec.kind in ("discrete", "boolean"):
-            values = _value_set(column)
-            if values:
-                expectations.append(
-                    E.ExpectColumnValuesToBeInSet(column=spec.name, value_set=values, meta={"rule": "set"})
-                )
+            expectations += _value_rules(E, spec, column, notes, range_mostly, min_count, share_tolerance)
         if spec.kind == "id":
             expectations.append(E.ExpectColumnValuesToBeUnique(column=spec.name, meta={"rule": "unique"}))
         expectations.append(_null_rule(E, spec.name, column, null_tolerance))
@@ -129,13 +146,18 @@ def build_suite(
             "source": "tabtwin: learned from the real table",
             "null_tolerance": null_tolerance,
             "range_mostly": range_mostly,
+            "min_count": min_count,
+            "share_tolerance": share_tolerance,
         },
         notes=notes or None,
     )
 
 
-def check_contracts(synthetic: pd.DataFrame, suite) -> dict:
-    """Validate `synthetic` against `suite` (an ExpectationSuite or its JSON dict) in one run on one batch."""
+def check_contracts(synthetic: pd.DataFrame, suite, *, shown=None) -> dict:
+    """Validate `synthetic` against `suite` (an ExpectationSuite or its JSON dict) in one run on one batch.
+
+    `shown(column, value) -> bool` vets the synthetic values a failure quotes (`disclosure.Shown`; None quotes
+    any: the caller holds both tables)."""
     gx = _gx()
     if isinstance(suite, dict):
         suite = gx.ExpectationSuite(**suite)
@@ -145,12 +167,12 @@ def check_contracts(synthetic: pd.DataFrame, suite) -> dict:
         source = context.data_sources.add_pandas(f"tabtwin_{uuid.uuid4().hex}")
         definition = source.add_dataframe_asset("synthetic").add_batch_definition_whole_dataframe("whole")
         batch = definition.get_batch(batch_parameters={"dataframe": frame})
-        result_format = {"result_format": "BASIC", "partial_unexpected_count": _MAX_EXAMPLES}
+        result_format = {"result_format": "BASIC", "partial_unexpected_count": MAX_EXAMPLES}
         result = batch.validate(suite, result_format=result_format)
     # GX returns results grouped by how it computed them; report them in suite order
-    order = {_key(exp.configuration): i for i, exp in enumerate(suite.expectations)}
-    results = sorted(result.results, key=lambda r: order.get(_key(r.expectation_config), len(order)))
-    failed = [_failure(r, frame) for r in results if not r.success]
+    order = {result_key(exp.configuration): i for i, exp in enumerate(suite.expectations)}
+    results = sorted(result.results, key=lambda r: order.get(result_key(r.expectation_config), len(order)))
+    failed = [failure(r, frame, shown) for r in results if not r.success]
     by_rule: dict[str, dict[str, int]] = {}
     for r in results:
         rule = str((r.expectation_config.meta or {}).get("rule", "other"))
@@ -170,12 +192,14 @@ def check_contracts(synthetic: pd.DataFrame, suite) -> dict:
 
 
 def contracts_report(
-    real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema, null_tolerance: float = 0.05, *, range_mostly: float = 1.0
+    real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema, null_tolerance: float = 0.05, *,
+    range_mostly: float = 1.0, min_count: int = MIN_COUNT,
 ) -> dict:
-    """Learn the contracts from `real` and check `synthetic` against them; JSON-able (suite under "suite")."""
-    report = check_contracts(synthetic, build_suite(real, schema, null_tolerance, range_mostly=range_mostly))
-    report["null_tolerance"] = null_tolerance
-    report["range_mostly"] = range_mostly
+    """Learn the contracts from `real` and check `synthetic` against them; JSON-able (suite under "suite").
+    Failures quote only synthetic values that `min_count` real rows hold (or that lie outside the real range)."""
+    suite = build_suite(real, schema, null_tolerance, range_mostly=range_mostly, min_count=min_count)
+    report = check_contracts(synthetic, suite, shown=Shown(_string_columns(real), min_count))
+    report.update(null_tolerance=null_tolerance, range_mostly=range_mostly, min_count=min_count)
     return report
 
 
@@ -210,7 +234,7 @@ def _type_rules(E, spec, column: pd.Series, notes: list[str]) -> list:
     return [E.ExpectColumnValuesToBeInTypeList(column=name, type_list=list(type_list), meta={"rule": "type"})]
 
 
-def _range_rules(E, spec, column: pd.Series, notes: list[str], mostly: float) -> list:
+def _range_rules(E, spec, column: pd.Series, notes: list[str], mostly: float, min_count: int) -> list:
     name = spec.name
     values = column.dropna()
     if not len(values):
@@ -219,24 +243,31 @@ def _range_rules(E, spec, column: pd.Series, notes: list[str], mostly: float) ->
         if pd.api.types.is_bool_dtype(column.dtype):
             return []
         numeric = pd.to_numeric(values, errors="coerce").dropna()
-        if not len(numeric):
-            return []
-        low, high = jsonable(numeric.min()), jsonable(numeric.max())
-        return [_between(E, name, low, high, mostly)]
+        return _numeric_range(E, name, numeric, mostly, min_count) if len(numeric) else []
     if spec.kind != "datetime":
         return []
     if pd.api.types.is_datetime64_any_dtype(column.dtype):
-        low, high = values.min().floor("us"), values.max().ceil("us")
-        return [_between(E, name, low.isoformat(), high.isoformat(), mostly)]
-    return _string_datetime_range(E, spec, values, notes)
+        low, high = outer_datetime_bounds(values, min_count)
+        rounded = (low, high) != (values.min(), values.max())
+        return [_between(E, name, low.floor("us").isoformat(), high.ceil("us").isoformat(), mostly, rounded, min_count)]
+    return _string_datetime_range(E, spec, values, notes, min_count)
 
 
-def _between(E, name: str, low, high, mostly: float):
+def _numeric_range(E, name: str, numeric: pd.Series, mostly: float, min_count: int):
+    """The range rule of numbers: the real extremes where k real rows hold them, else rounded outward."""
+    low, high = outer_bounds(numeric.to_numpy(dtype=float), min_count)
+    exact = (jsonable(numeric.min()), jsonable(numeric.max()))
+    bounds = tuple(e if b == e else int(b) if float(b).is_integer() else b for b, e in zip((low, high), exact))
+    return [_between(E, name, *bounds, mostly, bounds != exact, min_count)]
+
+
+def _between(E, name: str, low, high, mostly: float, rounded: bool = False, min_count: int = MIN_COUNT):
     extra = {"mostly": mostly} if mostly < 1 else {}
-    return E.ExpectColumnValuesToBeBetween(column=name, min_value=low, max_value=high, meta={"rule": "range"}, **extra)
+    meta = {"rule": "range", **({"rounded": True, "min_count": min_count} if rounded else {})}
+    return E.ExpectColumnValuesToBeBetween(column=name, min_value=low, max_value=high, meta=meta, **extra)
 
 
-def _string_datetime_range(E, spec, values: pd.Series, notes: list[str]) -> list:
+def _string_datetime_range(E, spec, values: pd.Series, notes: list[str], min_count: int) -> list:
     """Min and max of the non-null strings, for formats whose text order is time order (see module docstring)."""
     from dateutil.parser import parse
 
@@ -254,13 +285,18 @@ def _string_datetime_range(E, spec, values: pd.Series, notes: list[str]) -> list
     if stamps.isna().any() or not agrees:
         notes.append(f"{name}: range not checked; dateutil reads format {fmt!r} differently")
         return []
-    bounds = {"min_value": stamps.iloc[0].floor("us").isoformat(), "max_value": stamps.iloc[1].ceil("us").isoformat()}
+    # Text order is time order, so the k earliest and k latest values decide the bounds.
+    ordered = texts.sort_values()
+    ends = ordered if len(ordered) <= 2 * min_count else pd.concat([ordered.head(min_count), ordered.tail(min_count)])
+    low, high = outer_datetime_bounds(parse_datetimes(ends, fmt), min_count)
+    bounds = {"min_value": low.floor("us").isoformat(), "max_value": high.ceil("us").isoformat()}
     from great_expectations.expectations.row_conditions import Column
 
     present = Column(name=name).is_not_null()
+    meta = {"rule": "range", **({"rounded": True, "min_count": min_count} if (low, high) != tuple(stamps) else {})}
     return [
-        E.ExpectColumnMinToBeBetween(column=name, row_condition=present, meta={"rule": "range"}, **bounds),
-        E.ExpectColumnMaxToBeBetween(column=name, row_condition=present, meta={"rule": "range"}, **bounds),
+        E.ExpectColumnMinToBeBetween(column=name, row_condition=present, meta=meta, **bounds),
+        E.ExpectColumnMaxToBeBetween(column=name, row_condition=present, meta=meta, **bounds),
     ]
 
 
@@ -280,161 +316,55 @@ def _null_rule(E, name: str, column: pd.Series, tolerance: float):
     )
 
 
-def _value_set(column: pd.Series) -> list:
-    values = [jsonable(v) for v in pd.unique(column.dropna())]
+def _value_rules(E, spec, column: pd.Series, notes: list[str], range_mostly: float, min_count: int,
+                 tolerance: float) -> list:
+    """The set rule, or, for a discrete column with values held by fewer than `min_count` real rows, rules on
+    its common values, lengths, shapes, range and distinct count that name no rare value (module docstring)."""
+    name, values = spec.name, column.dropna()
+    if not len(values):
+        return []
+    counts = values.value_counts()
+    if spec.kind == "boolean" or counts.min() >= min_count:  # True and False say nothing of anyone
+        return [E.ExpectColumnValuesToBeInSet(column=name, value_set=_sorted(counts.index), meta={"rule": "set"})]
+    rules = []
+    common = counts[counts >= min_count]
+    covered = float(common.sum() / len(values))
+    if len(common) and covered - tolerance > 0:
+        rules.append(E.ExpectColumnValuesToBeInSet(
+            column=name, value_set=_sorted(common.index), mostly=_floor(covered - tolerance),
+            meta={"rule": "set", "common_share": covered, "min_count": min_count}))
+    texts = values.map(lambda v: isinstance(v, str)).all()
+    numbers = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+    if texts:
+        lengths = values.str.len()
+        rules.append(E.ExpectColumnValueLengthsToBeBetween(column=name, min_value=int(lengths.min()),
+                                                           max_value=int(lengths.max()), meta={"rule": "length"}))
+        found = shapes(values, min_count, tolerance)
+        if found:
+            regexes, matched = found
+            extra = {"mostly": _floor(matched - tolerance)} if matched < 1 else {}
+            rules.append(E.ExpectColumnValuesToMatchRegexList(column=name, regex_list=regexes, match_on="any",
+                                                              meta={"rule": "pattern", "min_count": min_count}, **extra))
+        else:
+            notes.append(f"{name}: no few value shapes are common enough to check; lengths and counts are")
+    elif numbers:
+        rules += _numeric_range(E, name, pd.to_numeric(values), range_mostly, min_count)
+    unique = float(counts.size / len(values))
+    if unique >= MANY_VALUED:
+        rules.append(E.ExpectColumnProportionOfUniqueValuesToBeBetween(
+            column=name, min_value=_floor(unique / 2), max_value=min(1.0, 2 * unique),
+            meta={"rule": "count", "real_unique_share": unique}))
+    return rules
+
+
+def _sorted(values) -> list:
+    values = [jsonable(v) for v in values]
     return sorted(values, key=lambda v: (type(v).__name__, str(v)))
 
 
-# ---------------------------------------------------------------------------------------------- results
-
-
-def _key(config) -> tuple[str, str]:
-    kwargs = dict(config.kwargs)
-    return config.type, str(kwargs.get("column", kwargs.get("column_set", "")))
-
-
-def _failure(result, frame: pd.DataFrame) -> dict:
-    config = result.expectation_config
-    kwargs = {k: _short(v) for k, v in dict(config.kwargs).items() if k not in ("batch_id", "column")}
-    failure = {
-        "expectation": config.type,
-        "column": config.kwargs.get("column"),
-        "rule": (config.meta or {}).get("rule"),
-        "kwargs": jsonable(kwargs),
-        "observed": jsonable(_observed(result)),
-    }
-    failure["sentence"] = _sentence(failure, dict(config.kwargs), config.meta or {}, frame)
-    return failure
-
-
-def _sentence(failure: dict, kwargs: dict, meta: dict, frame: pd.DataFrame) -> str:
-    """The failure as one sentence a reviewer reads: what the real table promises, what the synthetic one does.
-
-    E.g. "age: values should lie between 17 and 90, the real range; 32 synthetic rows (3.2 %) fall outside
-    (observed 12 to 90)". `kwargs` and `meta` are the expectation's (value sets unshortened); percentages are
-    of all synthetic rows."""
-    kind, column, observed = failure["expectation"], failure["column"], failure["observed"]
-    name = f"{column}: " if column is not None else ""
-    if observed.get("error"):
-        return f"{name}the check could not run on the synthetic table ({observed['error']})"
-    count = observed.get("unexpected_count")
-    rows = ""
-    if count is not None:
-        rows = f"{count:,} synthetic row{'s' if count != 1 else ''}" + (
-            f" ({100 * count / len(frame):.2g} %)" if len(frame) else "")
-
-    def verb(singular: str, plural: str) -> str:
-        return singular if count == 1 else plural
-    examples = ", ".join(repr(v) for v in dict.fromkeys(map(_hashable, observed.get("examples") or [])))
-    eg = f", e.g. {examples}" if examples else ""
-    low, high = _text(kwargs.get("min_value")), _text(kwargs.get("max_value"))
-    if kind == "expect_column_values_to_be_between":
-        share = f"at least {kwargs['mostly']:.0%} of " if kwargs.get("mostly", 1) < 1 else ""
-        span = _observed_range(frame, column)
-        return (f"{name}{share}values should lie between {low} and {high}, the real range; {rows} {verb('falls', 'fall')} outside"
-                + (f" (observed {span})" if span else eg))
-    if kind in ("expect_column_min_to_be_between", "expect_column_max_to_be_between"):
-        which = "earliest" if "min" in kind else "latest"
-        return (f"{name}the {which} value should lie between {low} and {high}, the real range; the synthetic "
-                f"{which} is {_text(observed.get('observed_value'))}")
-    if kind == "expect_column_values_to_be_in_set":
-        values = list(kwargs.get("value_set") or [])
-        seen = ", ".join(repr(v) for v in values[:8]) + (f" and {len(values) - 8} more" if len(values) > 8 else "")
-        return f"{name}values should be among the {len(values)} seen in the real table ({seen}); {rows} {verb('holds', 'hold')} others{eg}"
-    if kind == "expect_column_values_to_be_in_type_list":
-        return (f"{name}values should have the real column's type ({_type_family(kwargs.get('type_list'))}); the "
-                f"synthetic column is {observed.get('observed_value')}")
-    if kind == "expect_column_values_to_not_be_null":
-        return f"{name}the real column has no nulls; {rows} {verb('is', 'are')} null"
-    if kind == "expect_column_proportion_of_non_null_values_to_be_between":
-        real, share = meta.get("real_null_rate"), observed.get("observed_value")
-        band = f"{100 * max(0.0, 1 - float(kwargs['max_value'])):.1f} % to {100 * (1 - float(kwargs['min_value'])):.1f} %"
-        said = f"{name}nulls should make up {band} of rows" + (f" (the real rate, {100 * real:.1f} %, within the "
-                                                               f"tolerance)" if real is not None else "")
-        return said + (f"; the synthetic rate is {100 * (1 - share):.1f} %" if share is not None else "")
-    if kind == "expect_column_values_to_be_unique":
-        return f"{name}values should be unique, as ids are; {rows} {verb('repeats', 'repeat')} a value{eg}"
-    if kind == "expect_column_values_to_match_strftime_format":
-        return f"{name}values should match the format {kwargs.get('strftime_format')}; {rows} {verb('does', 'do')} not{eg}"
-    if kind == "expect_column_to_exist":
-        return f"{name}the column is missing from the synthetic table"
-    if kind == "expect_table_columns_to_match_set":
-        mismatch = (observed.get("details") or {}).get("mismatched") or {}
-        parts = [f"missing {', '.join(map(str, mismatch['missing']))}" if mismatch.get("missing") else "",
-                 f"unexpected {', '.join(map(str, mismatch['unexpected']))}" if mismatch.get("unexpected") else ""]
-        return "the synthetic table should have exactly the real table's columns; " + ("; ".join(p for p in parts if p) or "they differ")
-    return f"{name}{kind.replace('expect_', '').replace('_', ' ')} fails; observed {observed}"
-
-
-def _observed_range(frame: pd.DataFrame, column) -> str | None:
-    """"min to max" of the synthetic column's non-null values, or None where there is no order to show."""
-    if column not in frame.columns:
-        return None
-    values = frame[column].dropna()
-    if not len(values) or not (pd.api.types.is_numeric_dtype(values) or pd.api.types.is_datetime64_any_dtype(values)):
-        return None
-    try:
-        return f"{_text(values.min())} to {_text(values.max())}"
-    except TypeError:
-        return None
-
-
-def _text(value) -> str:
-    value = jsonable(value)
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    if isinstance(value, str) and value.endswith("T00:00:00"):
-        return value[:-9]  # a date
-    return str(value)
-
-
-def _type_family(type_list) -> str:
-    types = set(type_list or [])
-    for family, members in (("integer", INTEGER_TYPES), ("float", FLOAT_TYPES), ("datetime", DATETIME_TYPES),
-                            ("boolean", BOOLEAN_TYPES)):
-        if types & set(members):
-            return family
-    return ", ".join(sorted(types))
-
-
-def _hashable(value):
-    return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
-
-
-def _observed(result) -> dict:
-    info = result.exception_info or {}
-    messages = _exception_messages(info)
-    observed: dict[str, Any] = {}
-    found = result.result or {}
-    if "observed_value" in found:
-        observed["observed_value"] = _short(found["observed_value"])
-    if "details" in found:
-        observed["details"] = _short(found["details"])
-    for key in ("unexpected_count", "unexpected_percent", "missing_percent"):
-        if key in found:
-            observed[key] = found[key]
-    if found.get("partial_unexpected_list"):
-        observed["examples"] = list(found["partial_unexpected_list"])[:_MAX_EXAMPLES]
-    if messages:
-        observed["error"] = messages[0][:300]
-    return observed
-
-
-def _exception_messages(info: dict) -> list[str]:
-    """GX reports an exception either flat ({raised_exception, exception_message}) or per metric."""
-    if not isinstance(info, dict):
-        return []
-    if info.get("raised_exception"):
-        return [str(info.get("exception_message"))]
-    return [str(v.get("exception_message")) for v in info.values() if isinstance(v, dict) and v.get("exception_message")]
-
-
-def _short(value):
-    if isinstance(value, (list, tuple)) and len(value) > _MAX_LIST:
-        return [*value[:_MAX_LIST], f"... (+{len(value) - _MAX_LIST} more)"]
-    if isinstance(value, dict):
-        return {k: _short(v) for k, v in value.items()}
-    return value
+def _floor(share: float) -> float:
+    """A share rounded down to 6 decimals: a `mostly` the real table itself meets despite float rounding."""
+    return float(np.floor(share * 1e6) / 1e6)
 
 
 # ---------------------------------------------------------------------------------------------- GX plumbing

@@ -129,7 +129,8 @@ EXPLANATIONS: dict[str, Explanation] = {
     "min_contract_success": Explanation(
         "success_rate", "contracts", "data contracts",
         "The share of the expectations learned from the real table (columns, types, ranges, value sets, null "
-        "rates, unique ids) that the synthetic table meets.",
+        "rates, unique ids; for columns with rare values, their shapes, lengths and counts) that the synthetic "
+        "table meets.",
         "1; the default threshold is 0.95.",
         "Read the failed expectations below: values outside the real range or unseen categories come from a "
         "decoder that does not clip, wrong types from a changed schema, extra nulls from the null model."),
@@ -298,10 +299,11 @@ def _utility(check, results, need) -> str:
     utility = results["utility"]
     metric = "r2" if utility.get("task") == "regression" else "auc"
     label = "R²" if metric == "r2" else "AUC"
+    synthetic = utility.get("train_synthetic") or {}
     return (f"A model trained on the synthetic rows predicts {utility.get('target')} on real unseen rows with "
-            f"{label} {_n((utility.get('train_synthetic') or {}).get(metric))}, against "
+            f"{label} {_n(synthetic.get(metric))}, against "
             f"{_n((utility.get('train_real') or {}).get(metric))} when trained on the real rows (ratio "
-            f"{_n(check['value'])}, {need}).")
+            f"{_n(check['value'])}, {need})." + (f" The model on the synthetic rows {synthetic['note']}." if synthetic.get("note") else ""))
 
 
 def _contracts(check, results, need) -> str:

@@ -4,9 +4,9 @@ Each `*_figure` function returns an HTML fragment (a div and the script that dra
 nothing to draw; the page must load plotly.js once before them (`plotly_js()`, inlined: the report is one
 self-contained file that needs no network when viewed). The figures carry shares and bin edges, not rows, so
 a report stays small whatever the table's size: Adult's 15 column figures, association matrices and privacy
-figures add about 0.3 MB to plotly.js's 4.8 MB.
-
-Colours: real data blue, synthetic orange, holdout (real unseen rows) grey, in every figure.
+figures add about 0.3 MB to plotly.js's 4.8 MB. The per-column figures are built in
+evaluation/column_figures.py (they name real values, so they follow evaluation/disclosure.py); the pair and
+privacy figures here carry column names and numbers only. Style and colours: evaluation/plot_style.py.
 """
 
 from __future__ import annotations
@@ -16,158 +16,16 @@ import itertools
 import numpy as np
 import pandas as pd
 
+from tabtwin.evaluation.column_figures import DISCRETE_VALUES, column_figures  # noqa: F401 (the report's figures)
 from tabtwin.evaluation.features import numeric_values
+from tabtwin.evaluation.plot_style import (HISTOGRAM_BINS, HOLDOUT, NOT_SCORED, REAL, SYNTHETIC, layout,  # noqa: F401
+                                           plotly_js, to_html)
 from tabtwin.pipeline.keys import category_keys
 from tabtwin.pipeline.schema import Schema
 
-REAL, SYNTHETIC, HOLDOUT, NOT_SCORED = "#1f77b4", "#ff7f0e", "#7f7f7f", "#bdbdbd"
-TOP_CATEGORIES = 15  # bars per categorical column; the rest are one "other" bar
-HISTOGRAM_BINS = 40
-DISCRETE_VALUES = 40  # a numeric column with at most this many values gets one bar per value
-SPIKE_SHARE = 0.10  # a single value holding this share of the real rows gets its own bar beside the histogram
-MAX_SPIKES = 3
 ASSOCIATION_ROWS = 5_000  # rows per side for the association matrices (seeded sample; 30 columns in ~2 s)
 ASSOCIATION_BINS = 10  # numeric columns are cut into this many equal-width bins for Cramér's V, as sdmetrics does
 ASSOCIATION_CATEGORIES = 50  # categories kept per column for Cramér's V; rarer ones are grouped
-CONFIG = {"displaylogo": False, "responsive": True}
-
-
-def plotly_js() -> str:
-    """plotly.js (minified, ~4.8 MB) to inline once in a <script> element; no CDN, no network at view time."""
-    from plotly.offline import get_plotlyjs
-
-    return get_plotlyjs()
-
-
-def _layout(**extra) -> dict:
-    """A small shared style; plotly's default template would add ~7 KB to every figure."""
-    axis = {"gridcolor": "#eee", "linecolor": "#999", "zeroline": False, "automargin": True}
-    layout = {"template": {"layout": {"font": {"family": "system-ui, sans-serif", "size": 12},
-                                      "paper_bgcolor": "white", "plot_bgcolor": "white",
-                                      "xaxis": axis, "yaxis": axis}},
-              "margin": {"l": 60, "r": 20, "t": 50, "b": 60}, "hovermode": "closest"}
-    layout.update(extra)
-    return layout
-
-
-def _html(figure, div_id: str, height: int) -> str:
-    return figure.to_html(include_plotlyjs=False, full_html=False, div_id=div_id, config=CONFIG,
-                          default_height=f"{height}px", default_width="100%")
-
-
-# ---------------------------------------------------------------------------------------------- columns
-
-
-def column_figures(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema, shown: list[str],
-                   quality: dict | None = None) -> list[dict]:
-    """One figure per column in `shown`: [{"column", "html"}]. The y axis is the share of rows (real and
-    synthetic separately, so tables of different sizes compare); the x axis the column's values: one bar per
-    category (the TOP_CATEGORIES most common, then "other"), per value (numeric columns with few values), or per
-    histogram bin. A numeric value holding SPIKE_SHARE of the real rows or more (Adult's capital-gain is 0 in
-    92 % of rows), and nulls, get their own bars in a left panel, so that the histogram of the other values on
-    the right keeps a readable scale."""
-    columns = (quality or {}).get("columns") or {}
-    figures = []
-    for i, spec in enumerate(s for s in schema.columns if s.kind != "id" and s.name in shown):
-        score = (columns.get(spec.name) or {}).get("score")
-        title = f"{spec.name} · {(columns.get(spec.name) or {}).get('metric', 'shape')} {score:.2f}" if score is not None else spec.name
-        if spec.kind in ("continuous", "datetime"):
-            figure = _numeric_figure(real[spec.name], synthetic[spec.name], spec, title)
-        else:
-            figure = _categorical_figure(real[spec.name], synthetic[spec.name], spec.name, title)
-        figures.append({"column": spec.name, "html": _html(figure, f"column-{i}", 300)})
-    return figures
-
-
-def _categorical_figure(real: pd.Series, synthetic: pd.Series, name: str, title: str):
-    import plotly.graph_objects as go
-
-    shares = pd.DataFrame({"real": _shares(real), "synthetic": _shares(synthetic)}).fillna(0.0)
-    shares = shares.sort_values("real", ascending=False, kind="stable")
-    if len(shares) > TOP_CATEGORIES:  # the most common on either side, in the real order; the rest as one bar
-        top = shares.max(axis=1).nlargest(TOP_CATEGORIES - 1).index
-        rest = shares.drop(index=top)
-        shares = pd.concat([shares.loc[shares.index.isin(top)],
-                            pd.DataFrame([rest.sum()], index=[f"other ({len(rest)} values)"])])
-    labels = [str(v) for v in shares.index]
-    figure = go.Figure([
-        go.Bar(x=labels, y=shares[side], name=side, marker_color=colour,
-               hovertemplate=f"{name} = %{{x}}<br>{side}: %{{y:.2%}} of rows<extra></extra>")
-        for side, colour in (("real", REAL), ("synthetic", SYNTHETIC))])
-    figure.update_layout(_layout(title={"text": title, "font": {"size": 13}}, barmode="group", bargap=0.15,
-                                 legend={"orientation": "h", "y": 1.12, "x": 1, "xanchor": "right"}))
-    figure.update_xaxes(title_text=f"{name} (value)", type="category", tickangle=-40)
-    figure.update_yaxes(title_text="share of rows", tickformat=".0%", rangemode="tozero")
-    return figure
-
-
-def _numeric_figure(real: pd.Series, synthetic: pd.Series, spec, title: str):
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    a, b = numeric_values(real, spec), numeric_values(synthetic, spec)
-    n_a, n_b = max(len(a), 1), max(len(b), 1)
-    present = a.dropna()
-    distinct = present.value_counts()
-    few_values = len(distinct) <= DISCRETE_VALUES
-    if few_values:
-        values = np.union1d(distinct.index.to_numpy(), b.dropna().unique())
-        if len(values) > 2 * DISCRETE_VALUES:  # the synthetic side spreads: fall back to bins
-            few_values = False
-    # Decided after the fallback: a real column with few values but a spike (a small table's capital-gain) that
-    # falls back to bins still shows its spike apart, not inside the first bin.
-    spikes = [] if few_values else [v for v, c in distinct.head(MAX_SPIKES).items() if c / n_a >= SPIKE_SHARE]
-    special = [(_value_text(v, spec), float((a == v).sum() / n_a), float((b == v).sum() / n_b)) for v in spikes]
-    if a.isna().any() or b.isna().any():
-        special.append(("(null)", float(a.isna().mean()), float(b.isna().mean())))
-    rest_a, rest_b = a.dropna()[~a.dropna().isin(spikes)], b.dropna()[~b.dropna().isin(spikes)]
-    if few_values:
-        x = values
-        y_a = rest_a.value_counts().reindex(values, fill_value=0).to_numpy() / n_a
-        y_b = rest_b.value_counts().reindex(values, fill_value=0).to_numpy() / n_b
-        ranges = [_value_text(v, spec) for v in values]
-    else:
-        both = np.r_[rest_a.to_numpy(), rest_b.to_numpy()]
-        low, high = (float(both.min()), float(both.max())) if len(both) else (0.0, 1.0)
-        edges = np.linspace(low, high if high > low else low + 1.0, HISTOGRAM_BINS + 1)
-        y_a = np.histogram(rest_a, bins=edges)[0] / n_a
-        y_b = np.histogram(rest_b, bins=edges)[0] / n_b
-        x = (edges[:-1] + edges[1:]) / 2
-        ranges = [f"{_value_text(lo, spec)} to {_value_text(hi, spec)}" for lo, hi in zip(edges[:-1], edges[1:])]
-    if spec.kind == "datetime":
-        x = pd.to_datetime(np.asarray(x, dtype="int64")).astype(str).tolist()
-    if special:
-        figure = make_subplots(rows=1, cols=2, column_widths=[0.2, 0.8], horizontal_spacing=0.12)
-        col = 2
-        for side, colour, index in (("real", REAL, 1), ("synthetic", SYNTHETIC, 2)):
-            figure.add_trace(go.Bar(x=[s[0] for s in special], y=[s[index] for s in special], name=side,
-                                    marker_color=colour, showlegend=False, offsetgroup=side,
-                                    hovertemplate=f"{spec.name} = %{{x}}<br>{side}: %{{y:.2%}} of rows<extra></extra>"),
-                             row=1, col=1)
-        figure.update_xaxes(type="category", title_text="single values", row=1, col=1)
-        figure.update_yaxes(title_text="share of rows", tickformat=".0%", rangemode="tozero", row=1, col=1)
-    else:
-        figure, col = make_subplots(rows=1, cols=1), 1
-    for side, colour, y in (("real", REAL, y_a), ("synthetic", SYNTHETIC, y_b)):
-        figure.add_trace(go.Bar(x=x, y=y, name=side, marker_color=colour, customdata=ranges, offsetgroup=side,
-                                hovertemplate=f"{spec.name} %{{customdata}}<br>{side}: %{{y:.2%}} of rows<extra></extra>"),
-                         row=1, col=col)
-    figure.update_xaxes(title_text=f"{spec.name} ({'the other values' if special else 'value'})", row=1, col=col)
-    figure.update_yaxes(title_text="" if special else "share of rows", tickformat=".1%", rangemode="tozero", row=1, col=col)
-    figure.update_layout(_layout(title={"text": title, "font": {"size": 13}}, barmode="group", bargap=0.05,
-                                 legend={"orientation": "h", "y": 1.12, "x": 1, "xanchor": "right"}))
-    return figure
-
-
-def _value_text(value, spec) -> str:
-    if spec.kind == "datetime":
-        return str(pd.Timestamp(int(value)))
-    value = float(value)
-    return f"{value:.0f}" if value.is_integer() else f"{value:.4g}"
-
-
-def _shares(series: pd.Series) -> pd.Series:
-    return pd.Series(category_keys(series, null="(null)")).value_counts(normalize=True)
 
 
 # ---------------------------------------------------------------------------------------------- pairs
@@ -193,13 +51,13 @@ def association_figure(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Sche
         text = [[_pair_hover(a, b, matrix, side, scored, specs) for b in range(len(specs))] for a in range(len(specs))]
         figure.add_trace(go.Heatmap(z=_rounded(matrix), x=labels, y=labels, coloraxis="coloraxis", text=text,
                                     hovertemplate="%{text}<extra></extra>", xgap=1, ygap=1), row=1, col=index)
-    figure.update_layout(_layout(coloraxis={"colorscale": "RdBu", "reversescale": True, "cmin": -1, "cmax": 1,
+    figure.update_layout(layout(coloraxis={"colorscale": "RdBu", "reversescale": True, "cmin": -1, "cmax": 1,
                                             "colorbar": {"title": {"text": "r / V"}}},
                                  plot_bgcolor="white"))
     figure.update_yaxes(autorange="reversed", tickfont_size=10)
     figure.update_yaxes(showticklabels=False, col=2)
     figure.update_xaxes(tickangle=-50, tickfont_size=10)
-    return _html(figure, "associations", 160 + 22 * len(specs))
+    return to_html(figure, "associations", 160 + 22 * len(specs))
 
 
 def pair_score_figure(schema: Schema, names: list[str], quality: dict) -> str | None:
@@ -238,10 +96,10 @@ def pair_score_figure(schema: Schema, names: list[str], quality: dict) -> str | 
                    colorscale=[[0, NOT_SCORED], [1, NOT_SCORED]], showscale=False, xgap=1, ygap=1,
                    name="not scored"),
     ])
-    figure.update_layout(_layout(plot_bgcolor="white"))
+    figure.update_layout(layout(plot_bgcolor="white"))
     figure.update_yaxes(autorange="reversed", tickfont_size=10)
     figure.update_xaxes(tickangle=-50, tickfont_size=10)
-    return _html(figure, "pair-scores", 160 + 22 * len(specs))
+    return to_html(figure, "pair-scores", 160 + 22 * len(specs))
 
 
 def association_matrices(real: pd.DataFrame, synthetic: pd.DataFrame, specs: list, seed: int = 0) -> list[np.ndarray]:
@@ -356,11 +214,11 @@ def dcr_figure(privacy: dict) -> str | None:
     if p5 is not None:
         figure.add_vline(x=p5, line_dash="dash", line_color="#a50e0e",
                          annotation_text="holdout's 5th percentile", annotation_font_size=10)
-    figure.update_layout(_layout(barmode="overlay", bargap=0,
+    figure.update_layout(layout(barmode="overlay", bargap=0,
                                  legend={"orientation": "h", "y": -0.3, "x": 0}))
     figure.update_xaxes(title_text="distance to the closest training row (0 = identical row)")
     figure.update_yaxes(title_text="share of rows", tickformat=".0%", rangemode="tozero")
-    return _html(figure, "dcr", 360)
+    return to_html(figure, "dcr", 360)
 
 
 def attack_figure(attacks: dict | None, thresholds: dict[str, float]) -> str | None:
@@ -386,7 +244,7 @@ def attack_figure(attacks: dict | None, thresholds: dict[str, float]) -> str | N
                    marker={"symbol": "line-ew-open", "size": 36, "color": "#a50e0e", "line": {"width": 2}},
                    hovertemplate="%{x}<br>threshold %{y:.2f}<extra></extra>"),
     ])
-    figure.update_layout(_layout(legend={"orientation": "h", "y": 1.15, "x": 0}))
+    figure.update_layout(layout(legend={"orientation": "h", "y": 1.15, "x": 0}))
     figure.update_yaxes(title_text="excess risk over unseen rows", range=[0, 1])
     figure.update_xaxes(title_text="attack [secret column]", type="category")
-    return _html(figure, "attacks", 340)
+    return to_html(figure, "attacks", 340)

@@ -32,6 +32,8 @@ great-expectations {{ r.meta.versions.great_expectations }}</p>
 <div class="banner {{ 'pass' if r.gate.passed else 'fail' }}" id="verdict">Gate {{ 'PASSED' if r.gate.passed else 'FAILED' }}
 {%- if not r.gate.passed %}: {{ r.gate.failures|length }} check(s) failed
 {%- if r.run and r.run.kind in ('run', 'request') %}; the synthetic table was withheld{% endif %}{% endif %}</div>
+{% if not r.gate.passed and r.run and r.run.kind in ('run', 'request') %}<p class="muted">This folder keeps the report and the contracts, not the synthetic table, and shows no real value
+that fewer than {{ disclosure.min_count }} real rows hold (<a href="#disclosure">what was withheld</a>).</p>{% endif %}
 {% if changed %}<p class="note" id="gate-file">Thresholds from a gate file: {{ changed|length }} differ from the defaults
 ({% for key in changed %}<code>{{ key }}</code>{% if not loop.last %}, {% endif %}{% endfor %}); the checks below show each changed threshold with its default.</p>{% endif %}
 {% if failed %}<h2 id="failed">What failed and what to do</h2>
@@ -62,7 +64,10 @@ great-expectations {{ r.meta.versions.great_expectations }}</p>
 </table></details>
 {% if figures.columns %}<h3>Real vs synthetic, per column{% if figure_note %} ({{ figure_note }}){% endif %}</h3>
 <p class="muted">Share of rows per value (categories, few-valued numbers) or per bin (other numbers); a value holding
-10 % or more of the real rows, and nulls, have their own bars on the left so the rest stays readable. Hover for figures; drag to zoom, double-click to reset.</p>
+10 % or more of the real rows, and nulls, have their own bars on the left so the rest stays readable. Values held by fewer than
+{{ disclosure.min_count }} real rows, and synthetic values that are not common real ones, share one bar; a histogram's end bars are open-ended
+(below its first bin, above its last: at least {{ disclosure.min_count }} real rows each), and neighbouring bins holding fewer than
+{{ disclosure.min_count }} real rows are merged into one wider bin (<a href="#disclosure">why</a>). Hover for figures; drag to zoom, double-click to reset.</p>
 <div class="grid">{% for f in figures.columns %}<div class="column-figure">{{ f.html }}</div>{% endfor %}</div>{% endif %}
 {% if figures.associations or figures.pair_scores %}<h3>Column pairs</h3>
 {% if pair_note %}<p class="note" id="pair-note">{{ pair_note }}</p>{% endif %}
@@ -126,7 +131,8 @@ singling out is multivariate ({{ a.attacks[0].detail }}, 3 columns per query); l
 {% elif r.utility %}<p>Predicting <b>{{ r.utility.target }}</b> ({{ r.utility.task }}, {{ r.utility.model }}), tested on the real holdout ({{ r.utility.test_rows }} rows).</p>
 <table><tr><th>metric</th><th>train on real</th><th>train on synthetic</th><th>ratio</th></tr>
 {% for m, ratio in r.utility.ratio.items() %}<tr><td>{{ m }}</td><td>{{ fmt(r.utility.train_real[m]) }}</td><td>{{ fmt(r.utility.train_synthetic[m]) }}</td><td>{{ fmt(ratio) }}</td></tr>{% endfor %}
-</table>{% else %}<p class="muted">No target column given: utility not measured.</p>{% endif %}
+</table>{% for side, label in (('train_real', 'real'), ('train_synthetic', 'synthetic')) %}{% if r.utility[side].note %}
+<p class="muted">The model on the {{ label }} rows {{ r.utility[side].note }}.</p>{% endif %}{% endfor %}{% else %}<p class="muted">No target column given: utility not measured.</p>{% endif %}
 </section>
 
 <section id="contracts"><h2>Data contracts</h2>
@@ -134,6 +140,16 @@ singling out is multivariate ({{ a.attacks[0].detail }}, 3 columns per query); l
 (success rate {{ fmt(r.contracts.success_rate) }}).</p>
 {% if r.contracts.failed %}<ul class="contract-failures">{% for f in r.contracts.failed %}<li>{{ f.sentence or (f.column ~ ': ' ~ f.expectation) }}
 <span class="muted">({{ f.expectation }})</span></li>{% endfor %}</ul>{% endif %}
+</section>
+
+<section id="disclosure"><h2>Real values in this report</h2>
+<p>{{ disclosure.rule[:1]|upper }}{{ disclosure.rule[1:] }}. The same holds for
+synthetic values, which may copy real rows; a synthetic value outside the real range is no real value and may be quoted.
+So a run whose gate fails leaves a report and contracts that do not disclose the rare values the gate withheld.</p>
+{% if disclosure.columns %}<details><summary>Values withheld from display, per column</summary>
+<table><tr><th>column</th><th>distinct real values</th><th>withheld (under {{ disclosure.min_count }} rows each)</th><th>real rows holding them</th></tr>
+{% for name, c in disclosure.columns.items() %}<tr><td>{{ name }}</td><td>{{ c['values'] }}</td><td>{{ c.withheld }}</td><td>{{ c.rows_withheld }}</td></tr>{% endfor %}
+</table><p class="muted">Numbers and dates are shown as bins and rounded range ends, so most of their distinct values count as withheld.</p></details>{% endif %}
 </section>
 
 <section id="glossary"><h2>What each check means</h2>

@@ -10,6 +10,9 @@
 `report.html` atomically, plus the learned expectation suite as `expectation_suite.json`. The page inlines
 plotly.js once and draws interactive figures from small precomputed tables (evaluation/figures.py), so it
 needs no network when viewed; failed checks are explained in plain words (evaluation/explain.py).
+
+These files stay when the gate withholds the synthetic table, so none of them shows a real value that fewer
+than k real rows hold (evaluation/disclosure.py); `meta.disclosure` states k and, per column, what was withheld.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ def evaluate(
     or without features say why in `skipped` and the gate lists them as not judged (`evaluation.gate`).
     """
     from tabtwin.evaluation.contracts import contracts_report
+    from tabtwin.evaluation.disclosure import disclosure_summary
     from tabtwin.evaluation.fidelity import detection_test, quality_report
     from tabtwin.evaluation.privacy import attack_risks, few_rows_privacy, privacy_metrics
     from tabtwin.evaluation.utility import utility_report
@@ -90,6 +94,7 @@ def evaluate(
         "target": target,
         "seed": seed,
         "gate_config": gate.to_dict(),
+        "disclosure": disclosure_summary(train, schema),
         "seconds": seconds,
         "versions": {pkg: _version(pkg) for pkg in ("tabtwin", "sdmetrics", "great_expectations", "scikit-learn", "torch")},
         "machine": f"{platform.platform()}, {os.cpu_count()} cores",
@@ -118,10 +123,17 @@ def _version(package: str) -> str | None:
 
 
 def write_report(results: dict, out_dir: str | Path, real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema) -> dict:
-    """report.json, report.html and expectation_suite.json under `out_dir`; returns their paths."""
+    """report.json, report.html and expectation_suite.json under `out_dir`; returns their paths. `real` is the
+    table the evaluation learned from: its value counts decide what the files may show (meta.disclosure, filled
+    in from `real` when `results` lacks it)."""
+    from tabtwin.evaluation.disclosure import disclosure_summary
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     results = jsonable(results)  # plain types only: numpy scalars as Python, NaN and inf as null
+    meta = results.setdefault("meta", {})
+    if not meta.get("disclosure"):
+        meta["disclosure"] = jsonable(disclosure_summary(real, schema))
     contracts = results.get("contracts") or {}
     suite = contracts.pop("suite", None)
     paths = {"json": write_json_atomic(results, out / "report.json")}
@@ -142,6 +154,7 @@ def render_html(results: dict, real: pd.DataFrame, synthetic: pd.DataFrame, sche
     from markupsafe import Markup
 
     from tabtwin.evaluation import figures as fig
+    from tabtwin.evaluation.disclosure import MIN_COUNT, RULE
     from tabtwin.evaluation.explain import (EXPLANATIONS, changed_thresholds, describe_run, explain_dp, explain_failure,
                                            fix_for, gate_key, threshold_text, value_text)
 
@@ -152,8 +165,12 @@ def render_html(results: dict, real: pd.DataFrame, synthetic: pd.DataFrame, sche
     seed = (results.get("meta") or {}).get("seed") or 0
     gate = results.get("gate") or {}
     config = (results.get("meta") or {}).get("gate_config") or {}
+    disclosure = {"min_count": MIN_COUNT, "columns": {}, **((results.get("meta") or {}).get("disclosure") or {})}
+    disclosure.setdefault("rule", RULE.format(k=disclosure["min_count"]))
+    k = disclosure["min_count"]
     figures = {
-        "columns": [{**f, "html": Markup(f["html"])} for f in fig.column_figures(real, synthetic, schema, shown, quality)],
+        "columns": [{**f, "html": Markup(f["html"])}
+                    for f in fig.column_figures(real, synthetic, schema, shown, quality, min_count=k)],
         "associations": fig.association_figure(real, synthetic, schema, pair_columns, quality, seed),
         "pair_scores": fig.pair_score_figure(schema, pair_columns, quality),
         "dcr": fig.dcr_figure(privacy),
@@ -178,6 +195,7 @@ def render_html(results: dict, real: pd.DataFrame, synthetic: pd.DataFrame, sche
                    fix_for(key, results)) for key in EXPLANATIONS],
         changed=changed_thresholds(config),
         run_rows=describe_run(results.get("run")), dp=privacy.get("dp"), dp_sentence=explain_dp(privacy.get("dp")),
+        disclosure=disclosure,
         plotly_js=Markup(fig.plotly_js()),
     )
 

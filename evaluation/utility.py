@@ -6,12 +6,16 @@ discrete or boolean (ROC AUC, one-vs-rest macro for several classes; macro F1), 
 
 Utility is skipped, with the reason in `skipped`, when there is nothing to predict from (the table holds only
 the target and ids) or too few rows to judge (fewer than UTILITY_MIN_ROWS training, holdout or synthetic rows,
-as in a request for a rare segment): a model fitted or tested on a handful of rows says nothing.
+as in a request for a rare segment): a model fitted or tested on a handful of rows says nothing. It is also
+not judged when the holdout holds a single value of the target (nothing to score on) or the model trained on the
+real rows cannot be trained or does no better than chance (the ratio has no scale). A model that cannot be
+trained on the synthetic rows (a target all null or of one class) scores None, which the gate counts as a
+failure, with the reason in `train_synthetic.note`. Feature columns that hold no value in a training table (all
+null, or text where numbers were expected) are left out of that model, and its `note` says so.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.metrics import f1_score, r2_score, roc_auc_score
@@ -54,29 +58,64 @@ def utility_report(
     grouped: dict = {}
     train_x, holdout_x, synthetic_x = model_frames([train, holdout, synthetic], schema, exclude=(target,), grouped=grouped,
                                                    reference=2)
+    task = "regression" if regression else "classification"
     if regression:
         labels = [numeric_values(frame[target], spec) for frame in (train, holdout, synthetic)]
-        real, synth = (_regression(x, y, holdout_x, labels[1], seed) for x, y in ((train_x, labels[0]), (synthetic_x, labels[2])))
-        task, metrics = "regression", ["r2"]
+        test_ok = labels[1].nunique() >= 2
+        metrics = ["r2"]
     else:
         labels = [frame[target].astype(object).map(category_key) for frame in (train, holdout, synthetic)]
         classes = sorted(set(labels[0].dropna()) | set(labels[1].dropna()))
-        real, synth = (_classification(x, y, holdout_x, labels[1], classes, seed) for x, y in ((train_x, labels[0]), (synthetic_x, labels[2])))
-        task, metrics = "classification", ["auc", "f1"]
+        test_ok = labels[1].nunique() >= 2
+        metrics = ["auc", "f1"]
+    if not test_ok:  # AUC needs two classes among the test rows, R2 a spread
+        return {"target": target, "task": task, "train_real": {}, "train_synthetic": {}, "ratio": {},
+                "test_rows": int(len(holdout)),
+                "skipped": f"the holdout rows hold fewer than two distinct values of {target!r}, so no model can be scored on them"}
+    fits = []
+    for x, y in ((train_x, labels[0]), (synthetic_x, labels[2])):
+        fits.append(_regression(x, y, holdout_x, labels[1], seed) if regression
+                    else _classification(x, y, holdout_x, labels[1], classes, seed))
+    real, synth = fits
     ratios = {m: (synth[m] / real[m] if real.get(m) and synth.get(m) is not None and real[m] > 0 else None) for m in metrics}
     result = {"target": target, "task": task, "model": f"HistGradientBoosting{'Regressor' if task == 'regression' else 'Classifier'}",
               "train_real": real, "train_synthetic": synth, "ratio": ratios, "test_rows": int(len(holdout_x))}
+    headline = metrics[0]
+    if real.get(headline) is None or real[headline] <= 0:
+        # Train-on-real sets the scale: without it (or at or below chance) the ratio says nothing of the synthetic rows.
+        said = real["note"] if real.get(headline) is None else f"scores {headline} {real[headline]:.3f}, no better than chance"
+        result["skipped"] = f"the model on the real rows {said}, so the ratio has no scale"
     if grouped:
         result["grouped_categories"] = grouped
         result["note"] = f"rarest values grouped as one for the classifiers, per column: {grouped}"
     return result
 
 
+def _usable(x: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """`x` without feature columns that hold no value (all null, or text where numbers were expected: a
+    broken synthetic column): they carry nothing to learn from, and scikit-learn's binning fails on them."""
+    empty = [column for column in x.columns if not x[column].notna().any()]
+    return x.drop(columns=empty), empty
+
+
+def _unfit(metrics: list[str], note: str) -> dict:
+    return {**{m: None for m in metrics}, "note": note}
+
+
+def _with_dropped(scores: dict, empty: list[str]) -> dict:
+    return {**scores, "note": f"left out features that hold no value: {', '.join(empty)}"} if empty else scores
+
+
 def _classification(x, y, test_x, test_y, classes, seed) -> dict:
     keep, test_keep = y.notna(), test_y.notna()
     x, y, test_x, test_y = x[keep], y[keep], test_x[test_keep], test_y[test_keep]
+    x, empty = _usable(x)
     if y.nunique() < 2:
-        return {"auc": None, "f1": None, "note": f"the training rows hold a single class ({y.iloc[0] if len(y) else 'none'})"}
+        return _unfit(["auc", "f1"], "could not be trained: its rows hold " +
+                      ("no value of the target" if not len(y) else "a single class of the target"))
+    if not len(x.columns):
+        return _unfit(["auc", "f1"], f"could not be trained: no feature holds a value ({', '.join(empty)})")
+    test_x = test_x[x.columns]
     model = HistGradientBoostingClassifier(categorical_features="from_dtype", random_state=seed).fit(x, y)
     probabilities = pd.DataFrame(model.predict_proba(test_x), columns=model.classes_).reindex(columns=classes, fill_value=0.0)
     predictions = model.predict(test_x)
@@ -85,14 +124,20 @@ def _classification(x, y, test_x, test_y, classes, seed) -> dict:
     else:
         present = [c for c in classes if (test_y == c).any()]
         scores = probabilities[present].to_numpy()
-        scores = scores / np.clip(scores.sum(axis=1, keepdims=True), 1e-12, None)
+        # A row given no probability for any test class (a model that learned only other labels) knows nothing:
+        # uniform scores, the chance level.
+        scores[scores.sum(axis=1) <= 0] = 1.0
+        scores = scores / scores.sum(axis=1, keepdims=True)
         auc = roc_auc_score(test_y, scores, multi_class="ovr", average="macro", labels=present)
-    return {"auc": float(auc), "f1": float(f1_score(test_y, predictions, average="macro"))}
+    return _with_dropped({"auc": float(auc), "f1": float(f1_score(test_y, predictions, average="macro"))}, empty)
 
 
 def _regression(x, y, test_x, test_y, seed) -> dict:
     keep, test_keep = y.notna(), test_y.notna()
     if keep.sum() < 2:
-        return {"r2": None, "note": "too few non-null target values to train on"}
-    model = HistGradientBoostingRegressor(categorical_features="from_dtype", random_state=seed).fit(x[keep], y[keep])
-    return {"r2": float(r2_score(test_y[test_keep], model.predict(test_x[test_keep])))}
+        return _unfit(["r2"], "could not be trained: its rows hold fewer than two values of the target")
+    x, empty = _usable(x[keep])
+    if not len(x.columns):
+        return _unfit(["r2"], f"could not be trained: no feature holds a value ({', '.join(empty)})")
+    model = HistGradientBoostingRegressor(categorical_features="from_dtype", random_state=seed).fit(x, y[keep])
+    return _with_dropped({"r2": float(r2_score(test_y[test_keep], model.predict(test_x.loc[test_keep, x.columns])))}, empty)

@@ -122,9 +122,14 @@ def test_failures_read_as_sentences(real, suite):
     broken.loc[3, "amount"] = 500.0
     broken.loc[: int(len(broken) * 0.6), "score"] = np.nan
     by_column = {f["column"]: f["sentence"] for f in check_contracts(broken, suite)["failed"]}
-    low, high = real["amount"].min(), real["amount"].max()
-    assert by_column["amount"] == (f"amount: values should lie between {low:.6g} and {high:.6g}, the real range; 1 "
-                                   f"synthetic row (0.25 %) falls outside (observed {low:.6g} to 500)")
+    # amount's extremes are held by one real row each: the range is rounded outward and only the synthetic
+    # value outside it is quoted (evaluation/disclosure.py)
+    (rule,) = [e for e in suite.expectations if e.expectation_type == BETWEEN and e.column == "amount"]
+    low, high = rule.min_value, rule.max_value
+    assert low < real["amount"].min() and high > real["amount"].max() and float(low).is_integer()
+    assert by_column["amount"] == (f"amount: values should lie between {low:.6g} and {high:.6g}, the real range rounded "
+                                   f"outward (an end held by fewer than 10 real rows is not shown); 1 synthetic row "
+                                   f"(0.25 %) falls outside (observed up to 500)")
     assert by_column["colour"] == ("colour: values should be among the 3 seen in the real table ('blue', 'green', "
                                    "'red'); 2 synthetic rows (0.5 %) hold others, e.g. 'purple'")
     real_rate = real["score"].isna().mean()
@@ -181,12 +186,16 @@ def test_null_rate_band_is_real_rate_plus_minus_tolerance():
 def test_range_mostly_lets_an_unclipped_fresh_draw_pass(correlated_split):
     train, _, fresh = correlated_split
     schema = infer_schema(train)
-    strict = contracts_report(train, fresh, schema)
+    # min_count=1: the exact real extremes as bounds (by default an extreme held by fewer than 10 real rows is
+    # rounded outward, which leaves this draw room: tested below)
+    strict = contracts_report(train, fresh, schema, min_count=1)
     assert strict["n_failed"] > 0 and {f["rule"] for f in strict["failed"]} == {"range"}  # sample extremes move
-    loose = contracts_report(train, fresh, schema, range_mostly=0.99)
+    loose = contracts_report(train, fresh, schema, range_mostly=0.99, min_count=1)
     assert loose["failed"] == [] and loose["range_mostly"] == 0.99
     wild = fresh.copy()
     wild.loc[: len(wild) // 20, "income"] = train["income"].max() * 2  # 5% far out still fails
+    assert failed_pairs(contracts_report(train, wild, schema, range_mostly=0.99, min_count=1)) == {(BETWEEN, "income")}
+    assert contracts_report(train, fresh, schema)["failed"] == []
     assert failed_pairs(contracts_report(train, wild, schema, range_mostly=0.99)) == {(BETWEEN, "income")}
     with pytest.raises(ValueError, match="range_mostly"):
         build_suite(train, schema, range_mostly=0)
