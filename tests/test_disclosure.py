@@ -18,7 +18,7 @@ from tabtwin.evaluation.contracts import build_suite, check_contracts
 from tabtwin.evaluation.disclosure import MIN_COUNT, outer_bounds, outer_datetime_bounds, shape, shapes
 from tabtwin.evaluation.figures import plotly_js
 from tabtwin.evaluation.report import evaluate
-from tabtwin.flows.steps import publish
+from tabtwin.flows.publish import publish
 from tabtwin.pipeline.schema import infer_schema
 
 FIRST = ["anna", "ben", "chloe", "dmitri", "emma", "farid", "greta", "hugo", "ines", "jonas", "kaia", "luca"]
