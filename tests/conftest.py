@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -6,6 +7,12 @@ import pytest
 from tabtwin.pipeline.device import DEVICE_ENV, default_device, resolve_device
 from tabtwin.pipeline.errors import TabtwinError
 from tabtwin.pipeline.sample_data import make_sample_table
+
+# Prefect in the test process as the CLI runs it: quiet (its INFO lines would go to a stderr an earlier test's capture
+# closed) and without analytics. Set before any test imports Prefect; a level set by whoever runs the tests wins.
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
 
 ADULT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "adult.csv"
 

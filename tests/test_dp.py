@@ -172,6 +172,6 @@ def test_a_flow_refuses_a_bad_epsilon_before_reading_the_data(tmp_path, epsilon)
     from tabtwin.flows.spec import Places, RunSpec
     from tabtwin.flows.synthesize import run_sequence
 
-    spec = RunSpec(data=str(tmp_path / "missing.csv"), model="tvae", dp_epsilon=epsilon)
-    with pytest.raises(TabtwinError, match="must be a positive number"):
+    with pytest.raises(TabtwinError, match="must be a positive number"):  # when the spec is made
+        spec = RunSpec(data=str(tmp_path / "missing.csv"), model="tvae", dp_epsilon=epsilon)
         run_sequence(spec, Places(out=str(tmp_path / "runs"), cache=str(tmp_path / "cache"), registry=None))
