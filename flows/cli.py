@@ -298,8 +298,12 @@ def run_specs(args) -> tuple[list[RunSpec], Places]:
 
 
 def _cmd_run(args) -> int:
+    from tabtwin.flows.steps import gate_of
+
     specs, places = run_specs(args)  # a model without DP or without a time budget is refused here
     check_registry_names(specs, places.registry)
+    for spec in specs:  # a bad gate file is refused before Prefect starts, not after training
+        gate_of(spec)
     # Quiet by default: the CLI prints its own summary, and a user error its one line, not Prefect's log.
     prefect_defaults("INFO" if args.verbose else "CRITICAL")
     ensure_api()

@@ -75,7 +75,7 @@ def check_request_output(out: str | Path, overwrite: bool = False, data: str | N
     """Refuse, before any work, a request output that would replace what tabtwin did not write: a file at `out`
     (unless a request wrote it) or a report folder `<out>.report` holding other files; `data` (the model's
     source) is never replaced, even with `overwrite`. Returns `out` as a Path."""
-    target = check_file(check_output_path(out), overwrite, inputs=[data], written=request_digests(out))
+    target = check_file(check_output_path(out), overwrite, inputs=[data], written=request_digests(out), marked=False)
     check_folder(target.parent / request_report_name(target), RUN_FILES, overwrite, inputs=[data],
                  what="report folder")
     return target
@@ -103,10 +103,10 @@ def table_in_waiting(df: pd.DataFrame, target: Path) -> Iterator[str]:
 
 def withdraw(path: str | Path, written: Collection[str] = ()) -> bool:
     """Remove a table an earlier request left at a request's output path, so that no stale table sits beside a
-    failed report; only one tabtwin wrote (`pipeline.outputs.is_ours`, `written`: digests it recorded), never a
-    user's file. True when one was removed."""
+    failed report: only one whose SHA-256 a request recorded (`written`), never a user's file or another
+    tabtwin output. True when one was removed."""
     path = Path(path).expanduser()
-    if is_ours(path, written):
+    if is_ours(path, written, marked=False):
         path.unlink()
         return True
     return False

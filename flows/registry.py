@@ -67,7 +67,7 @@ def check_registry_names(specs: list[RunSpec], registry: str | Path | None) -> N
     claimed: dict[str, str] = {}
     for spec in specs:
         name, source = registry_name(spec), source_of(spec)
-        entry = Path(registry) / name
+        entry = entry_path(name, registry)  # a name too long for an entry is refused now, not after the run
         if claimed.setdefault(name, source) != source:
             raise TabtwinError(f"{claimed[name]} and {source} would both register as {entry}; "
                                "rename one file or run them with different --registry folders")
@@ -182,7 +182,7 @@ def entry_path(model: str, registry: str | Path | None) -> Path:
         return Path(model).expanduser()
     if not isinstance(model, str) or not ENTRY_NAME.fullmatch(model) or ".." in model:
         raise TabtwinError(f"{model!r} is not a registry entry name: a request names an entry of {registry} by its "
-                           "plain name (letters, digits, '-', '_', '.'), such as adult-csv-autoregressive")
+                           "plain name (letters, digits, '-', '_', '.'; at most 200), such as adult-csv-autoregressive")
     return Path(registry, model)
 
 
@@ -205,12 +205,34 @@ def read_registration(path: str | Path, registry: str | Path | None = None) -> R
     try:
         record = json.loads(file.read_text(encoding="utf-8"))
         spec = checked_spec(record["spec"])
-        source = record.get("source")
-        if source is not None and not isinstance(source, dict):
-            raise TypeError("source is not an object")
+        source = checked_source(record.get("source"))
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError, AttributeError) as err:
         raise TabtwinError(f"{file} is corrupt ({err}); re-register the model with `tabtwin run`") from None
     return Registration(folder=path, model_dir=model_dir, spec=spec, source=source)
+
+
+SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def checked_source(source: dict | None) -> dict | None:
+    """A registration's record of its split (`split_record`), each field of its type; None for an entry
+    registered before splits were recorded (`check_source` refuses those). Raises TypeError naming the field."""
+    if source is None:
+        return None
+    if not (isinstance(source, dict) and isinstance(source.get("data"), str)
+            and isinstance(source.get("columns"), list) and all(isinstance(c, str) for c in source["columns"])
+            and _count(source.get("rows"))):
+        raise TypeError("source needs data (text), columns (a list of names) and rows (a count)")
+    for part in ("train", "holdout"):
+        record = source.get(part)
+        if not (isinstance(record, dict) and _count(record.get("rows"))
+                and isinstance(record.get("sha256"), str) and SHA256.fullmatch(record["sha256"])):
+            raise TypeError(f"source.{part} needs rows (a count) and sha256 (64 hex digits)")
+    return source
+
+
+def _count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 # RunSpec's annotations (strings under `from __future__ import annotations`) -> the JSON types a value may have.

@@ -24,6 +24,7 @@ from prefect_dask import DaskTaskRunner
 from threadpoolctl import threadpool_limits
 
 from tabtwin.flows.registry import check_registry_names
+from tabtwin.flows.server import ensure_api
 from tabtwin.flows.spec import Places, RunSpec, place_default
 from tabtwin.flows.synthesize import PLAIN, run_sequence
 
@@ -88,7 +89,9 @@ def run_many(specs: list[RunSpec], places: Places | None = None, dask_address: s
         shares, threads = cluster_shares(dask_address), 1
     else:
         # Single-threaded worker processes, each task with cores // workers torch threads: no oversubscription.
-        runner = DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "dashboard_address": None})
+        # The workers use this process's Prefect API rather than each starting a temporary server of its own.
+        runner = DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "dashboard_address": None,
+                                                "env": {"PREFECT_API_URL": ensure_api()}})
         shares, threads = None, max(1, available_cores() // workers)
     plain = [asdict(spec) for spec in specs]
     return synthesize_many.with_options(task_runner=runner)(plain, places.out, places.cache, places.registry,

@@ -100,11 +100,12 @@ def ensure_api() -> str:
 
 
 def _check_answers(url: str) -> None:
-    import httpx
+    """Prefect's own health check, so its API key, auth string and TLS settings apply."""
+    from prefect.client.orchestration import get_client
 
-    try:
-        httpx.get(f"{url.rstrip('/')}/health", timeout=10).raise_for_status()
-    except httpx.HTTPError as err:
-        raise TabtwinError(f"the Prefect server at PREFECT_API_URL={url} does not answer ({type(err).__name__}); "
+    with get_client(sync_client=True) as client:
+        error = client.api_healthcheck()
+    if error is not None:
+        raise TabtwinError(f"the Prefect server at PREFECT_API_URL={url} does not answer ({type(error).__name__}); "
                            "start it (`prefect server start`), or unset PREFECT_API_URL to let tabtwin start a "
-                           "temporary one") from None
+                           "temporary one")

@@ -68,6 +68,9 @@ class RunSpec:
         # CLI's parser, and nothing is read or trained for a spec that would be refused later.
         if self.model not in MODEL_NAMES:
             raise TabtwinError(f"unknown model {self.model!r}; choose one of {', '.join(MODEL_NAMES)}")
+        # numpy's generators take seeds in [0, 2**32): the split and the evaluation would fail only after training
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
+            raise TabtwinError(f"--seed must be a whole number from 0 to {2**32 - 1}, got {self.seed!r}")
         self._options = option_params(self.model, self.dp_epsilon, self.dp_delta, self.max_seconds)
 
     def generator_params(self) -> dict:
@@ -163,11 +166,17 @@ def place_default(name: str):
     return found.default
 
 
+def masked(source: str) -> str:
+    """A database URL with its password replaced by ***, for anything written where others read it; a path
+    unchanged."""
+    return re.sub(r"://([^:/@]+):[^@/]*@", r"://\1:***@", source) if is_url(source) else source
+
+
 def source_of(spec: RunSpec) -> str:
     """The source a spec reads, as one comparable string: a local file's absolute path, else the URL (password
     masked), with the database table after a '#'."""
     if is_url(spec.data):
-        data = re.sub(r"://([^:/@]+):[^@/]*@", r"://\1:***@", spec.data)
+        data = masked(spec.data)
     else:
         data = str(Path(spec.data).expanduser().resolve())
     return f"{data}#{spec.table}" if spec.table else data

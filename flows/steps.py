@@ -68,11 +68,16 @@ def run_record(kind: str, spec: RunSpec, model_dir: str | Path, entry: str | Pat
             "conditions": dict(spec.conditions), "rows": rows}
 
 
-def evaluate_run(train, holdout, synthetic, schema: Schema, spec: RunSpec, run: dict | None = None,
+def gate_of(spec: RunSpec) -> GateConfig:
+    """The spec's gate thresholds (its gate file over the defaults); a TabtwinError for a missing or bad file.
+    Read before any work, so a bad file is refused before training, not after."""
+    return GateConfig.from_file(spec.gate) if spec.gate else GateConfig()
+
+
+def evaluate_run(train, holdout, synthetic, schema: Schema, spec: RunSpec, gate: GateConfig, run: dict | None = None,
                  dp: dict | None = None) -> dict:
-    """`evaluation.report.evaluate` with the spec's gate, target, device and seed; `run` and `dp` go to the
+    """`evaluation.report.evaluate` with `gate` and the spec's target, device and seed; `run` and `dp` go to the
     report as they are (`run_record`, `model_privacy`)."""
-    gate = GateConfig.from_file(spec.gate) if spec.gate else GateConfig()
     # A target fixed by a condition has one value: there is nothing to predict, so utility is skipped.
     target = None if spec.target in spec.conditions else spec.target
     return evaluate(train, holdout, synthetic, schema, target=target, gate=gate, device=spec.device, seed=spec.seed,

@@ -22,6 +22,7 @@ from typing import Annotated
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
 from prefect.exceptions import MissingContextError
 from prefect.runtime import deployment
 from prefect.states import Completed, Failed
@@ -31,7 +32,7 @@ from tabtwin.flows import cache, steps
 from tabtwin.flows import publish as publishing
 from tabtwin.flows import registry as reg
 from tabtwin.flows.progress import TrainingProgress
-from tabtwin.flows.spec import Places, RunSpec, place_default, spec_default, with_absolute_paths
+from tabtwin.flows.spec import Places, RunSpec, masked, place_default, spec_default, with_absolute_paths
 from tabtwin.generators import load_model
 from tabtwin.pipeline.errors import TabtwinError
 from tabtwin.pipeline.jsonable import jsonable
@@ -59,7 +60,7 @@ def fit_with_progress(train, schema, spec: RunSpec, cache_root: str):
         progress.finish()
 
 
-fit_with_progress.__name__ = "fit_or_reuse"  # the task's name in Prefect, as before
+fit_with_progress.__name__ = "fit_or_reuse"  # the name Prefect shows for the task: the step it runs
 
 
 def _show_bar() -> bool:
@@ -83,7 +84,7 @@ PLAIN = Steps(steps.load_inputs, cache.fit_or_reuse, steps.sample_synthetic, ste
               reg.register_model)
 TASKS = Steps(io_task(steps.load_inputs), quiet_task(fit_with_progress), quiet_task(steps.sample_synthetic),
               quiet_task(steps.evaluate_run), io_task(publishing.publish), io_task(reg.register_model))
-# Module-level names for the tasks, as before (Prefect shows them by function name).
+# The tasks by name, for the request flow and for tests (Prefect shows them by function name).
 load_inputs, fit_or_reuse, sample_synthetic, evaluate_run, publish, register_model = (
     TASKS.load_inputs, TASKS.fit_or_reuse, TASKS.sample_synthetic, TASKS.evaluate_run, TASKS.publish, TASKS.register_model)
 
@@ -95,6 +96,7 @@ def run_sequence(spec: RunSpec, places: Places, ops: Steps = PLAIN, artifact_key
     (registry entry or None), the gate's checks and failure messages, and the model's DP guarantee (or None).
     """
     reg.check_registry_names([spec], places.registry)
+    gate = steps.gate_of(spec)
     train, holdout, schema = ops.load_inputs(spec)
     fitted = ops.fit_or_reuse(train, schema, spec, places.cache)
     model_dir, reused = fitted.folder, fitted.reused
@@ -103,11 +105,12 @@ def run_sequence(spec: RunSpec, places: Places, ops: Steps = PLAIN, artifact_key
     privacy = steps.model_privacy(fitted.model)
     entry = Path(places.registry) / reg.registry_name(spec) if places.registry else None
     run = steps.run_record("run", spec, model_dir, entry, len(synthetic))
-    results = ops.evaluate_run(train, holdout, synthetic, schema, spec, run=run, dp=privacy)
+    results = ops.evaluate_run(train, holdout, synthetic, schema, spec, gate, run=run, dp=privacy)
     # Only a passing model is registered (after publishing): a failed run's report names no entry.
     results["run"] = {**run, "registry_entry": run["registry_entry"] if results["gate"]["passed"] else None}
     published = ops.publish(places.out, publishing.new_run_id(spec), results, train, synthetic, schema,
-                            {"spec": asdict(spec), "model_dir": str(model_dir), "model_reused": reused})
+                            {"spec": {**asdict(spec), "data": masked(spec.data)}, "model_dir": str(model_dir),
+                             "model_reused": reused})
     publish_artifacts(results, published.folder, key=artifact_key)
     registered = None
     if entry and published.passed:
@@ -203,6 +206,7 @@ def request(
         registry: the registry folder that model names are looked up in; empty when model is a path
         overwrite: replace a file at `out` that tabtwin did not write (never the model's source)
     """
+    registry, overwrite = pinned_by_deployment(registry, overwrite)
     entry = reg.entry_path(model, registry)
     registration = reg.read_registration(entry, registry)
     trained = registration.spec
@@ -210,14 +214,15 @@ def request(
                                              trained.data)
     spec = RunSpec(**{**asdict(trained), "conditions": conditions or {}, "device": device,
                       "seed": trained.seed if seed is None else seed})
+    gate = steps.gate_of(spec)
+    model = load_model(registration.model_dir, device=device)  # a damaged model is refused before the data is read
     train, holdout, schema = load_inputs(trained)  # the split the model was trained with, whatever the seed now
     reg.check_source(registration, train, holdout)
-    model = load_model(registration.model_dir, device=device)
     synthetic = sample_synthetic(model, rows, spec)
     train, holdout = (steps.filter_rows(frame, spec.conditions) for frame in (train, holdout))
     privacy = steps.model_privacy(model)
     run = steps.run_record("request", spec, registration.model_dir, entry, rows)
-    results = evaluate_run(train, holdout, synthetic, schema, spec, run=run, dp=privacy)
+    results = evaluate_run(train, holdout, synthetic, schema, spec, gate, run=run, dp=privacy)
     info = {"model": str(entry), "rows": rows, "conditions": spec.conditions, "out": str(target)}
     report = (target.parent, publishing.request_report_name(target), results, train, synthetic, schema)
     removed = None
@@ -233,6 +238,22 @@ def request(
     return outcome({"folder": str(published.folder), "passed": published.passed, "out": str(target),
                     "synthetic": str(published.synthetic) if published.synthetic else None, "removed": removed,
                     **gate_summary(results), "privacy": privacy})
+
+
+def pinned_by_deployment(registry: str | None, overwrite: bool) -> tuple[str | None, bool]:
+    """Under a deployment, the registry its creator set and no `overwrite`: a request form's user can change any
+    parameter of a run, and must not widen what it reads (another registry, any path as the model) or what it
+    may replace. Outside a deployment (the CLI, a script) both are the caller's. Raises TabtwinError."""
+    if deployment.id is None:
+        return registry, overwrite
+    if overwrite:
+        raise TabtwinError("overwrite is not available to a deployment's requests; name a new out file")
+    with get_client(sync_client=True) as client:
+        pinned = client.read_deployment(deployment.id).parameters.get("registry")
+    if pinned is None or registry != pinned:
+        raise TabtwinError(f"this deployment serves the registry {pinned}; leave registry as it is and name a "
+                           "model registered there")
+    return pinned, False
 
 
 def _logger():

@@ -50,7 +50,7 @@ def atomic_directory(target: str | Path, replaces: Collection[str] = (), overwri
     the work (so nothing is computed for a refused path) and again at the swap (a folder may have filled since).
     Raises TabtwinError (one line) when refused; the staging folder is removed and `target` left as it was.
     """
-    target = Path(target)
+    target = Path(target).expanduser()
     check_folder(target, replaces, overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))

@@ -30,6 +30,7 @@ from tabtwin.pipeline.errors import IngestError
 from tabtwin import __version__
 from tabtwin.pipeline.files import atomic_file
 from tabtwin.pipeline.outputs import MARK
+from tabtwin.pipeline.sources import is_url, local_database_file
 
 __all__ = [
     "SUPPORTED_SUFFIXES",
@@ -48,20 +49,11 @@ DUCKDB_SUFFIXES = (".duckdb",)
 SUPPORTED_SUFFIXES = CSV_SUFFIXES + TSV_SUFFIXES + PARQUET_SUFFIXES + SQLITE_SUFFIXES + DUCKDB_SUFFIXES
 WRITE_SUFFIXES = (".csv",) + PARQUET_SUFFIXES
 
-# "scheme://" where scheme may carry a driver ("postgresql+psycopg"); a Windows path
-# such as C:\data.csv has no "//" after the colon, so it is not mistaken for a URL.
-_URL_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
-
 # pip package that provides a driver module, where the names differ or a build would be needed.
 _DRIVER_PACKAGES = {"psycopg": "psycopg[binary]", "psycopg2": "psycopg2-binary", "MySQLdb": "mysqlclient"}
 
 # Without a timeout libpq waits for the OS TCP timeout (minutes) on an unreachable host.
 _POSTGRES_CONNECT_TIMEOUT_S = 10
-
-
-def is_url(source: str | os.PathLike) -> bool:
-    """True when ``source`` looks like a database URL (``scheme://...``) rather than a file path."""
-    return isinstance(source, str) and bool(_URL_PATTERN.match(source))
 
 
 def read_table(
@@ -254,27 +246,13 @@ def _read_sql(url: str, *, label: str, table: str | None, query: str | None, hin
 
 def _reject_missing_database_file(url: str, label: str) -> None:
     """SQLite and DuckDB silently create a missing database file; report it instead."""
-    path = _local_database_file(url)
+    path = local_database_file(url)
     if path is None:
         return
     if not path.exists():
         raise _error(f"Database file not found: {path} (from {label}); check the path")
     if path.is_dir():
         raise _error(f"Database path is a directory, not a file: {path} (from {label}); pass a database file")
-
-
-def _local_database_file(url: str) -> Path | None:
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError):
-        return None  # _create_engine reports the malformed URL
-    database = parsed.database or ""
-    if parsed.get_backend_name() not in ("sqlite", "duckdb"):
-        return None
-    # In-memory, URI-style and MotherDuck databases are not plain local files.
-    if not database or database.startswith(":") or database.startswith(("file:", "md:", "motherduck:")):
-        return None
-    return Path(database).expanduser()
 
 
 def _create_engine(url: str, label: str) -> sa.Engine:

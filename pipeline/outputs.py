@@ -24,6 +24,7 @@ from collections.abc import Collection, Iterable
 from pathlib import Path
 
 from tabtwin.pipeline.errors import TabtwinError
+from tabtwin.pipeline.sources import local_file
 
 # The key of tabtwin's mark in the schema metadata of a Parquet file it wrote.
 MARK = b"tabtwin"
@@ -34,15 +35,18 @@ def check_folder(target: str | os.PathLike, replaces: Collection[str], overwrite
                  inputs: Iterable[str | os.PathLike | None] = (), what: str = "output folder") -> Path:
     """Refuse `target` as a folder to (re)write unless it is free or holds only names in `replaces`.
 
-    `inputs` are paths the command reads (local files; URLs and None are skipped): never replaced, nor a folder
-    that holds one, even with `overwrite`. Returns `target` as a Path. Raises TabtwinError (one line).
+    `inputs` are the sources the command reads (paths, or database URLs whose SQLite/DuckDB file counts; None is
+    skipped): never replaced, nor a folder that holds one, even with `overwrite`. Returns `target` as a Path.
+    Raises TabtwinError (one line).
     """
     target = Path(target).expanduser()
     _check_never(target, inputs, what)
     if not (target.exists() or target.is_symlink()):
         return target
-    if target.is_symlink() or not target.is_dir():
-        if overwrite and not target.is_dir():
+    if target.is_symlink():  # a link's target is not ours to replace, even with --overwrite
+        raise TabtwinError(f"{what} {target} is a symbolic link; name the folder itself or a new path")
+    if not target.is_dir():
+        if overwrite:
             return target
         raise TabtwinError(f"{what} {target} exists and is not a folder tabtwin wrote; {OVERWRITE_HINT}")
     foreign = sorted(entry.name for entry in target.iterdir() if entry.name not in replaces)
@@ -54,29 +58,33 @@ def check_folder(target: str | os.PathLike, replaces: Collection[str], overwrite
 
 
 def check_file(target: str | os.PathLike, overwrite: bool = False, inputs: Iterable[str | os.PathLike | None] = (),
-               written: Collection[str] = (), what: str = "output file") -> Path:
+               written: Collection[str] = (), marked: bool = True, what: str = "output file") -> Path:
     """Refuse `target` as a file to (re)write unless it is absent or tabtwin wrote it (`is_ours`).
 
-    `written`: SHA-256 digests of files the caller recorded writing there. `inputs` as in `check_folder`.
-    Returns `target` as a Path. Raises TabtwinError (one line).
+    `written`: SHA-256 digests of files the caller recorded writing there; `marked`: whether a Parquet file with
+    tabtwin's mark counts too (a request's output accepts only what a request recorded). `inputs` as in
+    `check_folder`. Returns `target` as a Path. Raises TabtwinError (one line).
     """
     target = Path(target).expanduser()
     _check_never(target, inputs, what)
     if target.is_dir():
         raise TabtwinError(f"{what} {target} is a folder; pass a file path (e.g. {target / 'synthetic.parquet'})")
-    if target.exists() and not overwrite and not is_ours(target, written):
-        raise TabtwinError(f"{what} {target} exists and was not written by tabtwin; {OVERWRITE_HINT}")
+    if target.exists() and not overwrite and not is_ours(target, written, marked):
+        raise TabtwinError(f"{what} {target} exists and tabtwin cannot tell it wrote it (only its own Parquet files "
+                           f"carry a mark); {OVERWRITE_HINT}")
     return target
 
 
-def is_ours(path: str | os.PathLike, written: Collection[str] = ()) -> bool:
-    """Whether tabtwin wrote the file at `path`: a Parquet file with tabtwin's mark, or a file whose SHA-256 is
-    one of `written`."""
+def is_ours(path: str | os.PathLike, written: Collection[str] = (), marked: bool = True) -> bool:
+    """Whether tabtwin wrote the file at `path`: a file whose SHA-256 is one of `written`, or (with `marked`) a
+    Parquet file with tabtwin's mark."""
     path = Path(path)
     if not path.is_file() or path.is_symlink():
         return False
     if written and sha256(path) in written:
         return True
+    if not marked:
+        return False
     try:
         import pyarrow.parquet as pq
 
@@ -103,10 +111,10 @@ def _check_never(target: Path, inputs: Iterable[str | os.PathLike | None], what:
     if any(resolved == place or resolved in place.parents for place in protected):
         raise TabtwinError(f"{what} {target} is the current folder, the home folder or a folder above them, "
                            "which tabtwin never replaces; name a new folder inside it instead")
-    for source in inputs:
-        if source is None or "://" in str(source):
+    for source in map(local_file, inputs):
+        if source is None:
             continue
-        source = Path(source).expanduser().resolve()
+        source = source.resolve()
         if resolved == source or resolved in source.parents:
             raise TabtwinError(f"{what} {target} is or holds the input {source}, which tabtwin never replaces; "
                                "choose another path")

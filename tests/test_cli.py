@@ -254,3 +254,18 @@ def test_commands_that_need_no_prefect_do_not_import_it(table):
         result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stderr
         assert result.stdout.splitlines()[-1] == "[]", script
+
+
+@pytest.mark.parametrize("argv, words", [(["--seed", "-1"], "--seed must be a whole number"),
+                                         (["--gate", "GATE"], "min_quality must be a number")])
+def test_run_refuses_a_bad_seed_or_gate_file_before_any_work(table, tmp_path, capsys, monkeypatch, argv, words):
+    import tabtwin.flows.cli as cli_module
+
+    gate = tmp_path / "gate.json"
+    gate.write_text('{"min_quality": "high"}')
+    started = []
+    monkeypatch.setattr(cli_module, "ensure_api", lambda: started.append(True))
+    code, out, err = run(capsys, "run", table, *[str(gate) if a == "GATE" else a for a in argv],
+                         "--out", tmp_path / "runs", "--cache", tmp_path / "cache")
+    assert code == 2 and err.count("\n") == 1 and words in err, err
+    assert not started and not (tmp_path / "cache").exists()

@@ -303,7 +303,7 @@ def test_a_request_never_removes_or_replaces_a_users_table(shop, capsys):
     strict = edited_entry(shop, "strict-users", gate=write_gate(shop["root"] / "strict-users.json", STRICT))
     request = ["request", strict, "--rows", 20, "--device", shop["device"], "--out", users]
     code, stdout, err = cli(capsys, *request)
-    assert code == 2 and len(err.strip().splitlines()) == 1 and "not written by tabtwin" in err and stdout == ""
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "cannot tell it wrote it" in err and stdout == ""
     code, stdout, err = cli(capsys, *request, "--overwrite")  # the user allows replacing it; the gate fails
     assert code == 3, err
     assert users.read_bytes() == before and "removed" not in stdout

@@ -155,7 +155,7 @@ def test_sample_replaces_its_own_parquet_but_not_a_users_file(data_folder, tmp_p
     for path in users.values():
         before = path.read_bytes()
         code, _, err = cli(capsys, *sample, "--out", path)
-        assert code == 2 and one_line(err) and "not written by tabtwin" in err, err
+        assert code == 2 and one_line(err) and "cannot tell it wrote it" in err, err
         assert path.read_bytes() == before
     assert cli(capsys, *sample, "--out", users["real.parquet"], "--overwrite")[0] == 0
 
@@ -165,7 +165,7 @@ def test_sample_replaces_its_own_parquet_but_not_a_users_file(data_folder, tmp_p
 
 def test_a_request_output_that_no_request_wrote_is_refused(tmp_path):
     users = write_table(make_sample_table(20, seed=1), tmp_path / "my_real_customers.csv")
-    with pytest.raises(TabtwinError, match="not written by tabtwin"):
+    with pytest.raises(TabtwinError, match="cannot tell it wrote it"):
         check_request_output(users, data=str(tmp_path / "source.csv"))
     with pytest.raises(TabtwinError, match="input"):  # the model's own source, even with --overwrite
         check_request_output(users, overwrite=True, data=str(users))
@@ -200,7 +200,9 @@ def entry(tmp_path):
     model.mkdir()
     (model / "config.json").write_text("{}")
     spec = RunSpec(data=str(tmp_path / "t.csv"))
-    path = registry.register_model(tmp_path / "reg", "t-csv-tvae", model, spec, {"data": str(tmp_path / "t.csv")})
+    df = make_sample_table(20, seed=1)
+    path = registry.register_model(tmp_path / "reg", "t-csv-tvae", model, spec,
+                                   registry.split_record(spec, df.iloc[:15], df.iloc[15:]))
     (tmp_path / "other" / "entry").mkdir(parents=True)
     return path
 
@@ -241,6 +243,41 @@ def test_a_tampered_registration_is_refused_before_any_value_is_used(entry, chan
         registry.read_registration(entry, entry.parent)
 
 
+@pytest.mark.parametrize("source", [{"data": "/x.csv"}, {"columns": "abc"}, 7])
+def test_a_tampered_split_record_is_refused_in_one_line(entry, source):
+    file = entry / registry.REGISTRATION
+    record = json.loads(file.read_text())
+    record["source"] = source if not isinstance(source, dict) else {**record["source"], **source, "rows": None}
+    file.write_text(json.dumps(record))
+    with pytest.raises(TabtwinError, match="is corrupt .*source"):
+        registry.read_registration(entry, entry.parent)
+
+
+def test_a_database_url_input_is_never_replaced(tmp_path, capsys):
+    """A SQLite URL names a local file: `--overwrite` must not turn it into the output."""
+    import sqlite3
+
+    database = tmp_path / "db" / "data.sqlite"
+    database.parent.mkdir()
+    with sqlite3.connect(database) as connection:
+        make_sample_table(30, seed=1).to_sql("t", connection, index=False)
+    before = database.read_bytes()
+    for argv in (["schema", f"sqlite:///{database}", "--out", database, "--overwrite"],
+                 ["fit", f"sqlite:///{database}", "--epochs", 1, "--out", database.parent, "--overwrite"]):
+        code, _, err = cli(capsys, *argv)
+        assert code == 2 and one_line(err) and "input" in err, err
+    assert database.read_bytes() == before
+
+
+def test_a_request_replaces_only_what_a_request_wrote(tmp_path):
+    """Another tabtwin output (a `sample` table, a run's synthetic.parquet) at a request's --out is kept."""
+    sampled = write_table(make_sample_table(10, seed=1), tmp_path / "kept.parquet")  # carries tabtwin's mark
+    assert outputs.is_ours(sampled)
+    with pytest.raises(TabtwinError, match="cannot tell it wrote it"):
+        check_request_output(sampled)
+    assert not withdraw(sampled, request_digests(sampled)) and sampled.exists()
+
+
 # ---------------------------------------------------------------------------------------------- 4: atomic
 
 
@@ -271,3 +308,42 @@ def test_two_sources_registering_one_name_together_one_is_refused(tmp_path):
     assert len(won) == 1 and len(lost) == 1 and "holds the model of" in str(lost[0])
     assert json.loads((reg / name / registry.REGISTRATION).read_text())["source"]["data"] == won[0]
     assert sorted(os.listdir(reg)) == [registry.LOCK, name]  # no staging folder left behind
+
+
+# ---------------------------------------------------------------------------------------------- 3: a form's run
+
+
+class _Deployment:
+    def __init__(self, registry):
+        self.parameters = {"registry": registry}
+
+
+class _Client:
+    def __init__(self, registry):
+        self.registry = registry
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def read_deployment(self, deployment_id):
+        return _Deployment(self.registry)
+
+
+def test_a_deployments_form_cannot_widen_the_registry_or_overwrite(monkeypatch, tmp_path):
+    """A form user can change any parameter of a run: the registry and overwrite stay the deployment's."""
+    from types import SimpleNamespace
+
+    from tabtwin.flows import synthesize
+
+    assert synthesize.pinned_by_deployment(None, True) == (None, True)  # the CLI or a script: the caller's
+    served = str(tmp_path / "registry")
+    monkeypatch.setattr(synthesize, "deployment", SimpleNamespace(id="d1"))
+    monkeypatch.setattr(synthesize, "get_client", lambda sync_client: _Client(served))
+    assert synthesize.pinned_by_deployment(served, False) == (served, False)
+    for registry, overwrite, words in ((None, False, "serves the registry"), ("/", False, "serves the registry"),
+                                       (served, True, "overwrite is not available")):
+        with pytest.raises(TabtwinError, match=words):
+            synthesize.pinned_by_deployment(registry, overwrite)
