@@ -145,9 +145,12 @@ def test_contracts_on_rare_valued_columns_check_shapes_not_values(tables, withhe
 
 
 def test_outer_bounds_pin_no_rare_extreme():
-    values = np.r_[np.arange(100.0), [7_314_159.27]]
+    values = np.r_[np.arange(1.0, 101.0), [7_314_159.27]]
     low, high = outer_bounds(values)
     assert low == 0 and high == 10_000_000  # 0 is no value here, the step is 10 ** 7
+    # A rare 0 is an extreme like any other: the bound goes past it, not to it.
+    assert outer_bounds(np.arange(100.0)) == (-10.0, 100.0)
+    assert outer_bounds(-np.arange(100.0)) == (-100.0, 10.0)
     assert outer_bounds(np.r_[np.zeros(20), np.arange(1.0, 99.0)]) == (0.0, 100.0)  # 0 common: exact
     assert outer_bounds(np.r_[[17.0] * 12, np.arange(18.0, 91.0), [90.0] * 9]) == (17.0, 90.0)  # both common
     assert outer_bounds([]) is None
@@ -176,3 +179,71 @@ def test_an_error_message_quotes_no_synthetic_value():
     errors = [f for f in report["failed"] if f["observed"].get("error")]
     assert errors and all("<a value>" in f["observed"]["error"] for f in errors)
     assert "anna.berg42" not in json.dumps(report["failed"])
+
+
+def test_bounds_stay_within_what_the_type_holds():
+    biggest = float(np.finfo(np.float64).max)
+    for extreme in (1e308, 1.7e308):
+        low, high = outer_bounds(np.r_[np.arange(50.0, 150.0), extreme])
+        assert low == 40 and extreme < high <= biggest
+        assert outer_bounds(-np.r_[np.arange(50.0, 150.0), extreme]) == (-high, -low)
+    # A rare extreme at the end of the floats leaves no finite bound beyond it: that end is open.
+    assert outer_bounds(np.r_[np.arange(50.0, 150.0), biggest])[1] == np.inf
+    assert outer_bounds(np.r_[np.arange(50.0, 150.0), [biggest] * MIN_COUNT])[1] == biggest  # common: exact
+    for text in ("1677-09-22", "2262-01-01", "1700-01-01"):
+        stamp = pd.Timestamp(text)
+        low, high = outer_datetime_bounds(pd.Series([stamp]))
+        assert pd.Timestamp.min <= low < stamp < high <= pd.Timestamp.max
+        dates = pd.Series(pd.date_range("2020-01-01", "2022-12-31", periods=300)).where(lambda s: s.index > 0, stamp)
+        low, high = outer_datetime_bounds(dates)
+        assert low < stamp and high > dates.max()
+    ends = pd.Series([pd.Timestamp.min, *pd.date_range("2020-01-01", periods=50), pd.Timestamp.max])
+    assert outer_datetime_bounds(ends) == (None, None)  # rare, at the very ends of the range: open
+    ends = pd.Series([*[pd.Timestamp.min] * MIN_COUNT, *pd.date_range("2020-01-01", periods=50),
+                      *[pd.Timestamp.max] * MIN_COUNT])
+    assert outer_datetime_bounds(ends) == (pd.Timestamp.min, pd.Timestamp.max)  # common: exact
+    zoned = outer_datetime_bounds(pd.Series([pd.Timestamp("2262-04-10", tz="Europe/Zurich")]))
+    assert zoned[1].tz is not None and zoned[1] > pd.Timestamp("2262-04-10", tz="Europe/Zurich")
+
+
+def test_an_extreme_date_or_number_evaluates_and_publishes(tmp_path, capsys):
+    """A 1700 among 2020s dates, a 2262 and a 1.7e308 in real, holdout and synthetic rows: the contracts'
+    bounds, the figures and the report stay within pandas' nanosecond range and the finite floats."""
+    from tabtwin.flows.cli import main
+    from tabtwin.pipeline.ingest import write_table
+
+    rng = np.random.default_rng(0)
+
+    def table(n):
+        frame = pd.DataFrame({"when": pd.Timestamp("2020-01-01") + pd.to_timedelta(rng.integers(0, 1000, n), "D"),
+                              "late": pd.Timestamp("2250-01-01") + pd.to_timedelta(rng.integers(0, 4000, n), "D"),
+                              "amount": rng.normal(100, 10, n).round(2), "plan": rng.choice(["a", "b"], n)})
+        frame.loc[0, ["when", "late", "amount"]] = [pd.Timestamp("1700-01-01"), pd.Timestamp("2262-04-11"), 1.7e308]
+        return frame
+
+    paths = {name: write_table(table(n), tmp_path / f"{name}.parquet")
+             for name, n in (("real", 300), ("holdout", 100), ("synthetic", 300))}
+    code = main(["evaluate", "--real", str(paths["real"]), "--holdout", str(paths["holdout"]),
+                 "--synthetic", str(paths["synthetic"]), "--target", "plan", "--out", str(tmp_path / "report")])
+    assert code in (0, 3), capsys.readouterr()
+    suite = json.loads((tmp_path / "report" / "expectation_suite.json").read_text())
+    ranges = {e["kwargs"]["column"]: e["kwargs"] for e in suite["expectations"]
+              if e["type"] == "expect_column_values_to_be_between"}
+    assert ranges["when"]["min_value"] < "1700-01-01" and ranges["late"]["max_value"] > "2262-04-11"
+    assert ranges["amount"]["max_value"] > 1.7e308
+    assert (tmp_path / "report" / "report.html").stat().st_size > 0
+
+
+def test_an_open_end_is_no_bound_in_the_contracts_and_the_figures_draw_it():
+    from tabtwin.evaluation.column_figures import column_figures
+
+    real = pd.DataFrame({"when": [*pd.date_range("2020-01-01", periods=98), pd.Timestamp.min, pd.Timestamp.max],
+                         "x": np.r_[np.arange(99.0), np.finfo(np.float64).max]})
+    schema = infer_schema(real)
+    suite = build_suite(real, schema)
+    ranges = {e.column: (e.min_value, e.max_value) for e in suite.expectations
+              if e.expectation_type == "expect_column_values_to_be_between"}
+    assert ranges == {"x": (-10, None)}  # both ends of "when" are open: no range rule
+    assert check_contracts(real, suite)["n_failed"] == 0
+    few = real.iloc[[0, 1, 2, 3, 4, 98, 99]]  # fewer than 2k values: the histogram spans the bounds
+    assert len(column_figures(few, real, schema, ["when", "x"])) == 2
