@@ -7,6 +7,7 @@ codes, ids, a unique salary. Common values still show, and the contracts still c
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 
@@ -93,6 +94,44 @@ def written(folder) -> dict[str, str]:
     return files
 
 
+def rare_numbers(train: pd.DataFrame, holdout: pd.DataFrame) -> set[float]:
+    """The salaries fewer than k training rows hold (all but none: they have cents) and the unique age. Round
+    numbers such as most ages are left out: a histogram's bin edges and centres are round and may equal one."""
+    counts = train["salary"].value_counts()
+    return set(counts.index[counts < MIN_COUNT]) | (set(holdout["salary"]) - set(counts.index)) | {104.0}
+
+
+def plotted(html: str) -> list:
+    """[data, layout] of every plotly figure on the page, its typed arrays decoded: plotly 6+ writes numpy arrays
+    as {"dtype", "bdata" (base64), "shape"?}, which no text search sees."""
+    decoder, figures = json.JSONDecoder(), []
+    for match in re.finditer(r'Plotly\.newPlot\(\s*"[^"]+",', html):
+        rest = html[match.end():].lstrip()
+        data, end = decoder.raw_decode(rest)
+        layout, _ = decoder.raw_decode(rest[end:].lstrip().lstrip(",").lstrip())
+        figures.append(_decoded([data, layout]))
+    return figures
+
+
+def _decoded(value):
+    if isinstance(value, dict) and {"dtype", "bdata"} <= set(value):
+        return {"decoded": np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).tolist()}
+    if isinstance(value, dict):
+        return {k: _decoded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decoded(v) for v in value]
+    return value
+
+
+def numbers(value) -> list[float]:
+    """Every number in a decoded figure, in arrays or not."""
+    if isinstance(value, dict):
+        return [n for v in value.values() for n in numbers(v)]
+    if isinstance(value, list):
+        return [n for v in value for n in numbers(v)]
+    return [float(value)] if isinstance(value, (int, float)) and not isinstance(value, bool) else []
+
+
 def test_a_withheld_run_leaves_no_rare_real_value(tables, withheld):
     train, holdout, _ = tables
     results, folder = withheld
@@ -104,6 +143,12 @@ def test_a_withheld_run_leaves_no_rare_real_value(tables, withheld):
     for name, text in files.items():
         leaked = sorted(value for value in rare if value in text)
         assert not leaked, f"{name} holds {len(leaked)} rare real values, e.g. {leaked[:5]}"
+    figures = plotted(files["report.html"])
+    assert len(figures) > 8 and '"decoded"' in json.dumps(figures)  # the arrays were there to decode
+    rare = rare_numbers(train, holdout)
+    assert CEO_SALARY in rare and len(rare) > 500
+    leaked = sorted(rare & set(numbers(figures)))
+    assert not leaked, f"the figures plot {len(leaked)} rare real numbers, e.g. {leaked[:5]}"
 
 
 def test_the_report_stays_useful_and_states_the_rule(tables, withheld):
