@@ -73,8 +73,8 @@ def rare_values(train: pd.DataFrame, holdout: pd.DataFrame) -> set[str]:
 
 @pytest.fixture(scope="module")
 def withheld(tables, tmp_path_factory):
-    """A run whose synthetic table copies training rows (the gate fails on privacy) and breaks contracts that
-    used to quote real values: repeated ids, e-mails of the wrong shape."""
+    """A run whose synthetic table copies training rows (the gate fails on privacy) and breaks contracts whose
+    failures could quote real values: repeated ids, e-mails of the wrong shape."""
     train, holdout, schema = tables
     synthetic = train.copy()
     synthetic.loc[1:4, "customer_id"] = synthetic.loc[0, "customer_id"]
