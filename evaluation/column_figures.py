@@ -175,7 +175,8 @@ def _histogram(a: np.ndarray, b: np.ndarray, spec, min_count: int):
             low, high = min(low, float(b.min())), max(high, float(b.max()))
         low, high = np.clip([low, high], *limits)
         edges = np.linspace(low, high if high > low else low + 1.0, HISTOGRAM_BINS + 1)
-    counts = [np.histogram(v[(v >= low) & (v < high)] if body else np.clip(v, low, high), bins=edges)[0] for v in (a, b)]
+    counts = [np.histogram(v[(v >= low) & (v < high)] if body else np.clip(v, low, high), bins=edges)[0]
+              for v in (a, b)]
     starts = [start for start, _ in merge_sparse(counts[0], min_count)]
     edges, counts = np.r_[edges[starts], edges[-1]], [np.add.reduceat(c, starts) for c in counts]
     labels = [f"{_value_text(lo, spec)} to {_value_text(hi, spec)}" for lo, hi in zip(edges[:-1], edges[1:])]

@@ -10,8 +10,9 @@ as in a request for a rare segment): a model fitted or tested on a handful of ro
 not judged when the holdout holds a single value of the target (nothing to score on) or the model trained on the
 real rows cannot be trained or does no better than chance (`CHANCE`: AUC 0.5, R2 0), which leaves the ratio
 no scale. A model that cannot be trained on the synthetic rows (a target all null or of one class) scores None,
-which the gate counts as a failure, with the reason in `train_synthetic.note`. Feature columns that hold no value in a training table (all
-null, or text where numbers were expected) are left out of that model, and its `note` says so.
+which the gate counts as a failure, with the reason in `train_synthetic.note`. Feature columns that hold no
+value in a training table (all null, or text where numbers were expected) are left out of that model, and its
+`note` says so.
 """
 
 from __future__ import annotations
