@@ -194,12 +194,14 @@ def check_contracts(synthetic: pd.DataFrame, suite, *, shown=None) -> dict:
 
 def contracts_report(
     real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema, null_tolerance: float = 0.05, *,
-    range_mostly: float = 1.0, min_count: int = MIN_COUNT,
+    range_mostly: float = 1.0, min_count: int = MIN_COUNT, shown: Shown | None = None,
 ) -> dict:
     """Learn the contracts from `real` and check `synthetic` against them; JSON-able (suite under "suite").
-    Failures quote only synthetic values that `min_count` real rows hold (or that lie outside the real range)."""
+    Failures quote only synthetic values that `min_count` real rows hold (or that lie outside the real range);
+    `shown`: a `Shown` of `real` to reuse (its counts are shared with `disclosure_summary`)."""
     suite = build_suite(real, schema, null_tolerance, range_mostly=range_mostly, min_count=min_count)
-    report = check_contracts(synthetic, suite, shown=Shown(_string_columns(real), min_count))
+    shown = Shown(_string_columns(real), min_count) if shown is None else shown
+    report = check_contracts(synthetic, suite, shown=shown)
     report.update(null_tolerance=null_tolerance, range_mostly=range_mostly, min_count=min_count)
     return report
 

@@ -46,30 +46,39 @@ def value_counts(series: pd.Series) -> pd.Series:
 class Shown:
     """Which values of which column may be quoted: those held by at least `min_count` rows of `real`.
 
-    `Shown(real, k)(column, value)` -> bool; a column `real` lacks shows nothing. Counts are built per column on
-    first use.
+    `Shown(real, k)(column, value)` -> bool; a column `real` lacks shows nothing. `counts(column)`, the real value
+    counts it decides by, are built once per column on first use; `disclosure_summary` reads the same ones.
     """
 
     def __init__(self, real: pd.DataFrame, min_count: int = MIN_COUNT):
         self.real, self.min_count = real, min_count
+        self._counts: dict = {}
         self._common: dict = {}
+
+    def counts(self, column) -> pd.Series:
+        if column not in self._counts:
+            known = column in self.real.columns
+            self._counts[column] = value_counts(self.real[column]) if known else pd.Series(dtype=int)
+        return self._counts[column]
 
     def __call__(self, column, value) -> bool:
         if column not in self._common:
-            counts = value_counts(self.real[column]) if column in self.real.columns else pd.Series(dtype=int)
+            counts = self.counts(column)
             self._common[column] = set(counts.index[counts >= self.min_count])
         return category_key(value) in self._common[column]
 
 
-def disclosure_summary(real: pd.DataFrame, schema: Schema, min_count: int = MIN_COUNT) -> dict:
+def disclosure_summary(real: pd.DataFrame, schema: Schema, min_count: int = MIN_COUNT, *,
+                       shown: Shown | None = None) -> dict:
     """The rule and, per modelled column, what it withheld: {"min_count": k, "rule": text, "columns": {name:
     {"values": distinct real values, "withheld": values held by fewer than k rows, "rows_withheld": rows holding
-    them}}}. Id columns are never shown and are left out."""
+    them}}}. Id columns are never shown and are left out. `shown`: a `Shown` of `real` whose counts to reuse."""
+    shown = Shown(real, min_count) if shown is None else shown
     columns = {}
     for spec in schema.columns:
         if spec.kind == "id":
             continue
-        counts = value_counts(real[spec.name])
+        counts = shown.counts(spec.name)
         rare = counts[counts < min_count]
         columns[spec.name] = {"values": int(len(counts)), "withheld": int(len(rare)), "rows_withheld": int(rare.sum())}
     return {"min_count": min_count, "rule": RULE.format(k=min_count), "columns": columns}
@@ -143,7 +152,8 @@ def _within(bound: float, extreme: float, limit: float, direction: int) -> float
 DAY_NS = 86_400 * 10**9
 
 
-def outer_datetime_bounds(stamps: pd.Series, min_count: int = MIN_COUNT) -> tuple[pd.Timestamp | None, pd.Timestamp | None] | None:
+def outer_datetime_bounds(stamps: pd.Series, min_count: int = MIN_COUNT
+                          ) -> tuple[pd.Timestamp | None, pd.Timestamp | None] | None:
     """`outer_bounds` of datetimes (naive or tz-aware, back in the column's zone), stepping in whole days once
     the gap between the extreme and the k-th value is a day or more, within pandas' nanosecond range. An exact
     end is the extreme itself (no float rounding); an open end is None. None without a value."""

@@ -292,3 +292,17 @@ def test_an_open_end_is_no_bound_in_the_contracts_and_the_figures_draw_it():
     assert check_contracts(real, suite)["n_failed"] == 0
     few = real.iloc[[0, 1, 2, 3, 4, 98, 99]]  # fewer than 2k values: the histogram spans the bounds
     assert len(column_figures(few, real, schema, ["when", "x"])) == 2
+
+
+def test_real_value_counts_are_computed_once_per_column(monkeypatch):
+    """The contracts' quoting rule and meta.disclosure read one set of real value counts per column."""
+    from tabtwin.evaluation import disclosure
+
+    calls = []
+    counted = disclosure.value_counts
+    monkeypatch.setattr(disclosure, "value_counts", lambda series: calls.append(series.name) or counted(series))
+    real = people(40, seed=1).drop(columns="customer_id")
+    synthetic = real.assign(email="not-an-email", plan="gold")  # failures that would quote values
+    results = evaluate(real, real.iloc[:30], synthetic, infer_schema(real))
+    assert results["contracts"]["n_failed"] and results["meta"]["disclosure"]["columns"]
+    assert sorted(calls) == sorted(set(calls)) and set(calls) >= {"email", "plan"}
