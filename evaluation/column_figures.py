@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from tabtwin.evaluation.disclosure import DAY_NS, MIN_COUNT, nice_step, outer_bounds
+from tabtwin.evaluation.disclosure import DATETIME_LIMITS, DAY_NS, FLOAT_LIMITS, MIN_COUNT, nice_step, outer_bounds
 from tabtwin.evaluation.features import numeric_values
 from tabtwin.evaluation.plot_style import HISTOGRAM_BINS, REAL, SYNTHETIC, layout, to_html
 from tabtwin.pipeline.keys import category_keys
@@ -117,7 +117,7 @@ def _numeric_figure(real: pd.Series, synthetic: pd.Series, spec, title: str, min
         y_a, y_b = counts_a / n_a, counts_b / n_b
         x, widths = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
     if spec.kind == "datetime":
-        x = pd.to_datetime(np.asarray(x, dtype="int64")).astype(str).tolist()
+        x = pd.to_datetime(np.clip(x, *DATETIME_LIMITS).astype("int64")).astype(str).tolist()
         widths = None if widths is None else widths / 1e6  # a date axis counts milliseconds
     if special:
         figure = make_subplots(rows=1, cols=2, column_widths=[0.2, 0.8], horizontal_spacing=0.12)
@@ -165,12 +165,18 @@ def _histogram(a: np.ndarray, b: np.ndarray, spec, min_count: int):
         low, high, step = body
         edges = np.arange(low, high + step / 2, step)
     else:
-        bounds = outer_bounds(real, min_count, unit=unit)
+        # The axis spans at most what the type holds (floats: half of it each side, so that its width is
+        # finite); values past it, such as a rare extreme that left an end of `outer_bounds` open, count in the
+        # end bins.
+        limits = DATETIME_LIMITS if unit else (FLOAT_LIMITS[0] / 2, FLOAT_LIMITS[1] / 2)
+        bounds = outer_bounds(real, min_count, unit=unit, limits=limits)
         low, high = bounds if bounds else ((float(b.min()), float(b.max())) if len(b) else (0.0, 1.0))
         if len(b):  # synthetic values outside the real range are no real values: the axis may show them
             low, high = min(low, float(b.min())), max(high, float(b.max()))
+        low, high = np.clip([low, high], *limits)
         edges = np.linspace(low, high if high > low else low + 1.0, HISTOGRAM_BINS + 1)
-    counts = [np.histogram(v[(v >= low) & (v < high)] if body else v, bins=edges)[0] for v in (a, b)]
+    counts = [np.histogram(v[(v >= low) & (v < high)] if body else np.clip(v, low, high), bins=edges)[0]
+              for v in (a, b)]
     starts = [start for start, _ in merge_sparse(counts[0], min_count)]
     edges, counts = np.r_[edges[starts], edges[-1]], [np.add.reduceat(c, starts) for c in counts]
     labels = [f"{_value_text(lo, spec)} to {_value_text(hi, spec)}" for lo, hi in zip(edges[:-1], edges[1:])]
@@ -213,6 +219,6 @@ def merge_sparse(counts: np.ndarray, min_count: int) -> list[tuple[int, int]]:
 
 def _value_text(value, spec) -> str:
     if spec.kind == "datetime":
-        return str(pd.Timestamp(int(value)))
+        return str(pd.Timestamp(int(np.clip(value, *DATETIME_LIMITS))))  # as float64, an end may round past the range
     value = float(value)
     return f"{value:.0f}" if value.is_integer() else f"{value:.4g}"

@@ -18,7 +18,8 @@ Expectations, per column (``meta["rule"]`` on each names the rule; the report gr
 * range    -- continuous and datetime64: `ExpectColumnValuesToBeBetween(low, high)`: the real min and max
               where at least k real rows hold them, else rounded outward (`disclosure.outer_bounds`; meta
               "rounded"), so the bounds never pin one person's value (datetime bounds as ISO strings,
-              floored/ceiled to the microsecond so they stay inclusive). A generator that clips to the real
+              floored/ceiled to the microsecond so they stay inclusive; an end that a rare extreme at the
+              end of the type's range leaves open is None, both open: no rule). A generator that clips to the real
               range meets either; rounding only lets values just past a rare extreme pass. GX 1.x
               coerces string bounds to datetimes, so it cannot compare *string* dates to bounds value by
               value: a string-formatted datetime whose format sorts chronologically as text (directives
@@ -193,12 +194,14 @@ def check_contracts(synthetic: pd.DataFrame, suite, *, shown=None) -> dict:
 
 def contracts_report(
     real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema, null_tolerance: float = 0.05, *,
-    range_mostly: float = 1.0, min_count: int = MIN_COUNT,
+    range_mostly: float = 1.0, min_count: int = MIN_COUNT, shown: Shown | None = None,
 ) -> dict:
     """Learn the contracts from `real` and check `synthetic` against them; JSON-able (suite under "suite").
-    Failures quote only synthetic values that `min_count` real rows hold (or that lie outside the real range)."""
+    Failures quote only synthetic values that `min_count` real rows hold (or that lie outside the real range);
+    `shown`: a `Shown` of `real` to reuse (its counts are shared with `disclosure_summary`)."""
     suite = build_suite(real, schema, null_tolerance, range_mostly=range_mostly, min_count=min_count)
-    report = check_contracts(synthetic, suite, shown=Shown(_string_columns(real), min_count))
+    shown = Shown(_string_columns(real), min_count) if shown is None else shown
+    report = check_contracts(synthetic, suite, shown=shown)
     report.update(null_tolerance=null_tolerance, range_mostly=range_mostly, min_count=min_count)
     return report
 
@@ -249,7 +252,7 @@ def _range_rules(E, spec, column: pd.Series, notes: list[str], mostly: float, mi
     if pd.api.types.is_datetime64_any_dtype(column.dtype):
         low, high = outer_datetime_bounds(values, min_count)
         rounded = (low, high) != (values.min(), values.max())
-        return [_between(E, name, low.floor("us").isoformat(), high.ceil("us").isoformat(), mostly, rounded, min_count)]
+        return _between(E, name, *_iso(low, high), mostly, rounded, min_count)
     return _string_datetime_range(E, spec, values, notes, min_count)
 
 
@@ -257,14 +260,23 @@ def _numeric_range(E, name: str, numeric: pd.Series, mostly: float, min_count: i
     """The range rule of numbers: the real extremes where k real rows hold them, else rounded outward."""
     low, high = outer_bounds(numeric.to_numpy(dtype=float), min_count)
     exact = (jsonable(numeric.min()), jsonable(numeric.max()))
-    bounds = tuple(e if b == e else int(b) if float(b).is_integer() else b for b, e in zip((low, high), exact))
-    return [_between(E, name, *bounds, mostly, bounds != exact, min_count)]
+    bounds = tuple(e if b == e else None if not np.isfinite(b) else int(b) if float(b).is_integer() else b
+                   for b, e in zip((low, high), exact))
+    return _between(E, name, *bounds, mostly, bounds != exact, min_count)
 
 
-def _between(E, name: str, low, high, mostly: float, rounded: bool = False, min_count: int = MIN_COUNT):
+def _between(E, name: str, low, high, mostly: float, rounded: bool = False, min_count: int = MIN_COUNT) -> list:
+    """The range rule; a None end is open (a rare extreme at the end of what the type holds), both: no rule."""
+    if low is None and high is None:
+        return []
     extra = {"mostly": mostly} if mostly < 1 else {}
     meta = {"rule": "range", **({"rounded": True, "min_count": min_count} if rounded else {})}
-    return E.ExpectColumnValuesToBeBetween(column=name, min_value=low, max_value=high, meta=meta, **extra)
+    return [E.ExpectColumnValuesToBeBetween(column=name, min_value=low, max_value=high, meta=meta, **extra)]
+
+
+def _iso(low, high) -> tuple[str | None, str | None]:
+    """Datetime bounds as ISO text, floored and ceiled to the microsecond so that they stay inclusive."""
+    return (None if low is None else low.floor("us").isoformat(), None if high is None else high.ceil("us").isoformat())
 
 
 def _string_datetime_range(E, spec, values: pd.Series, notes: list[str], min_count: int) -> list:
@@ -289,7 +301,9 @@ def _string_datetime_range(E, spec, values: pd.Series, notes: list[str], min_cou
     ordered = texts.sort_values()
     ends = ordered if len(ordered) <= 2 * min_count else pd.concat([ordered.head(min_count), ordered.tail(min_count)])
     low, high = outer_datetime_bounds(parse_datetimes(ends, fmt), min_count)
-    bounds = {"min_value": low.floor("us").isoformat(), "max_value": high.ceil("us").isoformat()}
+    bounds = dict(zip(("min_value", "max_value"), _iso(low, high)))
+    if low is None and high is None:
+        return []
     from great_expectations.expectations.row_conditions import Column
 
     present = Column(name=name).is_not_null()

@@ -109,7 +109,7 @@ def _sample_pairs(columns: list[str], count: int, seed: int) -> list[tuple[str, 
 
 def _score_only(report, pairs: list[tuple[str, str]]) -> list[tuple[str, str]] | None:
     """Make `report` score only `pairs` for Column Pair Trends; returns the pairs, or None where this sdmetrics
-    cannot, in which case all pairs are scored, as before.
+    cannot, in which case it scores all pairs.
 
     sdmetrics' (multi-table) QualityReport builds one single-table ColumnPairTrends per table from the class in
     `_single_table_property`; that class's `_generate_details` takes `column_pairs` (sdmetrics 0.32), so the

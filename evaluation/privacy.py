@@ -37,10 +37,10 @@ equal footing, so that neither wins by having more rows to be close to:
 - the DCR share measures synthetic rows and holdout rows against the same reference, the whole training set;
   its question is not "which set is closer" (a set with more rows is closer by size alone: with an 80/20 split a
   fresh sample is closer to train 80 % of the time) but "is a synthetic row closer to the training set than a
-  real unseen row is". This keeps the full contrast for a copy: the earlier design compared each synthetic
-  row with an equal-size training sample and the holdout, so a copy of a training row outside that sample
-  tied, and a verbatim copy scored 0.5 + 0.5 x m / n_train (0.625 at 80/20, against a 0.60 threshold); now a
-  copy scores about 1 (less half the holdout's own exact-repeat rate) at any split;
+  real unseen row is". This keeps the full contrast for a copy: it scores about 1 (less half the holdout's
+  own exact-repeat rate) at any split, whereas comparing each synthetic row with an equal-size training sample
+  and the holdout would let a copy of a training row outside that sample tie, and a verbatim copy would score
+  0.5 + 0.5 x m / n_train (0.625 at 80/20, against a 0.60 threshold);
 - the membership-inference attack compares equal-size seeded samples: m = min(len(train), len(holdout))
   training rows (members) and m holdout rows (non-members), so its AUC has balanced classes.
 

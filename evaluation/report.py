@@ -58,7 +58,7 @@ def evaluate(
     or without features say why in `skipped` and the gate lists them as not judged (`evaluation.gate`).
     """
     from tabtwin.evaluation.contracts import contracts_report
-    from tabtwin.evaluation.disclosure import disclosure_summary
+    from tabtwin.evaluation.disclosure import Shown, disclosure_summary
     from tabtwin.evaluation.fidelity import detection_test, quality_report
     from tabtwin.evaluation.privacy import attack_risks, few_rows_privacy, privacy_metrics
     from tabtwin.evaluation.utility import utility_report
@@ -66,6 +66,7 @@ def evaluate(
     _check_tables(train, holdout, synthetic, schema)
     gate = gate or GateConfig()
     seconds = {}
+    shown = Shown(train)  # the real value counts, per column, of the contracts' quotes and meta.disclosure
 
     def timed(name, fn, *args, **kwargs):
         start = time.perf_counter()
@@ -82,7 +83,7 @@ def evaluate(
                     if len(holdout) else few_rows_privacy(train, holdout, synthetic, schema, "no holdout rows: the "
                                                           "distance metrics compare training with holdout rows")),
         "utility": timed("utility", utility_report, train, holdout, synthetic, schema, target, seed=seed) if target else None,
-        "contracts": timed("contracts", contracts_report, train, synthetic, schema),
+        "contracts": timed("contracts", contracts_report, train, synthetic, schema, shown=shown),
     }
     results["privacy"]["dp"] = dp
     results["privacy"]["attacks"] = timed("attacks", attack_risks, train, holdout, synthetic, schema, target, seed=seed)
@@ -94,7 +95,7 @@ def evaluate(
         "target": target,
         "seed": seed,
         "gate_config": gate.to_dict(),
-        "disclosure": disclosure_summary(train, schema),
+        "disclosure": disclosure_summary(train, schema, shown=shown),
         "seconds": seconds,
         "versions": {pkg: _version(pkg) for pkg in ("tabtwin", "sdmetrics", "great_expectations", "scikit-learn", "torch")},
         "machine": f"{platform.platform()}, {os.cpu_count()} cores",

@@ -8,10 +8,11 @@ Utility is skipped, with the reason in `skipped`, when there is nothing to predi
 the target and ids) or too few rows to judge (fewer than UTILITY_MIN_ROWS training, holdout or synthetic rows,
 as in a request for a rare segment): a model fitted or tested on a handful of rows says nothing. It is also
 not judged when the holdout holds a single value of the target (nothing to score on) or the model trained on the
-real rows cannot be trained or does no better than chance (the ratio has no scale). A model that cannot be
-trained on the synthetic rows (a target all null or of one class) scores None, which the gate counts as a
-failure, with the reason in `train_synthetic.note`. Feature columns that hold no value in a training table (all
-null, or text where numbers were expected) are left out of that model, and its `note` says so.
+real rows cannot be trained or does no better than chance (`CHANCE`: AUC 0.5, R2 0), which leaves the ratio
+no scale. A model that cannot be trained on the synthetic rows (a target all null or of one class) scores None,
+which the gate counts as a failure, with the reason in `train_synthetic.note`. Feature columns that hold no
+value in a training table (all null, or text where numbers were expected) are left out of that model, and its
+`note` says so.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ from tabtwin.pipeline.keys import category_key
 from tabtwin.pipeline.schema import Schema
 
 UTILITY_MIN_ROWS = 20  # rows each of train, holdout and synthetic below which utility is not judged
+# What a model that learned nothing scores on each task's headline metric (its first): a ranking by chance has
+# ROC AUC 0.5, predicting the mean has R2 0.
+METRICS = {"classification": ["auc", "f1"], "regression": ["r2"]}
+CHANCE = {"classification": 0.5, "regression": 0.0}
 
 
 def utility_report(
@@ -44,6 +49,7 @@ def utility_report(
     if spec.kind == "id":
         raise TabtwinError(f"target column {target!r} is an id; choose a column to predict")
     regression = spec.kind in ("continuous", "datetime")
+    task = "regression" if regression else "classification"
     features = [s.name for s in schema.columns if s.kind != "id" and s.name != target]
     reason = None
     if not features:
@@ -53,22 +59,18 @@ def utility_report(
         reason = (f"too few rows to judge: {len(train)} training, {len(holdout)} holdout and {len(synthetic)} "
                   f"synthetic rows, utility needs at least {UTILITY_MIN_ROWS} of each")
     if reason:
-        return {"target": target, "task": "regression" if regression else "classification", "skipped": reason,
+        return {"target": target, "task": task, "skipped": reason,
                 "train_real": {}, "train_synthetic": {}, "ratio": {}, "test_rows": int(len(holdout))}
     grouped: dict = {}
     train_x, holdout_x, synthetic_x = model_frames([train, holdout, synthetic], schema, exclude=(target,), grouped=grouped,
                                                    reference=2)
-    task = "regression" if regression else "classification"
     if regression:
         labels = [numeric_values(frame[target], spec) for frame in (train, holdout, synthetic)]
-        test_ok = labels[1].nunique() >= 2
-        metrics = ["r2"]
     else:
         labels = [frame[target].astype(object).map(category_key) for frame in (train, holdout, synthetic)]
         classes = sorted(set(labels[0].dropna()) | set(labels[1].dropna()))
-        test_ok = labels[1].nunique() >= 2
-        metrics = ["auc", "f1"]
-    if not test_ok:  # AUC needs two classes among the test rows, R2 a spread
+    metrics = METRICS[task]
+    if labels[1].nunique() < 2:  # AUC needs two classes among the test rows, R2 a spread
         return {"target": target, "task": task, "train_real": {}, "train_synthetic": {}, "ratio": {},
                 "test_rows": int(len(holdout)),
                 "skipped": f"the holdout rows hold fewer than two distinct values of {target!r}, so no model can be scored on them"}
@@ -80,10 +82,11 @@ def utility_report(
     ratios = {m: (synth[m] / real[m] if real.get(m) and synth.get(m) is not None and real[m] > 0 else None) for m in metrics}
     result = {"target": target, "task": task, "model": f"HistGradientBoosting{'Regressor' if task == 'regression' else 'Classifier'}",
               "train_real": real, "train_synthetic": synth, "ratio": ratios, "test_rows": int(len(holdout_x))}
-    headline = metrics[0]
-    if real.get(headline) is None or real[headline] <= 0:
+    headline, chance = metrics[0], CHANCE[task]
+    if real.get(headline) is None or real[headline] <= chance:
         # Train-on-real sets the scale: without it (or at or below chance) the ratio says nothing of the synthetic rows.
-        said = real["note"] if real.get(headline) is None else f"scores {headline} {real[headline]:.3f}, no better than chance"
+        said = (real["note"] if real.get(headline) is None
+                else f"scores {headline} {real[headline]:.3f}, no better than chance ({chance:g})")
         result["skipped"] = f"the model on the real rows {said}, so the ratio has no scale"
     if grouped:
         result["grouped_categories"] = grouped
@@ -111,10 +114,10 @@ def _classification(x, y, test_x, test_y, classes, seed) -> dict:
     x, y, test_x, test_y = x[keep], y[keep], test_x[test_keep], test_y[test_keep]
     x, empty = _usable(x)
     if y.nunique() < 2:
-        return _unfit(["auc", "f1"], "could not be trained: its rows hold " +
+        return _unfit(METRICS["classification"], "could not be trained: its rows hold " +
                       ("no value of the target" if not len(y) else "a single class of the target"))
     if not len(x.columns):
-        return _unfit(["auc", "f1"], f"could not be trained: no feature holds a value ({', '.join(empty)})")
+        return _unfit(METRICS["classification"], f"could not be trained: no feature holds a value ({', '.join(empty)})")
     test_x = test_x[x.columns]
     model = HistGradientBoostingClassifier(categorical_features="from_dtype", random_state=seed).fit(x, y)
     probabilities = pd.DataFrame(model.predict_proba(test_x), columns=model.classes_).reindex(columns=classes, fill_value=0.0)
@@ -135,9 +138,9 @@ def _classification(x, y, test_x, test_y, classes, seed) -> dict:
 def _regression(x, y, test_x, test_y, seed) -> dict:
     keep, test_keep = y.notna(), test_y.notna()
     if keep.sum() < 2:
-        return _unfit(["r2"], "could not be trained: its rows hold fewer than two values of the target")
+        return _unfit(METRICS["regression"], "could not be trained: its rows hold fewer than two values of the target")
     x, empty = _usable(x[keep])
     if not len(x.columns):
-        return _unfit(["r2"], f"could not be trained: no feature holds a value ({', '.join(empty)})")
+        return _unfit(METRICS["regression"], f"could not be trained: no feature holds a value ({', '.join(empty)})")
     model = HistGradientBoostingRegressor(categorical_features="from_dtype", random_state=seed).fit(x, y[keep])
     return _with_dropped({"r2": float(r2_score(test_y[test_keep], model.predict(test_x.loc[test_keep, x.columns])))}, empty)

@@ -74,7 +74,19 @@ def test_utility_is_not_judged_without_a_scale(split):
     result = utility_report(noise, holdout.assign(income=np.random.default_rng(1).normal(size=len(holdout))), fresh,
                             schema, "income")
     assert result["train_real"]["note"] == "left out features that hold no value: age"
-    assert result["skipped"].startswith("the model on the real rows scores r2 -") and "no better than chance" in result["skipped"]
+    assert result["skipped"].startswith("the model on the real rows scores r2 -")
+    assert result["skipped"].endswith("no better than chance (0), so the ratio has no scale")
+
+
+def test_a_classifier_at_chance_on_the_real_rows_is_not_judged(split):
+    """AUC's chance level is 0.5, not R2's 0: a random label scores about 0.5 and gives the ratio no scale."""
+    train, holdout, fresh, schema = split
+    rng = np.random.default_rng(3)
+    noise = [frame.assign(segment=rng.choice(["low", "high"], len(frame))) for frame in (train, holdout, fresh)]
+    result = utility_report(*noise, schema, "segment")
+    assert 0 < result["train_real"]["auc"] <= 0.5
+    assert result["skipped"] == (f"the model on the real rows scores auc {result['train_real']['auc']:.3f}, no better "
+                                 "than chance (0.5), so the ratio has no scale")
 
 
 def test_a_target_of_labels_the_real_table_lacks_scores_chance(split):

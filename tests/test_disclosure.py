@@ -7,6 +7,7 @@ codes, ids, a unique salary. Common values still show, and the contracts still c
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 
@@ -72,8 +73,8 @@ def rare_values(train: pd.DataFrame, holdout: pd.DataFrame) -> set[str]:
 
 @pytest.fixture(scope="module")
 def withheld(tables, tmp_path_factory):
-    """A run whose synthetic table copies training rows (the gate fails on privacy) and breaks contracts that
-    used to quote real values: repeated ids, e-mails of the wrong shape."""
+    """A run whose synthetic table copies training rows (the gate fails on privacy) and breaks contracts whose
+    failures could quote real values: repeated ids, e-mails of the wrong shape."""
     train, holdout, schema = tables
     synthetic = train.copy()
     synthetic.loc[1:4, "customer_id"] = synthetic.loc[0, "customer_id"]
@@ -93,6 +94,44 @@ def written(folder) -> dict[str, str]:
     return files
 
 
+def rare_numbers(train: pd.DataFrame, holdout: pd.DataFrame) -> set[float]:
+    """The salaries fewer than k training rows hold (all but none: they have cents) and the unique age. Round
+    numbers such as most ages are left out: a histogram's bin edges and centres are round and may equal one."""
+    counts = train["salary"].value_counts()
+    return set(counts.index[counts < MIN_COUNT]) | (set(holdout["salary"]) - set(counts.index)) | {104.0}
+
+
+def plotted(html: str) -> list:
+    """[data, layout] of every plotly figure on the page, its typed arrays decoded: plotly 6+ writes numpy arrays
+    as {"dtype", "bdata" (base64), "shape"?}, which no text search sees."""
+    decoder, figures = json.JSONDecoder(), []
+    for match in re.finditer(r'Plotly\.newPlot\(\s*"[^"]+",', html):
+        rest = html[match.end():].lstrip()
+        data, end = decoder.raw_decode(rest)
+        layout, _ = decoder.raw_decode(rest[end:].lstrip().lstrip(",").lstrip())
+        figures.append(_decoded([data, layout]))
+    return figures
+
+
+def _decoded(value):
+    if isinstance(value, dict) and {"dtype", "bdata"} <= set(value):
+        return {"decoded": np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).tolist()}
+    if isinstance(value, dict):
+        return {k: _decoded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decoded(v) for v in value]
+    return value
+
+
+def numbers(value) -> list[float]:
+    """Every number in a decoded figure, in arrays or not."""
+    if isinstance(value, dict):
+        return [n for v in value.values() for n in numbers(v)]
+    if isinstance(value, list):
+        return [n for v in value for n in numbers(v)]
+    return [float(value)] if isinstance(value, (int, float)) and not isinstance(value, bool) else []
+
+
 def test_a_withheld_run_leaves_no_rare_real_value(tables, withheld):
     train, holdout, _ = tables
     results, folder = withheld
@@ -104,6 +143,12 @@ def test_a_withheld_run_leaves_no_rare_real_value(tables, withheld):
     for name, text in files.items():
         leaked = sorted(value for value in rare if value in text)
         assert not leaked, f"{name} holds {len(leaked)} rare real values, e.g. {leaked[:5]}"
+    figures = plotted(files["report.html"])
+    assert len(figures) > 8 and '"decoded"' in json.dumps(figures)  # the arrays were there to decode
+    rare = rare_numbers(train, holdout)
+    assert CEO_SALARY in rare and len(rare) > 500
+    leaked = sorted(rare & set(numbers(figures)))
+    assert not leaked, f"the figures plot {len(leaked)} rare real numbers, e.g. {leaked[:5]}"
 
 
 def test_the_report_stays_useful_and_states_the_rule(tables, withheld):
@@ -145,9 +190,12 @@ def test_contracts_on_rare_valued_columns_check_shapes_not_values(tables, withhe
 
 
 def test_outer_bounds_pin_no_rare_extreme():
-    values = np.r_[np.arange(100.0), [7_314_159.27]]
+    values = np.r_[np.arange(1.0, 101.0), [7_314_159.27]]
     low, high = outer_bounds(values)
     assert low == 0 and high == 10_000_000  # 0 is no value here, the step is 10 ** 7
+    # A rare 0 is an extreme like any other: the bound goes past it, not to it.
+    assert outer_bounds(np.arange(100.0)) == (-10.0, 100.0)
+    assert outer_bounds(-np.arange(100.0)) == (-100.0, 10.0)
     assert outer_bounds(np.r_[np.zeros(20), np.arange(1.0, 99.0)]) == (0.0, 100.0)  # 0 common: exact
     assert outer_bounds(np.r_[[17.0] * 12, np.arange(18.0, 91.0), [90.0] * 9]) == (17.0, 90.0)  # both common
     assert outer_bounds([]) is None
@@ -176,3 +224,85 @@ def test_an_error_message_quotes_no_synthetic_value():
     errors = [f for f in report["failed"] if f["observed"].get("error")]
     assert errors and all("<a value>" in f["observed"]["error"] for f in errors)
     assert "anna.berg42" not in json.dumps(report["failed"])
+
+
+def test_bounds_stay_within_what_the_type_holds():
+    biggest = float(np.finfo(np.float64).max)
+    for extreme in (1e308, 1.7e308):
+        low, high = outer_bounds(np.r_[np.arange(50.0, 150.0), extreme])
+        assert low == 40 and extreme < high <= biggest
+        assert outer_bounds(-np.r_[np.arange(50.0, 150.0), extreme]) == (-high, -low)
+    # A rare extreme at the end of the floats leaves no finite bound beyond it: that end is open.
+    assert outer_bounds(np.r_[np.arange(50.0, 150.0), biggest])[1] == np.inf
+    assert outer_bounds(np.r_[np.arange(50.0, 150.0), [biggest] * MIN_COUNT])[1] == biggest  # common: exact
+    for text in ("1677-09-22", "2262-01-01", "1700-01-01"):
+        stamp = pd.Timestamp(text)
+        low, high = outer_datetime_bounds(pd.Series([stamp]))
+        assert pd.Timestamp.min <= low < stamp < high <= pd.Timestamp.max
+        dates = pd.Series(pd.date_range("2020-01-01", "2022-12-31", periods=300)).where(lambda s: s.index > 0, stamp)
+        low, high = outer_datetime_bounds(dates)
+        assert low < stamp and high > dates.max()
+    ends = pd.Series([pd.Timestamp.min, *pd.date_range("2020-01-01", periods=50), pd.Timestamp.max])
+    assert outer_datetime_bounds(ends) == (None, None)  # rare, at the very ends of the range: open
+    ends = pd.Series([*[pd.Timestamp.min] * MIN_COUNT, *pd.date_range("2020-01-01", periods=50),
+                      *[pd.Timestamp.max] * MIN_COUNT])
+    assert outer_datetime_bounds(ends) == (pd.Timestamp.min, pd.Timestamp.max)  # common: exact
+    zoned = outer_datetime_bounds(pd.Series([pd.Timestamp("2262-04-10", tz="Europe/Zurich")]))
+    assert zoned[1].tz is not None and zoned[1] > pd.Timestamp("2262-04-10", tz="Europe/Zurich")
+
+
+def test_an_extreme_date_or_number_evaluates_and_publishes(tmp_path, capsys):
+    """A 1700 among 2020s dates, a 2262 and a 1.7e308 in real, holdout and synthetic rows: the contracts'
+    bounds, the figures and the report stay within pandas' nanosecond range and the finite floats."""
+    from tabtwin.flows.cli import main
+    from tabtwin.pipeline.ingest import write_table
+
+    rng = np.random.default_rng(0)
+
+    def table(n):
+        frame = pd.DataFrame({"when": pd.Timestamp("2020-01-01") + pd.to_timedelta(rng.integers(0, 1000, n), "D"),
+                              "late": pd.Timestamp("2250-01-01") + pd.to_timedelta(rng.integers(0, 4000, n), "D"),
+                              "amount": rng.normal(100, 10, n).round(2), "plan": rng.choice(["a", "b"], n)})
+        frame.loc[0, ["when", "late", "amount"]] = [pd.Timestamp("1700-01-01"), pd.Timestamp("2262-04-11"), 1.7e308]
+        return frame
+
+    paths = {name: write_table(table(n), tmp_path / f"{name}.parquet")
+             for name, n in (("real", 300), ("holdout", 100), ("synthetic", 300))}
+    code = main(["evaluate", "--real", str(paths["real"]), "--holdout", str(paths["holdout"]),
+                 "--synthetic", str(paths["synthetic"]), "--target", "plan", "--out", str(tmp_path / "report")])
+    assert code in (0, 3), capsys.readouterr()
+    suite = json.loads((tmp_path / "report" / "expectation_suite.json").read_text())
+    ranges = {e["kwargs"]["column"]: e["kwargs"] for e in suite["expectations"]
+              if e["type"] == "expect_column_values_to_be_between"}
+    assert ranges["when"]["min_value"] < "1700-01-01" and ranges["late"]["max_value"] > "2262-04-11"
+    assert ranges["amount"]["max_value"] > 1.7e308
+    assert (tmp_path / "report" / "report.html").stat().st_size > 0
+
+
+def test_an_open_end_is_no_bound_in_the_contracts_and_the_figures_draw_it():
+    from tabtwin.evaluation.column_figures import column_figures
+
+    real = pd.DataFrame({"when": [*pd.date_range("2020-01-01", periods=98), pd.Timestamp.min, pd.Timestamp.max],
+                         "x": np.r_[np.arange(99.0), np.finfo(np.float64).max]})
+    schema = infer_schema(real)
+    suite = build_suite(real, schema)
+    ranges = {e.column: (e.min_value, e.max_value) for e in suite.expectations
+              if e.expectation_type == "expect_column_values_to_be_between"}
+    assert ranges == {"x": (-10, None)}  # both ends of "when" are open: no range rule
+    assert check_contracts(real, suite)["n_failed"] == 0
+    few = real.iloc[[0, 1, 2, 3, 4, 98, 99]]  # fewer than 2k values: the histogram spans the bounds
+    assert len(column_figures(few, real, schema, ["when", "x"])) == 2
+
+
+def test_real_value_counts_are_computed_once_per_column(monkeypatch):
+    """The contracts' quoting rule and meta.disclosure read one set of real value counts per column."""
+    from tabtwin.evaluation import disclosure
+
+    calls = []
+    counted = disclosure.value_counts
+    monkeypatch.setattr(disclosure, "value_counts", lambda series: calls.append(series.name) or counted(series))
+    real = people(40, seed=1).drop(columns="customer_id")
+    synthetic = real.assign(email="not-an-email", plan="gold")  # failures that would quote values
+    results = evaluate(real, real.iloc[:30], synthetic, infer_schema(real))
+    assert results["contracts"]["n_failed"] and results["meta"]["disclosure"]["columns"]
+    assert sorted(calls) == sorted(set(calls)) and set(calls) >= {"email", "plan"}

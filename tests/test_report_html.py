@@ -329,7 +329,7 @@ def test_a_request_gets_what_an_analyst_can_do():
     assert "train with differential privacy" not in text and "train for fewer epochs" not in text
     dp_text = fix_for("min_quality", {"run": run, "privacy": {"dp": DP_BLOCK}})
     assert "larger epsilon" in dp_text and "owner" in dp_text
-    # contracts and unknown checks: as before
+    # contracts: the generic advice, whoever reads it; an unknown check: none
     assert fix_for("min_contract_success", {"run": run}) == EXPLANATIONS["min_contract_success"].fix
     assert fix_for({"section": "x", "check": "y"}, {"run": run}) is None
 
