@@ -29,12 +29,10 @@ from __future__ import annotations
 
 import os
 import random
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
-
-import numbers
-from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
@@ -43,14 +41,14 @@ from sklearn.base import BaseEstimator
 from torch.nn import functional as F
 
 from tabtwin.generators.memory import check_training_memory
-from tabtwin.generators.params import MAX_BATCH, MAX_EPOCHS, check_bool, check_int, short
+from tabtwin.generators.params import MAX_BATCH, MAX_EPOCHS, check_bool, check_int
 from tabtwin.pipeline.categories import MAX_CATEGORIES
 from tabtwin.pipeline.conditions import find_value
 from tabtwin.pipeline.device import resolve_device  # noqa: F401  (re-exported: generators.base.resolve_device)
 from tabtwin.pipeline.encoding import Span, TableEncoder
 from tabtwin.pipeline.errors import TabtwinError
 from tabtwin.pipeline.schema import Schema, infer_schema
-from tabtwin.pipeline.rules import check_fields
+from tabtwin.pipeline.rules import Int, check_fields, shown
 from tabtwin.pipeline.validation import MAX_CODES, MAX_SEED
 
 # 7: config.json holds the SHA-256 of every file (generators.persistence); CTGAN and TVAE cap a column's categories
@@ -398,8 +396,8 @@ class SyntheticGenerator(BaseEstimator):
         if not isinstance(getattr(self, "device", "auto"), str):
             raise TabtwinError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
         seed = getattr(self, "random_state", None)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed <= MAX_SEED):
-            raise TabtwinError(f"random_state must be None or an integer from 0 to 2**63 - 1, got {short(seed)}")
+        if seed is not None and Int(0, MAX_SEED).check(seed):
+            raise TabtwinError(f"random_state must be None or an integer from 0 to 2**63 - 1, got {shown(seed)}")
 
     def _begin_fit(self, df: pd.DataFrame, schema: Schema | None) -> Schema:
         """What every fit does first: refuse an empty table or bad parameters, pick the device, seed, and return

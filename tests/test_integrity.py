@@ -143,6 +143,24 @@ ENCODER_CASES = [
     ("more bins than n_bins", ("autoregressive",), lambda d: d["params"].update(n_bins=2), "n_bins"),
     ("specials that the form lacks", ("autoregressive",), lambda d: state(d, "amount").update(specials=["inf"]),
      "specials"),
+    # Integers too large for a float: out of range, not an OverflowError.
+    ("minimum 10**400", MIXTURE_MODELS, lambda d: state(d, "amount").update(minimum=10**400), "minimum"),
+    ("a mean of 10**400", MIXTURE_MODELS, lambda d: state(d, "amount")["means"].__setitem__(0, -10**400), "means"),
+    ("weight_threshold 10**400", MIXTURE_MODELS, lambda d: d["params"].update(weight_threshold=10**400),
+     "weight_threshold"),
+    ("a point of 10**400", ("autoregressive",), lambda d: state(d, "count")["points"].__setitem__(-1, 10**400),
+     "points"),
+    ("spike_share 10**400", ("autoregressive",), lambda d: d["params"].update(spike_share=10**400), "spike_share"),
+    ("a category of 10**400", ALL, lambda d: state(d, "grade")["base"]["categories"].__setitem__(0, 10**400),
+     "categories"),
+    ("a label of 10**400", ALL, lambda d: form(d, "amount").update(label=10**400), "label"),
+    # Numbers beyond an integer column's dtype: numpy casts them to -2**63 or raises OverflowError.
+    ("a category beyond int64", ALL, lambda d: state(d, "grade")["base"]["categories"].__setitem__(0, 2**63),
+     "fit the column's dtype int64"),
+    ("an integer column's maximum beyond int64", MIXTURE_MODELS, lambda d: state(d, "count").update(maximum=1e300),
+     "fit the column's dtype int64"),
+    ("a point beyond int64", ("autoregressive",), lambda d: state(d, "count")["points"].__setitem__(0, -1e300),
+     "fit the column's dtype int64"),
 ]
 CONFIG_CASES = [
     ("hidden 1e9", ("autoregressive",), lambda c: c["params"].update(hidden=10**9), "hidden"),
@@ -169,6 +187,10 @@ CONFIG_CASES = [
      lambda c: c["state"]["latent_by_value"]["position"].__setitem__(0, 0), "position"),
     ("latent variance 0", ("tvae",), lambda c: c["state"]["latent_by_value"]["var"][0].__setitem__(0, 0.0), "var"),
     ("latent mean 1e300", ("tvae",), lambda c: c["state"]["latent_by_value"]["mean"][0].__setitem__(0, 1e300), "mean"),
+    ("latent mean 10**400", ("tvae",), lambda c: c["state"]["latent_by_value"]["mean"][0].__setitem__(0, 10**400),
+     "mean"),
+    ("a count of 10**400", ("ctgan",), lambda c: c["state"]["category_counts"][0].__setitem__(0, 10**400),
+     "category_counts"),
 ]
 
 
@@ -327,6 +349,58 @@ def test_a_sound_model_still_loads_and_samples_as_saved(saved, tmp_path, model):
     seal(folder)  # fresh checksums of unchanged files change nothing
     first = load_model(folder, device="cpu").sample(50, seed=3)
     pd.testing.assert_frame_equal(first, load_model(saved / model, device="cpu").sample(50, seed=3))
+
+
+def _parameters(model):
+    return [pytest.param(model, name, id=f"{model}-{name}") for name in model_class(model)().get_params()
+            if name != "device"]  # load takes the device from its caller
+
+
+@pytest.mark.parametrize("model, name", [p for model in TINY for p in _parameters(model)])
+def test_a_parameter_too_large_for_a_float_is_refused_in_one_line(saved, tmp_path, model, name):
+    """10**400 fits no float (np.isfinite raised TypeError, math.isfinite OverflowError): out of range."""
+    folder = copy(saved, model, tmp_path)
+    edit(folder / "config.json", lambda c: c["params"].update({name: 10**400}))
+    seal(folder)
+    message = refusal(folder)
+    assert "config.json" in message and name in message, message
+
+
+@pytest.mark.parametrize("model, name", [("tvae", "lr"), ("ctgan", "generator_lr"), ("autoregressive", "learning_rate"),
+                                         ("autoregressive", "decay")])
+def test_a_huge_integer_parameter_loads_or_is_refused_in_one_line(saved, tmp_path, capsys, model, name):
+    """2**70 is a float (1.2e21): a rate without an upper bound takes it like any large float, a bounded one
+    refuses it; neither ends in a traceback."""
+    folder = copy(saved, model, tmp_path)
+    edit(folder / "config.json", lambda c: c["params"].update({name: 2**70}))
+    seal(folder)
+    if name == "decay":
+        assert name in refusal(folder) and name in sample_exits_2(folder, tmp_path, capsys)
+    else:
+        assert len(load_model(folder, device="cpu").sample(5, seed=0)) == 5
+
+
+def test_an_encoder_minimum_too_large_for_a_float_is_one_line_from_tabtwin_sample(saved, tmp_path, capsys):
+    folder = copy(saved, "tvae", tmp_path)
+    edit(folder / "encoder.json", lambda d: state(d, "amount").update(minimum=10**400))
+    seal(folder)
+    assert "minimum" in sample_exits_2(folder, tmp_path, capsys)
+
+
+def test_numbers_are_checked_one_way_for_files_and_parameters():
+    from tabtwin.generators.params import check_float, check_int
+    from tabtwin.pipeline.rules import Int, Num, is_number
+
+    assert is_number(1) and is_number(2.5) and is_number(np.float32(1)) and is_number(10**400)
+    assert not (is_number(True) or is_number(np.bool_(True)) or is_number("1") or is_number(None))
+    assert Num().check(10**400) and Num().check(float("nan")) and Num(0.0, 1.0).check(2**70)
+    assert Num().check(1e308) is None and Num().check(-(10**300)) is None and Num(0.0).check(np.float64(3)) is None
+    assert Int(0, 9).check(np.int64(3)) is None and Int(0, 9).check(10**400) and Int().check(3.0)
+    check_float("lr", 2**70)
+    check_int("epochs", np.int64(3))
+    for check, value in [(check_float, 10**400), (check_float, np.bool_(True)), (check_int, 2**70), (check_int, 1.0)]:
+        with pytest.raises(TabtwinError, match="^rate must be"):
+            check("rate", value)
 
 
 def test_encoder_files_are_validated_on_their_own(tmp_path):
