@@ -32,6 +32,7 @@ from tabtwin.pipeline.device import resolve_device
 from tabtwin.pipeline.errors import EncodingError, TabtwinError
 from tabtwin.pipeline.files import atomic_directory, write_json_atomic
 from tabtwin.pipeline.jsonable import jsonable
+from tabtwin.pipeline.outputs import sha256
 from tabtwin.pipeline.rules import StateError, read_json, shown
 
 # What `save_model` writes in a model folder: the only names it replaces there (`pipeline.outputs`).
@@ -75,21 +76,13 @@ def seal(path) -> None:
 
 def _sealed(config: dict, folder: Path) -> dict:
     digests = {"config.json": _json_digest(config)}
-    digests.update({name: _file_digest(folder / name) for name in MODEL_FILES[1:]})
+    digests.update({name: sha256(folder / name) for name in MODEL_FILES[1:]})
     return {**config, "sha256": digests}
 
 
 def _json_digest(config: dict) -> str:
     text = json.dumps(config, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
     return hashlib.sha256(text.encode("ascii")).hexdigest()
-
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------- load
@@ -150,7 +143,7 @@ def _verify_checksums(path: Path, config: dict) -> None:
     for name in MODEL_FILES[1:]:
         if not (path / name).is_file():
             raise ModelError(f"{path / name} is missing; the model directory is incomplete: copy it again or refit")
-        actual[name] = _file_digest(path / name)
+        actual[name] = sha256(path / name)
     for name in MODEL_FILES:
         if actual[name] != recorded[name]:
             raise ModelError(
