@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import zipfile
 
 import numpy as np
 import pandas as pd
@@ -401,6 +402,54 @@ def test_numbers_are_checked_one_way_for_files_and_parameters():
     for check, value in [(check_float, 10**400), (check_float, np.bool_(True)), (check_int, 2**70), (check_int, 1.0)]:
         with pytest.raises(TabtwinError, match="^rate must be"):
             check("rate", value)
+
+
+# ---------------------------------------------------------------------------------------------- weights.pt as an archive
+
+
+def rezipped(path, compression=zipfile.ZIP_STORED, extra: dict | None = None):
+    """Rewrite the zip archive at `path` with its entries `compression`-compressed and `extra` ({name: bytes})
+    added beside them."""
+    with zipfile.ZipFile(path) as source:
+        entries = [(info.filename, source.read(info)) for info in source.infolist()]
+    prefix = entries[0][0].split("/")[0]
+    with zipfile.ZipFile(path, "w", compression=compression) as target:
+        for name, data in entries + [(f"{prefix}/{k}", v) for k, v in (extra or {}).items()]:
+            target.writestr(name, data)
+
+
+@pytest.fixture
+def no_torch_load(monkeypatch):
+    """Records each torch.load call (load turns any error inside it into a ModelError, so it cannot raise)."""
+    calls = []
+    monkeypatch.setattr(torch, "load", lambda *args, **kwargs: calls.append(args))
+    yield calls
+    assert calls == [], "torch.load read weights.pt before its archive was checked"
+
+
+@pytest.mark.parametrize("model", TINY)
+def test_a_compressed_weights_file_is_refused_before_torch_reads_it(saved, tmp_path, model, no_torch_load):
+    """The review's decompression bomb: 390 KB of deflated zeros expanding to 400 MB inside torch.load. torch.save
+    stores its records uncompressed, so a compressed entry is refused without inflating anything."""
+    folder = copy(saved, model, tmp_path)
+    rezipped(folder / "weights.pt", zipfile.ZIP_DEFLATED, {"data/999": bytes(8 * 2**20)})
+    assert (folder / "weights.pt").stat().st_size < 2**20  # 8 MiB inside
+    seal(folder)
+    message = refusal(folder)
+    assert "weights.pt holds compressed entries" in message, message
+
+
+@pytest.mark.parametrize("model", TINY)
+def test_a_weights_file_larger_than_the_networks_is_refused_before_torch_reads_it(saved, tmp_path, model,
+                                                                                no_torch_load):
+    folder = copy(saved, model, tmp_path)
+    rezipped(folder / "weights.pt", extra={"data/999": bytes(8 * 2**20)})
+    seal(folder)
+    message = refusal(folder)
+    assert "weights.pt is larger than the networks" in message, message
+    (folder / "weights.pt").write_bytes(b"not a zip archive")
+    seal(folder)
+    assert "weights.pt does not fit" in refusal(folder)
 
 
 def test_encoder_files_are_validated_on_their_own(tmp_path):
