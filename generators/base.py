@@ -40,7 +40,8 @@ import torch
 from sklearn.base import BaseEstimator
 from torch.nn import functional as F
 
-from tabtwin.generators.memory import check_training_memory
+from tabtwin.generators.memory import SAMPLE_BATCH  # noqa: F401  (re-exported: generators.base.SAMPLE_BATCH)
+from tabtwin.generators.memory import check_training_memory, sample_rows, sampling_width
 from tabtwin.generators.params import MAX_BATCH, MAX_EPOCHS, check_bool, check_int
 from tabtwin.pipeline.categories import MAX_CATEGORIES
 from tabtwin.pipeline.conditions import find_value
@@ -57,9 +58,6 @@ from tabtwin.pipeline.validation import MAX_CODES, MAX_SEED
 # 5: autograd training (same weight layout as 4; parameters no longer views of one flat buffer)
 # 4: the critic reads a pac group's data, then its conditions; 3: grouped columns, discrete spans last
 FORMAT_VERSION = 7
-# Rows generated and decoded per batch. A GPU wants large batches to stay busy; on a CPU, batches of a few
-# thousand rows keep each intermediate in cache and sample Adult about 1.5x faster than 50,000-row batches.
-SAMPLE_BATCH = {"cpu": 8192, "cuda": 50_000}
 VALIDATION_FRACTION = 0.1  # rows held out for early stopping
 
 
@@ -345,6 +343,7 @@ class SyntheticGenerator(BaseEstimator):
     # (`pipeline.categories`). Not a hyper-parameter (set it on an instance before `fit`): the fitted encoder
     # saves its own. The flagship takes it as a parameter of its encoder.
     max_categories: ClassVar[int] = MAX_CATEGORIES
+    sampling_modules: ClassVar[tuple[str, ...]] = ()  # names in `_modules()` that sampling runs (memory.sampling_width)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -471,7 +470,7 @@ class SyntheticGenerator(BaseEstimator):
         seed = seed if seed is not None else int(torch.randint(0, 2**62, (1,)).item())
         generator = torch.Generator(device=self.device_).manual_seed(seed)
         frames = []
-        batch = SAMPLE_BATCH[self.device_.type]
+        batch = sample_rows(self.device_, sampling_width(self))
         for start in range(0, n, batch):
             rows = min(batch, n - start)
             with torch.no_grad():

@@ -163,6 +163,7 @@ class TVAE(SyntheticGenerator):
     """
 
     model_name = "tvae"
+    sampling_modules = ("decoder",)
 
     def __init__(
         self,

@@ -452,6 +452,35 @@ def test_a_weights_file_larger_than_the_networks_is_refused_before_torch_reads_i
     assert "weights.pt does not fit" in refusal(folder)
 
 
+# ---------------------------------------------------------------------------------------------- sampling memory
+
+
+def test_a_sampling_batch_stays_within_a_fixed_memory_budget():
+    """However wide the rows, one batch's generated numbers stay within SAMPLE_BYTES; up to the widths of real
+    models the batch stays SAMPLE_BATCH rows, so seeded samples do not change."""
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert memory.sample_rows(cpu, 8192) == memory.SAMPLE_BATCH["cpu"] == 8192
+    assert memory.sample_rows(cuda, 1000) == memory.SAMPLE_BATCH["cuda"] == 50_000
+    assert memory.sample_rows(cpu, 10**6) * 10**6 * 4 <= memory.SAMPLE_BYTES
+    assert memory.sample_rows(cuda, 10**12) == 1  # at least one row
+
+
+@pytest.mark.parametrize("model", TINY)
+def test_sampling_splits_wide_rows_into_smaller_batches(saved, monkeypatch, model):
+    loaded = load_model(saved / model, device="cpu")
+    assert memory.sampling_width(loaded) >= max(getattr(loaded.encoder_, "output_dim", 0), 16)  # 16: hidden widths
+    decode, batches = loaded.encoder_.inverse_transform, []
+    monkeypatch.setattr(loaded.encoder_, "inverse_transform",
+                        lambda data, **kw: (batches.append(len(data)), decode(data, **kw))[1])
+    expected = loaded.sample(25, seed=3)
+    assert batches == [25]
+    monkeypatch.setattr(memory, "SAMPLE_BYTES", 1)  # less than a row: batches of one row
+    batches.clear()
+    rows = loaded.sample(25, seed=3)
+    assert batches == [1] * 25
+    assert len(rows) == 25 and list(rows.columns) == list(expected.columns)
+
+
 def test_encoder_files_are_validated_on_their_own(tmp_path):
     table = make_sample_table(100, seed=1)
     encoder = TableEncoder(infer_schema(table)).fit(table)
