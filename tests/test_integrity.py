@@ -566,6 +566,25 @@ def test_the_memory_estimate_counts_the_table_and_the_networks():
     assert memory.available_memory(torch.device("cpu")) > 0
 
 
+def test_the_memory_estimate_counts_dp_per_sample_gradients(monkeypatch):
+    """DP-SGD holds a gradient per row of the batch: batch x parameters numbers."""
+    plain = memory.training_bytes(0, 0, parameters=1000, batch=50)
+    private = memory.training_bytes(0, 0, parameters=1000, batch=50, private=True)
+    assert private - plain == 4 * memory.PER_SAMPLE_COPIES * 50 * 1000
+    seen = []
+
+    def estimate(*args, **kwargs):
+        seen.append(kwargs.get("private", False))
+        raise TabtwinError("stop after the estimate")
+
+    monkeypatch.setattr(memory, "training_bytes", estimate)
+    table = make_sample_table(60, seed=2)
+    for dp_epsilon in (None, 2.0):
+        with pytest.raises(TabtwinError, match="stop after the estimate"):
+            TVAE(epochs=1, verbose=False, dp_epsilon=dp_epsilon, **SMALL_NETS["tvae"]).fit(table)
+    assert seen == [False, True]
+
+
 def test_parameter_bounds_hold_at_fit_too():
     table = make_sample_table(60, seed=2)
     for model, params in [(TVAE, dict(compress_dims=[10**9])), (CTGAN, dict(pac=10**6)),
