@@ -47,8 +47,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from tabtwin.generators.base import (SAMPLE_BATCH, SyntheticGenerator, check_finite, flush_denormals, write_values,
-                                     zero_subnormals_)
+from tabtwin.generators.base import SyntheticGenerator, check_finite, flush_denormals, write_values, zero_subnormals_
+from tabtwin.generators.memory import SAMPLE_BATCH, sample_rows, sampling_width
 from tabtwin.generators.params import MAX_LAYERS, MAX_WIDTH, check_float, check_int
 from tabtwin.pipeline.binning import BinnedEncoder
 from tabtwin.pipeline.categories import MAX_CATEGORIES
@@ -194,6 +194,7 @@ class AutoregressiveGenerator(SyntheticGenerator):
     """
 
     model_name: ClassVar[str] = "autoregressive"
+    sampling_modules = ("net",)
 
     def __init__(
         self,
@@ -390,7 +391,7 @@ class AutoregressiveGenerator(SyntheticGenerator):
         d = len(self.encoder_.columns)
         order = [j for j in fixed] + [j for j in range(d) if j not in fixed]
         mask = order_mask(order, d, self.device_)
-        frames, chunk = [], SAMPLE_BATCH[self.device_.type]
+        frames, chunk = [], sample_rows(self.device_, sampling_width(self))
         for lo in range(0, max(n, 1), chunk):
             rows = min(chunk, n - lo)
             codes = torch.zeros(rows, d, dtype=torch.long, device=self.device_)

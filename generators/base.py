@@ -29,12 +29,10 @@ from __future__ import annotations
 
 import os
 import random
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
-
-import numbers
-from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
@@ -42,15 +40,16 @@ import torch
 from sklearn.base import BaseEstimator
 from torch.nn import functional as F
 
-from tabtwin.generators.memory import check_training_memory
-from tabtwin.generators.params import MAX_BATCH, MAX_EPOCHS, check_bool, check_int, short
+from tabtwin.generators.memory import SAMPLE_BATCH  # noqa: F401  (re-exported: generators.base.SAMPLE_BATCH)
+from tabtwin.generators.memory import check_training_memory, sample_rows, sampling_width
+from tabtwin.generators.params import MAX_BATCH, MAX_EPOCHS, check_bool, check_int
 from tabtwin.pipeline.categories import MAX_CATEGORIES
 from tabtwin.pipeline.conditions import find_value
 from tabtwin.pipeline.device import resolve_device  # noqa: F401  (re-exported: generators.base.resolve_device)
 from tabtwin.pipeline.encoding import Span, TableEncoder
 from tabtwin.pipeline.errors import TabtwinError
 from tabtwin.pipeline.schema import Schema, infer_schema
-from tabtwin.pipeline.rules import check_fields
+from tabtwin.pipeline.rules import Int, check_fields, shown
 from tabtwin.pipeline.validation import MAX_CODES, MAX_SEED
 
 # 7: config.json holds the SHA-256 of every file (generators.persistence); CTGAN and TVAE cap a column's categories
@@ -59,9 +58,6 @@ from tabtwin.pipeline.validation import MAX_CODES, MAX_SEED
 # 5: autograd training (same weight layout as 4; parameters no longer views of one flat buffer)
 # 4: the critic reads a pac group's data, then its conditions; 3: grouped columns, discrete spans last
 FORMAT_VERSION = 7
-# Rows generated and decoded per batch. A GPU wants large batches to stay busy; on a CPU, batches of a few
-# thousand rows keep each intermediate in cache and sample Adult about 1.5x faster than 50,000-row batches.
-SAMPLE_BATCH = {"cpu": 8192, "cuda": 50_000}
 VALIDATION_FRACTION = 0.1  # rows held out for early stopping
 
 
@@ -347,6 +343,7 @@ class SyntheticGenerator(BaseEstimator):
     # (`pipeline.categories`). Not a hyper-parameter (set it on an instance before `fit`): the fitted encoder
     # saves its own. The flagship takes it as a parameter of its encoder.
     max_categories: ClassVar[int] = MAX_CATEGORIES
+    sampling_modules: ClassVar[tuple[str, ...]] = ()  # names in `_modules()` that sampling runs (memory.sampling_width)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -398,8 +395,8 @@ class SyntheticGenerator(BaseEstimator):
         if not isinstance(getattr(self, "device", "auto"), str):
             raise TabtwinError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
         seed = getattr(self, "random_state", None)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed <= MAX_SEED):
-            raise TabtwinError(f"random_state must be None or an integer from 0 to 2**63 - 1, got {short(seed)}")
+        if seed is not None and Int(0, MAX_SEED).check(seed):
+            raise TabtwinError(f"random_state must be None or an integer from 0 to 2**63 - 1, got {shown(seed)}")
 
     def _begin_fit(self, df: pd.DataFrame, schema: Schema | None) -> Schema:
         """What every fit does first: refuse an empty table or bad parameters, pick the device, seed, and return
@@ -473,7 +470,7 @@ class SyntheticGenerator(BaseEstimator):
         seed = seed if seed is not None else int(torch.randint(0, 2**62, (1,)).item())
         generator = torch.Generator(device=self.device_).manual_seed(seed)
         frames = []
-        batch = SAMPLE_BATCH[self.device_.type]
+        batch = sample_rows(self.device_, sampling_width(self))
         for start in range(0, n, batch):
             rows = min(batch, n - start)
             with torch.no_grad():

@@ -232,6 +232,7 @@ class CTGAN(SyntheticGenerator):
     """
 
     model_name = "ctgan"
+    sampling_modules = ("generator",)
 
     def __init__(
         self,

@@ -14,15 +14,19 @@ the field:
 - config.json: exactly its keys, the model type, every parameter (types, ranges, upper bounds on sizes:
   `_check_params`), the learned state (`_load_extra_state`);
 - encoder.json: every field of every column, against each other and the schema (`pipeline.validation`);
-- weights.pt: the networks are first built on torch's meta device (shapes only, no memory), and the file must
-  hold exactly their tensors, with the same shapes and dtypes, finite, within `WEIGHT_BOUNDS`, before any real
-  module is allocated: a `hidden` of 1e9 in config.json is refused instead of allocating 252 GB.
+- weights.pt: the networks are first built on torch's meta device (shapes only, no memory); before torch reads
+  the file, it must be a zip archive of stored (uncompressed) records, as torch.save writes, no larger than those
+  networks' bytes plus `ARCHIVE_MARGIN` (a deflated record of zeros expands inside torch.load: 390 KB reached
+  784 MB); then it must hold exactly their tensors, with the same shapes and dtypes, finite, within
+  `WEIGHT_BOUNDS`, before any real module is allocated: a `hidden` of 1e9 in config.json is refused instead of
+  allocating 252 GB.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 from pathlib import Path
 
 import torch
@@ -32,6 +36,7 @@ from tabtwin.pipeline.device import resolve_device
 from tabtwin.pipeline.errors import EncodingError, TabtwinError
 from tabtwin.pipeline.files import atomic_directory, write_json_atomic
 from tabtwin.pipeline.jsonable import jsonable
+from tabtwin.pipeline.outputs import sha256
 from tabtwin.pipeline.rules import StateError, read_json, shown
 
 # What `save_model` writes in a model folder: the only names it replaces there (`pipeline.outputs`).
@@ -40,6 +45,9 @@ CONFIG_KEYS = ("format", "model", "params", "state", "sha256")
 # Ranges some saved tensors must keep, by the last part of their name: a negative running variance would make
 # BatchNorm's output NaN; the flagship's code positions are mid-CDF ranks scaled to [-1, 1].
 WEIGHT_BOUNDS = {"running_var": (0.0, float("inf")), "num_batches_tracked": (0, float("inf")), "positions": (-1.0, 1.0)}
+# What weights.pt holds beyond the tensors' bytes: the pickled structure (data.pkl, ~200 bytes a tensor), a few
+# small records (version, byteorder, serialization id), and each record's zip headers and alignment padding.
+ARCHIVE_MARGIN, ARCHIVE_MARGIN_PER_TENSOR = 2**20, 1024
 
 
 # ---------------------------------------------------------------------------------------------- save
@@ -75,21 +83,13 @@ def seal(path) -> None:
 
 def _sealed(config: dict, folder: Path) -> dict:
     digests = {"config.json": _json_digest(config)}
-    digests.update({name: _file_digest(folder / name) for name in MODEL_FILES[1:]})
+    digests.update({name: sha256(folder / name) for name in MODEL_FILES[1:]})
     return {**config, "sha256": digests}
 
 
 def _json_digest(config: dict) -> str:
     text = json.dumps(config, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
     return hashlib.sha256(text.encode("ascii")).hexdigest()
-
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------- load
@@ -99,7 +99,7 @@ def load_model_dir(cls: type[SyntheticGenerator], path, device: str = "auto") ->
     """The model in folder `path` as a `cls` (any registered model for the base class), its networks on `device`.
 
     Order: the config's format, every file's checksum, the config's keys, model type and parameters, the encoder,
-    the networks' shapes on the meta device against weights.pt, and only then the real networks and the learned
+    the networks' shapes on the meta device against weights.pt (its archive, then its tensors), and only then the real networks and the learned
     state. Raises ModelError (one line naming the file and what to do) at the first check that fails.
     """
     path = Path(path)
@@ -112,8 +112,10 @@ def load_model_dir(cls: type[SyntheticGenerator], path, device: str = "auto") ->
         raise ModelError(str(err)) from None
     model.device_ = resolve_device(device)
     model._prepare_loaded()
+    expected = model._meta_weights()
+    _check_archive(path / "weights.pt", expected)
     weights = _read_weights(path / "weights.pt", model.device_)
-    _check_weights(weights, model._meta_weights(), path / "weights.pt")
+    _check_weights(weights, expected, path / "weights.pt")
     model._build_loaded()
     for name, module in model._modules().items():
         module.load_state_dict(weights[name])
@@ -150,7 +152,7 @@ def _verify_checksums(path: Path, config: dict) -> None:
     for name in MODEL_FILES[1:]:
         if not (path / name).is_file():
             raise ModelError(f"{path / name} is missing; the model directory is incomplete: copy it again or refit")
-        actual[name] = _file_digest(path / name)
+        actual[name] = sha256(path / name)
     for name in MODEL_FILES:
         if actual[name] != recorded[name]:
             raise ModelError(
@@ -179,6 +181,28 @@ def _construct(cls: type[SyntheticGenerator], path: Path, config: dict, device: 
     if not isinstance(config["state"], dict):
         raise ModelError(f"{where}: state must be a mapping, got {shown(config['state'])}; refit the model")
     return model
+
+
+def _check_archive(path: Path, expected: dict[str, dict[str, torch.Tensor]]) -> None:
+    """Refuse `path` unless it is a zip archive of stored records, as torch.save writes, no larger than the
+    meta-device networks `expected` need: torch.load would inflate a compressed record before any tensor could be
+    checked."""
+    tensors = [t for state in expected.values() for t in state.values()]
+    limit = sum(t.numel() * t.element_size() for t in tensors) + ARCHIVE_MARGIN + ARCHIVE_MARGIN_PER_TENSOR * len(tensors)
+    size = path.stat().st_size
+    if size <= limit:  # else not even the archive's directory is read
+        try:
+            with zipfile.ZipFile(path) as archive:
+                entries = archive.infolist()
+        except (OSError, EOFError, ValueError, zipfile.BadZipFile, zipfile.LargeZipFile):
+            raise ModelError(f"{path} does not fit this model (it is not a zip archive as torch.save writes); refit "
+                             "the model") from None
+        if any(entry.compress_type != zipfile.ZIP_STORED or entry.compress_size != entry.file_size for entry in entries):
+            raise ModelError(f"{path} holds compressed entries, which torch.save never writes; refit the model")
+        size = sum(entry.file_size for entry in entries)  # what torch.load allocates for the records
+    if size > limit:
+        raise ModelError(f"{path} is larger than the networks that config.json and encoder.json describe ({size:,} "
+                         f"bytes where they need at most {limit:,}); refit the model")
 
 
 def _read_weights(path: Path, device: torch.device):

@@ -50,7 +50,7 @@ condition therefore samples its own Gaussian, variance capped at 1). Rare values
 back to the prior N(0, I): the rows still hold the condition exactly (the base writes its one-hot), but the other
 columns follow the unconditional distribution rather than the value's own. When no value has enough rows (a
 6-row table, or columns of hundreds of values in 400 rows) every condition falls back, and the model saves
-`latent_by_value: null`; an empty table of statistics saved by earlier versions loads as the same. Cost: one extra encoder pass at fit, O(n_conditions * embedding_dim) at sampling, no
+`latent_by_value: null`. Cost: one extra encoder pass at fit, O(n_conditions * embedding_dim) at sampling, no
 rejection loop.
 
 Differentially private training (opt-in, `dp_epsilon`). DP-SGD (Abadi et al. 2016, "Deep Learning with
@@ -163,6 +163,7 @@ class TVAE(SyntheticGenerator):
     """
 
     model_name = "tvae"
+    sampling_modules = ("decoder",)
 
     def __init__(
         self,
@@ -506,8 +507,6 @@ class TVAE(SyntheticGenerator):
                              "mean": Items(Items(Num(-bound, bound))), "var": Items(Items(Num(0.0, bound, open_low=True)))},
                      "latent_by_value")
         n = len(saved["position"])
-        if n == 0 and not (saved["count"] or saved["mean"] or saved["var"]):
-            return None  # saved before empty statistics were stored as null
         if any(len(saved[key]) != n for key in ("count", "mean", "var")) or any(
             len(row) != dim for key in ("mean", "var") for row in saved[key]
         ):

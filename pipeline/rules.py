@@ -5,12 +5,17 @@ for a mapping with exactly the declared keys, and `read_json`, which reads a fil
 and too-deep nesting turned into one line. Every failure is a `StateError` (an EncodingError, so a TabtwinError:
 one line, no traceback) naming where and what: `pipeline.validation` checks encoder files with these rules,
 `generators.persistence` and the generators' `_load_extra_state` check config.json.
+
+Numbers are checked one way, here (`Int`, `Num`, `is_number`, `as_float`), for files and for hyper-parameters
+(`generators.params`): a number is an int or float of Python or numpy, never a bool, and an integer too large for
+a float is simply out of range.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,8 +72,21 @@ def shown(value) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def is_number(value) -> bool:
+    """Whether `value` is a real number as JSON, Python or numpy holds one (however large), not True / False."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def as_float(value) -> float | None:
+    """`value` as a finite float, or None when it is not a number, not finite, or an integer too large for a float
+    (JSON's 10**400: math.isfinite raises OverflowError on it, np.isfinite TypeError)."""
+    if not is_number(value):
+        return None
+    try:
+        number = float(value)
+    except (OverflowError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 @dataclass(frozen=True)
@@ -101,23 +119,31 @@ class Flag(Rule):
 
 @dataclass(frozen=True)
 class Int(Rule):
+    """An integer (Python's or numpy's, not True / False) from `low` to `high`."""
+
     low: int = 0
     high: int = INT64_MAX
 
     def check(self, value):
-        if isinstance(value, bool) or not isinstance(value, int) or not self.low <= value <= self.high:
-            return self.fails(value, f"an integer from {self.low} to {self.high}")
+        if not (is_number(value) and isinstance(value, numbers.Integral) and self.low <= value <= self.high):
+            named = {0: "a non-negative integer", 1: "a positive integer"}.get(self.low)
+            if named is None:
+                return self.fails(value, f"an integer from {self.low:,} to {self.high:,}")
+            return self.fails(value, named + (f" up to {self.high:,}" if self.high < INT64_MAX else ""))
 
 
 @dataclass(frozen=True)
 class Num(Rule):
+    """A finite number from `low` (above it, with `open_low`) to `high`; an integer too large for a float is out
+    of range (`as_float`)."""
+
     low: float = -math.inf
     high: float = math.inf
     open_low: bool = False
 
     def check(self, value):
-        ok = _is_number(value) and math.isfinite(value) and self.low <= value <= self.high
-        if not ok or (self.open_low and value == self.low):
+        number = as_float(value)
+        if number is None or not self.low <= number <= self.high or (self.open_low and number == self.low):
             low = f"{'above' if self.open_low else 'from'} {self.low}" if self.low > -math.inf else ""
             bounds = " ".join(part for part in (low, f"to {self.high}" if self.high < math.inf else "") if part)
             return self.fails(value, f"a finite number {bounds}".rstrip())
@@ -161,7 +187,7 @@ class Scalar(Rule):
     """A category value as saved: text, a number, true/false, or {"special": "inf" | "-inf"}."""
 
     def check(self, value):
-        if isinstance(value, (str, bool, int)) or (isinstance(value, float) and math.isfinite(value)):
+        if isinstance(value, (str, bool)) or as_float(value) is not None:  # pandas too fails on 10**400
             return None
         if isinstance(value, dict) and list(value) == ["special"] and value["special"] in SPECIALS:
             return None

@@ -14,8 +14,7 @@ them. Files are read with `pipeline.rules.read_json` (NaN / Infinity refused, de
 
 from __future__ import annotations
 
-import math
-
+import numpy as np
 import pandas as pd
 
 from tabtwin.pipeline.errors import EncodingError
@@ -34,9 +33,11 @@ from tabtwin.pipeline.rules import (
     Scalar,
     StateError,
     Text,
+    as_float,
     ascending,
     check_fields,
     fail,
+    is_number,
     read_json,
     shown,
     sums_to_one,
@@ -167,7 +168,7 @@ def _check_forms(forms: dict, specs: list[dict]) -> list[dict]:
         where = f"column {spec['name']!r}, form"
         check_fields(form, FORM, where)
         label = form["label"]
-        if not (label is None or isinstance(label, (str, bool, int)) or (isinstance(label, float) and math.isfinite(label))):
+        if not (label is None or isinstance(label, (str, bool)) or as_float(label) is not None):
             fail(where, f"label must be text or a number, got {shown(label)}")
         # A float label's text may differ from the name (a float32 0.1 saved as 0.10000000149011612); others may not.
         same_label = label is None or isinstance(label, float) or str(label) == spec["name"]
@@ -278,12 +279,14 @@ def _check_units(state: dict, spec: dict, values: list, where: str) -> None:
             fail(where, f"timezone {shown(state['timezone'])} is not a known time zone")
     if unit is not None and values and max(abs(v) for v in values) * _UNIT_NS[unit] >= _INT64_NS:
         fail(where, f"values are outside the datetimes that {unit} counts can hold")
+    _fits_dtype(values, spec["dtype"], where, "values")
 
 
 def _check_categorical(state: dict, spec: dict, form: dict, params: dict, where: str) -> None:
     base = state["base"]
     categories, kept, rare, weights = base["categories"], state["kept"], state["rare"], state["rare_weights"]
     _unique_values(categories, where, "categories")
+    _fits_dtype(categories, base["dtype"], where, "categories")
     if spec["kind"] == "boolean" and len(categories) > 2:
         fail(where, f"a boolean column holds at most 2 values, got {len(categories)}")
     ascending(kept, where, "kept")
@@ -304,6 +307,19 @@ def _check_categorical(state: dict, spec: dict, form: dict, params: dict, where:
 def _check_identifier(state: dict, spec: dict, form: dict, params: dict, where: str) -> None:
     if state["integer"] and not pd.api.types.is_integer_dtype(pd.api.types.pandas_dtype(state["dtype"])):
         fail(where, f"integer ids need an integer dtype, got {state['dtype']!r}")
+
+
+def _fits_dtype(values: list, dtype: str, where: str, field: str) -> None:
+    """Numbers decoded into a numeric dtype must fit it: numpy casts a larger one to garbage (1e300 to an int64
+    -2**63) or raises OverflowError (2**63 to an int64)."""
+    kind = pd.api.types.pandas_dtype(dtype)
+    if not (pd.api.types.is_integer_dtype(kind) or pd.api.types.is_float_dtype(kind)):
+        return
+    kind = getattr(kind, "numpy_dtype", kind)  # a nullable Int64's int64
+    info = np.iinfo(kind) if pd.api.types.is_integer_dtype(kind) else np.finfo(kind)
+    low, high = (int(info.min), int(info.max)) if isinstance(info, np.iinfo) else (float(info.min), float(info.max))
+    if any(is_number(v) and not low <= v <= high for v in values):
+        fail(where, f"{field} must fit the column's dtype {dtype} (from {low:g} to {high:g})")
 
 
 def _unique_values(values: list, where: str, field: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import zipfile
 
 import numpy as np
 import pandas as pd
@@ -143,6 +144,24 @@ ENCODER_CASES = [
     ("more bins than n_bins", ("autoregressive",), lambda d: d["params"].update(n_bins=2), "n_bins"),
     ("specials that the form lacks", ("autoregressive",), lambda d: state(d, "amount").update(specials=["inf"]),
      "specials"),
+    # Integers too large for a float: out of range, not an OverflowError.
+    ("minimum 10**400", MIXTURE_MODELS, lambda d: state(d, "amount").update(minimum=10**400), "minimum"),
+    ("a mean of 10**400", MIXTURE_MODELS, lambda d: state(d, "amount")["means"].__setitem__(0, -10**400), "means"),
+    ("weight_threshold 10**400", MIXTURE_MODELS, lambda d: d["params"].update(weight_threshold=10**400),
+     "weight_threshold"),
+    ("a point of 10**400", ("autoregressive",), lambda d: state(d, "count")["points"].__setitem__(-1, 10**400),
+     "points"),
+    ("spike_share 10**400", ("autoregressive",), lambda d: d["params"].update(spike_share=10**400), "spike_share"),
+    ("a category of 10**400", ALL, lambda d: state(d, "grade")["base"]["categories"].__setitem__(0, 10**400),
+     "categories"),
+    ("a label of 10**400", ALL, lambda d: form(d, "amount").update(label=10**400), "label"),
+    # Numbers beyond an integer column's dtype: numpy casts them to -2**63 or raises OverflowError.
+    ("a category beyond int64", ALL, lambda d: state(d, "grade")["base"]["categories"].__setitem__(0, 2**63),
+     "fit the column's dtype int64"),
+    ("an integer column's maximum beyond int64", MIXTURE_MODELS, lambda d: state(d, "count").update(maximum=1e300),
+     "fit the column's dtype int64"),
+    ("a point beyond int64", ("autoregressive",), lambda d: state(d, "count")["points"].__setitem__(0, -1e300),
+     "fit the column's dtype int64"),
 ]
 CONFIG_CASES = [
     ("hidden 1e9", ("autoregressive",), lambda c: c["params"].update(hidden=10**9), "hidden"),
@@ -169,6 +188,10 @@ CONFIG_CASES = [
      lambda c: c["state"]["latent_by_value"]["position"].__setitem__(0, 0), "position"),
     ("latent variance 0", ("tvae",), lambda c: c["state"]["latent_by_value"]["var"][0].__setitem__(0, 0.0), "var"),
     ("latent mean 1e300", ("tvae",), lambda c: c["state"]["latent_by_value"]["mean"][0].__setitem__(0, 1e300), "mean"),
+    ("latent mean 10**400", ("tvae",), lambda c: c["state"]["latent_by_value"]["mean"][0].__setitem__(0, 10**400),
+     "mean"),
+    ("a count of 10**400", ("ctgan",), lambda c: c["state"]["category_counts"][0].__setitem__(0, 10**400),
+     "category_counts"),
 ]
 
 
@@ -329,6 +352,135 @@ def test_a_sound_model_still_loads_and_samples_as_saved(saved, tmp_path, model):
     pd.testing.assert_frame_equal(first, load_model(saved / model, device="cpu").sample(50, seed=3))
 
 
+def _parameters(model):
+    return [pytest.param(model, name, id=f"{model}-{name}") for name in model_class(model)().get_params()
+            if name != "device"]  # load takes the device from its caller
+
+
+@pytest.mark.parametrize("model, name", [p for model in TINY for p in _parameters(model)])
+def test_a_parameter_too_large_for_a_float_is_refused_in_one_line(saved, tmp_path, model, name):
+    """10**400 fits no float (np.isfinite raised TypeError, math.isfinite OverflowError): out of range."""
+    folder = copy(saved, model, tmp_path)
+    edit(folder / "config.json", lambda c: c["params"].update({name: 10**400}))
+    seal(folder)
+    message = refusal(folder)
+    assert "config.json" in message and name in message, message
+
+
+@pytest.mark.parametrize("model, name", [("tvae", "lr"), ("ctgan", "generator_lr"), ("autoregressive", "learning_rate"),
+                                         ("autoregressive", "decay")])
+def test_a_huge_integer_parameter_loads_or_is_refused_in_one_line(saved, tmp_path, capsys, model, name):
+    """2**70 is a float (1.2e21): a rate without an upper bound takes it like any large float, a bounded one
+    refuses it; neither ends in a traceback."""
+    folder = copy(saved, model, tmp_path)
+    edit(folder / "config.json", lambda c: c["params"].update({name: 2**70}))
+    seal(folder)
+    if name == "decay":
+        assert name in refusal(folder) and name in sample_exits_2(folder, tmp_path, capsys)
+    else:
+        assert len(load_model(folder, device="cpu").sample(5, seed=0)) == 5
+
+
+def test_an_encoder_minimum_too_large_for_a_float_is_one_line_from_tabtwin_sample(saved, tmp_path, capsys):
+    folder = copy(saved, "tvae", tmp_path)
+    edit(folder / "encoder.json", lambda d: state(d, "amount").update(minimum=10**400))
+    seal(folder)
+    assert "minimum" in sample_exits_2(folder, tmp_path, capsys)
+
+
+def test_numbers_are_checked_one_way_for_files_and_parameters():
+    from tabtwin.generators.params import check_float, check_int
+    from tabtwin.pipeline.rules import Int, Num, is_number
+
+    assert is_number(1) and is_number(2.5) and is_number(np.float32(1)) and is_number(10**400)
+    assert not (is_number(True) or is_number(np.bool_(True)) or is_number("1") or is_number(None))
+    assert Num().check(10**400) and Num().check(float("nan")) and Num(0.0, 1.0).check(2**70)
+    assert Num().check(1e308) is None and Num().check(-(10**300)) is None and Num(0.0).check(np.float64(3)) is None
+    assert Int(0, 9).check(np.int64(3)) is None and Int(0, 9).check(10**400) and Int().check(3.0)
+    check_float("lr", 2**70)
+    check_int("epochs", np.int64(3))
+    for check, value in [(check_float, 10**400), (check_float, np.bool_(True)), (check_int, 2**70), (check_int, 1.0)]:
+        with pytest.raises(TabtwinError, match="^rate must be"):
+            check("rate", value)
+
+
+# ---------------------------------------------------------------------------------------------- weights.pt as an archive
+
+
+def rezipped(path, compression=zipfile.ZIP_STORED, extra: dict | None = None):
+    """Rewrite the zip archive at `path` with its entries `compression`-compressed and `extra` ({name: bytes})
+    added beside them."""
+    with zipfile.ZipFile(path) as source:
+        entries = [(info.filename, source.read(info)) for info in source.infolist()]
+    prefix = entries[0][0].split("/")[0]
+    with zipfile.ZipFile(path, "w", compression=compression) as target:
+        for name, data in entries + [(f"{prefix}/{k}", v) for k, v in (extra or {}).items()]:
+            target.writestr(name, data)
+
+
+@pytest.fixture
+def no_torch_load(monkeypatch):
+    """Records each torch.load call (load turns any error inside it into a ModelError, so it cannot raise)."""
+    calls = []
+    monkeypatch.setattr(torch, "load", lambda *args, **kwargs: calls.append(args))
+    yield calls
+    assert calls == [], "torch.load read weights.pt before its archive was checked"
+
+
+@pytest.mark.parametrize("model", TINY)
+def test_a_compressed_weights_file_is_refused_before_torch_reads_it(saved, tmp_path, model, no_torch_load):
+    """The review's decompression bomb: 390 KB of deflated zeros expanding to 400 MB inside torch.load. torch.save
+    stores its records uncompressed, so a compressed entry is refused without inflating anything."""
+    folder = copy(saved, model, tmp_path)
+    rezipped(folder / "weights.pt", zipfile.ZIP_DEFLATED, {"data/999": bytes(8 * 2**20)})
+    assert (folder / "weights.pt").stat().st_size < 2**20  # 8 MiB inside
+    seal(folder)
+    message = refusal(folder)
+    assert "weights.pt holds compressed entries" in message, message
+
+
+@pytest.mark.parametrize("model", TINY)
+def test_a_weights_file_larger_than_the_networks_is_refused_before_torch_reads_it(saved, tmp_path, model,
+                                                                                no_torch_load):
+    folder = copy(saved, model, tmp_path)
+    rezipped(folder / "weights.pt", extra={"data/999": bytes(8 * 2**20)})
+    seal(folder)
+    message = refusal(folder)
+    assert "weights.pt is larger than the networks" in message, message
+    (folder / "weights.pt").write_bytes(b"not a zip archive")
+    seal(folder)
+    assert "weights.pt does not fit" in refusal(folder)
+
+
+# ---------------------------------------------------------------------------------------------- sampling memory
+
+
+def test_a_sampling_batch_stays_within_a_fixed_memory_budget():
+    """However wide the rows, one batch's generated numbers stay within SAMPLE_BYTES; up to the widths of real
+    models the batch stays SAMPLE_BATCH rows, so seeded samples do not change."""
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert memory.sample_rows(cpu, 8192) == memory.SAMPLE_BATCH["cpu"] == 8192
+    assert memory.sample_rows(cuda, 1000) == memory.SAMPLE_BATCH["cuda"] == 50_000
+    assert memory.sample_rows(cpu, 10**6) * 10**6 * 4 <= memory.SAMPLE_BYTES
+    assert memory.sample_rows(cuda, 10**12) == 1  # at least one row
+
+
+@pytest.mark.parametrize("model", TINY)
+def test_sampling_splits_wide_rows_into_smaller_batches(saved, monkeypatch, model):
+    loaded = load_model(saved / model, device="cpu")
+    assert memory.sampling_width(loaded) >= max(getattr(loaded.encoder_, "output_dim", 0), 16)  # 16: hidden widths
+    decode, batches = loaded.encoder_.inverse_transform, []
+    monkeypatch.setattr(loaded.encoder_, "inverse_transform",
+                        lambda data, **kw: (batches.append(len(data)), decode(data, **kw))[1])
+    expected = loaded.sample(25, seed=3)
+    assert batches == [25]
+    monkeypatch.setattr(memory, "SAMPLE_BYTES", 1)  # less than a row: batches of one row
+    batches.clear()
+    rows = loaded.sample(25, seed=3)
+    assert batches == [1] * 25
+    assert len(rows) == 25 and list(rows.columns) == list(expected.columns)
+
+
 def test_encoder_files_are_validated_on_their_own(tmp_path):
     table = make_sample_table(100, seed=1)
     encoder = TableEncoder(infer_schema(table)).fit(table)
@@ -412,6 +564,25 @@ def test_the_memory_estimate_counts_the_table_and_the_networks():
     assert memory.training_bytes(rows=1000, width=10, parameters=0, batch=0) == 4 * memory.MATRIX_COPIES * 10_000
     assert memory.training_bytes(0, 0, parameters=100, batch=0) == 4 * memory.OPTIMIZER_COPIES * 100
     assert memory.available_memory(torch.device("cpu")) > 0
+
+
+def test_the_memory_estimate_counts_dp_per_sample_gradients(monkeypatch):
+    """DP-SGD holds a gradient per row of the batch: batch x parameters numbers."""
+    plain = memory.training_bytes(0, 0, parameters=1000, batch=50)
+    private = memory.training_bytes(0, 0, parameters=1000, batch=50, private=True)
+    assert private - plain == 4 * memory.PER_SAMPLE_COPIES * 50 * 1000
+    seen = []
+
+    def estimate(*args, **kwargs):
+        seen.append(kwargs.get("private", False))
+        raise TabtwinError("stop after the estimate")
+
+    monkeypatch.setattr(memory, "training_bytes", estimate)
+    table = make_sample_table(60, seed=2)
+    for dp_epsilon in (None, 2.0):
+        with pytest.raises(TabtwinError, match="stop after the estimate"):
+            TVAE(epochs=1, verbose=False, dp_epsilon=dp_epsilon, **SMALL_NETS["tvae"]).fit(table)
+    assert seen == [False, True]
 
 
 def test_parameter_bounds_hold_at_fit_too():
