@@ -210,7 +210,7 @@ def privacy_rows(results: dict) -> list[dict]:
 
     privacy = results.get("privacy") or {}
     attacks = {attack_check_name(a): a for a in (privacy.get("attacks") or {}).get("attacks", [])}
-    m, n_train, n_holdout = privacy.get("n_compared"), privacy.get("n_train"), privacy.get("n_holdout")
+    m, n_train = privacy.get("n_compared"), privacy.get("n_train")
     sentences = {
         "dcr_share": (f"The chance that a synthetic row sits closer to the {n_train} training rows than a real "
                       f"unseen (holdout) row does; 0.5 means no closer than fresh data, 1 means copying."),

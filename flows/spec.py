@@ -8,13 +8,13 @@ things before any work, once.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from tabtwin.pipeline.errors import TabtwinError
-from tabtwin.pipeline.ingest import is_url
+from tabtwin.pipeline.rules import as_float
+from tabtwin.pipeline.sources import is_url
 
 # The one place the default generator is named: RunSpec, the CLI (`run`, `fit`), the flows and the deployment
 # all read it from here.
@@ -115,13 +115,9 @@ def budget_params(model: str, max_seconds: float | None) -> dict:
     if model not in having:
         raise TabtwinError(f"--max-seconds is supported by {', '.join(having)} only, not {model}; "
                            f"use --epochs to shorten {model}'s training")
-    if not (_is_number(max_seconds) and math.isfinite(max_seconds) and max_seconds > 0):
+    if not (as_float(max_seconds) or 0) > 0:
         raise TabtwinError(f"--max-seconds must be a positive number of seconds, got {max_seconds}")
     return {"max_seconds": float(max_seconds)}  # 30 and 30.0: one cache key
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def dp_models() -> list[str]:
@@ -139,9 +135,9 @@ def dp_params(model: str, epsilon: float | None, delta: float | None) -> dict:
     if model not in private:
         raise TabtwinError(f"--dp-epsilon is supported by {', '.join(private)} only, not {model}; use --model {private[0]}")
     # The CLI's parser checks this too; a flow or a deployment's parameters arrive without it.
-    if not (_is_number(epsilon) and math.isfinite(epsilon) and epsilon > 0):
+    if not (as_float(epsilon) or 0) > 0:
         raise TabtwinError(f"--dp-epsilon must be a positive number, got {epsilon}; smaller is more private (1-10 is usual)")
-    if delta is not None and not 0 < delta < 1:
+    if delta is not None and not 0 < (as_float(delta) or 0) < 1:
         raise TabtwinError(f"--dp-delta must lie between 0 and 1, got {delta}; it is the chance the guarantee fails")
     return {"dp_epsilon": float(epsilon), **({"dp_delta": float(delta)} if delta is not None else {})}
 
