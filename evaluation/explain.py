@@ -20,8 +20,7 @@ from dataclasses import dataclass
 from pathlib import PurePath
 
 from tabtwin.evaluation.gate import GateConfig
-
-FLAGSHIP = "autoregressive"  # flows/steps.py DEFAULT_MODEL; named here because evaluation must not import flows
+from tabtwin.generators import DEFAULT_MODEL as FLAGSHIP
 
 
 @dataclass(frozen=True)

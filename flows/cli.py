@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     encode = command("encode", "fit the reversible encoder and check the round trip")
     add_input_arguments(encode)
-    encode.add_argument("--seed", type=int, default=0, help="seed of the encoder's mixture fits")
+    encode.add_argument("--seed", type=int, default=spec_default("seed"), help="seed of the encoder's mixture fits")
     encode.add_argument("--out", type=Path, help="folder for metadata.json and encoder.json")
     add_overwrite_argument(encode)
     encode.set_defaults(handler=_cmd_encode)

@@ -12,14 +12,11 @@ import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from tabtwin.generators import DEFAULT_MODEL, DEFAULT_SEED, MODEL_NAMES, model_class
 from tabtwin.pipeline.errors import TabtwinError
 from tabtwin.pipeline.rules import as_float
 from tabtwin.pipeline.sources import is_url
 
-# The one place the default generator is named: RunSpec, the CLI (`run`, `fit`), the flows and the deployment
-# all read it from here.
-DEFAULT_MODEL = "autoregressive"
-MODEL_NAMES = ("autoregressive", "ctgan", "tvae")
 
 
 @dataclass
@@ -50,7 +47,7 @@ class RunSpec:
     )
     target: str | None = field(default=None, metadata={"help": "column to predict for the utility check"})
     holdout_fraction: float = field(default=0.2, metadata={"help": "share of rows kept out of training"})
-    seed: int = field(default=0, metadata={"help": "seed of the split, the fit, sampling and evaluation"})
+    seed: int = field(default=DEFAULT_SEED, metadata={"help": "seed of the split, the fit, sampling and evaluation"})
     device: str = field(default="auto", metadata={"help": "auto (CUDA when present), cpu or cuda"})
     dp_epsilon: float | None = field(
         default=None, metadata={"help": "train with DP-SGD within this epsilon (opt-in; models with DP only: tvae)", "positive": True}
@@ -101,8 +98,6 @@ def option_params(model: str, dp_epsilon: float | None = None, dp_delta: float |
 
 def models_with(parameter: str) -> list[str]:
     """The generators that take `parameter` (e.g. "dp_epsilon", "max_seconds")."""
-    from tabtwin.generators import model_class  # torch: imported only when a spec asks for such an option
-
     return [name for name in MODEL_NAMES if parameter in model_class(name)._get_param_names()]
 
 

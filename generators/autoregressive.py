@@ -47,6 +47,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from tabtwin.generators import DEFAULT_SEED
 from tabtwin.generators.base import SyntheticGenerator, check_finite, flush_denormals, write_values, zero_subnormals_
 from tabtwin.generators.memory import SAMPLE_BATCH, sample_rows, sampling_width
 from tabtwin.generators.params import MAX_LAYERS, MAX_WIDTH, check_float, check_int
@@ -215,7 +216,7 @@ class AutoregressiveGenerator(SyntheticGenerator):
         spike_share: float = 0.01,
         max_categories: int = MAX_CATEGORIES,
         device: str = "auto",
-        random_state: int | None = 0,
+        random_state: int | None = DEFAULT_SEED,
         verbose: bool = False,
     ):
         self.epochs = epochs

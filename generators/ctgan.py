@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from tabtwin.generators import DEFAULT_SEED
 from tabtwin.generators.base import (
     ConditionPlan,
     SpanLayout,
@@ -253,7 +254,7 @@ class CTGAN(SyntheticGenerator):
         early_stopping: int = 0,
         compile: bool = False,
         device: str = "auto",
-        random_state: int | None = None,
+        random_state: int | None = DEFAULT_SEED,
         verbose: bool = True,
     ):
         self.embedding_dim = embedding_dim

@@ -87,6 +87,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from tabtwin.generators import DEFAULT_SEED
 from tabtwin.generators.base import (
     ConditionPlan,
     SyntheticGenerator,
@@ -178,7 +179,7 @@ class TVAE(SyntheticGenerator):
         early_stopping=0,
         compile=False,
         device="auto",
-        random_state=None,
+        random_state=DEFAULT_SEED,
         verbose=True,
         dp_epsilon=None,
         dp_delta=None,

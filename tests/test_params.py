@@ -120,10 +120,31 @@ def test_the_default_model_is_named_once():
 
 
 def test_the_registered_models_include_the_cli_choices():
-    from tabtwin.generators import SyntheticGenerator, model_class
+    from tabtwin.generators import model_class
+    from tabtwin.generators.base import SyntheticGenerator
 
     model_class(DEFAULT_MODEL)
     assert set(MODEL_NAMES) <= set(SyntheticGenerator.registry)
+
+
+def test_every_model_module_is_found_and_named_as_its_module():
+    """Adding a model is adding its module: it is a choice of every command, by its module's name."""
+    import pkgutil
+
+    import tabtwin.generators as generators
+    from tabtwin.generators import SUPPORT, model_class
+    from tabtwin.generators.base import SyntheticGenerator
+
+    modules = {m.name for m in pkgutil.iter_modules(generators.__path__)} - SUPPORT
+    assert set(MODEL_NAMES) == modules and DEFAULT_MODEL in MODEL_NAMES
+    for name in MODEL_NAMES:
+        assert issubclass(model_class(name), SyntheticGenerator) and model_class(name).model_name == name
+    (run,) = [a for a in cli.build_parser()._actions if a.dest == "command"]
+    assert run.choices["run"].parse_args(["t.csv"]).model == [DEFAULT_MODEL]
+    (model,) = [a for a in run.choices["fit"]._actions if a.dest == "model"]
+    assert tuple(model.choices) == MODEL_NAMES
+    with pytest.raises(TabtwinError, match="unknown model"):
+        model_class("base")
 
 
 @pytest.mark.parametrize("command", [None, "schema", "encode", "fit", "sample", "evaluate", "run", "request"])
