@@ -4,10 +4,8 @@ Each (table, model) pair is one task on a worker running the same pipeline seque
 (`flows.synthesize.run_sequence`): it publishes, creates the gate's artifacts and registers a passing model.
 `dask_address` names a running scheduler, otherwise a LocalCluster is started for the flow and closed after.
 
-No oversubscription: a task sets torch's threads (and the BLAS pools the mixture fit and scikit-learn use) to
-its worker's share of the cores of its machine, cores / task slots on that machine. A LocalCluster of
-`workers` single-threaded workers gives each cores // workers; for a running cluster the shares are read from
-the workers themselves (their cores, and how many task slots share each host) before the tasks go out.
+Each task limits torch's threads to its worker's share of the cores (`flows.cluster`), so workers do not
+oversubscribe the CPU.
 """
 
 from __future__ import annotations
@@ -17,36 +15,23 @@ import re
 from dataclasses import asdict
 
 import torch
-from distributed import Client, get_worker
+from distributed import Client
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect_dask import DaskTaskRunner
 from threadpoolctl import threadpool_limits
 
+from tabtwin.flows.cluster import available_cores, cluster_shares, local_cluster_options, worker_address
 from tabtwin.flows.registry import check_registry_names
 from tabtwin.flows.server import ensure_api
 from tabtwin.flows.spec import Places, RunSpec, place_default
 from tabtwin.flows.synthesize import PLAIN, run_sequence
 
 
-def available_cores() -> int:
-    """Cores this process may run on (its CPU affinity where the OS tells, else the machine's count)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
-def _worker_address() -> str | None:
-    try:
-        return get_worker().address
-    except ValueError:  # not running on a Dask worker
-        return None
-
-
 @task(cache_policy=NO_CACHE, persist_result=False, retries=1, name="run-pipeline")
 def run_one(spec: dict, places: dict, threads: int, shares: dict[str, int] | None = None) -> dict:
     """One (table, model) pair on a worker: the pipeline sequence with torch limited to the worker's share."""
-    threads = (shares or {}).get(_worker_address(), threads)
+    threads = (shares or {}).get(worker_address(), threads)
     torch.set_num_threads(threads)
     run = RunSpec(**spec)
     key = "synthesize-report-" + re.sub(r"[^a-z0-9]+", "-", f"{os.path.basename(run.data)}-{run.model}".lower()).strip("-")
@@ -69,29 +54,18 @@ def synthesize_many(
     return [future.result() for future in futures]
 
 
-def cluster_shares(address: str) -> dict[str, int]:
-    """Threads per task for each worker of a running cluster: its host's cores / the task slots on that host."""
-    with Client(address, timeout="30s") as client:
-        cores = client.run(available_cores)  # {worker address: cores}
-        workers = client.scheduler_info()["workers"]
-    slots: dict[str, int] = {}
-    for info in workers.values():
-        slots[info["host"]] = slots.get(info["host"], 0) + int(info["nthreads"])
-    return {addr: max(1, cores.get(addr, 1) // max(1, slots[info["host"]])) for addr, info in workers.items()}
-
-
 def run_many(specs: list[RunSpec], places: Places | None = None, dask_address: str | None = None,
              workers: int = 2) -> list[dict]:
     places = places or Places()
     check_registry_names(specs, places.registry)  # two pairs that would register under one name: refused up front
     if dask_address:
         runner = DaskTaskRunner(address=dask_address)
-        shares, threads = cluster_shares(dask_address), 1
+        with Client(dask_address, timeout="30s") as client:
+            shares, threads = cluster_shares(client), 1
     else:
         # Single-threaded worker processes, each task with cores // workers torch threads: no oversubscription.
         # The workers use this process's Prefect API rather than each starting a temporary server of its own.
-        runner = DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "dashboard_address": None,
-                                                "env": {"PREFECT_API_URL": ensure_api()}})
+        runner = DaskTaskRunner(cluster_kwargs=local_cluster_options(workers, env={"PREFECT_API_URL": ensure_api()}))
         shares, threads = None, max(1, available_cores() // workers)
     plain = [asdict(spec) for spec in specs]
     return synthesize_many.with_options(task_runner=runner)(plain, places.out, places.cache, places.registry,

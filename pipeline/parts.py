@@ -100,7 +100,7 @@ def prepare(out_dir: str | os.PathLike, plan: PartPlan, overwrite: bool = False,
     for entry in out.iterdir():
         if LEFTOVER.fullmatch(entry.name):
             entry.unlink()
-    previous = _read_json(out / PLAN)
+    previous = read_json(out / PLAN)
     if previous != plan.to_dict():
         (out / MANIFEST).unlink(missing_ok=True)
         for entry in out.iterdir():
@@ -140,7 +140,7 @@ def finish(out_dir: str | os.PathLike, plan: PartPlan) -> dict:
 
 def read_manifest(out_dir: str | os.PathLike) -> dict | None:
     """The manifest of a finished dataset, or None when the folder holds none (absent or still being written)."""
-    return _read_json(Path(out_dir).expanduser() / MANIFEST)
+    return read_json(Path(out_dir).expanduser() / MANIFEST)
 
 
 def _dataset_names(out: Path) -> list[str]:
@@ -159,7 +159,8 @@ def _complete(path: Path, rows: int) -> bool:
         return False
 
 
-def _read_json(path: Path):
+def read_json(path: Path):
+    """The JSON at `path`, or None when it is absent or not JSON."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
