@@ -85,7 +85,8 @@ class NumericStatistics(ColumnStatistics):
 
     def read(self, series: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(values in `storage`, finite mask, null mask) of a chunk; special values are counted here."""
-        values = model_numbers(series)
+        # -0.0 becomes 0.0: the two are one value, and which of them a sort keeps would depend on the chunking.
+        values = model_numbers(series) + 0.0
         for key, special in SPECIALS.items():
             self.special_counts[key] += int(np.sum(values == special))
         return values, np.isfinite(values), np.isnan(values)
