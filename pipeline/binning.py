@@ -42,9 +42,9 @@ from tabtwin.pipeline.columns.datetime import from_model_units, to_model_units
 from tabtwin.pipeline.columns.identifier import Identifier, generate_ids
 from tabtwin.pipeline.encoder_base import ColumnEncoder
 from tabtwin.pipeline.errors import EncodingError
-from tabtwin.pipeline.forms import SPECIALS, decimals_of, restore, text_labels
+from tabtwin.pipeline.forms import SPECIALS, decimals_of, restore
 from tabtwin.pipeline.schema import Schema
-from tabtwin.pipeline.statistics import TableStatistics, TableSummary, check_columns
+from tabtwin.pipeline.statistics import TableStatistics, TableSummary
 
 SUB_BINS = 8  # equally-populated slices per bin, for in-bin sampling
 
@@ -70,7 +70,8 @@ class Numeric:
         return len(self.points) + len(self.edges) + len(self.specials) + int(self.has_nulls)
 
 
-class BinnedEncoder(ColumnEncoder):
+class BinnedEncoder(ColumnEncoder, kind="binned",
+                    tags={Categorical: "categorical", Numeric: "numeric", Identifier: "id"}):
     """Fit on a table, then map it to an int64 code matrix (`transform`) and back (`inverse_transform`).
 
     `transform(df)` -> (rows, n_columns) int64, column j in [0, cardinalities_[j]); `inverse_transform(codes,
@@ -78,10 +79,6 @@ class BinnedEncoder(ColumnEncoder):
     EncodingError for a table that lacks schema columns, holds unseen categories, or nulls where fit saw none.
     Fitted from the table's statistics (`pipeline.statistics`): `fit(df)` is `fit_chunks([df])`.
     """
-
-    KIND = "binned"
-    PARAMS = ("n_bins", "max_exact", "spike_share", "max_categories")
-    TAGS = {Categorical: "categorical", Numeric: "numeric", Identifier: "id"}
 
     def __init__(
         self,
@@ -180,16 +177,10 @@ class BinnedEncoder(ColumnEncoder):
         """Every value a discrete column held at fit, sorted, then None when it had nulls."""
         return self._category_values(column)
 
-    def code_of_value(self, column: str, index: int) -> int:
-        """The code of `all_category_values(column)[index]` (rare values share one code)."""
-        return self._categorical(column).code_of_value(index)
-
     # ------------------------------------------------------------------------------------------ transform
 
     def transform(self, df: pd.DataFrame) -> np.ndarray:
-        self._check_fitted()
-        df = text_labels(df)
-        check_columns(df, self.schema)
+        df = self._checked_table(df)
         specs = {s.name: s for s in self.schema.columns}
         out = np.zeros((len(df), len(self.modelled)), dtype=np.int64)
         for j, state in enumerate(self.modelled):
@@ -240,7 +231,8 @@ def quantile_bins(values: np.ndarray, counts: np.ndarray, n_bins: int) -> list[l
     cuts = cuts[(cuts > 0) & (cuts < total)]
     bounds = np.r_[0, cuts, total]
     levels = np.linspace(0, 1, SUB_BINS + 1)
-    return [_row_quantiles(values, ends, int(lo), int(hi - lo), levels).tolist() for lo, hi in zip(bounds[:-1], bounds[1:])]
+    return [_row_quantiles(values, ends, int(lo), int(hi - lo), levels).tolist()
+            for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
 def _row_quantiles(values: np.ndarray, ends: np.ndarray, start: int, n: int, levels: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ JSON is {"params", "schema", "columns": [{"type": tag, ...state}], "forms"}; eve
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable
 from dataclasses import asdict
 
@@ -16,22 +17,26 @@ import pandas as pd
 from tabtwin.pipeline.categories import Categorical, categorical_from_json, categorical_to_json
 from tabtwin.pipeline.errors import EncodingError
 from tabtwin.pipeline.files import write_json_atomic
-from tabtwin.pipeline.forms import forms_from_json, forms_to_json
+from tabtwin.pipeline.forms import forms_from_json, forms_to_json, text_labels
 from tabtwin.pipeline.jsonable import jsonable
 from tabtwin.pipeline.rules import read_json
 from tabtwin.pipeline.schema import Schema
-from tabtwin.pipeline.statistics import TableStatistics, TableSummary
+from tabtwin.pipeline.statistics import TableStatistics, TableSummary, check_columns
 from tabtwin.pipeline.validation import check_encoder
 
 
 class ColumnEncoder:
-    """Base of `TableEncoder` and `BinnedEncoder`. A subclass declares `KIND` (its name for `check_encoder`),
-    `PARAMS` (constructor arguments saved in the file), `TAGS` (state class -> JSON type tag), and implements
-    `_fit(summary)`, which sets `states_` from a `TableSummary`."""
+    """Base of `TableEncoder` and `BinnedEncoder`. A subclass names its `kind` (for `check_encoder`) and the
+    JSON type `tags` of its state classes in its class statement, keeps each constructor argument after the
+    schema as an attribute of the same name (saved as the file's params), and implements `_fit(summary)`,
+    which sets `states_` from a `TableSummary`."""
 
     KIND: str
-    PARAMS: tuple[str, ...]
     TAGS: dict[type, str]
+
+    def __init_subclass__(cls, kind: str, tags: dict, **rest):
+        super().__init_subclass__(**rest)
+        cls.KIND, cls.TAGS = kind, tags
 
     schema: Schema
 
@@ -93,6 +98,19 @@ class ColumnEncoder:
         state = self._categorical(column)
         return list(state.base.categories) + ([None] if state.base.has_nulls else [])
 
+    def code_of_value(self, column: str, index: int) -> int:
+        """The code of a discrete column's `index`-th value (`category_values` of `TableEncoder`,
+        `all_category_values` of `BinnedEncoder`): its position in the one-hot span or its integer code; rare
+        values share one code. Raises EncodingError for a column that is not discrete."""
+        return self._categorical(column).code_of_value(index)
+
+    def _checked_table(self, df: pd.DataFrame) -> pd.DataFrame:
+        """`df` with text labels, after checking the encoder is fitted and `df` has the schema's columns."""
+        self._check_fitted()
+        df = text_labels(df)
+        check_columns(df, self.schema)
+        return df
+
     # ------------------------------------------------------------------------------------------ persistence
 
     def to_dict(self) -> dict:
@@ -102,8 +120,9 @@ class ColumnEncoder:
         for state in self.states_:
             body = categorical_to_json(state) if isinstance(state, Categorical) else jsonable(asdict(state))
             columns.append({"type": self.TAGS[type(state)], **body})
-        return {"params": {name: getattr(self, name) for name in self.PARAMS}, "schema": self.schema.to_dict(),
-                "columns": columns, "forms": forms_to_json(self.forms_)}
+        params = {name: getattr(self, name) for name in list(inspect.signature(type(self)).parameters)[1:]}
+        return {"params": params, "schema": self.schema.to_dict(), "columns": columns,
+                "forms": forms_to_json(self.forms_)}
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "the encoder description"):

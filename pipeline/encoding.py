@@ -4,10 +4,10 @@ Per column (in schema order; id columns take no space and are regenerated on dec
 
 - continuous / datetime: mode-specific normalisation (`pipeline.modes`). Spikes are exact modes; a variational
   Gaussian mixture (at most 10 modes, modes under 0.5 % weight pruned) is fitted per column on a uniform
-  sample of at most `max_fit_rows` values, all columns in one batched loop (`pipeline.mixture`). A value becomes a scalar in [-1, 1] (tanh span: its offset from the chosen mode's
-  mean in units of 4 standard deviations) and a one-hot over modes (softmax span). The mode is drawn from the
-  value's posterior, as in CTGAN, among the modes whose 4-sigma window holds the value, so that every seen
-  value decodes back to itself.
+  sample of at most `max_fit_rows` values, all columns in one batched loop (`pipeline.mixture`). A value
+  becomes a scalar in [-1, 1] (tanh span: its offset from the chosen mode's mean in units of 4 standard
+  deviations) and a one-hot over modes (softmax span). The mode is drawn from the value's posterior, as in
+  CTGAN, among the modes whose 4-sigma window holds the value, so that every seen value decodes back to itself.
 - discrete / boolean: one-hot over the seen categories, with an explicit null category if the column has nulls.
   Past `max_categories` values (None: no cap; the generators pass theirs), the rarest share one code decoded to
   one of them by frequency (`pipeline.categories`, as in the flagship's `BinnedEncoder`).
@@ -34,11 +34,11 @@ from tabtwin.pipeline.columns.datetime import from_model_units, to_model_units
 from tabtwin.pipeline.columns.identifier import Identifier, generate_ids
 from tabtwin.pipeline.encoder_base import ColumnEncoder
 from tabtwin.pipeline.errors import EncodingError
-from tabtwin.pipeline.forms import SPECIALS, restore, text_labels
+from tabtwin.pipeline.forms import SPECIALS, restore
 from tabtwin.pipeline.modes import MAX_OFFSET, STD_MULTIPLIER, Continuous, continuous_states
-from tabtwin.pipeline.roundtrip import ROUND_TRIP_TOLERANCE, round_trip_errors  # noqa: F401  (public here)
+from tabtwin.pipeline.roundtrip import round_trip_errors  # noqa: F401  (imported from here by flows and tests)
 from tabtwin.pipeline.schema import Schema
-from tabtwin.pipeline.statistics import TableSummary, check_columns
+from tabtwin.pipeline.statistics import TableSummary
 
 _TRANSFORM_CHUNK = 50_000
 
@@ -58,13 +58,10 @@ class Span:
         return self.start + self.dim
 
 
-class TableEncoder(ColumnEncoder):
+class TableEncoder(ColumnEncoder, kind="table",
+                   tags={Continuous: "_Continuous", Categorical: "_Categorical", Identifier: "_Identifier"}):
     """Fit on a table (`fit`, `fit_chunks`, `from_statistics`), then map it to a float32 matrix (`transform`)
     and back (`inverse_transform`); `save(path)` and `load(path)` as JSON (`ColumnEncoder`)."""
-
-    KIND = "table"
-    PARAMS = ("max_modes", "weight_threshold", "max_fit_rows", "random_state", "max_categories")
-    TAGS = {Continuous: "_Continuous", Categorical: "_Categorical", Identifier: "_Identifier"}
 
     def __init__(
         self,
@@ -157,10 +154,6 @@ class TableEncoder(ColumnEncoder):
         each one's place in the column's one-hot (the same index unless rare values share a code)."""
         return self._category_values(column)
 
-    def code_of_value(self, column: str, index: int) -> int:
-        """Position in the column's one-hot span of `category_values(column)[index]`."""
-        return self._categorical(column).code_of_value(index)
-
     def is_rare(self, column: str, index: int) -> bool:
         """Whether `category_values(column)[index]` shares its code with other rare values (decoded by frequency)."""
         return self._categorical(column).is_rare(index)
@@ -169,9 +162,7 @@ class TableEncoder(ColumnEncoder):
 
     def transform(self, df: pd.DataFrame) -> np.ndarray:
         """Encode `df` (same columns as at fit) into a float32 matrix of shape (rows, output_dim)."""
-        self._check_fitted()
-        df = text_labels(df)
-        check_columns(df, self.schema)
+        df = self._checked_table(df)
         out = np.zeros((len(df), self.output_dim_), dtype=np.float32)
         self._transform_continuous(df, out)
         for state in self.states_:
