@@ -55,7 +55,8 @@ class ColumnEncoder:
     @classmethod
     def from_statistics(cls, stats: TableStatistics, **params):
         """The encoder (constructor `params`) fitted from a table's statistics (`pipeline.statistics`), such as
-        the merge of per-partition statistics."""
+        the merge of per-partition statistics. `TableEncoder` fits its mixtures on their sample: compute them
+        with `sample_rows` >= its `max_fit_rows`."""
         return cls(stats.schema, **params)._fit_statistics(stats)
 
     def _fit_statistics(self, stats: TableStatistics):

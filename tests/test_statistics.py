@@ -182,7 +182,8 @@ def test_sketched_bin_edges_lie_within_the_stated_rank_error_of_the_exact_ones(s
     df = sketched_table()
     schema = infer_schema(df)
     exact = BinnedEncoder(schema).fit(df)
-    stats = tree(chunk_statistics(df, schema, exact_values=256, sketch_k=sketch_k))
+    parts = chunk_statistics(df, schema, exact_values=256, sketch_k=sketch_k)
+    stats = tree([pickle.loads(pickle.dumps(part)) for part in parts])  # sketches travel as their bytes
     summary = stats.finalise().columns["value"]
     assert not summary.exact and summary.rank_error > 0
     sketched = BinnedEncoder.from_statistics(stats)
