@@ -106,6 +106,9 @@ class BinnedEncoder(ColumnEncoder, kind="binned",
                                 f"max_exact = {encoder.max_exact}; compute them with exact_values >= max_exact")
         return encoder._fit_statistics(stats)
 
+    def _statistics_options(self) -> dict:
+        return {"sample_rows": 0}  # the mixture's sample: bins need none
+
     def _fit(self, summary: TableSummary) -> None:
         states = []
         for spec in self.schema.columns:

@@ -29,7 +29,7 @@ from datasketches import kll_doubles_sketch
 
 from tabtwin.pipeline.columns.base import ColumnStatistics
 from tabtwin.pipeline.columns.samples import BottomK, Head
-from tabtwin.pipeline.forms import DECIMALS_SAMPLE, SPECIALS, model_numbers
+from tabtwin.pipeline.forms import DECIMALS_SAMPLE, SPECIALS, FormFacts, model_numbers
 
 _REPEAT_BATCH = 1 << 20  # values fed to the sketch at once when a (value, count) array joins it
 
@@ -57,7 +57,7 @@ class NumericSummary:
     sample: BottomK  # a uniform sample of finite values (model units)
     unit: str | None = None
     timezone: str | None = None
-    facts: object = None  # forms.FormFacts
+    facts: FormFacts | None = None
 
     def fit_sample(self, n: int) -> np.ndarray:
         """At most `n` finite values of the uniform sample, in row order (every value when the column holds at

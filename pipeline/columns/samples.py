@@ -41,6 +41,8 @@ class RowSample:
 
     def update(self, rows: np.ndarray, values: np.ndarray) -> None:
         """Offer `values` (n,) of global `rows` (n,) int64."""
+        if self.size == 0:
+            return
         rows = np.asarray(rows, dtype=np.int64)
         keys = self.key(rows)
         if len(self.rows) >= self.size and len(rows):  # only rows that beat the current last can enter
