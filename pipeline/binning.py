@@ -26,47 +26,31 @@ and the binned mixtures in the TabPC line of work model numeric columns; this is
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from tabtwin.pipeline.categories import (
     MAX_CATEGORIES,
-    _Categorical,
+    Categorical,
     categorical_codes,
-    categorical_from_json,
-    categorical_to_json,
+    categorical_state,
     decode_categorical,
-    fit_categorical,
 )
-from tabtwin.pipeline.encoding import (
-    _check_columns,
-    _from_model_units,
-    _generate_ids,
-    _Identifier,
-    _identifier_state,
-    _to_model_units,
-)
+from tabtwin.pipeline.columns.datetime import from_model_units, to_model_units
+from tabtwin.pipeline.columns.identifier import Identifier, generate_ids
+from tabtwin.pipeline.encoder_base import ColumnEncoder
 from tabtwin.pipeline.errors import EncodingError
-from tabtwin.pipeline.forms import (
-    SPECIALS,
-    decimals_of,
-    fit_forms,
-    forms_from_json,
-    forms_to_json,
-    restore,
-    text_labels,
-)
-from tabtwin.pipeline.jsonable import jsonable
+from tabtwin.pipeline.forms import SPECIALS, decimals_of, restore
 from tabtwin.pipeline.schema import Schema
-from tabtwin.pipeline.validation import EncoderFile, check_encoder
+from tabtwin.pipeline.statistics import TableStatistics, TableSummary
 
 SUB_BINS = 8  # equally-populated slices per bin, for in-bin sampling
 
 
 @dataclass
-class _Numeric:
+class Numeric:
     """Codes of one continuous or datetime column: points (exact values, spikes) then bins, then null."""
 
     name: str
@@ -86,12 +70,14 @@ class _Numeric:
         return len(self.points) + len(self.edges) + len(self.specials) + int(self.has_nulls)
 
 
-class BinnedEncoder(EncoderFile):
+class BinnedEncoder(ColumnEncoder, kind="binned",
+                    tags={Categorical: "categorical", Numeric: "numeric", Identifier: "id"}):
     """Fit on a table, then map it to an int64 code matrix (`transform`) and back (`inverse_transform`).
 
     `transform(df)` -> (rows, n_columns) int64, column j in [0, cardinalities_[j]); `inverse_transform(codes,
     seed)` -> DataFrame with the source columns and dtypes (in-bin values drawn with `seed`). Raises
     EncodingError for a table that lacks schema columns, holds unseen categories, or nulls where fit saw none.
+    Fitted from the table's statistics (`pipeline.statistics`): `fit(df)` is `fit_chunks([df])`.
     """
 
     def __init__(
@@ -110,53 +96,56 @@ class BinnedEncoder(EncoderFile):
 
     # ------------------------------------------------------------------------------------------ fit
 
-    def fit(self, df: pd.DataFrame) -> BinnedEncoder:
-        table = text_labels(df)
-        _check_columns(table, self.schema)
-        if len(df) == 0:
-            raise EncodingError("cannot fit the encoder on a table with no rows")
-        self.forms_ = fit_forms(df, self.schema)
-        df = table
+    @classmethod
+    def from_statistics(cls, stats: TableStatistics, **params) -> BinnedEncoder:
+        """The encoder fitted from a table's statistics. Raises EncodingError when they keep fewer exact values
+        per column (`exact_values`) than `max_exact`: a sketched column could not tell whether it is few-valued."""
+        encoder = cls(stats.schema, **params)
+        if stats.options.exact_values < encoder.max_exact:
+            raise EncodingError(f"statistics keep {stats.options.exact_values} exact values per column, fewer than "
+                                f"max_exact = {encoder.max_exact}; compute them with exact_values >= max_exact")
+        return encoder._fit_statistics(stats)
+
+    def _statistics_options(self) -> dict:
+        return {"sample_rows": 0}  # the mixture's sample: bins need none
+
+    def _fit(self, summary: TableSummary) -> None:
         states = []
         for spec in self.schema.columns:
+            column = summary.columns[spec.name]
             if spec.kind == "id":
-                states.append(_identifier_state(spec, df[spec.name]))
+                states.append(column)
             elif spec.kind in ("continuous", "datetime"):
-                states.append(self._fit_numeric(spec, df[spec.name]))
+                states.append(self._numeric_state(spec, column))
             else:
-                states.append(fit_categorical(spec, df[spec.name], self.max_categories))
+                states.append(categorical_state(column, self.max_categories))
         self.states_ = states
-        return self
 
-    def _fit_numeric(self, spec, series: pd.Series) -> _Numeric:
-        values, unit = _to_model_units(series, spec)
-        missing = np.isnan(values)
-        specials = [key for key, special in SPECIALS.items() if np.any(values == special)]
-        finite = values[np.isfinite(values)]
+    def _numeric_state(self, spec, summary) -> Numeric:
+        """Points and bins of a numeric column from its statistics (`columns.numeric.NumericSummary`)."""
         points: list[float] = []
         edges: list[list[float]] = []
-        if len(finite):
-            distinct, counts = np.unique(finite, return_counts=True)
-            if len(distinct) <= self.max_exact:
+        distinct, counts = summary.distinct, summary.counts
+        if summary.finite:
+            if summary.exact and len(distinct) <= self.max_exact:
                 points = distinct.tolist()
             else:
-                spikes = counts >= max(self.spike_share * len(finite), 2)
+                spikes = counts >= max(self.spike_share * summary.finite, 2)
                 points = distinct[spikes].tolist()
-                rest = np.sort(finite[~np.isin(finite, distinct[spikes])])
-                edges = _quantile_bins(rest, self.n_bins)
-        integer = bool(spec.integer or unit is not None)
-        return _Numeric(
+                edges = quantile_bins(distinct[~spikes], counts[~spikes], self.n_bins)
+        integer = bool(spec.integer or summary.unit is not None)
+        return Numeric(
             name=spec.name,
             dtype=spec.dtype,
             integer=integer,
-            decimals=0 if integer else decimals_of(finite),
-            has_nulls=bool(missing.any()),
+            decimals=0 if integer else decimals_of(summary.head),
+            has_nulls=bool(summary.nulls),
             points=points,
             edges=edges,
-            datetime_unit=unit,
+            datetime_unit=summary.unit,
             datetime_format=spec.datetime_format,
-            timezone=str(series.dtype.tz) if isinstance(series.dtype, pd.DatetimeTZDtype) else None,
-            specials=specials,
+            timezone=summary.timezone,
+            specials=list(summary.specials),
         )
 
     # ------------------------------------------------------------------------------------------ properties
@@ -165,7 +154,7 @@ class BinnedEncoder(EncoderFile):
     def modelled(self) -> list:
         """States of the columns that take a code, in code-matrix order."""
         self._check_fitted()
-        return [s for s in self.states_ if not isinstance(s, _Identifier)]
+        return [s for s in self.states_ if not isinstance(s, Identifier)]
 
     @property
     def columns(self) -> list[str]:
@@ -181,7 +170,7 @@ class BinnedEncoder(EncoderFile):
         out = []
         for state in self.modelled:
             values = np.full(state.n_codes, np.nan)
-            if isinstance(state, _Numeric):
+            if isinstance(state, Numeric):
                 values[: len(state.points)] = state.points
                 values[len(state.points) : len(state.points) + len(state.edges)] = [e[SUB_BINS // 2] for e in state.edges]
             out.append(values)
@@ -189,29 +178,20 @@ class BinnedEncoder(EncoderFile):
 
     def all_category_values(self, column: str) -> list:
         """Every value a discrete column held at fit, sorted, then None when it had nulls."""
-        state = self._state(column)
-        if not isinstance(state, _Categorical):
-            raise EncodingError(f"column {column!r} is not discrete; only discrete columns have categories")
-        return list(state.base.categories) + ([None] if state.base.has_nulls else [])
-
-    def code_of_value(self, column: str, index: int) -> int:
-        """The code of `all_category_values(column)[index]` (rare values share one code)."""
-        return self._state(column).code_of_value(index)
+        return self._category_values(column)
 
     # ------------------------------------------------------------------------------------------ transform
 
     def transform(self, df: pd.DataFrame) -> np.ndarray:
-        self._check_fitted()
-        df = text_labels(df)
-        _check_columns(df, self.schema)
+        df = self._checked_table(df)
         specs = {s.name: s for s in self.schema.columns}
         out = np.zeros((len(df), len(self.modelled)), dtype=np.int64)
         for j, state in enumerate(self.modelled):
             series = df[state.name]
-            if isinstance(state, _Categorical):
+            if isinstance(state, Categorical):
                 out[:, j] = categorical_codes(state, series)
             else:
-                values, _ = _to_model_units(series, specs[state.name], state.datetime_unit)
+                values, _ = to_model_units(series, specs[state.name], state.datetime_unit)
                 out[:, j] = _numeric_codes(state, values)
         return out
 
@@ -225,76 +205,55 @@ class BinnedEncoder(EncoderFile):
         rng = np.random.default_rng(seed)
         decoded, j = {}, 0
         for state in self.states_:
-            if isinstance(state, _Identifier):
-                decoded[state.name] = _generate_ids(state, len(codes), id_offset)
+            if isinstance(state, Identifier):
+                decoded[state.name] = generate_ids(state, len(codes), id_offset)
                 continue
             column = codes[:, j]
             j += 1
-            if isinstance(state, _Categorical):
+            if isinstance(state, Categorical):
                 decoded[state.name] = decode_categorical(state, column, rng)
             else:
-                decoded[state.name] = _from_model_units(_decode_numeric(state, column, rng), state)
+                decoded[state.name] = from_model_units(_decode_numeric(state, column, rng), state)
         return restore(pd.DataFrame(decoded, columns=[s.name for s in self.states_]), self.forms_)
-
-    # ------------------------------------------------------------------------------------------ persistence
-
-    def to_dict(self) -> dict:
-        self._check_fitted()
-        columns = []
-        for s in self.states_:
-            if isinstance(s, _Categorical):
-                entry = {"type": "categorical", **categorical_to_json(s)}
-            elif isinstance(s, _Numeric):
-                entry = {"type": "numeric", **asdict(s)}
-            else:
-                entry = {"type": "id", **jsonable(asdict(s))}
-            columns.append(entry)
-        params = {"n_bins": self.n_bins, "max_exact": self.max_exact, "spike_share": self.spike_share,
-                  "max_categories": self.max_categories}
-        return {"params": params, "schema": self.schema.to_dict(), "columns": columns, "forms": forms_to_json(self.forms_)}
-
-    @classmethod
-    def from_dict(cls, data: dict, source: str = "the encoder description") -> BinnedEncoder:
-        """The encoder `to_dict` described, after `pipeline.validation.check_encoder` has checked every field
-        (EncodingError, one line naming `source`, the column and the field)."""
-        check_encoder(data, "binned", source)
-        encoder = cls(Schema.from_dict(data["schema"]), **data["params"])
-        builders = {"categorical": categorical_from_json, "numeric": lambda body: _Numeric(**body),
-                    "id": lambda body: _Identifier(**body)}
-        encoder.states_ = [builders[c["type"]]({k: v for k, v in c.items() if k != "type"}) for c in data["columns"]]
-        encoder.forms_ = forms_from_json(data["forms"])
-        return encoder
-
-    # ------------------------------------------------------------------------------------------ helpers
-
-    def _state(self, column: str):
-        for state in self.modelled:
-            if state.name == column:
-                return state
-        raise EncodingError(f"unknown column {column!r}; the encoder models {self.columns}")
-
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "states_"):
-            raise EncodingError("the encoder is not fitted yet; call fit(df) first")
 
 
 # ---------------------------------------------------------------------------------------------- numeric
 
 
-def _quantile_bins(rest: np.ndarray, n_bins: int) -> list[list[float]]:
-    """Cut sorted values into at most n_bins bins of (near) equal counts, never splitting equal values across
-    bins; each bin gets SUB_BINS + 1 slice edges at its own quantiles."""
-    if len(rest) == 0:
+def quantile_bins(values: np.ndarray, counts: np.ndarray, n_bins: int) -> list[list[float]]:
+    """Cut the values (ascending distinct `values`, each held by `counts` rows) into at most n_bins bins of (near)
+    equal counts, never splitting equal values across bins; each bin gets SUB_BINS + 1 slice edges at its own
+    quantiles, as `np.quantile` (linear) computes them on the bin's rows, bit for bit, without expanding them."""
+    total = int(counts.sum())
+    if total == 0:
         return []
-    cuts = np.unique(np.searchsorted(rest, rest[np.linspace(0, len(rest), n_bins + 1).astype(int)[1:-1]], "left"))
-    cuts = cuts[(cuts > 0) & (cuts < len(rest))]
-    bins = []
-    for chunk in np.split(rest, cuts):
-        bins.append(np.quantile(chunk, np.linspace(0, 1, SUB_BINS + 1)).tolist())
-    return bins
+    ends = np.cumsum(counts)  # one past each value's last row
+    starts = ends - counts
+    marks = np.linspace(0, total, n_bins + 1).astype(int)[1:-1]
+    cuts = np.unique(starts[np.searchsorted(ends, marks, "right")])  # each mark moved back to its value's start
+    cuts = cuts[(cuts > 0) & (cuts < total)]
+    bounds = np.r_[0, cuts, total]
+    levels = np.linspace(0, 1, SUB_BINS + 1)
+    return [_row_quantiles(values, ends, int(lo), int(hi - lo), levels).tolist()
+            for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
-def _numeric_codes(state: _Numeric, values: np.ndarray) -> np.ndarray:
+def _row_quantiles(values: np.ndarray, ends: np.ndarray, start: int, n: int, levels: np.ndarray) -> np.ndarray:
+    """`np.quantile(rows[start:start + n], levels)` where rows would be the values repeated by their counts:
+    numpy's linear method (Hyndman and Fan's 7th), its index arithmetic and interpolation, step for step."""
+    virtual = (n - 1) * levels
+    previous = np.floor(virtual)
+    following = previous + 1
+    above = virtual >= n - 1  # numpy takes the last row there
+    previous[above], following[above] = -1, -1
+    gamma = virtual - previous
+    at = lambda index: values[np.searchsorted(ends, start + np.where(index < 0, n - 1, index), "right")]  # noqa: E731
+    low, high = at(previous.astype(np.intp)), at(following.astype(np.intp))
+    diff = high - low
+    return np.where(gamma >= 0.5, high - diff * (1 - gamma), low + diff * gamma)
+
+
+def _numeric_codes(state: Numeric, values: np.ndarray) -> np.ndarray:
     missing = np.isnan(values)
     codes = np.zeros(len(values), dtype=np.int64)
     if missing.any():
@@ -333,7 +292,7 @@ def _numeric_codes(state: _Numeric, values: np.ndarray) -> np.ndarray:
     return codes
 
 
-def _decode_numeric(state: _Numeric, codes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _decode_numeric(state: Numeric, codes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     values = np.full(len(codes), np.nan)
     n_points = len(state.points)
     if n_points:

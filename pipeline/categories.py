@@ -23,7 +23,7 @@ MAX_CATEGORIES = 1000
 
 
 @dataclass
-class _Discrete:
+class Discrete:
     """Every value a discrete or boolean column held at fit."""
 
     name: str
@@ -33,10 +33,10 @@ class _Discrete:
 
 
 @dataclass
-class _Categorical:
+class Categorical:
     """Codes of one discrete or boolean column: kept categories, then a shared rare code, then null."""
 
-    base: _Discrete  # categories sorted as `discrete_state` sorts them
+    base: Discrete  # categories sorted as `columns.categorical` sorts them
     kept: list[int] = field(default_factory=list)  # indices into base.categories that have their own code
     rare: list[int] = field(default_factory=list)  # indices sharing the rare code
     rare_weights: list[float] = field(default_factory=list)  # their frequencies, for decoding
@@ -63,38 +63,27 @@ class _Categorical:
         return len(self.kept)
 
 
-def discrete_state(spec, series: pd.Series) -> _Discrete:
-    """The values of `series` (a column of the `spec` schema column), as they read back from JSON."""
-    values = series.dropna()
-    categories = pd.unique(values)
-    try:
-        categories = np.sort(categories)
-    except TypeError:  # mixed types: keep order of appearance
-        pass
-    return _Discrete(
-        name=spec.name,
-        dtype=spec.dtype,
-        has_nulls=bool(series.isna().any()),
-        categories=[category_from_json(category_to_json(v)) for v in categories],  # as read back from the JSON
+def categorical_state(summary, max_categories: int | None) -> Categorical:
+    """The codes of a discrete or boolean column from its statistics (`columns.categorical.CategorySummary`):
+    its categories as they read back from JSON, the `max_categories` most frequent with a code each (ties:
+    sorted order), the rest sharing the rare code with their frequencies."""
+    base = Discrete(
+        name=summary.name,
+        dtype=summary.dtype,
+        has_nulls=summary.has_nulls,
+        categories=[category_from_json(category_to_json(v)) for v in summary.categories],
     )
-
-
-def fit_categorical(spec, series: pd.Series, max_categories: int | None) -> _Categorical:
-    """The column's categories, the `max_categories` most frequent with a code each (ties: sorted order), the
-    rest sharing the rare code with their frequencies."""
-    base = discrete_state(spec, series)
     if max_categories is None or len(base.categories) <= max_categories:
-        return _Categorical(base=base, kept=list(range(len(base.categories))))
-    codes = category_codes(base, series)
-    counts = np.bincount(codes[codes < len(base.categories)], minlength=len(base.categories))
+        return Categorical(base=base, kept=list(range(len(base.categories))))
+    counts = np.asarray(summary.counts)
     order = np.argsort(-counts, kind="stable")
     kept = sorted(order[:max_categories].tolist())
     rare = sorted(order[max_categories:].tolist())
     weights = (counts[rare] / max(counts[rare].sum(), 1)).tolist()
-    return _Categorical(base=base, kept=kept, rare=rare, rare_weights=weights)
+    return Categorical(base=base, kept=kept, rare=rare, rare_weights=weights)
 
 
-def category_codes(state: _Discrete, series: pd.Series) -> np.ndarray:
+def category_codes(state: Discrete, series: pd.Series) -> np.ndarray:
     """(rows,) index of each value among `state.categories`, len(categories) for a null. Raises EncodingError for
     a value or a null the column did not hold at fit."""
     categories = pd.Index(state.categories)
@@ -117,7 +106,7 @@ def category_codes(state: _Discrete, series: pd.Series) -> np.ndarray:
     return codes
 
 
-def categorical_codes(state: _Categorical, series: pd.Series) -> np.ndarray:
+def categorical_codes(state: Categorical, series: pd.Series) -> np.ndarray:
     """(rows,) int64 code of each value: kept values in category order, then the rare code, then null."""
     base_codes = category_codes(state.base, series)  # nulls -> len(categories)
     lookup = np.empty(len(state.base.categories) + 1, dtype=np.int64)
@@ -128,7 +117,7 @@ def categorical_codes(state: _Categorical, series: pd.Series) -> np.ndarray:
     return lookup[base_codes]
 
 
-def decode_categorical(state: _Categorical, codes: np.ndarray, rng: np.random.Generator) -> pd.Series:
+def decode_categorical(state: Categorical, codes: np.ndarray, rng: np.random.Generator) -> pd.Series:
     """Values of (rows,) codes in the column's dtype; the rare code draws one of its values by frequency."""
     categories = state.base.categories
     values = np.empty(len(codes), dtype=object)
@@ -146,23 +135,23 @@ def decode_categorical(state: _Categorical, codes: np.ndarray, rng: np.random.Ge
     return restore_dtype(pd.Series(values), state.base.dtype)
 
 
-def discrete_to_json(state: _Discrete) -> dict:
-    """A `_Discrete` as JSON; category values through `category_to_json` (+-inf survive)."""
+def discrete_to_json(state: Discrete) -> dict:
+    """A `Discrete` as JSON; category values through `category_to_json` (+-inf survive)."""
     return jsonable({**asdict(state), "categories": [category_to_json(v) for v in state.categories]})
 
 
-def discrete_from_json(data: dict) -> _Discrete:
+def discrete_from_json(data: dict) -> Discrete:
     """The inverse of `discrete_to_json` (fields checked by `pipeline.validation`)."""
-    return _Discrete(**{**data, "categories": [category_from_json(v) for v in data["categories"]]})
+    return Discrete(**{**data, "categories": [category_from_json(v) for v in data["categories"]]})
 
 
-def categorical_to_json(state: _Categorical) -> dict:
-    """A `_Categorical` as JSON: its base, kept and rare indices, and the rare values' frequencies."""
+def categorical_to_json(state: Categorical) -> dict:
+    """A `Categorical` as JSON: its base, kept and rare indices, and the rare values' frequencies."""
     return {"base": discrete_to_json(state.base), "kept": state.kept, "rare": state.rare,
             "rare_weights": state.rare_weights}
 
 
-def categorical_from_json(data: dict) -> _Categorical:
+def categorical_from_json(data: dict) -> Categorical:
     """The inverse of `categorical_to_json` (fields checked by `pipeline.validation`)."""
-    return _Categorical(base=discrete_from_json(data["base"]), kept=data["kept"], rare=data["rare"],
+    return Categorical(base=discrete_from_json(data["base"]), kept=data["kept"], rare=data["rare"],
                         rare_weights=data["rare_weights"])

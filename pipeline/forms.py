@@ -1,7 +1,8 @@
 """The form each column came in, recorded at fit and put back after decoding, for every encoder.
 
-An encoder models values; a user reads a table. `fit_forms(df, schema)` records, per column, what a decoded
-value needs beyond its number or category to be written as the source wrote it:
+An encoder models values; a user reads a table. `column_form(spec, facts)` records, per column and from the facts
+its statistics gathered (`pipeline.columns`), what a decoded value needs beyond its number or category to be
+written as the source wrote it:
 
 - the column label as given (an integer label such as 0 stays 0; encoders work on its text, `text_labels`);
 - the pandas dtype (`Int64` for whole numbers with blanks, `timedelta64`, `category` with its full category list
@@ -38,7 +39,8 @@ SPECIALS = {"inf": math.inf, "-inf": -math.inf}
 _OFFSET = re.compile(r"(Z|[+-]\d{2}(?::?\d{2})?)\s*$")
 _HAS_OFFSET = re.compile(r"(?:Z|[+-]\d{2}(?::?\d{2})?)\s*$")
 _FRACTION = re.compile(r"\d[.,](\d{1,9})(?!\d)")
-_TEXT_SAMPLE = 1000  # strings checked when choosing how to write datetimes back
+TEXT_SAMPLE = 1000  # strings checked when choosing how to write datetimes back
+DECIMALS_SAMPLE = 10_000  # numbers checked when choosing a column's decimals
 
 
 @dataclass
@@ -87,31 +89,38 @@ def text_labels(df: pd.DataFrame) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------- fit
 
 
-def fit_forms(df: pd.DataFrame, schema) -> list[ColumnForm]:
-    """One ColumnForm per schema column (schema order), from the source table `df` (labels as given)."""
-    originals = {str(label): label for label in df.columns}
-    table = text_labels(df)
-    forms = []
-    for spec in schema.columns:
-        series = table[spec.name]
-        label = jsonable(originals.get(spec.name, spec.name))
-        form = ColumnForm(name=spec.name, label=label, dtype=spec.dtype)
-        if isinstance(series.dtype, pd.CategoricalDtype):
-            form.categories = [jsonable(v) for v in series.cat.categories]
-            form.ordered = bool(series.cat.ordered)
-        if spec.kind == "continuous":
-            values = model_numbers(series)
-            form.specials = [key for key, v in SPECIALS.items() if np.any(values == v)]
-            finite = values[np.isfinite(values)]
-            if not spec.integer and not is_timedelta(spec.dtype):
-                form.decimals = decimals_of(finite, float32=str(series.dtype).lower() == "float32")
-        elif spec.kind == "datetime":
-            if _all_dates(series):
-                form.python_type = "date"
-            elif spec.datetime_format:
-                _fit_text_datetimes(form, series.dropna().astype(str), spec.datetime_format)
-        forms.append(form)
-    return forms
+@dataclass
+class FormFacts:
+    """What a column's statistics (`pipeline.columns`) saw that its form needs: the label as given, a pandas
+    `category` dtype's categories, the special values present, the first finite numbers (for decimals), whether
+    every value was a `datetime.date`, and the first datetime strings (for their text format)."""
+
+    label: object
+    categories: list | None = None
+    ordered: bool = False
+    specials: list[str] = field(default_factory=list)
+    finite_head: np.ndarray | None = None
+    float32: bool = False
+    all_dates: bool = False
+    text_head: list[str] | None = None
+
+
+def column_form(spec, facts: FormFacts) -> ColumnForm:
+    """The form of the `spec` schema column, from the facts its statistics gathered."""
+    form = ColumnForm(name=spec.name, label=jsonable(facts.label), dtype=spec.dtype)
+    if facts.categories is not None:
+        form.categories = [jsonable(v) for v in facts.categories]
+        form.ordered = facts.ordered
+    if spec.kind == "continuous":
+        form.specials = list(facts.specials)
+        if not spec.integer and not is_timedelta(spec.dtype):
+            form.decimals = decimals_of(facts.finite_head, float32=facts.float32)
+    elif spec.kind == "datetime":
+        if facts.all_dates:
+            form.python_type = "date"
+        elif spec.datetime_format:
+            _fit_text_datetimes(form, pd.Series(facts.text_head or [], dtype=object), spec.datetime_format)
+    return form
 
 
 def decimals_of(finite: np.ndarray, float32: bool = False) -> int | None:
@@ -119,7 +128,7 @@ def decimals_of(finite: np.ndarray, float32: bool = False) -> int | None:
 
     With `float32`, "exactly" means the rounded value is the same float32 (1.1 is stored as 1.10000002).
     """
-    sample = np.asarray(finite, dtype=np.float64)[:10_000]
+    sample = np.asarray(finite, dtype=np.float64)[:DECIMALS_SAMPLE]
     if len(sample) == 0:
         return None
     tolerance = 1e-12 * np.maximum(1.0, np.abs(sample))  # per value: a huge value must not excuse a small one
@@ -147,12 +156,12 @@ def model_numbers(series: pd.Series) -> np.ndarray:
     return pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
 
 
-def _all_dates(series: pd.Series) -> bool:
+def all_dates(series: pd.Series) -> bool:
+    """Whether every value of `series` (nulls dropped) is a `datetime.date`, not a datetime (True when none is
+    left: a chunk of nulls does not decide)."""
     values = series.dropna()
-    return (
-        series.dtype == object
-        and len(values) > 0
-        and bool(values.map(lambda v: isinstance(v, _dt.date) and not isinstance(v, _dt.datetime)).all())
+    return series.dtype == object and bool(
+        values.map(lambda v: isinstance(v, _dt.date) and not isinstance(v, _dt.datetime)).all()
     )
 
 
@@ -161,14 +170,14 @@ def parse_text_datetimes(texts: pd.Series, datetime_format: str | None) -> pd.Se
     offsets in one column parse too. NaT where a string does not parse."""
     utc = datetime_format is not None and "%z" in datetime_format
     if datetime_format is None:
-        sample = texts.dropna().astype(str).head(_TEXT_SAMPLE)
+        sample = texts.dropna().astype(str).head(TEXT_SAMPLE)
         utc = bool(len(sample)) and bool(sample.str.contains(_HAS_OFFSET).all()) and bool(sample.str.contains(r"\d:\d").any())
     return pd.to_datetime(texts, format=datetime_format or "mixed", errors="coerce", utc=utc)
 
 
 def _fit_text_datetimes(form: ColumnForm, texts: pd.Series, datetime_format: str) -> None:
     """Choose how to write this column's instants as text so that the seen strings come back exactly."""
-    sample = texts.head(_TEXT_SAMPLE).reset_index(drop=True)
+    sample = texts.head(TEXT_SAMPLE).reset_index(drop=True)
     base = datetime_format
     if "%z" in datetime_format:
         offsets = sample.str.extract(_OFFSET)[0]

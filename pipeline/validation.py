@@ -17,8 +17,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from tabtwin.pipeline.columns.datetime import UNIT_NS
+from tabtwin.pipeline.columns.identifier import MAX_ID_PREFIX, MAX_ID_WIDTH
 from tabtwin.pipeline.errors import EncodingError
-from tabtwin.pipeline.files import write_json_atomic
 from tabtwin.pipeline.forms import FORMS_VERSION, MAX_DECIMALS, SPECIALS, check_forms_version
 from tabtwin.pipeline.rules import (
     INT64_MAX,
@@ -38,10 +39,10 @@ from tabtwin.pipeline.rules import (
     check_fields,
     fail,
     is_number,
-    read_json,
     shown,
     sums_to_one,
 )
+from tabtwin.pipeline.modes import MAX_TAIL_MODES
 from tabtwin.pipeline.schema import KINDS
 
 # Upper bounds on encoder parameters, also enforced when a generator is fitted (a model fitted with them loads).
@@ -49,8 +50,6 @@ MAX_MODES = 100
 MAX_BINS = 4096
 MAX_EXACT = 1_000_000
 MAX_CODES = 1_000_000  # max_categories
-MAX_ID_PREFIX = 1000  # characters of a regenerated id's prefix
-MAX_ID_WIDTH = 12
 MAX_SEED = INT64_MAX
 _INT64_NS = 2.0**63  # datetimes decode through int64 nanoseconds
 
@@ -58,7 +57,7 @@ _INT64_NS = 2.0**63  # datetimes decode through int64 nanoseconds
 # ---------------------------------------------------------------------------------------------- declarations
 
 _NAME = Text(10_000)
-_UNITS = ("D", "h", "min", "s", "ms", "us", "ns")  # pipeline.encoding._UNIT_NS, coarsest first
+_UNITS = tuple(UNIT_NS)
 _FORMAT = Maybe(Text(200))
 SPEC = {"name": _NAME, "kind": OneOf(KINDS), "dtype": Dtype(), "null_rate": Num(0.0, 1.0), "integer": Flag(),
         "datetime_format": _FORMAT}
@@ -104,19 +103,6 @@ ENCODERS = {
 
 
 # ---------------------------------------------------------------------------------------------- encoder
-
-
-class EncoderFile:
-    """An encoder as one JSON file: `save(path)` writes `to_dict()`, `load(path)` reads it back through
-    `from_dict(data, source)`, which checks every field (`check_encoder`) before building anything."""
-
-    def save(self, path) -> None:
-        write_json_atomic(self.to_dict(), path)
-
-    @classmethod
-    def load(cls, path):
-        """The encoder saved at `path`; EncodingError (one line naming the file) when it is unreadable or invalid."""
-        return cls.from_dict(read_json(path, "encoder file"), source=f"encoder file {path}")
 
 
 def check_encoder(data, kind: str, source: str) -> None:
@@ -181,7 +167,7 @@ def _check_forms(forms: dict, specs: list[dict]) -> list[dict]:
 
 
 def _check_form_kind(form: dict, spec: dict, where: str) -> None:
-    """Each part of a form belongs to one kind of column (`forms.fit_forms`)."""
+    """Each part of a form belongs to one kind of column (`forms.column_form`)."""
     kind = spec["kind"]
     if form["decimals"] is not None and (kind != "continuous" or spec["integer"]):
         fail(where, f"decimals are only kept for non-integer continuous columns, not this {kind} column")
@@ -217,10 +203,8 @@ def _check_state(state, spec: dict, form: dict, params: dict, tags: dict) -> Non
 
 
 def _check_continuous(state: dict, spec: dict, form: dict, params: dict, where: str) -> None:
-    from tabtwin.pipeline.encoding import _MAX_TAIL_MODES  # the encoders import this module
-
     n = len(state["means"])
-    most = params["max_modes"] + max(1, params["max_modes"] // 2) + _MAX_TAIL_MODES  # mixture, spikes, tails
+    most = params["max_modes"] + max(1, params["max_modes"] // 2) + MAX_TAIL_MODES  # mixture, spikes, tails
     if not 1 <= n <= most or any(len(state[key]) != n for key in ("weights", "stds", "scales")):
         fail(where, f"means, weights, stds and scales must have the same length, from 1 to {most}")
     sums_to_one(state["weights"], where, "weights", tolerance=1e-6)
@@ -262,8 +246,6 @@ def _check_numeric(state: dict, spec: dict, form: dict, params: dict, where: str
 
 def _check_units(state: dict, spec: dict, values: list, where: str) -> None:
     """Datetime and duration columns are counts of a unit, decoded through int64 nanoseconds."""
-    from tabtwin.pipeline.encoding import _UNIT_NS  # the encoders import this module
-
     unit = state["datetime_unit"]
     counted = spec["kind"] == "datetime" or spec["dtype"].startswith("timedelta64")
     if (unit is not None) != counted:
@@ -277,7 +259,7 @@ def _check_units(state: dict, spec: dict, values: list, where: str) -> None:
             pd.DatetimeTZDtype(tz=state["timezone"])
         except Exception:  # pytz and zoneinfo raise their own errors for an unknown zone
             fail(where, f"timezone {shown(state['timezone'])} is not a known time zone")
-    if unit is not None and values and max(abs(v) for v in values) * _UNIT_NS[unit] >= _INT64_NS:
+    if unit is not None and values and max(abs(v) for v in values) * UNIT_NS[unit] >= _INT64_NS:
         fail(where, f"values are outside the datetimes that {unit} counts can hold")
     _fits_dtype(values, spec["dtype"], where, "values")
 
