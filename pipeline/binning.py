@@ -99,7 +99,7 @@ class BinnedEncoder(ColumnEncoder, kind="binned",
     @classmethod
     def from_statistics(cls, stats: TableStatistics, **params) -> BinnedEncoder:
         """The encoder fitted from a table's statistics. Raises EncodingError when they keep fewer exact values
-        per column (`exact_values`) than `max_exact`: a sketched column could not tell whether it is few-valued."""
+        per column (`exact_values`) than `max_exact`: a sampled column could not tell whether it is few-valued."""
         encoder = cls(stats.schema, **params)
         if stats.options.exact_values < encoder.max_exact:
             raise EncodingError(f"statistics keep {stats.options.exact_values} exact values per column, fewer than "

@@ -93,9 +93,9 @@ def spikes(summary, limit: int) -> tuple[np.ndarray, np.ndarray]:
 
     A spike is a value held by at least `_SPIKE_SHARE` of the values and at least `_SPIKE_FACTOR` times as many
     as the median distinct value (so the ages of a census, each about 2 %, are not spikes, while its 92 % of
-    zero capital gains and the 47 % working 40 hours are). Past the exact cap the counts are a sketch's
-    weights, whose median says nothing; there the column has over a million distinct values, so at most half of
-    them hold more than 2 / 2**20 of the rows each and the share alone decides.
+    zero capital gains and the 47 % working 40 hours are). Past the exact cap the counts are a sample's, scaled,
+    whose median says nothing; there the column has over a million distinct values, so at most half of them
+    hold more than 2 / 2**20 of the rows each and the share alone decides.
     """
     distinct, counts = summary.distinct, summary.counts
     if not summary.finite:

@@ -5,7 +5,7 @@ row is the table's `row_offset`-th); `merge(other)` combines the statistics of o
 summarised apart (Dask) and reduced in any grouping; `finalise()` gives each column's summary and form. What each
 column type measures, and how exactly, is in `pipeline.columns`. Every statistic is exact, and equal to that of
 the whole table however it was chunked, except a numeric column's distribution past `exact_values` distinct
-values (a quantile sketch with a stated rank error, `pipeline.columns.numeric`).
+values (read from a uniform sample, with a stated rank error, `pipeline.columns.numeric`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from tabtwin.pipeline.columns import StatisticsOptions, statistics_for
-from tabtwin.pipeline.columns.base import EXACT_VALUES, SAMPLE_ROWS
+from tabtwin.pipeline.columns.base import EXACT_VALUES, QUANTILE_ROWS, SAMPLE_ROWS
 from tabtwin.pipeline.errors import EncodingError
 from tabtwin.pipeline.forms import ColumnForm, column_form, text_labels
 from tabtwin.pipeline.schema import Schema
@@ -36,10 +36,10 @@ class TableStatistics:
     """Per-column accumulators of a table (see the module docstring). Raises EncodingError for a chunk that
     lacks schema columns, and at `finalise` for a table without rows."""
 
-    def __init__(self, schema: Schema, exact_values: int = EXACT_VALUES, sketch_k: int = 4096,
+    def __init__(self, schema: Schema, exact_values: int = EXACT_VALUES, quantile_rows: int = QUANTILE_ROWS,
                  sample_rows: int = SAMPLE_ROWS, sample_seed: int = 0):
         self.schema = schema
-        self.options = StatisticsOptions(exact_values=exact_values, sketch_k=sketch_k, sample_rows=sample_rows,
+        self.options = StatisticsOptions(exact_values=exact_values, quantile_rows=quantile_rows, sample_rows=sample_rows,
                                          sample_seed=sample_seed)
         self.rows = 0
         self.columns = {spec.name: statistics_for(spec, self.options) for spec in schema.columns}

@@ -1,6 +1,6 @@
 """Both encoders are fitted from a table's statistics (pipeline.statistics, pipeline.columns): a table fitted whole
 and in chunks gives the same encoder, whatever order chunk statistics merge in; past the exact cap, a numeric
-column's bins come from a KLL sketch, within its stated rank error of the exact ones."""
+column's bins come from a uniform sample, within its stated rank error of the exact ones."""
 
 import datetime as dt
 import json
@@ -163,10 +163,10 @@ def test_bins_from_value_counts_equal_numpy_on_every_row_bit_for_bit(values, n_b
     assert json.dumps(got) == json.dumps(want)
 
 
-# ---------------------------------------------------------------------------------------------- sketch path
+# ---------------------------------------------------------------------------------------------- sampled path
 
 
-def sketched_table(n: int = 60_000) -> pd.DataFrame:
+def many_valued_table(n: int = 60_000) -> pd.DataFrame:
     rng = np.random.default_rng(3)
     value = rng.lognormal(3, 1, n)
     value[rng.random(n) < 0.3] = 0.0  # a spike of 30 %
@@ -177,34 +177,37 @@ def exact_ranks(rest: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return np.searchsorted(rest, edges, "left") / len(rest)
 
 
-@pytest.mark.parametrize("sketch_k", [256, 4096])
-def test_sketched_bin_edges_lie_within_the_stated_rank_error_of_the_exact_ones(sketch_k):
-    df = sketched_table()
+@pytest.mark.parametrize("quantile_rows", [4096, 20_000])
+def test_sampled_bin_edges_lie_within_the_stated_rank_error_of_the_exact_ones(quantile_rows):
+    df = many_valued_table()
     schema = infer_schema(df)
     exact = BinnedEncoder(schema).fit(df)
-    parts = chunk_statistics(df, schema, exact_values=256, sketch_k=sketch_k)
-    stats = tree([pickle.loads(pickle.dumps(part)) for part in parts])  # sketches travel as their bytes
+    parts = chunk_statistics(df, schema, exact_values=256, quantile_rows=quantile_rows)
+    stats = tree([pickle.loads(pickle.dumps(part)) for part in parts])  # partials travel pickled, as Dask ships them
     summary = stats.finalise().columns["value"]
     assert not summary.exact and summary.rank_error > 0
-    sketched = BinnedEncoder.from_statistics(stats)
-    want, got = exact._state("value"), sketched._state("value")
-    assert got.points == want.points == [0.0]  # the spike, found from the sketch's mass
+    sampled = BinnedEncoder.from_statistics(stats)
+    want, got = exact._state("value"), sampled._state("value")
+    assert got.points == want.points == [0.0]  # the spike, found from the sample's counts
+    # The sample is chosen by row, not by arrival: another chunking and merge order give the same encoder.
+    again = TableStatistics(schema, exact_values=256, quantile_rows=quantile_rows).update(df, 0)
+    assert BinnedEncoder.from_statistics(again).to_dict() == sampled.to_dict()
     values = df["value"].to_numpy()
     rest = np.sort(values[values != 0.0])
     # Ranks are among all finite values; among the rest (70 % of them) an error of e becomes e / 0.7.
-    bound = 2 * summary.rank_error * len(values) / len(rest) + 1 / len(rest)
+    bound = summary.rank_error * len(values) / len(rest) + 1 / len(rest)
     want_edges, got_edges = np.asarray(want.edges), np.asarray(got.edges)
     assert got_edges.shape == want_edges.shape == (64, SUB_BINS + 1)
     assert np.abs(exact_ranks(rest, got_edges) - exact_ranks(rest, want_edges)).max() <= bound
     assert got_edges[-1, -1] == want_edges[-1, -1] == values.max()  # the column's extremes stay exact
-    codes = sketched.transform(df)
-    assert (sketched.transform(sketched.inverse_transform(codes, seed=0)) == codes).all()
+    codes = sampled.transform(df)
+    assert (sampled.transform(sampled.inverse_transform(codes, seed=0)) == codes).all()
 
 
-def test_a_sketched_column_still_fits_the_table_encoder():
-    df = sketched_table(20_000)
+def test_a_sampled_column_still_fits_the_table_encoder():
+    df = many_valued_table(20_000)
     schema = infer_schema(df)
-    stats = TableStatistics(schema, exact_values=256, sketch_k=1024).update(df, 0)
+    stats = TableStatistics(schema, exact_values=256, quantile_rows=1024).update(df, 0)
     encoder = TableEncoder.from_statistics(stats)
     state = encoder._state("value")
     assert 0.0 in state.means and state.stds[state.means.index(0.0)] == 0  # the spike is an exact mode
@@ -215,7 +218,7 @@ def test_a_sketched_column_still_fits_the_table_encoder():
 
 
 def test_statistics_with_fewer_exact_values_than_max_exact_are_refused():
-    df = sketched_table(1000)
+    df = many_valued_table(1000)
     stats = TableStatistics(infer_schema(df), exact_values=64).update(df, 0)
     with pytest.raises(EncodingError, match="max_exact"):
         BinnedEncoder.from_statistics(stats)

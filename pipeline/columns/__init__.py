@@ -2,7 +2,7 @@
 
 - `categorical`: discrete values and their counts;
 - `boolean`: True / False and their counts (the categorical statistics, its own declared type);
-- `numeric`: continuous numbers: exact (value, count) arrays up to a cap, then a KLL quantile sketch; nulls,
+- `numeric`: continuous numbers: exact (value, count) arrays up to a cap, then a uniform sample; nulls,
   +-inf, extremes, the first values (decimals) and a uniform sample (the mixture of `TableEncoder`);
 - `datetime`: datetimes and durations, as counts of the coarsest unit dividing every value;
 - `identifier`: ids, regenerated on decode.

@@ -10,20 +10,21 @@ import pandas as pd
 
 from tabtwin.pipeline.forms import FormFacts
 
-# Distinct values a numeric column keeps exactly, as (value, count) arrays: 16 MiB at most. Past it a quantile
-# sketch takes over (`pipeline.columns.numeric`).
+# Distinct values a numeric column keeps exactly, as (value, count) arrays: 16 MiB at most. Past it a uniform
+# sample of QUANTILE_ROWS rows takes over (`pipeline.columns.numeric`).
 EXACT_VALUES = 2**20
+QUANTILE_ROWS = 2**20
 # The mixture of `TableEncoder` is fitted on at most this many finite values per column.
 SAMPLE_ROWS = 50_000
 
 
 @dataclass(frozen=True)
 class StatisticsOptions:
-    """How much each column keeps: `exact_values` distinct numbers kept exactly (then a KLL sketch of
-    `sketch_k`), a uniform sample of `sample_rows` finite values drawn with `sample_seed`."""
+    """How much each column keeps: `exact_values` distinct numbers kept exactly (then a uniform sample of
+    `quantile_rows` finite values), a uniform sample of `sample_rows` finite values drawn with `sample_seed`."""
 
     exact_values: int = EXACT_VALUES
-    sketch_k: int = 4096
+    quantile_rows: int = QUANTILE_ROWS
     sample_rows: int = SAMPLE_ROWS
     sample_seed: int = 0
 

@@ -136,9 +136,6 @@ class DatetimeStatistics(NumericStatistics):
     def units(self, stored: np.ndarray) -> np.ndarray:
         return (np.asarray(stored, dtype=np.int64) // UNIT_NS[self.unit()]).astype(np.float64)
 
-    def sketch_units(self, items: np.ndarray) -> np.ndarray:
-        return np.round(items / UNIT_NS[self.unit()])
-
     def typed_facts(self) -> dict:
         present = self.rows > self.nulls
         return {"all_dates": bool(self.dates and present), "text_head": list(self.texts.values)}

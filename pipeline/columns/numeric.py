@@ -7,15 +7,14 @@ values (`TableEncoder`'s mixture), and the distribution of the finite values:
 - exact while the column holds at most `exact_values` distinct values (2**20 by default): (value, count) arrays,
   merged exactly, so everything computed from them (quantiles, spikes, distinct counts) is the same as on the
   whole column, bit for bit;
-- past that, a KLL sketch (Karnin, Lang and Liberty 2016, "Optimal quantile approximation in streams"; Apache
-  DataSketches' `kll_doubles_sketch`). With k = 4096 a rank it returns is within 0.071 % of the true
-  normalised rank with 99 % confidence (`get_normalized_rank_error(4096, False)`), a fraction of the flagship's
-  resolution of 1 / (64 bins x 8 slices) = 0.2 %. Spikes (values holding a share of the rows) then come from
-  the sketch's mass at each retained value: an estimate within twice that error of the true share, enough for
-  spike thresholds of 1 %. The sketch draws its compaction coins from DataSketches' own unseeded generator, so
-  past the cap two fits agree within that error, not bit for bit.
+- past that, a uniform sample of `quantile_rows` finite values (2**20 by default; the same bottom-k sample of
+  global row indices as `pipeline.columns.samples.BottomK`, so it is the same whatever the chunking and the
+  order of merges, and seeded): quantiles and spike shares are read from it. An empirical distribution
+  function of k sampled rows has, at every value, a rank error with a standard deviation of at most
+  0.5 / sqrt(k): 0.049 % for k = 2**20, a quarter of the flagship's resolution of 1 / (64 bins x 8 slices) =
+  0.2 %; `rank_error` states four of them. The exact minimum and maximum are kept, so the range stays exact.
 
-Memory per column: at most `exact_values` pairs, then the sketch (about 100 KB), plus the two samples.
+Memory per column: at most `exact_values` (value, count) pairs and `quantile_rows` sampled rows (16 + 24 MiB).
 """
 
 from __future__ import annotations
@@ -25,22 +24,19 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from datasketches import kll_doubles_sketch
 
 from tabtwin.pipeline.columns.base import ColumnStatistics
 from tabtwin.pipeline.columns.samples import BottomK, Head
 from tabtwin.pipeline.forms import DECIMALS_SAMPLE, SPECIALS, FormFacts, model_numbers
-
-_REPEAT_BATCH = 1 << 20  # values fed to the sketch at once when a (value, count) array joins it
-
 
 @dataclass
 class NumericSummary:
     """A finalised numeric column, in model units (a datetime column's values are counts of `unit`).
 
     `distinct` (ascending float64) and `counts` (int64, summing to about `finite`) are the finite values and
-    their counts: exact when `exact`, else the sketch's retained values and weights, whose ranks are within
-    `rank_error` (normalised) of the true ones, with the exact minimum and maximum included."""
+    their counts: exact when `exact`, else the sampled values with their counts scaled to `finite`, whose ranks
+    are within `rank_error` (normalised, four standard deviations) of the true ones, with the exact minimum and
+    maximum included."""
 
     name: str
     rows: int
@@ -76,11 +72,12 @@ class NumericStatistics(ColumnStatistics):
         self.finite = 0
         self.distinct = np.zeros(0, dtype=self.storage)
         self.counts = np.zeros(0, dtype=np.int64)
-        self.sketch: kll_doubles_sketch | None = None
+        self.overflowed = False  # more than `exact_values` distinct values: the distribution comes from the sample
         self.minimum = None
         self.maximum = None
         self.head = Head(DECIMALS_SAMPLE)
-        self.sample = BottomK(options.sample_rows, options.sample_seed)
+        # One bottom-k sample serves both: its `sample_rows` smallest keys are a uniform sample of that size too.
+        self.sample = BottomK(max(options.sample_rows, options.quantile_rows), options.sample_seed)
         self.float32 = str(spec.dtype).lower() == "float32"
 
     def read(self, series: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -102,9 +99,7 @@ class NumericStatistics(ColumnStatistics):
         self._extremes(x.min(), x.max())
         self.head.update(rows[: self.head.size], x[: self.head.size])
         self.sample.update(rows, x)
-        if self.sketch is not None:
-            self.sketch.update(x.astype(np.float64))
-        else:
+        if not self.overflowed:
             self._add_exact(*np.unique(x, return_counts=True))
 
     def _merge_from(self, other: NumericStatistics) -> None:
@@ -116,13 +111,9 @@ class NumericStatistics(ColumnStatistics):
         self._extremes(other.minimum, other.maximum)
         self.head.merge_from(other.head)
         self.sample.merge_from(other.sample)
-        if other.sketch is not None:
-            if self.sketch is None:
-                self._start_sketch()
-            self.sketch.merge(other.sketch)
-        elif self.sketch is not None:
-            self._feed(other.distinct, other.counts)
-        else:
+        if other.overflowed:
+            self._drop_exact()
+        elif not self.overflowed:
             self._add_exact(other.distinct, other.counts)
 
     def _extremes(self, low, high) -> None:
@@ -135,42 +126,30 @@ class NumericStatistics(ColumnStatistics):
         np.add.at(totals, where, np.concatenate([self.counts, counts]))
         self.distinct, self.counts = values, totals
         if len(values) > self.options.exact_values:
-            self._start_sketch()
+            self._drop_exact()
 
-    def _start_sketch(self) -> None:
-        self.sketch = kll_doubles_sketch(self.options.sketch_k)
-        self._feed(self.distinct, self.counts)
+    def _drop_exact(self) -> None:
+        """Past the cap: the distinct count of the merged rows can only grow, so whichever grouping merges them,
+        the rows of a column with more than `exact_values` distinct values end here, and the sample takes over."""
+        self.overflowed = True
         self.distinct, self.counts = self.distinct[:0], self.counts[:0]
-
-    def _feed(self, distinct: np.ndarray, counts: np.ndarray) -> None:
-        """Add exact (value, count) pairs to the sketch (it takes no weights), a batch of values at a time."""
-        ends = np.cumsum(counts)
-        start = 0
-        while start < len(distinct):
-            stop = max(int(np.searchsorted(ends, ends[start] - counts[start] + _REPEAT_BATCH, "right")), start + 1)
-            self.sketch.update(np.repeat(distinct[start:stop], counts[start:stop]).astype(np.float64))
-            start = stop
 
     def units(self, stored: np.ndarray) -> np.ndarray:
         """Stored values (exact arrays, samples, extremes) in model units, float64."""
         return np.asarray(stored, dtype=np.float64)
 
-    def sketch_units(self, items: np.ndarray) -> np.ndarray:
-        """The sketch's float64 items in model units."""
-        return items
-
     def distribution(self) -> tuple[np.ndarray, np.ndarray, bool, float]:
         """(distinct, counts, exact, rank_error) of the finite values in model units (see `NumericSummary`)."""
-        if self.sketch is None:
+        if not self.overflowed:
             return self.units(self.distinct), self.counts.copy(), True, 0.0
-        retained = list(self.sketch)
-        items = self.sketch_units(np.array([item for item, _ in retained], dtype=np.float64))
+        values, counts = np.unique(self.units(self.sample.values), return_counts=True)
+        counts = np.maximum(np.round(counts * (self.finite / len(self.sample.values))), 1).astype(np.int64)
         extremes = self.units(np.array([self.minimum, self.maximum], dtype=self.storage))
-        values, where = np.unique(np.r_[items, extremes], return_inverse=True)
+        missing = ~np.isin(extremes, values)  # an extreme the sample missed still holds a row
+        values, where = np.unique(np.r_[values, extremes[missing]], return_inverse=True)
         totals = np.zeros(len(values), dtype=np.int64)
-        np.add.at(totals, where, np.r_[[weight for _, weight in retained], 0, 0].astype(np.int64))
-        totals = np.maximum(totals, 1)  # an extreme the sketch did not retain still holds a row
-        return values, totals, False, kll_doubles_sketch.get_normalized_rank_error(self.options.sketch_k, False)
+        np.add.at(totals, where, np.r_[counts, np.ones(int(missing.sum()), dtype=np.int64)])
+        return values, totals, False, 4 * 0.5 / np.sqrt(len(self.sample.values))
 
     def finalise(self) -> NumericSummary:
         distinct, counts, exact, error = self.distribution()
@@ -202,12 +181,3 @@ class NumericStatistics(ColumnStatistics):
 
     def _specials(self) -> list[str]:
         return [key for key, count in self.special_counts.items() if count]
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["sketch"] = None if self.sketch is None else self.sketch.serialize()
-        return state
-
-    def __setstate__(self, state):
-        sketch = state["sketch"]
-        self.__dict__.update(state, sketch=None if sketch is None else kll_doubles_sketch.deserialize(sketch))
