@@ -8,13 +8,16 @@ or of CSV files, through pyarrow.dataset, so no process needs the whole table.
 A part is one file. Its frame has the dataset's columns in the same dtypes whatever the part holds: integer
 columns that hold a null anywhere in a Parquet dataset (its footer statistics say) are pandas' nullable
 integers in every part, as `read_table` gives them for one file; hive partition keys are columns too (typed as
-pyarrow infers them: `year=2024` is an integer). Sources: https://arrow.apache.org/docs/python/dataset.html (discovery, hive partitioning).
+pyarrow infers them: `year=2024` is an integer).
+
+Source: https://arrow.apache.org/docs/python/dataset.html (discovery, hive partitioning).
 """
 
 from __future__ import annotations
 
 import glob
 import os
+from collections.abc import Collection
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -100,17 +103,27 @@ class PartitionedTable:
         for index in range(len(self.files)):
             yield self.read_part(index)
 
+    def read(self) -> pd.DataFrame:
+        """Every part as one DataFrame, in part order (the whole table in memory: `read_table` of a folder)."""
+        return self._frame(self.dataset.to_table())
+
     def head(self, rows: int) -> pd.DataFrame:
         """The first `rows` rows in part order (schema inference, previews)."""
         return self._frame(self.dataset.head(rows))
 
     def _frame(self, table: pa.Table) -> pd.DataFrame:
-        frame = table.to_pandas()
-        for field in table.schema:
-            if field.name in self.nullable_integers:  # per column: a type mapper would convert every int column
-                nullable = {field.type: NULLABLE_INTEGERS[str(field.type)]}.get
-                frame[field.name] = table.column(field.name).to_pandas(types_mapper=nullable)
-        return frame
+        return arrow_frame(table, self.nullable_integers)
+
+
+def arrow_frame(table: pa.Table, nullable: Collection[str]) -> pd.DataFrame:
+    """`table` as a DataFrame, the integer columns named in `nullable` as pandas' nullable integers of their
+    width (pyarrow would make integers with nulls float64)."""
+    frame = table.to_pandas()
+    for field in table.schema:
+        if field.name in nullable and pa.types.is_integer(field.type):  # per column: a type mapper converts all
+            frame[field.name] = table.column(field.name).to_pandas(
+                types_mapper={field.type: NULLABLE_INTEGERS[str(field.type)]}.get)
+    return frame
 
 
 def open_dataset(source: str | os.PathLike) -> PartitionedTable:
@@ -132,7 +145,9 @@ def open_dataset(source: str | os.PathLike) -> PartitionedTable:
     formats = {_format_of(Path(p)) for p in files}
     formats.discard(None)
     if not files or not formats:
-        raise IngestError(f"{text}: no Parquet or CSV files found; name a folder or glob of .parquet or .csv files")
+        where = "the directory holds" if path.is_dir() else "the pattern matches"
+        raise IngestError(f"{text}: {where} no Parquet or CSV files; name a folder or glob of .parquet or .csv "
+                          "files (a partitioned table), or one table file")
     if len(formats) > 1:
         raise IngestError(f"{text}: holds both Parquet and CSV files; a partitioned table is of one format")
     (fmt,) = formats

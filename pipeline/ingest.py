@@ -1,7 +1,7 @@
 """Ingestion layer: read a table from a file or a database into pandas, and write tables atomically.
 
-``read_table`` accepts a local file (CSV, TSV, gzip CSV/TSV, Parquet, SQLite or DuckDB database)
-or a SQLAlchemy URL (``sqlite:///x.db``, ``duckdb:///x.duckdb``, ``postgresql://user@host/db``; read by
+``read_table`` accepts a local file (CSV, TSV, gzip CSV/TSV, Parquet, SQLite or DuckDB database), a partitioned
+table (a folder or glob of Parquet or CSV files, `pipeline.datasets`, read whole here) or a SQLAlchemy URL (``sqlite:///x.db``, ``duckdb:///x.duckdb``, ``postgresql://user@host/db``; read by
 `pipeline.databases`).
 Every problem a user can fix is raised as a one-line :class:`IngestError` that names the file,
 URL or table and says what to do; raw pandas/pyarrow/SQLAlchemy tracebacks never escape for them.
@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 
 from tabtwin import __version__
 from tabtwin.pipeline.databases import DUCKDB_SUFFIXES, SQLITE_SUFFIXES, mask_url, read_database_file, read_sql
+from tabtwin.pipeline.datasets import arrow_frame, is_partitioned, open_dataset
 from tabtwin.pipeline.errors import IngestError
 from tabtwin.pipeline.files import atomic_file
 from tabtwin.pipeline.outputs import MARK
@@ -63,6 +64,12 @@ def read_table(
     if is_url(source):
         hint = "check the URL, that the server is reachable and the credentials"
         return read_sql(str(source), label=mask_url(str(source)), table=table, query=query, hint=hint)
+    if is_partitioned(source):
+        if table is not None or query is not None:
+            raise ingest_error(f"table= and query= only apply to database sources, not the folder {source}")
+        df = open_dataset(source).read()
+        reject_empty(df, str(source))
+        return df
 
     path, suffix = _checked_input_path(source)
     if suffix in SQLITE_SUFFIXES + DUCKDB_SUFFIXES:
@@ -98,8 +105,6 @@ def _checked_input_path(source: str | os.PathLike) -> tuple[Path, str]:
     path = Path(source).expanduser()
     if not path.exists():
         raise ingest_error(f"Input file not found: {path}; check the path")
-    if path.is_dir():
-        raise ingest_error(f"Input path is a directory, not a file: {path}; pass a table file ({_supported_list()})")
     suffix = _matching_suffix(path)  # reject unsupported types before looking at the content
     if path.stat().st_size == 0:
         raise ingest_error(f"Input file is empty (0 bytes): {path}; export the table again")
@@ -168,20 +173,9 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         # The schema shows duplicate names that would otherwise make pyarrow fail obscurely.
         reject_duplicates(pq.read_schema(path).names, path)
         table = pq.read_table(path)
-        df = table.to_pandas()
-        # pyarrow turns integers with nulls into float64; give them the nullable integer dtype of their width.
-        for i, column in enumerate(table.schema):
-            if pa.types.is_integer(column.type) and table.column(i).null_count:
-                nullable = _NULLABLE_INTEGERS[str(column.type)]
-                df[column.name] = table.column(i).to_pandas(types_mapper={column.type: nullable}.get)
+        df = arrow_frame(table, [c.name for c in table.schema if table.column(c.name).null_count])
     reject_empty(df, str(path))
     return df
-
-
-_NULLABLE_INTEGERS = {
-    "int8": pd.Int8Dtype(), "int16": pd.Int16Dtype(), "int32": pd.Int32Dtype(), "int64": pd.Int64Dtype(),
-    "uint8": pd.UInt8Dtype(), "uint16": pd.UInt16Dtype(), "uint32": pd.UInt32Dtype(), "uint64": pd.UInt64Dtype(),
-}
 
 
 @contextmanager
