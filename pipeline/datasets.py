@@ -108,8 +108,16 @@ class PartitionedTable:
         return self._frame(self.dataset.to_table())
 
     def head(self, rows: int) -> pd.DataFrame:
-        """The first `rows` rows in part order (schema inference, previews)."""
+        """The first `rows` rows in part order (previews)."""
         return self._frame(self.dataset.head(rows))
+
+    def spread(self, rows: int) -> pd.DataFrame:
+        """About `rows` rows taken from the start of every part alike (schema inference: one part may hold only
+        one year, one region), in part order."""
+        parts = self.parts
+        each = max(1, -(-rows // len(parts)))
+        schema = self.dataset.schema
+        return self._frame(pa.concat_tables([part.scanner(schema=schema).head(each) for part in parts]))
 
     def _frame(self, table: pa.Table) -> pd.DataFrame:
         return arrow_frame(table, self.nullable_integers)

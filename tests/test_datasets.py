@@ -31,6 +31,9 @@ def test_hive_folder_reads_part_by_part_with_keys_as_columns(tmp_path):
     assert str(first["age"].dtype) == str(second["age"].dtype) == "Int64"
     assert first["year"].tolist() == [2024, 2024] and second["year"].tolist() == [2025, 2025]
     assert second["age"].isna().tolist() == [False, True]
+    spread = table.spread(2)  # schema inference sees every part, not only the first one
+    assert spread["year"].tolist() == [2024, 2025] and str(spread["age"].dtype) == "Int64"
+    assert len(table.read()) == 4
 
 
 def test_integer_column_without_nulls_stays_numpy_int(tmp_path):
