@@ -190,9 +190,9 @@ class Budget:
     """Wall time: `elapsed()` seconds since `start` (a `time.perf_counter` reading, the start of fit), and whether
     `max_seconds` (None: no budget) are `spent()`, as every rank agrees."""
 
-    def __init__(self, max_seconds: float | None, start: float, ranks: OneProcess | None = None,
-                 clock=time.perf_counter):
-        self.max_seconds, self.start, self.ranks, self.clock = max_seconds, start, ranks or OneProcess(), clock
+    def __init__(self, max_seconds: float | None, start: float, ranks: OneProcess | None = None, clock=None):
+        self.max_seconds, self.start, self.ranks = max_seconds, start, ranks or OneProcess()
+        self.clock = clock or time.perf_counter
 
     def elapsed(self) -> float:
         return self.clock() - self.start
