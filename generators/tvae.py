@@ -27,19 +27,8 @@ noise is part of the model (sigma is fitted as the spread of x around tanh(out))
 the decoder's conditional means only and make every continuous column too smooth.
 
 Conditions. The base writes the conditioned one-hots after `_generate`, so rows satisfy conditions exactly; to
-keep the other columns coherent with them, z is drawn from a per-value latent Gaussian instead of N(0, I). At
-the end of fit the encoder runs once more over the training data (batched, no grad) and, for every value of
-every discrete column with at least `MIN_CONDITION_ROWS` rows, keeps the count, mean and diagonal variance of
-the posterior means of the rows holding it: aggregate statistics only, never a row. Several conditions combine
-as a product of Gaussians divided by the prior counted once too often: precision P = 1 + sum_k (P_k - 1),
-mean = sum_k P_k m_k / P, with each P_k floored at the prior's 1 so the combined precision stays positive (one
-condition therefore samples its own Gaussian, variance capped at 1). Rare values (fewer than
-`MIN_CONDITION_ROWS` training rows: too few to estimate a mean and variance in `embedding_dim` dimensions) fall
-back to the prior N(0, I): the rows still hold the condition exactly (the base writes its one-hot), but the other
-columns follow the unconditional distribution rather than the value's own. When no value has enough rows (a
-6-row table, or columns of hundreds of values in 400 rows) every condition falls back, and the model saves
-`latent_by_value: null`. Cost: one extra encoder pass at fit, O(n_conditions * embedding_dim) at sampling, no
-rejection loop.
+keep the other columns coherent with them, z is drawn from a per-value latent Gaussian instead of N(0, I), fitted
+once training ends (`generators.latent`).
 
 Differentially private training (opt-in, `dp_epsilon`): DP-SGD (Abadi et al. 2016) through opacus,
 `generators.privacy`, which says what it does and what the guarantee covers. The per-row loss runs through
@@ -66,6 +55,9 @@ from torch import nn
 
 from tabtwin.generators import DEFAULT_SEED
 from tabtwin.generators.conditions import ConditionPlan
+from tabtwin.generators.latent import (
+    INFERENCE_BATCH, category_positions, fit_latent_stats, latent_prior, latent_stats_from_json, latent_stats_to_json,
+)
 from tabtwin.generators.onehot import OneHotGenerator, activate, segment_log_softmax
 from tabtwin.generators.params import (
     BATCH, EPOCHS, NON_NEGATIVE, PATIENCE, POSITIVE, WIDTH, Bool, Device, Seed, Widths,
@@ -73,13 +65,10 @@ from tabtwin.generators.params import (
 from tabtwin.generators.privacy import check_privacy, private_training
 from tabtwin.generators.training import Group, Training, shuffled_batches
 from tabtwin.pipeline.errors import TabtwinError
-from tabtwin.pipeline.rules import Int, Items, Maybe, Num, Rule, ascending, check_fields, fail
+from tabtwin.pipeline.rules import Maybe, Rule, check_fields
 
-MIN_CONDITION_ROWS = 5  # a value needs this many training rows for its latent Gaussian to be estimated
 SIGMA_MIN, SIGMA_MAX = 0.01, 1.0
 LOG_SIGMA_MIN, LOG_SIGMA_MAX = math.log(SIGMA_MIN), math.log(SIGMA_MAX)
-INFERENCE_BATCH = 10_000  # rows per encoder/decoder pass outside training
-_VAR_FLOOR = 1e-4  # keeps per-value latent precisions finite when a latent dimension is constant
 # What a DP fit's privacy block says about the TVAE (`privacy.private_training`).
 PRIVACY_NOTES = {
     "covered": "network weights (encoder and decoder) and all that is sampled from them",
@@ -274,101 +263,27 @@ class TVAE(OneHotGenerator):
 
     # ------------------------------------------------------------------------------------------ conditions
 
-    @torch.no_grad()
     def _fit_latent_stats(self, data: torch.Tensor) -> None:
-        """Count, mean and variance of the posterior means of the rows holding each discrete value."""
-        positions = [
-            span.start + code
-            for span in self.encoder_.output_info
-            if span.role == "category"
-            for code in range(span.dim)
-        ]
-        if not positions:
-            self.latent_stats_ = None
-            return
-        index = torch.tensor(positions, dtype=torch.long, device=data.device)
-        dim = self.embedding_dim
-        count = torch.zeros(len(positions), dtype=torch.float64, device=data.device)
-        total = torch.zeros((len(positions), dim), dtype=torch.float64, device=data.device)
-        squares = torch.zeros_like(total)
+        """`latent_stats_` from the encoder now in place, on the training rows `data` (encoder order)."""
         self.encoder_net_.eval()
-        for start in range(0, data.shape[0], INFERENCE_BATCH):
-            x = data[start : start + INFERENCE_BATCH]
-            mu = self.encoder_net_(x[:, self.layout_.grouped])[0].double()
-            onehot = x[:, index].double()  # (rows, values)
-            count += onehot.sum(dim=0)
-            total += onehot.T @ mu
-            squares += onehot.T @ mu**2
-        keep = count >= MIN_CONDITION_ROWS
-        if not bool(keep.any()):  # every value too rare: conditions fall back to the prior (module docstring)
-            self.latent_stats_ = None
-            return
-        mean = total[keep] / count[keep, None]
-        var = (squares[keep] / count[keep, None] - mean**2).clamp_min(_VAR_FLOOR)
-        self.latent_stats_ = {
-            "position": index[keep],
-            "count": count[keep],
-            "mean": mean.float(),
-            "var": var.float(),
-        }
+        self.latent_stats_ = fit_latent_stats(lambda x: self.encoder_net_(x[:, self.layout_.grouped])[0], data,
+                                              category_positions(self.encoder_.output_info), self.embedding_dim)
 
     def _latent_prior(self, plan: ConditionPlan | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and std of the latent Gaussian to sample z from under `plan` (N(0, I) without one)."""
-        dim = self.embedding_dim
-        mean = torch.zeros(dim, device=self.device_)
-        precision = torch.ones(dim, device=self.device_)
-        stats = self.latent_stats_
-        if plan is None or stats is None:
-            return mean, torch.ones(dim, device=self.device_)
-        positions = stats["position"].tolist()
-        weighted = torch.zeros(dim, device=self.device_)
-        for span, code in zip(plan.spans, plan.codes):
-            if span.start + code not in positions:  # too rare to estimate: the prior, i.e. no evidence
-                continue
-            i = positions.index(span.start + code)
-            value_precision = (1.0 / stats["var"][i]).clamp_min(1.0)
-            precision = precision + value_precision - 1.0
-            weighted = weighted + value_precision * stats["mean"][i]
-        return weighted / precision, precision.rsqrt()
+        return latent_prior(self.latent_stats_, plan, self.embedding_dim, self.device_)
 
     def _extra_state(self) -> dict:
-        stats = self.latent_stats_
         privacy = {"privacy": self.privacy_} if self.privacy_ is not None else {}
-        if stats is None:
-            return {"latent_by_value": None, **privacy}
-        return {"latent_by_value": {key: stats[key].tolist() for key in ("position", "count", "mean", "var")}, **privacy}
+        return {"latent_by_value": latent_stats_to_json(self.latent_stats_), **privacy}
 
     def _load_extra_state(self, state: dict) -> None:
         """The privacy block and the per-value latent statistics saved in config.json, every field checked
-        (`privacy.check_privacy`; statistics of this model's size, at positions of its category columns)."""
+        (`privacy.check_privacy`, `latent.latent_stats_from_json`)."""
         check_fields(state, {"latent_by_value": Rule(), **({"privacy": Rule()} if "privacy" in state else {})}, "state")
         self.privacy_ = check_privacy(state.get("privacy"), self.dp_epsilon)
-        self.latent_stats_ = self._latent_stats_from(state["latent_by_value"])
-
-    def _latent_stats_from(self, saved) -> dict | None:
-        if saved is None:
-            return None
-        # Latent means and variances of a trained encoder are of order 1; the bounds keep float32 sampling finite.
-        dim, bound = self.embedding_dim, 1e6
-        check_fields(saved, {"position": Items(Int(0, self.encoder_.output_dim - 1)), "count": Items(Num(MIN_CONDITION_ROWS)),
-                             "mean": Items(Items(Num(-bound, bound))), "var": Items(Items(Num(0.0, bound, open_low=True)))},
-                     "latent_by_value")
-        n = len(saved["position"])
-        if any(len(saved[key]) != n for key in ("count", "mean", "var")) or any(
-            len(row) != dim for key in ("mean", "var") for row in saved[key]
-        ):
-            fail("latent_by_value", f"must hold {n} counts, and means and variances of {dim} numbers each")
-        ascending(saved["position"], "latent_by_value", "position")
-        categories = {span.start + code for span in self.encoder_.output_info if span.role == "category"
-                      for code in range(span.dim)}
-        if not set(saved["position"]) <= categories:
-            fail("latent_by_value", "position must name category columns of the encoder")
-        return {
-            "position": torch.tensor(saved["position"], dtype=torch.long, device=self.device_),
-            "count": torch.tensor(saved["count"], dtype=torch.float64, device=self.device_),
-            "mean": torch.tensor(saved["mean"], dtype=torch.float32, device=self.device_),
-            "var": torch.tensor(saved["var"], dtype=torch.float32, device=self.device_),
-        }
+        positions = category_positions(self.encoder_.output_info)
+        self.latent_stats_ = latent_stats_from_json(state["latent_by_value"], self.embedding_dim,
+                                                    self.encoder_.output_dim, positions, self.device_)
 
     # ------------------------------------------------------------------------------------------ other uses
 
