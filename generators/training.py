@@ -54,7 +54,6 @@ import torch
 # Below this magnitude a weight or an Adam first moment changes no float32 result that matters, yet its products
 # with gradients land in the subnormal range (see the module docstring).
 FLUSH_BELOW = 1e-20
-STOP_REASONS = ("early stopping", "time budget", "epoch cap")  # `stop_reason_`: what ended training
 
 
 # ---------------------------------------------------------------------------------------------- subnormals
@@ -298,7 +297,8 @@ def train(run: Training, modules: dict[str, torch.nn.Module], progress, history:
     so a seeded run's history repeats. An epoch the budget cuts short is recorded with the steps it ran, and not
     validated.
 
-    Returns (the epoch whose weights are kept, what ended training: one of STOP_REASONS). The weights kept are
+    Returns (the epoch whose weights are kept, what ended training: "early stopping", "time budget" or "epoch
+    cap", a model's `stop_reason_`). The weights kept are
     the best validated epoch's, else the averaged (or last) ones; the modules are left in eval mode.
     """
     ranks = ranks or OneProcess()
