@@ -26,7 +26,7 @@ import torch  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
 from bench.generators import machine, replace_section  # noqa: E402
-from tabtwin.generators.base import adam  # noqa: E402
+from tabtwin.generators.training import adam  # noqa: E402
 from tabtwin.generators.tvae import LOG_SIGMA_MAX, LOG_SIGMA_MIN, TVAE  # noqa: E402
 from tabtwin.pipeline.ingest import read_table  # noqa: E402
 from tabtwin.pipeline.schema import infer_schema  # noqa: E402

@@ -21,10 +21,11 @@ Conditional sampling puts the conditioned columns first, fixes their codes, and 
 exact conditional sampling from the model, no rejection loop, for any set of discrete columns.
 
 Training length is a budget, not a fixed epoch count: at most `epochs` passes, an optional `max_seconds` of
-wall time (from the start of `fit`, checked after each epoch, so the last epoch may overrun it), and early stopping on the validation negative log-likelihood (10 % of the rows, table order),
-keeping the best epoch's weights. AdamW with a linear warm-up, then the rate halves after each epoch that
-did not improve the validation NLL; the weights validated and kept are an exponential moving average of the
-trained ones.
+wall time (from the start of `fit`, checked after every step and during the validation pass), and early stopping on
+the validation negative log-likelihood (`base.VALIDATION_FRACTION` of the rows, table order), keeping the best
+epoch's weights. AdamW with a linear warm-up over the first epoch, then the rate halves after each epoch that did
+not improve the validation NLL; the weights validated and kept are an exponential moving average of the trained
+ones (`generators.training`).
 
 Other uses. `score(df)` is each row's negative log-likelihood in nats under the table order (exact, an anomaly
 score: higher is rarer). `embed(df)` is the mean of the heads' first hidden layer when each head sees every
@@ -38,7 +39,6 @@ described for TabularARGN (Tiwald et al. 2025). The code is our own.
 from __future__ import annotations
 
 import math
-import time
 from typing import ClassVar
 
 import numpy as np
@@ -48,17 +48,20 @@ from torch import nn
 from torch.nn import functional as F
 
 from tabtwin.generators import DEFAULT_SEED
-from tabtwin.generators.base import SyntheticGenerator, check_finite, flush_denormals, write_values, zero_subnormals_
-from tabtwin.generators.memory import SAMPLE_BATCH, sample_rows, sampling_width
-from tabtwin.generators.params import MAX_LAYERS, MAX_WIDTH, check_float, check_int
+from tabtwin.generators.base import ONLY_IDS, SyntheticGenerator, check_finite
+from tabtwin.generators.conditions import ConditionPlan, plan_conditions
+from tabtwin.generators.memory import SAMPLE_BATCH
+from tabtwin.generators.params import (
+    BATCH, LAYERS, MAX_EPOCHS, NON_NEGATIVE, PATIENCE, POSITIVE, SECONDS, SHARE, WIDTH, Bool, Device, Seed,
+)
+from tabtwin.generators.training import Budget, Group, Training, shuffled_batches
 from tabtwin.pipeline.binning import BinnedEncoder
 from tabtwin.pipeline.categories import MAX_CATEGORIES
-from tabtwin.pipeline.conditions import find_value
+from tabtwin.pipeline.encoding import Span
 from tabtwin.pipeline.errors import TabtwinError
+from tabtwin.pipeline.rules import Int, Num
 from tabtwin.pipeline.schema import Schema
-from tabtwin.pipeline.validation import MAX_BINS, MAX_EXACT
-
-VALIDATION_FRACTION = 0.1
+from tabtwin.pipeline.validation import MAX_BINS, MAX_CODES, MAX_EXACT
 
 
 def embedding_width(cardinality: int) -> int:
@@ -180,7 +183,8 @@ class AutoregressiveGenerator(SyntheticGenerator):
     epochs: at most this many passes over the training rows (early stopping usually ends sooner).
     early_stopping: stop after this many epochs without a better validation NLL (0: never; no validation split).
     max_seconds: optional wall-time budget in seconds, counted from the start of `fit` (encoding included) and
-        checked after each epoch, so training ends with the epoch that passes it (None: none). Opt-in, because a
+        checked after every step and during the validation pass, so training ends at the step that passes it
+        (None: none); the best epoch's (or the averaged) weights are kept. Opt-in, because a
         budget makes the result depend on the machine's speed; seeded runs without it are reproducible.
         `stop_reason_` says what ended training: "early stopping", "time budget" or "epoch cap".
     batch_size: rows per step; capped at a 32nd of the training rows, so a small table still gets 32 steps an
@@ -196,242 +200,115 @@ class AutoregressiveGenerator(SyntheticGenerator):
 
     model_name: ClassVar[str] = "autoregressive"
     sampling_modules = ("net",)
+    validation_name = "validation_nll"
+    validation_tolerance = 1e-4  # nats: a smaller fall of the validation NLL is no improvement
+    _parameter_constraints = {
+        "epochs": Int(1, MAX_EPOCHS), "early_stopping": PATIENCE, "max_seconds": SECONDS, "batch_size": BATCH,
+        "hidden": WIDTH, "depth": LAYERS, "dropout": Num(0.0, 0.9),
+        "learning_rate": POSITIVE, "weight_decay": NON_NEGATIVE, "decay": Num(0.0, 1.0, open_low=True),
+        "ema_decay": Num(0.0, 0.9999), "canonical_share": SHARE,
+        "n_bins": Int(1, MAX_BINS), "max_exact": Int(1, MAX_EXACT), "spike_share": Num(0.0, 1.0, open_low=True),
+        "max_categories": Int(1, MAX_CODES), "device": Device(), "random_state": Seed(), "verbose": Bool(),
+    }
 
     def __init__(
         self,
-        epochs: int = 100,
-        early_stopping: int = 5,
-        max_seconds: float | None = None,
-        batch_size: int = 512,
-        hidden: int = 256,
-        depth: int = 1,
-        dropout: float = 0.0,
-        learning_rate: float = 2e-3,
-        weight_decay: float = 1e-5,
-        decay: float = 0.5,
-        ema_decay: float = 0.995,
+        epochs: int = 100, early_stopping: int = 5, max_seconds: float | None = None, batch_size: int = 512,
+        hidden: int = 256, depth: int = 1, dropout: float = 0.0,
+        learning_rate: float = 2e-3, weight_decay: float = 1e-5, decay: float = 0.5, ema_decay: float = 0.995,
         canonical_share: float = 0.5,
-        n_bins: int = 64,
-        max_exact: int = 128,
-        spike_share: float = 0.01,
-        max_categories: int = MAX_CATEGORIES,
-        device: str = "auto",
-        random_state: int | None = DEFAULT_SEED,
-        verbose: bool = False,
+        n_bins: int = 64, max_exact: int = 128, spike_share: float = 0.01, max_categories: int = MAX_CATEGORIES,
+        device: str = "auto", random_state: int | None = DEFAULT_SEED, verbose: bool = False,
     ):
-        self.epochs = epochs
-        self.early_stopping = early_stopping
-        self.max_seconds = max_seconds
-        self.batch_size = batch_size
-        self.hidden = hidden
-        self.depth = depth
-        self.dropout = dropout
-        self.learning_rate = learning_rate
-        self.weight_decay = weight_decay
-        self.decay = decay
-        self.ema_decay = ema_decay
-        self.canonical_share = canonical_share
-        self.n_bins = n_bins
-        self.max_exact = max_exact
-        self.spike_share = spike_share
-        self.max_categories = max_categories
-        self.device = device
-        self.random_state = random_state
-        self.verbose = verbose
+        self._store_params(locals())
 
-    # ------------------------------------------------------------------------------------------ parameters
+    # ------------------------------------------------------------------------------------------ fit hooks
 
-    def _check_params(self) -> None:
-        super()._check_params()  # epochs, batch_size, max_categories, verbose, device, random_state
-        check_int("epochs", self.epochs)
-        limits = {"hidden": MAX_WIDTH, "depth": MAX_LAYERS, "n_bins": MAX_BINS, "max_exact": MAX_EXACT}
-        for name, maximum in limits.items():
-            check_int(name, getattr(self, name), maximum=maximum)
-        for name in ("learning_rate",):
-            check_float(name, getattr(self, name))
-        check_float("weight_decay", self.weight_decay, inclusive=True)
-        check_float("decay", self.decay, maximum=1.0)
-        check_float("ema_decay", self.ema_decay, inclusive=True, maximum=0.9999)
-        check_float("dropout", self.dropout, inclusive=True, maximum=0.9)
-        check_float("canonical_share", self.canonical_share, inclusive=True, maximum=1.0)
-        check_float("spike_share", self.spike_share, maximum=1.0)
-        if self.max_seconds is not None:
-            check_float("max_seconds", self.max_seconds)
-
-    # ------------------------------------------------------------------------------------------ fit
-
-    def fit(self, df: pd.DataFrame, schema: Schema | None = None) -> AutoregressiveGenerator:
-        """Fit on `df` (rows x columns) with `schema` (inferred when None); returns self.
-
-        Raises TabtwinError for an empty table, a table of only id columns, or an invalid parameter.
-        """
-        start = time.perf_counter()
-        schema = self._begin_fit(df, schema)
+    def _encode(self, df: pd.DataFrame, schema: Schema) -> torch.Tensor:
+        """(rows, columns) int64 codes of `df` under the fitted `BinnedEncoder`."""
         self.encoder_ = BinnedEncoder(
             schema, n_bins=self.n_bins, max_exact=self.max_exact, spike_share=self.spike_share,
             max_categories=self.max_categories,
         ).fit(df)
         if not self.encoder_.columns:
-            raise TabtwinError("the table has only id columns; there is nothing to model")
-        codes = torch.from_numpy(self.encoder_.transform(df)).to(self.device_)
-        self._build_network()
-        self.net_.set_positions(self.encoder_.representatives(), codes)
-        with flush_denormals(self.device_.type == "cpu"):
-            self._train_codes(codes, start)
-        return self
+            raise TabtwinError(ONLY_IDS)
+        return torch.from_numpy(self.encoder_.transform(df)).to(self.device_)
 
-    def _build_network(self) -> None:
+    def _build(self) -> None:
         self.net_ = ColumnAR(self.encoder_.cardinalities, self.hidden, self.depth, self.dropout).to(self.device_)
 
-    def _train_codes(self, codes: torch.Tensor, start: float) -> None:
-        seed = torch.seed() if self.random_state is None else self.random_state
-        generator = torch.Generator().manual_seed(seed)
+    def _init_from_data(self, codes: torch.Tensor) -> None:
+        self.net_.set_positions(self.encoder_.representatives(), codes)
+
+    def _training_generator(self) -> torch.Generator:
+        """A CPU generator seeded with `random_state`: the split, the epochs' row orders and the batches' column
+        orders are then the same on every device."""
+        return torch.Generator().manual_seed(torch.seed() if self.random_state is None else self.random_state)
+
+    def _training(self, codes: torch.Tensor, generator: torch.Generator) -> Training:
+        """Full batches of `batch_size` rows (at most a 32nd of the rows, at least 16), each in the table's column
+        order with probability `canonical_share`, else in a random order; AdamW, warmed up over the first epoch
+        and decayed on plateaus; the weights averaged (`ema_decay`)."""
         d = codes.shape[1]
-        rows = torch.randperm(len(codes), generator=generator).to(self.device_)
-        cut = max(int(len(codes) * VALIDATION_FRACTION), 1) if self.early_stopping and len(codes) >= 20 else 0
-        valid, train = codes[rows[:cut]], codes[rows[cut:]]
         canonical = order_mask(list(range(d)), d, self.device_)
-        batch = max(1, min(self.batch_size, max(16, len(train) // 32), len(train)))
-        steps = max(1, len(train) // batch)  # full batches; the remainder differs each epoch
-        optimizer = torch.optim.AdamW(self.net_.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
-        # Linear warm-up over the first epoch; then the rate halves after every epoch whose validation NLL is no
-        # better (a plateau schedule anneals as soon as the table has taught what it can, whatever its size).
-        warm = steps
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warm))
-        self.history_, best, best_state, stale = [], math.inf, None, 0
-        # An exponential moving average of the weights is what gets validated and kept: it smooths the last
-        # steps' noise (Adult: validation NLL 19.55 against 19.59 for the raw weights, same epochs).
-        ema_decay = self.ema_decay
-        params = list(self.net_.parameters())
-        ema = [p.detach().clone() for p in params]
-        progress = self._progress()
-        for epoch in progress:
-            self.net_.train()
-            order = torch.randperm(len(train), generator=generator).to(self.device_)
-            total = torch.zeros((), device=self.device_)
-            for step in range(steps):
-                batch_rows = train[order[step * batch : (step + 1) * batch]]
-                if torch.rand(1, generator=generator).item() < self.canonical_share:
-                    mask = canonical
-                else:
-                    mask = order_mask(torch.randperm(d, generator=generator), d, self.device_)
-                loss = _nll(self.net_(batch_rows, mask), batch_rows).mean()
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                if ema_decay:
-                    with torch.no_grad():
-                        torch._foreach_lerp_(ema, params, 1.0 - ema_decay)
-                schedule.step()
-                total += loss.detach()
-            record = {"epoch": epoch, "loss": float(total) / steps}
-            zero_subnormals_(optimizer)  # see base.zero_subnormals_: weight decay drives unused weights there
-            if ema_decay:
-                with torch.no_grad():
-                    for tensor in ema:
-                        tensor.masked_fill_(tensor.abs() < torch.finfo(torch.float32).tiny, 0.0)
-            if ema_decay:  # validate (and keep) the averaged weights; training goes on from the live ones
-                with torch.no_grad():
-                    live = [p.detach().clone() for p in params]
-                    torch._foreach_copy_(params, ema)
-            if cut:
-                record["validation_nll"] = float(self._row_nll(valid, canonical).mean())
-            record["seconds"] = round(time.perf_counter() - start, 3)
-            self.history_.append(record)
-            progress.set_postfix(**{k: f"{v:.3f}" for k, v in record.items() if k != "epoch"})
-            improved = cut and record["validation_nll"] < best - 1e-4
-            if improved:
-                best, stale, self.best_epoch_ = record["validation_nll"], 0, epoch
-                best_state = {k: v.detach().clone() for k, v in self.net_.state_dict().items()}
-            if ema_decay:
-                with torch.no_grad():
-                    torch._foreach_copy_(params, live)
-            if cut and not improved:
-                stale += 1
-                for group in optimizer.param_groups:
-                    group["lr"] *= self.decay
-                schedule.base_lrs = [base * self.decay for base in schedule.base_lrs]
-                if stale >= self.early_stopping:
-                    self.stop_reason_ = "early stopping"
-                    break
-            if self.max_seconds is not None and time.perf_counter() - start > self.max_seconds:
-                self.stop_reason_ = "time budget"
-                break
-        else:
-            self.stop_reason_ = "epoch cap"
-        if best_state is not None:
-            self.net_.load_state_dict(best_state)
-        else:  # no validation split: the last epoch's (averaged) weights
-            self.best_epoch_ = len(self.history_) - 1
-            if ema_decay:
-                with torch.no_grad():
-                    torch._foreach_copy_(params, ema)
-        self.net_.eval()
+        batch = max(1, min(self.batch_size, max(16, len(codes) // 32), len(codes)))
+
+        def step(rows: torch.Tensor, update):
+            if torch.rand(1, generator=generator).item() < self.canonical_share:
+                mask = canonical
+            else:
+                mask = order_mask(torch.randperm(d, generator=generator), d, self.device_)
+            loss = _nll(self.net_(rows, mask), rows).mean()
+            update("net", loss)
+            return {"loss": loss}, 1
+
+        return Training(
+            groups={"net": Group(self.net_.parameters(), self.learning_rate, self.weight_decay, decoupled=True)},
+            batches=shuffled_batches(codes, batch, generator), step=step, warmup_steps=len(codes) // batch,
+            plateau_decay=self.decay, ema_decay=self.ema_decay, flush_denormals=self.device_.type == "cpu",
+        )
+
+    def _validation_metric(self, codes: torch.Tensor, budget: Budget) -> float | None:
+        """Mean negative log-likelihood in nats of the held-out rows under the table's column order."""
+        d = codes.shape[1]
+        nll = self._row_nll(codes, order_mask(list(range(d)), d, self.device_), budget)
+        return None if nll is None else float(nll.mean())
 
     @torch.no_grad()
-    def _row_nll(self, codes: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """(rows,) negative log-likelihood in nats of each row of `codes` under the order of `mask`."""
+    def _row_nll(self, codes: torch.Tensor, mask: torch.Tensor, budget: Budget | None = None) -> torch.Tensor | None:
+        """(rows,) negative log-likelihood in nats of each row of `codes` under the order of `mask`; None when
+        `budget` runs out before the last batch."""
         was_training = self.net_.training
         self.net_.eval()
-        out = torch.cat([_nll(self.net_(part, mask), part) for part in codes.split(SAMPLE_BATCH[self.device_.type])])
-        self.net_.train(was_training)
-        return out
+        parts = []
+        try:
+            for part in codes.split(SAMPLE_BATCH[self.device_.type]):
+                if budget is not None and budget.spent():
+                    return None
+                parts.append(_nll(self.net_(part, mask), part))
+        finally:
+            self.net_.train(was_training)
+        return torch.cat(parts)
 
-    # ------------------------------------------------------------------------------------------ sample
+    # ------------------------------------------------------------------------------------------ sample hooks
 
-    def sample(self, n: int, conditions: dict | None = None, seed: int | None = None) -> pd.DataFrame:
-        """Exactly `n` rows (DataFrame with the source columns and dtypes); every row satisfies `conditions`
-        ({column: value} on discrete and boolean columns), drawn from the model's conditional distribution by
-        putting the conditioned columns first in the order. Raises TabtwinError for an unknown column or value."""
-        self._check_fitted()
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-            raise TabtwinError(f"number of rows must be a non-negative integer, got {n!r}")
-        fixed = self._resolve_conditions(conditions)
-        seed = seed if seed is not None else int(torch.randint(0, 2**62, (1,)).item())
-        generator = torch.Generator(device=self.device_).manual_seed(seed)
+    def _plan_conditions(self, conditions: dict | None) -> ConditionPlan | None:
+        return plan_conditions(_CodeColumns(self.encoder_), conditions)
+
+    def _sample_batch(self, n: int, plan: ConditionPlan | None, generator: torch.Generator) -> np.ndarray:
+        """(n, columns) codes: the conditioned columns first in the order, at their codes, then every other
+        column drawn from its head in table order (exact conditional sampling, no rejection loop)."""
         d = len(self.encoder_.columns)
-        order = [j for j in fixed] + [j for j in range(d) if j not in fixed]
+        fixed = {} if plan is None else {span.start: code for span, code in zip(plan.spans, plan.codes)}
+        order = [*fixed, *(j for j in range(d) if j not in fixed)]
         mask = order_mask(order, d, self.device_)
-        frames, chunk = [], sample_rows(self.device_, sampling_width(self))
-        for lo in range(0, max(n, 1), chunk):
-            rows = min(chunk, n - lo)
-            codes = torch.zeros(rows, d, dtype=torch.long, device=self.device_)
-            with torch.no_grad():
-                for j, (code, _) in fixed.items():
-                    codes[:, j] = code
-                for j in order[len(fixed):]:
-                    probs = check_finite(torch.softmax(self.net_.head_logits(codes, mask, j).float(), dim=1), self.model_name)
-                    codes[:, j] = torch.multinomial(probs, 1, generator=generator)[:, 0]
-            frame = self.encoder_.inverse_transform(codes.cpu().numpy(), seed=seed + lo, id_offset=lo)
-            # A rare value shares its code with others: write it as asked.
-            frames.append(write_values(frame, {self.encoder_.columns[j]: value for j, (_, value) in fixed.items()},
-                                       self.encoder_.forms_))
-        return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-
-    def _resolve_conditions(self, conditions: dict | None) -> dict[int, tuple[int, object]]:
-        """{column index: (code, value)} for each condition; errors name the column or value."""
-        if not conditions:
-            return {}
-        if not isinstance(conditions, dict):
-            raise TabtwinError("conditions must be a mapping of column to value, e.g. {'sex': ' Female'}")
-        fixed = {}
-        for column, wanted in conditions.items():
-            column = column if isinstance(column, str) else str(column)  # a label such as 0 is modelled as "0"
-            if column not in self.encoder_.schema.names:
-                raise TabtwinError(f"condition names unknown column {column!r}; columns are {self.encoder_.schema.names}")
-            kind = self.encoder_.schema[column].kind
-            if kind not in ("discrete", "boolean"):
-                raise TabtwinError(
-                    f"condition on column {column!r} ({kind}) is not supported; conditions apply to discrete and "
-                    "boolean columns"
-                )
-            values = self.encoder_.all_category_values(column)
-            index = find_value(values, wanted)
-            if index is None:
-                shown = [v for v in values if v is not None][:20]
-                raise TabtwinError(f"column {column!r} has no value {wanted!r}; known values include {shown}")
-            fixed[self.encoder_.columns.index(column)] = (self.encoder_.code_of_value(column, index), values[index])
-        return fixed
+        codes = torch.zeros(n, d, dtype=torch.long, device=self.device_)
+        for j, code in fixed.items():
+            codes[:, j] = code
+        for j in order[len(fixed):]:
+            probs = check_finite(torch.softmax(self.net_.head_logits(codes, mask, j).float(), dim=1), self.model_name)
+            codes[:, j] = torch.multinomial(probs, 1, generator=generator)[:, 0]
+        return codes.cpu().numpy()
 
     # ------------------------------------------------------------------------------------------ other uses
 
@@ -461,15 +338,29 @@ class AutoregressiveGenerator(SyntheticGenerator):
         return {"net": self.net_}
 
     @classmethod
-    def _load_encoder(cls, path):
+    def _load_encoder(cls, path) -> BinnedEncoder:
         return BinnedEncoder.load(path)
 
-    def _prepare_loaded(self) -> None:  # the network needs nothing but the encoder's cardinalities
-        pass
 
-    def _build_loaded(self) -> None:
-        self._build_network()
-        self.net_.eval()
+class _CodeColumns:
+    """The flagship's encoder as `plan_conditions` reads one: each modelled column is one column of the code
+    matrix (a span of width 1 at its index), and every conditioned value is written into the decoded rows
+    (`BinnedEncoder` does not say which values share a code)."""
+
+    def __init__(self, encoder: BinnedEncoder):
+        self.encoder, self.schema = encoder, encoder.schema
+
+    def spans_of(self, column: str) -> list[Span]:
+        return [Span(column, "category", self.encoder.columns.index(column), 1, "code")]
+
+    def category_values(self, column: str) -> list:
+        return self.encoder.all_category_values(column)
+
+    def code_of_value(self, column: str, index: int) -> int:
+        return self.encoder.code_of_value(column, index)
+
+    def is_rare(self, column: str, index: int) -> bool:
+        return True
 
 
 def _nll(logits: list[torch.Tensor], codes: torch.Tensor) -> torch.Tensor:

@@ -10,8 +10,9 @@
 - The networks see the encoded columns grouped (see `SpanLayout`), so the output splits into slices and the
   conditional block is the trailing columns; generated rows are put back in the encoder's order at the end.
 
-Training is autograd on the modules' `forward` (the definitions): each step is loss -> `backward()` ->
-Adam, and the gradient penalty takes the critic's input gradient with `torch.autograd.grad(create_graph=True)`.
+Training is autograd on the modules' `forward` (the definitions), run by `generators.training`: each step is
+`discriminator_steps` critic updates, then one generator update (loss -> `backward()` -> Adam), and the gradient
+penalty takes the critic's input gradient with `torch.autograd.grad(create_graph=True)`.
 What keeps it fast needs no hand-written backward: the training matrix stays on the device as one tensor; the
 condition sampler is a few tensor ops; every softmax span goes through one segment softmax (`SpanLayout`);
 Adam is the fused kernel; the critic scores real and fake groups as one batch; and the generator's step reuses
@@ -34,18 +35,14 @@ from torch import nn
 from torch.nn import functional as F
 
 from tabtwin.generators import DEFAULT_SEED
-from tabtwin.generators.base import (
-    ConditionPlan,
-    SpanLayout,
-    SyntheticGenerator,
-    activate,
-    adam,
-    segment_log_softmax,
-    zero_subnormals_,
+from tabtwin.generators.conditions import ConditionPlan
+from tabtwin.generators.onehot import OneHotGenerator, SpanLayout, activate, segment_log_softmax
+from tabtwin.generators.params import (
+    BATCH, EPOCHS, NON_NEGATIVE, PATIENCE, POSITIVE, SHARE, WIDTH, Bool, Device, Seed, Widths,
 )
-from tabtwin.generators.params import MAX_WIDTH, check_float, check_int, check_widths
+from tabtwin.generators.training import Group, Training
 from tabtwin.pipeline.errors import TabtwinError
-from tabtwin.pipeline.rules import Items, Num, check_fields, fail
+from tabtwin.pipeline.rules import Int, Items, Num, check_fields, fail
 
 MAX_COUNT = 1e12  # rows a saved value count may claim (float32 holds it; the sampler's weights stay finite)
 
@@ -218,7 +215,7 @@ class ConditionSampler:
         return out
 
 
-class CTGAN(SyntheticGenerator):
+class CTGAN(OneHotGenerator):
     """CTGAN (Xu et al. 2019, "Modeling Tabular data using Conditional GAN") with the published defaults.
 
     Parameters are stored as given and validated in `fit` (scikit-learn's contract). `generator_dim` and
@@ -229,75 +226,43 @@ class CTGAN(SyntheticGenerator):
     training (opt-in: the first steps pay the compile time, see bench/RESULTS.md; the gradient penalty's double
     backward runs on the eager critic, since compiled graphs do not support it).
 
-    Learned state: `encoder_`, `layout_`, `generator_`, `critic_`, `sampler_`, `history_`, `best_epoch_`.
+    Learned state: `encoder_`, `layout_`, `generator_`, `critic_`, `sampler_`, `history_`, `best_epoch_`,
+    `stop_reason_`.
     """
 
     model_name = "ctgan"
     sampling_modules = ("generator",)
+    _parameter_constraints = {
+        "embedding_dim": WIDTH, "generator_dim": Widths(), "discriminator_dim": Widths(least=1),
+        "generator_lr": POSITIVE, "discriminator_lr": POSITIVE, "tau": POSITIVE,
+        "generator_decay": NON_NEGATIVE, "discriminator_decay": NON_NEGATIVE, "gp_weight": NON_NEGATIVE,
+        "pac": Int(1, 1000), "discriminator_steps": Int(1, 1000), "multi_condition_rate": SHARE,
+        "batch_size": BATCH, "epochs": EPOCHS, "early_stopping": PATIENCE,
+        "compile": Bool(), "device": Device(), "random_state": Seed(), "verbose": Bool(),
+    }
 
     def __init__(
         self,
-        embedding_dim: int = 128,
-        generator_dim: tuple[int, ...] = (256, 256),
+        embedding_dim: int = 128, generator_dim: tuple[int, ...] = (256, 256),
         discriminator_dim: tuple[int, ...] = (256, 256),
-        generator_lr: float = 2e-4,
-        generator_decay: float = 1e-6,
-        discriminator_lr: float = 2e-4,
-        discriminator_decay: float = 1e-6,
-        batch_size: int = 500,
-        discriminator_steps: int = 1,
-        pac: int = 10,
-        tau: float = 0.2,
-        gp_weight: float = 10.0,
+        generator_lr: float = 2e-4, generator_decay: float = 1e-6,
+        discriminator_lr: float = 2e-4, discriminator_decay: float = 1e-6,
+        batch_size: int = 500, discriminator_steps: int = 1, pac: int = 10, tau: float = 0.2, gp_weight: float = 10.0,
         multi_condition_rate: float = 0.1,
-        epochs: int = 300,
-        early_stopping: int = 0,
-        compile: bool = False,
-        device: str = "auto",
-        random_state: int | None = DEFAULT_SEED,
-        verbose: bool = True,
+        epochs: int = 300, early_stopping: int = 0, compile: bool = False,
+        device: str = "auto", random_state: int | None = DEFAULT_SEED, verbose: bool = True,
     ):
-        self.embedding_dim = embedding_dim
-        self.generator_dim = generator_dim
-        self.discriminator_dim = discriminator_dim
-        self.generator_lr = generator_lr
-        self.generator_decay = generator_decay
-        self.discriminator_lr = discriminator_lr
-        self.discriminator_decay = discriminator_decay
-        self.batch_size = batch_size
-        self.discriminator_steps = discriminator_steps
-        self.pac = pac
-        self.tau = tau
-        self.gp_weight = gp_weight
-        self.multi_condition_rate = multi_condition_rate
-        self.epochs = epochs
-        self.early_stopping = early_stopping
-        self.compile = compile
-        self.device = device
-        self.random_state = random_state
-        self.verbose = verbose
+        self._store_params(locals())
 
     # ------------------------------------------------------------------------------------------ hooks
 
     def _check_params(self) -> None:
         super()._check_params()
-        check_int("embedding_dim", self.embedding_dim, maximum=MAX_WIDTH)
-        for name in ("pac", "discriminator_steps"):
-            check_int(name, getattr(self, name), maximum=1000)
-        check_widths("generator_dim", self.generator_dim)
-        check_widths("discriminator_dim", self.discriminator_dim)
-        if len(self.discriminator_dim) == 0:
-            raise TabtwinError("discriminator_dim needs at least one hidden layer width")
-        for name in ("generator_lr", "discriminator_lr", "tau"):
-            check_float(name, getattr(self, name))
-        for name in ("generator_decay", "discriminator_decay", "gp_weight"):
-            check_float(name, getattr(self, name), inclusive=True)
-        check_float("multi_condition_rate", self.multi_condition_rate, inclusive=True, maximum=1.0)
         if self.batch_size % self.pac:
             raise TabtwinError(f"batch_size ({self.batch_size}) must be a multiple of pac ({self.pac})")
 
-    def _build(self, data_dim: int) -> None:
-        cond_dim = self.layout_.condition_width
+    def _build(self) -> None:
+        data_dim, cond_dim = self.encoder_.output_dim, self.layout_.condition_width
         self.generator_ = Generator(self.embedding_dim + cond_dim, tuple(self.generator_dim), data_dim)
         self.critic_ = Critic(data_dim, cond_dim, tuple(self.discriminator_dim), self.pac)
         self.generator_.to(self.device_)
@@ -328,33 +293,31 @@ class CTGAN(SyntheticGenerator):
             counts = torch.tensor(rows, dtype=torch.float32, device=self.device_)
         self.sampler_ = ConditionSampler(self.layout_, counts)
 
-    def _train(self, data: torch.Tensor, progress) -> None:
+    def _training(self, data: torch.Tensor, generator: torch.Generator | None) -> Training:
+        """Adam (betas 0.5, 0.9, as in CTGAN) for each network; a step is `discriminator_steps` critic updates,
+        then one generator update on the last batch the critic judged; max(rows // batch_size, 1) steps an
+        epoch, each drawing its rows through the condition sampler."""
         data = data[:, self.layout_.grouped]  # the networks see grouped columns (see SpanLayout)
         self.sampler_ = ConditionSampler.from_data(data, self.layout_)
-        opt_g = adam(self.generator_.parameters(), lr=self.generator_lr, betas=(0.5, 0.9),
-                     weight_decay=self.generator_decay)
-        opt_d = adam(self.critic_.parameters(), lr=self.discriminator_lr, betas=(0.5, 0.9),
-                     weight_decay=self.discriminator_decay)
-        generator, critic = self.generator_, self.critic_
+        network, critic = self.generator_, self.critic_
         if self.compile:
-            generator, critic = torch.compile(generator), torch.compile(critic)
-        steps = max(len(data) // self.batch_size, 1)
-        self.generator_.train()
-        self.critic_.train()
-        for epoch in progress:
-            totals = torch.zeros(2, device=self.device_)
-            for _ in range(steps):
-                for d in range(self.discriminator_steps):
-                    # Only the last batch's generator pass is kept for the generator's step (see _generator_step).
-                    with torch.set_grad_enabled(d == self.discriminator_steps - 1):
-                        batch = self._fake_batch(data, generator)
-                    loss_d = self._critic_step(batch, critic, opt_d)
-                loss_g = self._generator_step(batch, critic, opt_g)
-                totals += torch.stack([loss_g, loss_d])
-            zero_subnormals_(opt_g, opt_d)  # see there: weights decaying to zero stall as subnormals
-            loss_g, loss_d = (totals / steps).tolist()  # one device sync per epoch
-            if self._after_epoch(progress, epoch, {"generator_loss": loss_g, "critic_loss": loss_d}):
-                break
+            network, critic = torch.compile(network), torch.compile(critic)
+
+        def step(_, update):
+            for d in range(self.discriminator_steps):
+                # Only the last batch's generator pass is kept for the generator's step (see _generator_loss).
+                with torch.set_grad_enabled(d == self.discriminator_steps - 1):
+                    batch = self._fake_batch(data, network)
+                total, critic_loss = self._critic_loss(batch, critic)
+                update("critic", total)
+            generator_loss = self._generator_loss(batch, critic)
+            update("generator", generator_loss)
+            return {"generator_loss": generator_loss, "critic_loss": critic_loss}, 1
+
+        betas = (0.5, 0.9)
+        groups = {"generator": Group(self.generator_.parameters(), self.generator_lr, self.generator_decay, betas),
+                  "critic": Group(self.critic_.parameters(), self.discriminator_lr, self.discriminator_decay, betas)}
+        return Training(groups, batches=lambda: range(max(len(data) // self.batch_size, 1)), step=step)
 
     def _fake_batch(self, data: torch.Tensor, generator: nn.Module) -> dict:
         """Conditions, matching real rows and generated rows for one step.
@@ -374,9 +337,9 @@ class CTGAN(SyntheticGenerator):
         real_cond = None if cond is None else cond[perm]
         return {"real": real, "real_cond": real_cond, "fake": fake, "cond": cond, "mask": mask, "raw": raw}
 
-    def _critic_step(self, batch: dict, critic: nn.Module, optimizer: torch.optim.Optimizer) -> torch.Tensor:
-        """One WGAN-GP critic update: mean(score(fake)) - mean(score(real)) + gp_weight * penalty; real and fake
-        groups are scored as one batch. Returns the first term (detached)."""
+    def _critic_loss(self, batch: dict, critic: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        """WGAN-GP's critic loss (Gulrajani et al. 2017): mean(score(fake)) - mean(score(real)) + gp_weight *
+        penalty, real and fake groups scored as one batch. Returns (that loss, its first term)."""
         real, fake = batch["real"], batch["fake"].detach()
         real_cond, fake_cond = batch["real_cond"], batch["cond"]
         groups = self.batch_size // self.pac
@@ -389,15 +352,12 @@ class CTGAN(SyntheticGenerator):
         mixed = torch.lerp(fake, real, alpha)
         mixed_cond = None if fake_cond is None else torch.lerp(fake_cond, real_cond, alpha)
         penalty = gradient_penalty(self.critic_, mixed, mixed_cond)  # eager: compiled graphs lack double backward
-        optimizer.zero_grad(set_to_none=True)
-        (loss + self.gp_weight * penalty).backward()
-        optimizer.step()
-        return loss.detach()
+        return loss + self.gp_weight * penalty, loss
 
-    def _generator_step(self, batch: dict, critic: nn.Module, optimizer: torch.optim.Optimizer) -> torch.Tensor:
-        """One generator update on the batch the critic just judged, scored by the updated critic: -mean(score)
+    def _generator_loss(self, batch: dict, critic: nn.Module) -> torch.Tensor:
+        """The generator's loss on the batch the critic just judged, scored by the updated critic: -mean(score)
         plus the condition's cross-entropy. Reusing the batch's generator pass (as PyTorch's DCGAN example does)
-        saves one generator forward per step. Returns the loss (detached)."""
+        saves one generator forward per step."""
         self.critic_.requires_grad_(False)  # no weight gradients for the critic in this step
         try:
             loss = -critic(batch["fake"], batch["cond"]).mean()
@@ -405,10 +365,7 @@ class CTGAN(SyntheticGenerator):
             self.critic_.requires_grad_(True)
         if batch["cond"] is not None:
             loss = loss + self.sampler_.condition_loss(batch["raw"], batch["cond"], batch["mask"])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return loss.detach()
+        return loss
 
     @torch.no_grad()
     def _generate(self, n: int, plan: ConditionPlan | None, generator: torch.Generator) -> torch.Tensor:

@@ -116,9 +116,10 @@ def load_model_dir(cls: type[SyntheticGenerator], path, device: str = "auto") ->
     _check_archive(path / "weights.pt", expected)
     weights = _read_weights(path / "weights.pt", model.device_)
     _check_weights(weights, expected, path / "weights.pt")
-    model._build_loaded()
+    model._build()
     for name, module in model._modules().items():
         module.load_state_dict(weights[name])
+        module.eval()
     try:
         model._load_extra_state(config["state"])
     except TabtwinError as err:

@@ -12,26 +12,14 @@ softmax span against its one-hot, and KL is that of q(z|x) from N(0, I). All sof
 by segment softmax over the grouped columns (see `SpanLayout`), so a step costs the same few kernels whatever
 the table's width.
 
-Training is autograd on the modules' `forward` (the definitions): `_batch_loss` -> `backward()` -> fused Adam
-(Kingma & Ba, with L2 `l2scale` as in the paper's code), then log sigma is clamped to its bounds. The training
-matrix stays on the device; each epoch is a `randperm` on the device, one shuffled copy and slices of it,
-`n // batch` full batches of `min(batch_size, n)` rows (the remainder, different each epoch, is skipped, as with
-drop_last); the only host sync is the loss read once per epoch. Shapes: x (rows, data_dim) grouped, mu and
-logvar (rows, embedding_dim), the decoder's output (rows, data_dim).
-
-Subnormal floats (issue #10: on Adult the hand-written version slowed from 6.9 to 1.9 epochs/s over 100
-epochs). Measured with a probe that counts subnormal values in parameters, gradients, Adam's moments and every
-op's output during training (bench/RESULTS.md, "Subnormal floats"): they come from the encoder's weights and
-their Adam first moments, in rows that get no gradient from the data (dead ReLU units in `encoder.net`, and
-latent dimensions the KL term has switched off in `encoder.head`). The L2 term alone pulls those weights to
-zero; once their gradient is far below Adam's eps, each step shrinks them by a near-constant factor into the
-subnormal range, where rounding stalls them (0.9 x the smallest subnormal rounds back to it), so they never
-reach zero and their count only grows (none at epoch 20, 27 at epoch 29, 419 weights and 1,908 first moments at
-epoch 149). Every matmul and Adam step touching them takes the CPU's slow path. The fix, at that source: once
-per epoch `base.zero_subnormals_` sets weights and first moments below 1e-20 (and subnormal second moments) to
-the zero they were converging to: weights near 1e-30 are normal but their products with gradients are not (a
-column of 500 subnormals per dead unit in the backward pass; late epochs 10x slower before, bench/RESULTS.md). `torch.set_flush_denormal(True)` is not
-enough on its own: it sets the FTZ/DAZ flags of the calling thread only, not of torch's other intra-op threads.
+Training is autograd on the modules' `forward` (the definitions), run by `generators.training`: `_batch_loss`
+-> `backward()` -> fused Adam (Kingma & Ba, with L2 `l2scale` as in the paper's code), then log sigma is clamped to
+its bounds. The training matrix stays on the device; each epoch is a `randperm` on the device, one shuffled copy and
+slices of it, `n // batch` full batches of `min(batch_size, n)` rows (the remainder, different each epoch, is
+skipped, as with drop_last); the only host sync is the loss read once per epoch. Shapes: x (rows, data_dim)
+grouped, mu and logvar (rows, embedding_dim), the decoder's output (rows, data_dim). Weights that the data leave
+unused (dead ReLU units in `encoder.net`, latent dimensions the KL term switched off in `encoder.head`) are where
+subnormal floats came from and slowed training tenfold: see `generators.training`.
 
 Sampling is ancestral: z ~ N(0, I), then x ~ p(x|z). Softmax spans are drawn with the Gumbel-max trick (the
 base decodes by argmax); value spans are tanh(out) plus sigma-scaled Gaussian noise, clipped to [-1, 1]. The
@@ -39,38 +27,17 @@ noise is part of the model (sigma is fitted as the spread of x around tanh(out))
 the decoder's conditional means only and make every continuous column too smooth.
 
 Conditions. The base writes the conditioned one-hots after `_generate`, so rows satisfy conditions exactly; to
-keep the other columns coherent with them, z is drawn from a per-value latent Gaussian instead of N(0, I). At
-the end of fit the encoder runs once more over the training data (batched, no grad) and, for every value of
-every discrete column with at least `MIN_CONDITION_ROWS` rows, keeps the count, mean and diagonal variance of
-the posterior means of the rows holding it: aggregate statistics only, never a row. Several conditions combine
-as a product of Gaussians divided by the prior counted once too often: precision P = 1 + sum_k (P_k - 1),
-mean = sum_k P_k m_k / P, with each P_k floored at the prior's 1 so the combined precision stays positive (one
-condition therefore samples its own Gaussian, variance capped at 1). Rare values (fewer than
-`MIN_CONDITION_ROWS` training rows: too few to estimate a mean and variance in `embedding_dim` dimensions) fall
-back to the prior N(0, I): the rows still hold the condition exactly (the base writes its one-hot), but the other
-columns follow the unconditional distribution rather than the value's own. When no value has enough rows (a
-6-row table, or columns of hundreds of values in 400 rows) every condition falls back, and the model saves
-`latent_by_value: null`. Cost: one extra encoder pass at fit, O(n_conditions * embedding_dim) at sampling, no
-rejection loop.
+keep the other columns coherent with them, z is drawn from a per-value latent Gaussian instead of N(0, I), fitted
+once training ends (`generators.latent`).
 
-Differentially private training (opt-in, `dp_epsilon`). DP-SGD (Abadi et al. 2016, "Deep Learning with
-Differential Privacy") through opacus (https://opacus.ai: `get_noise_multiplier`, then `PrivacyEngine.make_private`): batches are
-Poisson samples of the training rows (each row in a batch independently with rate batch_size / n), every row's
-gradient of its own loss is clipped to L2 norm `dp_max_grad_norm`, Gaussian noise of std noise_multiplier x
-`dp_max_grad_norm` is added to the clipped sum, and opacus's RDP accountant (Mironov 2017; orders 1.25-256) picks the smallest
-noise multiplier that keeps the whole run (`epochs` epochs) within (`dp_epsilon`, delta), then reports the
-epsilon actually spent. delta defaults to 1 / n^1.1 (below 1/n, the usual bound). Per-sample gradients come from
-opacus's `GradSampleModule` hooks on the Linear layers; the decoder's log sigma, a bare parameter, enters the
-per-row loss through a small module (`_LogSigma`) that opacus differentiates with functorch. The networks have
-no BatchNorm (nothing to replace). Early stopping is refused under DP (the validation rows would select the
-epoch outside the accountant), and so is `compile`. The guarantee covers the network weights; what the encoder
-learns from the data is listed in `privacy_["not_covered"]` (see `NOT_COVERED`), and the per-value latent
-statistics for conditional sampling are not computed at all under DP: conditioned rows draw z from the prior
-N(0, I) (the conditions still hold exactly; the other columns follow the unconditional distribution). The spent
-budget is `privacy_` (saved in config.json as state "privacy"). The noise and the Poisson batch draws come from a
-secret seed (OS entropy, never saved): a seed an attacker can read would let them replay the noise, so private
-fits are not reproducible by default. `dp_reproducible=True` seeds them from `random_state` instead (tests,
-benchmarks), and `privacy_["noise_seed"]` says which was used.
+Differentially private training (opt-in, `dp_epsilon`): DP-SGD (Abadi et al. 2016) through opacus,
+`generators.privacy`, which says what it does and what the guarantee covers. The per-row loss runs through
+`_PrivateLoss`, one module over the model's own layers, for opacus to wrap; the decoder's log sigma, a bare
+parameter, enters it through `_LogSigma`, which opacus differentiates per row with functorch. The networks have no
+BatchNorm (nothing to replace). Early stopping is refused under DP (the validation rows would select the epoch
+outside the accountant), and so is `compile`; the per-value latent statistics for conditional sampling are not
+computed at all (conditioned rows draw z from the prior N(0, I); the conditions still hold exactly). The spent
+budget is `privacy_` (saved in config.json as state "privacy").
 
 Other uses. `embed(df)` returns the posterior means (rows, embedding_dim). `score(df)` returns each row's
 training loss, loss_factor * reconstruction + KL (the negative ELBO up to constants, with the same weighting as
@@ -80,7 +47,6 @@ training), evaluated at the posterior mean z = mu: deterministic, and one decode
 from __future__ import annotations
 
 import math
-import secrets
 
 import numpy as np
 import pandas as pd
@@ -88,24 +54,26 @@ import torch
 from torch import nn
 
 from tabtwin.generators import DEFAULT_SEED
-from tabtwin.generators.base import (
-    ConditionPlan,
-    SyntheticGenerator,
-    activate,
-    adam,
-    segment_log_softmax,
-    zero_subnormals_,
+from tabtwin.generators.conditions import ConditionPlan
+from tabtwin.generators.latent import (
+    INFERENCE_BATCH, category_positions, fit_latent_stats, latent_prior, latent_stats_from_json, latent_stats_to_json,
 )
-from tabtwin.generators.params import MAX_WIDTH, check_float, check_int, check_widths
-from tabtwin.generators.privacy import DP_ACCOUNTANT, DP_ALPHAS, NOT_COVERED, check_privacy, default_delta
+from tabtwin.generators.onehot import OneHotGenerator, activate, segment_log_softmax
+from tabtwin.generators.params import (
+    BATCH, EPOCHS, NON_NEGATIVE, PATIENCE, POSITIVE, WIDTH, Bool, Device, Seed, Widths,
+)
+from tabtwin.generators.privacy import check_privacy, private_training
+from tabtwin.generators.training import Group, Training, shuffled_batches
 from tabtwin.pipeline.errors import TabtwinError
-from tabtwin.pipeline.rules import Int, Items, Num, Rule, ascending, check_fields, fail
+from tabtwin.pipeline.rules import Maybe, Rule, check_fields
 
-MIN_CONDITION_ROWS = 5  # a value needs this many training rows for its latent Gaussian to be estimated
 SIGMA_MIN, SIGMA_MAX = 0.01, 1.0
 LOG_SIGMA_MIN, LOG_SIGMA_MAX = math.log(SIGMA_MIN), math.log(SIGMA_MAX)
-INFERENCE_BATCH = 10_000  # rows per encoder/decoder pass outside training
-_VAR_FLOOR = 1e-4  # keeps per-value latent precisions finite when a latent dimension is constant
+# What a DP fit's privacy block says about the TVAE (`privacy.private_training`).
+PRIVACY_NOTES = {
+    "covered": "network weights (encoder and decoder) and all that is sampled from them",
+    "conditional_sampling": "latent statistics per value not computed under DP: conditions draw z from the prior",
+}
 
 
 def _mlp(in_dim: int, dims) -> tuple[nn.Sequential, int]:
@@ -151,7 +119,7 @@ class Decoder(nn.Module):
         return self.clamped_log_sigma().exp()
 
 
-class TVAE(SyntheticGenerator):
+class TVAE(OneHotGenerator):
     """TVAE (Xu et al. 2019) with the published defaults: 128-d latent, 128x128 encoder and decoder, batch 500,
     Adam 1e-3 with L2 1e-5, loss_factor 2, 300 epochs. See the module docstring for the model.
 
@@ -160,74 +128,46 @@ class TVAE(SyntheticGenerator):
     wrapped with `torch.compile` (opt-in; the first steps pay the compile time, see bench/RESULTS.md).
 
     Learned state: `encoder_`, `layout_`, `encoder_net_`, `decoder_net_`, `latent_stats_` (computed after the
-    final weights, the best epoch's under early stopping, are in place), `history_`, `best_epoch_`.
+    final weights, the best epoch's under early stopping, are in place), `history_`, `best_epoch_`, `stop_reason_`,
+    `privacy_` (None unless trained with `dp_epsilon`).
     """
 
     model_name = "tvae"
     sampling_modules = ("decoder",)
+    _parameter_constraints = {
+        "embedding_dim": WIDTH, "compress_dims": Widths(), "decompress_dims": Widths(),
+        "l2scale": NON_NEGATIVE, "batch_size": BATCH, "epochs": EPOCHS, "loss_factor": POSITIVE, "lr": POSITIVE,
+        "early_stopping": PATIENCE, "compile": Bool(), "device": Device(), "random_state": Seed(), "verbose": Bool(),
+        "dp_epsilon": Maybe(POSITIVE), "dp_delta": Maybe(POSITIVE), "dp_max_grad_norm": POSITIVE,
+        "dp_reproducible": Bool(),
+    }
 
     def __init__(
         self,
-        embedding_dim=128,
-        compress_dims=(128, 128),
-        decompress_dims=(128, 128),
-        l2scale=1e-5,
-        batch_size=500,
-        epochs=300,
-        loss_factor=2.0,
-        lr=1e-3,
-        early_stopping=0,
-        compile=False,
-        device="auto",
-        random_state=DEFAULT_SEED,
-        verbose=True,
-        dp_epsilon=None,
-        dp_delta=None,
-        dp_max_grad_norm=1.0,
-        dp_reproducible=False,
+        embedding_dim: int = 128, compress_dims: tuple[int, ...] = (128, 128),
+        decompress_dims: tuple[int, ...] = (128, 128),
+        l2scale: float = 1e-5, batch_size: int = 500, epochs: int = 300, loss_factor: float = 2.0, lr: float = 1e-3,
+        early_stopping: int = 0, compile: bool = False,
+        device: str = "auto", random_state: int | None = DEFAULT_SEED, verbose: bool = True,
+        dp_epsilon: float | None = None, dp_delta: float | None = None, dp_max_grad_norm: float = 1.0,
+        dp_reproducible: bool = False,
     ):
-        self.embedding_dim = embedding_dim
-        self.compress_dims = compress_dims
-        self.decompress_dims = decompress_dims
-        self.l2scale = l2scale
-        self.batch_size = batch_size
-        self.epochs = epochs
-        self.loss_factor = loss_factor
-        self.lr = lr
-        self.early_stopping = early_stopping
-        self.compile = compile
-        self.device = device
-        self.random_state = random_state
-        self.verbose = verbose
-        self.dp_epsilon = dp_epsilon
-        self.dp_delta = dp_delta
-        self.dp_max_grad_norm = dp_max_grad_norm
-        self.dp_reproducible = dp_reproducible
+        self._store_params(locals())
 
     # ------------------------------------------------------------------------------------------ hooks
 
     def _check_params(self) -> None:
         super()._check_params()
-        check_int("embedding_dim", self.embedding_dim, maximum=MAX_WIDTH)
-        check_widths("compress_dims", self.compress_dims)
-        check_widths("decompress_dims", self.decompress_dims)
-        check_float("lr", self.lr)
-        check_float("loss_factor", self.loss_factor)
-        check_float("l2scale", self.l2scale, inclusive=True)
-        check_float("dp_max_grad_norm", self.dp_max_grad_norm)
         if self.dp_epsilon is not None:
-            check_float("dp_epsilon", self.dp_epsilon)
             if self.early_stopping:
                 raise TabtwinError("early_stopping cannot be used with dp_epsilon: choosing the epoch on validation rows is outside the privacy accounting; set early_stopping=0")
             if self.compile:
                 raise TabtwinError("compile cannot be used with dp_epsilon (opacus's per-sample gradient hooks); set compile=False")
-        if self.dp_delta is not None:
-            check_float("dp_delta", self.dp_delta)
-            if self.dp_epsilon is None or not self.dp_delta < 1:
-                raise TabtwinError(f"dp_delta must be in (0, 1) and needs dp_epsilon, got {self.dp_delta!r}")
+        if self.dp_delta is not None and (self.dp_epsilon is None or not self.dp_delta < 1):
+            raise TabtwinError(f"dp_delta must be in (0, 1) and needs dp_epsilon, got {self.dp_delta!r}")
 
-    def _build(self, data_dim: int) -> None:
-        n_values = len(self.layout_.value_columns)
+    def _build(self) -> None:
+        data_dim, n_values = self.encoder_.output_dim, len(self.layout_.value_columns)
         self.encoder_net_ = Encoder(data_dim, self.compress_dims, self.embedding_dim).to(self.device_)
         self.decoder_net_ = Decoder(self.embedding_dim, self.decompress_dims, data_dim, n_values).to(self.device_)
         self.latent_stats_ = None
@@ -236,148 +176,43 @@ class TVAE(SyntheticGenerator):
     def _modules(self) -> dict[str, nn.Module]:
         return {"encoder": self.encoder_net_, "decoder": self.decoder_net_}
 
-    def _train(self, data: torch.Tensor, progress) -> None:
-        if self.dp_epsilon is not None:
-            self._train_private(data, progress)
-            return
-        encoder, decoder = self.encoder_net_, self.decoder_net_
-        optimizer = adam([*encoder.parameters(), *decoder.parameters()], lr=self.lr, weight_decay=self.l2scale)
-        n = data.shape[0]
-        batch = min(self.batch_size, n)
-        steps = n // batch
-        batch_loss = torch.compile(self._batch_loss) if self.compile else self._batch_loss
-        encoder.train()
-        decoder.train()
+    def _training(self, data: torch.Tensor, generator: torch.Generator | None) -> Training:
+        """One Adam over both networks; full batches of min(batch_size, rows) shuffled rows (DP-SGD's Poisson
+        batches under `dp_epsilon`, `privacy.private_training`)."""
         # Both networks see grouped columns (see SpanLayout): the loss reads two slices of one tensor instead of
         # gathering columns every step, and an epoch shuffles a single copy.
         grouped = data[:, self.layout_.grouped]
-        for epoch in progress:
-            # One shuffled copy per epoch, then contiguous slices: cheaper than row gathers every step.
-            shuffled = grouped[torch.randperm(n, device=data.device)]
-            totals = torch.zeros(3, device=data.device)
-            for step in range(steps):
-                x = shuffled[step * batch : (step + 1) * batch]
-                noise = torch.randn(batch, self.embedding_dim, device=data.device)
-                reconstruction, kl = batch_loss(x, noise)
-                loss = reconstruction + kl
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                with torch.no_grad():
-                    decoder.log_sigma.clamp_(LOG_SIGMA_MIN, LOG_SIGMA_MAX)
-                totals += torch.stack([loss.detach(), reconstruction.detach(), kl.detach()])
-            zero_subnormals_(optimizer)  # see the module docstring, "Subnormal floats"
-            loss, reconstruction, kl = (totals / steps).tolist()  # one device sync per epoch
-            if self._after_epoch(progress, epoch, {"loss": loss, "reconstruction": reconstruction, "kl": kl}):
-                break
+        if self.dp_epsilon is not None:
+            trainer = _PrivateLoss(self)
+            return private_training(self, trainer, {"vae": Group(trainer.parameters(), self.lr, self.l2scale)},
+                                    grouped, self._private_step, PRIVACY_NOTES)
+        batch = min(self.batch_size, len(grouped))
+        batch_loss = torch.compile(self._batch_loss) if self.compile else self._batch_loss
 
-    def _train_private(self, data: torch.Tensor, progress) -> None:
-        """DP-SGD (Abadi et al. 2016) with opacus: Poisson-sampled batches, per-row gradients clipped to
-        `dp_max_grad_norm`, Gaussian noise calibrated by the RDP accountant to (`dp_epsilon`, delta) over
-        `epochs` epochs; sets `privacy_`. See the module docstring."""
-        import warnings
+        def step(x: torch.Tensor, update):
+            noise = torch.randn(batch, self.embedding_dim, device=x.device)
+            reconstruction, kl = batch_loss(x, noise)
+            loss = reconstruction + kl
+            update("vae", loss)
+            self._clamp_log_sigma()
+            return {"loss": loss, "reconstruction": reconstruction, "kl": kl}, 1
 
-        from opacus import PrivacyEngine
-        from opacus.accountants.utils import get_noise_multiplier
-        from torch.utils.data import DataLoader, TensorDataset
+        parameters = [*self.encoder_net_.parameters(), *self.decoder_net_.parameters()]
+        return Training({"vae": Group(parameters, self.lr, self.l2scale)}, shuffled_batches(grouped, batch), step)
 
-        n = data.shape[0]
-        delta = self.dp_delta if self.dp_delta is not None else default_delta(n)
-        batch = min(self.batch_size, n)
-        trainer = _PrivateLoss(self)
-        optimizer = adam(list(trainer.parameters()), lr=self.lr, weight_decay=self.l2scale)
-        # DP-SGD's guarantee assumes the attacker cannot replay the noise or the batch draws. A seed that is in a
-        # config file or a run's parameters would let them, so both come from OS entropy (never saved) unless
-        # dp_reproducible asks for random_state (tests, benchmarks; not for a release).
-        seeded = self.dp_reproducible and self.random_state is not None
-        seed = self.random_state if seeded else secrets.randbits(62)
-        sampler_rng = torch.Generator().manual_seed(seed)
-        noise_rng = torch.Generator(device=data.device).manual_seed(seed + 1)
-        # Indices, not rows, go through the loader: the rows stay on the device and each batch is one gather.
-        loader = DataLoader(TensorDataset(torch.arange(n)), batch_size=batch, generator=sampler_rng)
-        with warnings.catch_warnings():  # opacus warns that secure_mode is off (a CSPRNG for the noise): stated in privacy_
-            warnings.simplefilter("ignore")
-            engine = PrivacyEngine(accountant=DP_ACCOUNTANT)
-            noise_multiplier = get_noise_multiplier(
-                target_epsilon=float(self.dp_epsilon),
-                target_delta=float(delta),
-                sample_rate=1 / len(loader),
-                epochs=self.epochs,
-                accountant=DP_ACCOUNTANT,
-                alphas=DP_ALPHAS,
-            )
-            module, dp_optimizer, dp_loader = engine.make_private(
-                module=trainer,
-                optimizer=optimizer,
-                data_loader=loader,
-                noise_multiplier=noise_multiplier,
-                max_grad_norm=float(self.dp_max_grad_norm),
-                poisson_sampling=True,
-                noise_generator=noise_rng,
-            )
-        # Kept for inspection (tests): the GradSampleModule computing per-row gradients, the clipping optimizer.
-        self._private_module, self._private_optimizer = module, dp_optimizer
-        grouped = data[:, self.layout_.grouped]
-        module.train()
-        # opacus's Poisson sampler draws from the loader's generator (sampler_rng: make_private passes its
-        # secure_rng, None outside secure_mode, and DPDataLoader.from_data_loader then falls back to the loader's),
-        # and the noise from noise_rng. The global RNG (the VAE's reparameterisation draws) gets the same seed
-        # source, so a secret fit does not follow random_state anywhere in the private phase.
-        torch.manual_seed(seed + 2)
-        with warnings.catch_warnings():
-            # torch notes that opacus's backward hooks fire on outputs when the input (the rows) needs no gradient:
-            # that is the intended case.
-            warnings.filterwarnings("ignore", message="Full backward hook is firing")
-            self._private_epochs(module, dp_optimizer, optimizer, dp_loader, engine, grouped, delta, progress)
-        self.privacy_ = {
-            "mechanism": "DP-SGD (Abadi et al. 2016) with opacus: Poisson sampling, per-row gradient clipping, Gaussian noise",
-            "epsilon": float(engine.accountant.get_epsilon(delta, alphas=DP_ALPHAS)),
-            "target_epsilon": float(self.dp_epsilon),
-            "delta": float(delta),
-            "delta_rule": "given" if self.dp_delta is not None else "1 / n^1.1",
-            "noise_multiplier": float(dp_optimizer.noise_multiplier),
-            "max_grad_norm": float(self.dp_max_grad_norm),
-            "sample_rate": float(1 / len(loader)),
-            "epochs": len(self.history_),
-            "steps": int(sum(steps for _, _, steps in engine.accountant.history)),  # (noise, rate, steps) entries
-            "rows": int(n),
-            "accountant": f"opacus {DP_ACCOUNTANT} (Renyi DP, Mironov 2017; orders 1.25-256)",
-            "secure_mode": False,
-            "noise_seed": ("random_state (dp_reproducible): anyone who knows the seed can replay the noise, so the "
-                           "guarantee does not hold for a release" if seeded else
-                           "secret: drawn from OS entropy and never saved, so the run is not reproducible"),
-            "covered": "network weights (encoder and decoder) and all that is sampled from them",
-            "not_covered": list(NOT_COVERED),
-            "conditional_sampling": "latent statistics per value not computed under DP: conditions draw z from the prior",
-        }
+    def _private_step(self, module: nn.Module, x: torch.Tensor, update):
+        """One DP-SGD step through opacus's `module` (the wrapped `_PrivateLoss`): the figures are sums over the
+        Poisson batch's rows, which may be none."""
+        noise = torch.randn(len(x), self.embedding_dim, device=x.device)
+        reconstruction, kl = module(x, noise)
+        update("vae", (reconstruction + kl).mean() if len(x) else (reconstruction + kl).sum())
+        self._clamp_log_sigma()
+        with torch.no_grad():
+            return {"loss": (reconstruction + kl).sum(), "reconstruction": reconstruction.sum(), "kl": kl.sum()}, len(x)
 
-    def _private_epochs(self, module, dp_optimizer, optimizer, dp_loader, engine, grouped, delta, progress) -> None:
-        """The DP-SGD epochs (see `_train_private`); opacus's hooks are removed at the end, even on an error."""
-        decoder = self.decoder_net_
-        try:
-            for epoch in progress:
-                totals = torch.zeros(3, device=grouped.device)
-                rows = 0
-                for (index,) in dp_loader:
-                    x = grouped[index.to(grouped.device)]
-                    noise = torch.randn(len(x), self.embedding_dim, device=grouped.device)
-                    reconstruction, kl = module(x, noise)
-                    loss = (reconstruction + kl).mean() if len(x) else (reconstruction + kl).sum()
-                    dp_optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    dp_optimizer.step()
-                    with torch.no_grad():
-                        decoder.log_sigma.clamp_(LOG_SIGMA_MIN, LOG_SIGMA_MAX)
-                        totals += torch.stack([(reconstruction + kl).sum(), reconstruction.sum(), kl.sum()]).detach()
-                    rows += len(x)
-                zero_subnormals_(optimizer)
-                loss, reconstruction, kl = (totals / max(rows, 1)).tolist()
-                spent = engine.accountant.get_epsilon(delta, alphas=DP_ALPHAS)
-                record = {"loss": loss, "reconstruction": reconstruction, "kl": kl, "epsilon": spent}
-                if self._after_epoch(progress, epoch, record):
-                    break
-        finally:
-            module._close()  # removes opacus's hooks and per-sample attributes from the shared layers
+    @torch.no_grad()
+    def _clamp_log_sigma(self) -> None:
+        self.decoder_net_.log_sigma.clamp_(LOG_SIGMA_MIN, LOG_SIGMA_MAX)
 
     def _after_training(self, data: torch.Tensor) -> None:
         if self.dp_epsilon is not None:  # per-value latent statistics would read the rows outside the accountant
@@ -428,101 +263,27 @@ class TVAE(SyntheticGenerator):
 
     # ------------------------------------------------------------------------------------------ conditions
 
-    @torch.no_grad()
     def _fit_latent_stats(self, data: torch.Tensor) -> None:
-        """Count, mean and variance of the posterior means of the rows holding each discrete value."""
-        positions = [
-            span.start + code
-            for span in self.encoder_.output_info
-            if span.role == "category"
-            for code in range(span.dim)
-        ]
-        if not positions:
-            self.latent_stats_ = None
-            return
-        index = torch.tensor(positions, dtype=torch.long, device=data.device)
-        dim = self.embedding_dim
-        count = torch.zeros(len(positions), dtype=torch.float64, device=data.device)
-        total = torch.zeros((len(positions), dim), dtype=torch.float64, device=data.device)
-        squares = torch.zeros_like(total)
+        """`latent_stats_` from the encoder now in place, on the training rows `data` (encoder order)."""
         self.encoder_net_.eval()
-        for start in range(0, data.shape[0], INFERENCE_BATCH):
-            x = data[start : start + INFERENCE_BATCH]
-            mu = self.encoder_net_(x[:, self.layout_.grouped])[0].double()
-            onehot = x[:, index].double()  # (rows, values)
-            count += onehot.sum(dim=0)
-            total += onehot.T @ mu
-            squares += onehot.T @ mu**2
-        keep = count >= MIN_CONDITION_ROWS
-        if not bool(keep.any()):  # every value too rare: conditions fall back to the prior (module docstring)
-            self.latent_stats_ = None
-            return
-        mean = total[keep] / count[keep, None]
-        var = (squares[keep] / count[keep, None] - mean**2).clamp_min(_VAR_FLOOR)
-        self.latent_stats_ = {
-            "position": index[keep],
-            "count": count[keep],
-            "mean": mean.float(),
-            "var": var.float(),
-        }
+        self.latent_stats_ = fit_latent_stats(lambda x: self.encoder_net_(x[:, self.layout_.grouped])[0], data,
+                                              category_positions(self.encoder_.output_info), self.embedding_dim)
 
     def _latent_prior(self, plan: ConditionPlan | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and std of the latent Gaussian to sample z from under `plan` (N(0, I) without one)."""
-        dim = self.embedding_dim
-        mean = torch.zeros(dim, device=self.device_)
-        precision = torch.ones(dim, device=self.device_)
-        stats = self.latent_stats_
-        if plan is None or stats is None:
-            return mean, torch.ones(dim, device=self.device_)
-        positions = stats["position"].tolist()
-        weighted = torch.zeros(dim, device=self.device_)
-        for span, code in zip(plan.spans, plan.codes):
-            if span.start + code not in positions:  # too rare to estimate: the prior, i.e. no evidence
-                continue
-            i = positions.index(span.start + code)
-            value_precision = (1.0 / stats["var"][i]).clamp_min(1.0)
-            precision = precision + value_precision - 1.0
-            weighted = weighted + value_precision * stats["mean"][i]
-        return weighted / precision, precision.rsqrt()
+        return latent_prior(self.latent_stats_, plan, self.embedding_dim, self.device_)
 
     def _extra_state(self) -> dict:
-        stats = self.latent_stats_
         privacy = {"privacy": self.privacy_} if self.privacy_ is not None else {}
-        if stats is None:
-            return {"latent_by_value": None, **privacy}
-        return {"latent_by_value": {key: stats[key].tolist() for key in ("position", "count", "mean", "var")}, **privacy}
+        return {"latent_by_value": latent_stats_to_json(self.latent_stats_), **privacy}
 
     def _load_extra_state(self, state: dict) -> None:
         """The privacy block and the per-value latent statistics saved in config.json, every field checked
-        (`privacy.check_privacy`; statistics of this model's size, at positions of its category columns)."""
+        (`privacy.check_privacy`, `latent.latent_stats_from_json`)."""
         check_fields(state, {"latent_by_value": Rule(), **({"privacy": Rule()} if "privacy" in state else {})}, "state")
         self.privacy_ = check_privacy(state.get("privacy"), self.dp_epsilon)
-        self.latent_stats_ = self._latent_stats_from(state["latent_by_value"])
-
-    def _latent_stats_from(self, saved) -> dict | None:
-        if saved is None:
-            return None
-        # Latent means and variances of a trained encoder are of order 1; the bounds keep float32 sampling finite.
-        dim, bound = self.embedding_dim, 1e6
-        check_fields(saved, {"position": Items(Int(0, self.encoder_.output_dim - 1)), "count": Items(Num(MIN_CONDITION_ROWS)),
-                             "mean": Items(Items(Num(-bound, bound))), "var": Items(Items(Num(0.0, bound, open_low=True)))},
-                     "latent_by_value")
-        n = len(saved["position"])
-        if any(len(saved[key]) != n for key in ("count", "mean", "var")) or any(
-            len(row) != dim for key in ("mean", "var") for row in saved[key]
-        ):
-            fail("latent_by_value", f"must hold {n} counts, and means and variances of {dim} numbers each")
-        ascending(saved["position"], "latent_by_value", "position")
-        categories = {span.start + code for span in self.encoder_.output_info if span.role == "category"
-                      for code in range(span.dim)}
-        if not set(saved["position"]) <= categories:
-            fail("latent_by_value", "position must name category columns of the encoder")
-        return {
-            "position": torch.tensor(saved["position"], dtype=torch.long, device=self.device_),
-            "count": torch.tensor(saved["count"], dtype=torch.float64, device=self.device_),
-            "mean": torch.tensor(saved["mean"], dtype=torch.float32, device=self.device_),
-            "var": torch.tensor(saved["var"], dtype=torch.float32, device=self.device_),
-        }
+        positions = category_positions(self.encoder_.output_info)
+        self.latent_stats_ = latent_stats_from_json(state["latent_by_value"], self.embedding_dim,
+                                                    self.encoder_.output_dim, positions, self.device_)
 
     # ------------------------------------------------------------------------------------------ other uses
 

@@ -206,8 +206,8 @@ def test_early_stopping_keeps_the_best_validation_epoch(monkeypatch):
     held_out = {}
     split = CTGAN._split_validation
 
-    def capture(self, data):
-        train, validation = split(self, data)
+    def capture(self, data, generator=None):
+        train, validation = split(self, data, generator)
         held_out["rows"] = validation
         return train, validation
 
@@ -218,8 +218,8 @@ def test_early_stopping_keeps_the_best_validation_epoch(monkeypatch):
     assert model.best_epoch_ == int(np.argmin(distances))
     assert len(distances) == 30 or len(distances) == model.best_epoch_ + 3 + 1  # stopped 3 epochs after the best
     assert len(held_out["rows"]) == 100  # 10 % held out
-    model._validation = held_out["rows"]
-    assert model._validation_distance() == pytest.approx(distances[model.best_epoch_])  # best weights restored
+    # best weights restored
+    assert model._validation_distance(held_out["rows"]) == pytest.approx(distances[model.best_epoch_])
 
 
 def test_critic_reads_data_blocks_then_condition_blocks():

@@ -319,8 +319,8 @@ def test_networks_are_shaped_on_the_meta_device_before_any_is_allocated(saved, t
     only (the issue's hidden=1e9 tried to allocate 252 GB)."""
     cls = model_class(model)
     builds = []
-    original = cls._build_loaded
-    monkeypatch.setattr(cls, "_build_loaded", lambda self: (builds.append(self.device_.type), original(self))[1])
+    original = cls._build
+    monkeypatch.setattr(cls, "_build", lambda self: (builds.append(self.device_.type), original(self))[1])
     folder = copy(saved, model, tmp_path)
     edit(folder / "config.json", lambda c: c["params"].update(params))
     seal(folder)
@@ -389,7 +389,7 @@ def test_an_encoder_minimum_too_large_for_a_float_is_one_line_from_tabtwin_sampl
 
 
 def test_numbers_are_checked_one_way_for_files_and_parameters():
-    from tabtwin.generators.params import check_float, check_int
+    from tabtwin.generators.params import EPOCHS, POSITIVE, check
     from tabtwin.pipeline.rules import Int, Num, is_number
 
     assert is_number(1) and is_number(2.5) and is_number(np.float32(1)) and is_number(10**400)
@@ -397,11 +397,11 @@ def test_numbers_are_checked_one_way_for_files_and_parameters():
     assert Num().check(10**400) and Num().check(float("nan")) and Num(0.0, 1.0).check(2**70)
     assert Num().check(1e308) is None and Num().check(-(10**300)) is None and Num(0.0).check(np.float64(3)) is None
     assert Int(0, 9).check(np.int64(3)) is None and Int(0, 9).check(10**400) and Int().check(3.0)
-    check_float("lr", 2**70)
-    check_int("epochs", np.int64(3))
-    for check, value in [(check_float, 10**400), (check_float, np.bool_(True)), (check_int, 2**70), (check_int, 1.0)]:
+    check("lr", 2**70, POSITIVE)
+    check("epochs", np.int64(3), EPOCHS)
+    for rule, value in [(POSITIVE, 10**400), (POSITIVE, np.bool_(True)), (Int(1), 2**70), (Int(1), 1.0)]:
         with pytest.raises(TabtwinError, match="^rate must be"):
-            check("rate", value)
+            check("rate", value, rule)
 
 
 # ---------------------------------------------------------------------------------------------- weights.pt as an archive

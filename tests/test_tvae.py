@@ -7,10 +7,13 @@ import pandas as pd
 import pytest
 import torch
 
-import tabtwin.generators.base as base
+import tabtwin.generators.memory as memory
+import tabtwin.generators.training as training
+from tabtwin.generators.conditions import ConditionPlan
 from tabtwin.generators.base import ModelError, SyntheticGenerator
 from tabtwin.generators.persistence import seal
 from tabtwin.generators.tvae import TVAE
+from tabtwin.pipeline.encoding import Span
 from tabtwin.pipeline.errors import TabtwinError
 from tabtwin.pipeline.sample_data import make_sample_table
 
@@ -78,7 +81,7 @@ def test_samples_have_the_source_columns_dtypes_and_exact_rows(mixed, mixed_mode
 
 
 def test_rows_across_sample_batches(mixed_model, monkeypatch):
-    monkeypatch.setitem(base.SAMPLE_BATCH, "cpu", 64)
+    monkeypatch.setitem(memory.SAMPLE_BATCH, "cpu", 64)
     out = mixed_model.sample(150, seed=4)
     assert len(out) == 150
     assert out["customer_id"].is_unique
@@ -177,14 +180,14 @@ def test_discrete_spans_are_drawn_not_argmaxed(groups_model):
 def test_latent_product_of_gaussians():
     model = TVAE(embedding_dim=2, verbose=False)
     model.device_ = torch.device("cpu")
-    span = base.Span("g", "category", 0, 3, "softmax")
+    span = Span("g", "category", 0, 3, "softmax")
     model.latent_stats_ = {
         "position": torch.tensor([0, 1]),
         "count": torch.tensor([50.0, 50.0], dtype=torch.float64),
         "mean": torch.tensor([[2.0, 0.0], [0.0, -1.0]]),
         "var": torch.tensor([[0.25, 4.0], [0.5, 0.5]]),  # 4.0: broader than the prior
     }
-    plan = lambda *codes: base.ConditionPlan(["g"] * len(codes), [span] * len(codes), list(codes))  # noqa: E731
+    plan = lambda *codes: ConditionPlan(["g"] * len(codes), [span] * len(codes), list(codes))  # noqa: E731
     mean, std = model._latent_prior(plan(0))
     torch.testing.assert_close(mean, torch.tensor([2.0, 0.0]))
     torch.testing.assert_close(std, torch.tensor([0.5, 1.0]))  # variance capped at the prior's
@@ -417,14 +420,14 @@ def test_latent_statistics_come_from_the_restored_best_weights(monkeypatch):
     captured = {}
     split = TVAE._split_validation
 
-    def capture(self, data):
-        train, validation = split(self, data)
+    def capture(self, data, generator=None):
+        train, validation = split(self, data, generator)
         captured["train"] = train
         return train, validation
 
     monkeypatch.setattr(TVAE, "_split_validation", capture)
     scripted = iter([5.0, 4.0, 1.0, 3.0, 3.0, 3.0, 3.0])  # best at epoch 2: stops after epoch 5 (patience 3)
-    monkeypatch.setattr(TVAE, "_validation_distance", lambda self: next(scripted))
+    monkeypatch.setattr(TVAE, "_validation_distance", lambda self, rows: next(scripted))
     model = TVAE(epochs=40, batch_size=100, early_stopping=3, random_state=0, **SMALL).fit(groups_table(600, seed=1))
     assert model.best_epoch_ == 2 and len(model.history_) == 6
     kept = {k: v.clone() for k, v in model.latent_stats_.items()}
@@ -455,14 +458,14 @@ def test_adam_with_l2_stalls_unused_weights_in_the_subnormal_range_unless_zeroed
 
     for zero in (False, True):
         w = torch.nn.Parameter(torch.full((4,), 0.05))
-        optimizer = base.adam([w], lr=1e-3, weight_decay=1e-5)
+        optimizer = training.adam([w], lr=1e-3, weight_decay=1e-5)
         seen = []
         for step in range(1, 4001):
             w.grad = torch.zeros_like(w)
             optimizer.step()
             if step % 52 == 0:
                 if zero:
-                    base.zero_subnormals_(optimizer)
+                    training.zero_subnormals_(optimizer)
                 seen.append(subnormal(w) + subnormal(optimizer.state[w]["exp_avg"]))
         if zero:
             assert sum(seen) == 0 and float(w.detach().abs().max()) == 0.0
@@ -475,14 +478,14 @@ def test_zero_subnormals_flushes_negligible_weights_and_moments_only():
     # second moments only when subnormal (sqrt(1e-30) is far below eps, but nothing is gained by touching them).
     values = [1e-39, -1e-40, 1e-30, 0.0, -2.0, 1.1e-38, 2e-20, -5e-21]
     w = torch.nn.Parameter(torch.tensor(values))
-    optimizer = base.adam([w], lr=1e-3)
+    optimizer = training.adam([w], lr=1e-3)
     w.grad = torch.zeros_like(w)
     optimizer.step()
     with torch.no_grad():
         w.copy_(torch.tensor(values))
     optimizer.state[w]["exp_avg"].copy_(torch.tensor([3e-41, 1.0, 0.0, 5e-39, 1.2e-38, -1e-44, 3e-20, 1e-25]))
     optimizer.state[w]["exp_avg_sq"].copy_(torch.tensor([1e-39, 1e-30, 0.0, 1.0, 1e-20, 2e-38, 0.0, 0.0]))
-    base.zero_subnormals_(optimizer)
+    training.zero_subnormals_(optimizer)
     assert w.tolist() == pytest.approx([0.0, 0.0, 0.0, 0.0, -2.0, 0.0, 2e-20, 0.0], rel=1e-6, abs=0)
     assert optimizer.state[w]["exp_avg"].tolist() == pytest.approx([0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 3e-20, 0.0], rel=1e-6, abs=0)
     assert optimizer.state[w]["exp_avg_sq"].tolist() == pytest.approx([0.0, 1e-30, 0.0, 1.0, 1e-20, 2e-38, 0.0, 0.0], rel=1e-6, abs=0)

@@ -1,0 +1,391 @@
+"""The training loop every generator shares: `train` runs the epochs of the `Training` a model describes.
+
+What a model supplies (`SyntheticGenerator._training`), a `Training`:
+
+- `groups`: one optimiser per name, each a `Group` (its parameters, rate, weight decay, betas; Adam with L2 or
+  AdamW). A GAN names two ("critic", "generator"), a VAE one.
+- `batches()`: called once an epoch, that epoch's batches (`shuffled_batches` for full batches of shuffled rows).
+- `step(batch, update)`: the losses of one batch, calling `update(name, loss)` for each optimiser step it takes, in
+  order (CTGAN: `discriminator_steps` critic updates, then one generator update); it returns the figures to
+  average over the epoch ({name: 0-d tensor}) and how many units they sum (1 for a mean over the batch, or its
+  rows for a sum).
+- optionally `wrap(optimizers)`, a context manager around the epochs that yields the optimisers to step (DP-SGD:
+  opacus's `make_private` wraps the module, the optimiser and the batches, `generators.privacy`);
+  `epoch_figures()`, figures read once an epoch (the privacy budget spent); and the schedule: `warmup_steps`,
+  `plateau_decay`, `ema_decay`, `flush_denormals`.
+
+What the loop owns, the same for every model: the optimisers (`make_optimizer`: fused Adam, or AdamW), the
+learning rate (a linear warm-up over `warmup_steps`, then times `plateau_decay` after each epoch whose validation
+metric did not improve; constant by default), an exponential moving average of the weights (`Average`: the
+averaged weights are validated and kept), early stopping on a `Validation` metric with the best epoch's weights
+kept in memory (`Checkpoint`), the wall-time budget (`Budget`: checked after every step and by the validation pass
+between its batches, so it holds within about one step at any table size), the subnormal flush, and progress
+(`progress_bar`: a tqdm bar and the model's `progress_callback`).
+
+Subnormal floats (measured on Adult, bench/RESULTS.md "Subnormal floats"). Weights that get no gradient from the
+data (rows of dead ReLU units, latent dimensions the KL term switched off) are pulled to zero by weight decay
+alone; once their gradient is far below Adam's eps, each step shrinks them by a near-constant factor (about 0.95)
+into the subnormal range, where rounding stalls them instead of reaching zero, and every op touching them takes
+the CPU's slow path (~250x slower). Long before that, at 1e-30, they are normal but their products in the backward
+pass are not: the TVAE's gradient with respect to the encoder's last hidden layer had a column of 500 subnormal
+values per dead unit, 2,485 per step by epoch 160, and its epochs grew from 0.4 s to 4.4 s over 300
+(bench/generators.py, 1 thread). The fix at the source is `zero_subnormals_` once an epoch: a weight or Adam first
+moment below FLUSH_BELOW (1e-20) moves no float32 sum of terms near 1, so it is set to the zero it was converging
+to (one that is exactly zero with no data gradient stays zero: its decay gradient is zero too); once an epoch is
+enough, since at 0.95 a step going from 1e-20 to the subnormal range takes about 760 steps. `flush_denormals`
+(`torch.set_flush_denormal`) is a mitigation only: its FTZ/DAZ flags belong to the calling thread, not to torch's
+other intra-op threads, so with 2 threads a matmul on subnormal weights ran only 2x faster with it.
+
+Data-parallel training is not implemented; it is an extension at three hooks already here: the modules wrapped in
+`torch.nn.parallel.DistributedDataParallel` inside `Training.wrap`; `Training.batches` sharded per rank (each rank
+a slice of the epoch's permutation); and `ranks`, a `OneProcess` replaced by one whose `mean` all-reduces the
+validation metric and whose `any` all-reduces the budget decision, so every rank stops at the same step.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from contextlib import ExitStack, contextmanager, nullcontext
+from dataclasses import dataclass
+
+import torch
+
+# Below this magnitude a weight or an Adam first moment changes no float32 result that matters, yet its products
+# with gradients land in the subnormal range (see the module docstring).
+FLUSH_BELOW = 1e-20
+
+
+# ---------------------------------------------------------------------------------------------- subnormals
+
+
+def zero_subnormals_(*optimizers: torch.optim.Optimizer) -> None:
+    """Set every negligible float (|x| < FLUSH_BELOW; subnormal, for Adam's second moments) in the optimizers'
+    parameters and state to zero, in place (see the module docstring, "Subnormal floats")."""
+    tiny = torch.finfo(torch.float32).tiny
+    with torch.no_grad():
+        for optimizer in optimizers:
+            for group in optimizer.param_groups:
+                for param in group["params"]:
+                    state = optimizer.state.get(param, {})
+                    for name, tensor in [("param", param), *((k, v) for k, v in state.items() if torch.is_tensor(v))]:
+                        if tensor.is_floating_point() and tensor.dtype == torch.float32 and tensor.dim():
+                            floor = tiny if name in ("exp_avg_sq", "max_exp_avg_sq") else FLUSH_BELOW
+                            tensor.masked_fill_(tensor.abs() < floor, 0.0)
+
+
+@contextmanager
+def flush_denormals(enabled: bool = True):
+    """Flush subnormal floats to zero in the calling thread inside the block (`torch.set_flush_denormal(True)`),
+    restoring the previous mode afterwards; a mitigation only (see the module docstring)."""
+    if not enabled:
+        yield
+        return
+    before = _flush_mode()
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(before)
+
+
+def _flush_mode() -> bool:
+    """Whether the calling thread flushes subnormals now: half the smallest normal float32 is then 0."""
+    tiny = torch.tensor([torch.finfo(torch.float32).tiny], dtype=torch.float32)
+    return bool((tiny * 0.5 == 0).item())
+
+
+# ---------------------------------------------------------------------------------------------- what a model declares
+
+
+@dataclass(frozen=True)
+class Group:
+    """One optimiser: the parameters it updates, its rate, weight decay and betas; Adam with the decay as an L2
+    term (Kingma & Ba 2015), or AdamW with it decoupled (`decoupled`, Loshchilov & Hutter 2019)."""
+
+    params: list
+    lr: float
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    decoupled: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "params", list(self.params))  # a module's parameters() is a one-pass generator
+
+
+def adam(params, **options) -> torch.optim.Adam:
+    """Adam with the fused kernel: one pass over all parameters instead of a dozen small ops per tensor (CPU and
+    CUDA)."""
+    return torch.optim.Adam(params, fused=True, **options)
+
+
+def make_optimizer(group: Group) -> torch.optim.Optimizer:
+    """`group`'s optimiser: fused Adam, or torch's default AdamW (its fused kernel rounds differently, and the
+    flagship's seeded results are this one's)."""
+    options = dict(lr=group.lr, betas=group.betas, weight_decay=group.weight_decay)
+    return torch.optim.AdamW(group.params, **options) if group.decoupled else adam(group.params, **options)
+
+
+def permutation(n: int, device: torch.device, generator: torch.Generator | None = None) -> torch.Tensor:
+    """(n,) random order of n rows on `device`: drawn from `generator` (on its own device, then moved), else from
+    the global RNG of `device`."""
+    if generator is None:
+        return torch.randperm(n, device=device)
+    return torch.randperm(n, generator=generator, device=generator.device).to(device)
+
+
+def shuffled_batches(rows: torch.Tensor, size: int, generator: torch.Generator | None = None):
+    """`Training.batches` for row batches: each epoch one shuffled copy of `rows` (see `permutation`), then its
+    `len(rows) // size` full batches of `size` rows as slices (the remainder, different each epoch, is left out,
+    as with drop_last). Slices of one copy are cheaper than a gather every step."""
+    steps = len(rows) // size
+
+    def epoch():
+        shuffled = rows[permutation(len(rows), rows.device, generator)]
+        for step in range(steps):
+            yield shuffled[step * size : (step + 1) * size]
+
+    return epoch
+
+
+@dataclass
+class Training:
+    """What `train` runs for one fit (see the module docstring)."""
+
+    groups: dict[str, Group]
+    batches: Callable[[], Iterable]
+    step: Callable  # (batch, update) -> ({figure: 0-d tensor}, units)
+    wrap: Callable | None = None  # optimizers -> context manager yielding the optimizers to step
+    epoch_figures: Callable[[], dict[str, float]] | None = None
+    warmup_steps: int = 0
+    plateau_decay: float = 1.0
+    ema_decay: float = 0.0
+    flush_denormals: bool = False
+
+
+@dataclass(frozen=True)
+class Validation:
+    """Early stopping: `measure(budget)` is the metric on held-out rows (lower is better; None when the budget ran
+    out during the pass), recorded as `name`; training stops after `patience` epochs without an improvement
+    larger than `tolerance`."""
+
+    name: str
+    measure: Callable
+    patience: int
+    tolerance: float = 0.0
+
+
+class OneProcess:
+    """How ranks agree, for a single process: nothing to agree on (see the module docstring)."""
+
+    def mean(self, value: float) -> float:
+        return value
+
+    def any(self, flag: bool) -> bool:
+        return flag
+
+
+class Budget:
+    """Wall time: `elapsed()` seconds since `start` (a `time.perf_counter` reading, the start of fit), and whether
+    `max_seconds` (None: no budget) are `spent()`, as every rank agrees."""
+
+    def __init__(self, max_seconds: float | None, start: float, ranks: OneProcess | None = None, clock=None):
+        self.max_seconds, self.start, self.ranks = max_seconds, start, ranks or OneProcess()
+        self.clock = clock or time.perf_counter
+
+    def elapsed(self) -> float:
+        return self.clock() - self.start
+
+    def spent(self) -> bool:
+        return self.max_seconds is not None and self.ranks.any(self.elapsed() > self.max_seconds)
+
+
+# ---------------------------------------------------------------------------------------------- what the loop keeps
+
+
+class Average:
+    """Exponential moving average of `params`, after each optimiser step avg += (1 - decay) (param - avg); off at
+    decay 0. It smooths the last steps' noise (the flagship on Adult: validation NLL 19.55 against 19.59 for the
+    raw weights, same epochs)."""
+
+    def __init__(self, params: list, decay: float):
+        self.params, self.decay = params, decay
+        self.values = [p.detach().clone() for p in params] if decay else []
+
+    @torch.no_grad()
+    def update(self) -> None:
+        if self.decay:
+            torch._foreach_lerp_(self.values, self.params, 1.0 - self.decay)
+
+    @torch.no_grad()
+    def flush_subnormals(self) -> None:
+        for tensor in self.values:
+            tensor.masked_fill_(tensor.abs() < torch.finfo(torch.float32).tiny, 0.0)
+
+    @contextmanager
+    def swapped(self):
+        """The averaged weights in the parameters inside the block, the trained ones back afterwards."""
+        if not self.decay:
+            yield
+            return
+        with torch.no_grad():
+            live = [p.detach().clone() for p in self.params]
+            torch._foreach_copy_(self.params, self.values)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                torch._foreach_copy_(self.params, live)
+
+    @torch.no_grad()
+    def keep(self) -> None:
+        """End of training: the averaged weights replace the trained ones."""
+        if self.decay:
+            torch._foreach_copy_(self.params, self.values)
+
+
+class Checkpoint:
+    """The modules' weights (state_dicts, cloned in memory) at the best validation metric so far."""
+
+    def __init__(self, modules: dict[str, torch.nn.Module]):
+        self.modules, self.epoch, self.metric, self.weights = modules, None, None, None
+
+    def offer(self, epoch: int, metric: float, tolerance: float) -> bool:
+        """Keep the weights now in place when `metric` beats the best by more than `tolerance`; say whether."""
+        if self.weights is not None and not metric < self.metric - tolerance:
+            return False
+        self.weights = {n: {k: v.detach().clone() for k, v in m.state_dict().items()} for n, m in self.modules.items()}
+        self.epoch, self.metric = epoch, metric
+        return True
+
+    def restore(self) -> None:
+        for name, module in self.modules.items():
+            module.load_state_dict(self.weights[name])
+
+
+def progress_bar(epochs: int, description: str, verbose: bool, callback=None, history: list | None = None):
+    """The epochs to iterate: a tqdm bar over range(`epochs`) (drawn when `verbose`) whose `set_postfix` shows
+    each epoch's figures; with `callback`, also calling `callback(epoch, epochs, record)` each time, epoch
+    counting from 1 and `record` the epoch's entry of `history` without "epoch"."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(range(epochs), desc=description, disable=not verbose, unit="epoch")
+    return bar if callback is None else _Reporting(bar, callback, epochs, history)
+
+
+class _Reporting:
+    def __init__(self, bar, callback, epochs: int, history: list):
+        self.bar, self.callback, self.epochs, self.history = bar, callback, epochs, history
+
+    def __iter__(self):
+        return iter(self.bar)
+
+    def set_postfix(self, **figures) -> None:
+        self.bar.set_postfix(**figures)
+        record = dict(self.history[-1])
+        self.callback(int(record.pop("epoch")) + 1, self.epochs, record)
+
+
+# ---------------------------------------------------------------------------------------------- the loop
+
+
+def train(run: Training, modules: dict[str, torch.nn.Module], progress, history: list,
+          validation: Validation | None = None, budget: Budget | None = None,
+          ranks: OneProcess | None = None) -> tuple[int | None, str]:
+    """Train `modules` as `run` says, one epoch per item of `progress` (`progress_bar`), appending each epoch's
+    record to `history`: {"epoch", the step figures' means, `epoch_figures`, the validation metric}, no wall times,
+    so a seeded run's history repeats. An epoch the budget cuts short is recorded with the steps it ran, and not
+    validated.
+
+    Returns (the epoch whose weights are kept, what ended training: "early stopping", "time budget" or "epoch
+    cap", a model's `stop_reason_`). The weights kept are
+    the best validated epoch's, else the averaged (or last) ones; the modules are left in eval mode.
+    """
+    ranks = ranks or OneProcess()
+    budget = budget or Budget(None, time.perf_counter(), ranks)
+    optimizers = {name: make_optimizer(group) for name, group in run.groups.items()}
+    averages = {name: Average(group.params, run.ema_decay) for name, group in run.groups.items()}
+    checkpoint, reason, stale = Checkpoint(modules), None, 0
+    with flush_denormals(run.flush_denormals), (run.wrap or nullcontext)(optimizers) as stepped:
+        schedules = {name: _warm_up(o, run.warmup_steps) for name, o in stepped.items()} if run.warmup_steps else {}
+
+        def update(name: str, loss: torch.Tensor) -> None:
+            optimizer = stepped[name]
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            averages[name].update()
+            if schedules:
+                schedules[name].step()
+
+        for epoch in progress:
+            for module in modules.values():
+                module.train()
+            figures, cut_short = _epoch(run, update, budget)
+            zero_subnormals_(*optimizers.values())
+            for average in averages.values():
+                average.flush_subnormals()
+            record = {"epoch": epoch, **figures, **(run.epoch_figures() if run.epoch_figures else {})}
+            improved = None
+            if validation is not None and not cut_short:
+                with ExitStack() as swaps:
+                    for average in averages.values():
+                        swaps.enter_context(average.swapped())
+                    metric = validation.measure(budget)
+                    if metric is not None:
+                        record[validation.name] = metric = ranks.mean(metric)
+                        improved = checkpoint.offer(epoch, metric, validation.tolerance)
+            history.append(record)
+            progress.set_postfix(**{k: f"{v:.3f}" for k, v in record.items() if k != "epoch"})
+            if improved is not None:
+                stale = 0 if improved else stale + 1
+                if not improved and run.plateau_decay != 1.0:
+                    _decay(stepped.values(), schedules.values(), run.plateau_decay)
+                if stale >= validation.patience:
+                    reason = "early stopping"
+                    break
+            if cut_short or budget.spent():
+                reason = "time budget"
+                break
+    if checkpoint.weights is not None:
+        checkpoint.restore()
+        best = checkpoint.epoch
+    else:
+        for average in averages.values():
+            average.keep()
+        best = history[-1]["epoch"] if history else None
+    for module in modules.values():
+        module.eval()
+    return best, reason or "epoch cap"
+
+
+def _epoch(run: Training, update, budget: Budget) -> tuple[dict[str, float], bool]:
+    """One epoch's steps: the means of their figures, and whether the budget ended it early."""
+    totals, names, units = None, [], 0
+    for batch in run.batches():
+        figures, count = run.step(batch, update)
+        values = torch.stack([value.detach() for value in figures.values()])
+        totals, names, units = values if totals is None else totals + values, list(figures), units + count
+        if budget.spent():
+            break
+    else:
+        return _means(names, totals, units), False
+    return _means(names, totals, units), True
+
+
+def _means(names: list[str], totals: torch.Tensor | None, units: int) -> dict[str, float]:
+    return {} if totals is None else dict(zip(names, (totals / max(units, 1)).tolist()))  # one device sync
+
+
+def _warm_up(optimizer: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Rates rising linearly to their base over the first `steps` steps."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / steps))
+
+
+def _decay(optimizers, schedules, factor: float) -> None:
+    """Every rate (and the base a warm-up scales) times `factor`."""
+    for optimizer in optimizers:
+        for group in optimizer.param_groups:
+            group["lr"] *= factor
+    for schedule in schedules:
+        schedule.base_lrs = [base * factor for base in schedule.base_lrs]
