@@ -57,10 +57,11 @@ def evaluate(
     `train` and `synthetic` need rows (TabtwinError otherwise). Sections that cannot be judged on so few rows
     or without features say why in `skipped` and the gate lists them as not judged (`evaluation.gate`).
     """
+    from tabtwin.evaluation.attacks import attack_risks
     from tabtwin.evaluation.contracts import contracts_report
     from tabtwin.evaluation.disclosure import Shown, disclosure_summary
     from tabtwin.evaluation.fidelity import detection_test, quality_report
-    from tabtwin.evaluation.privacy import attack_risks, few_rows_privacy, privacy_metrics
+    from tabtwin.evaluation.privacy import few_rows_privacy, privacy_metrics
     from tabtwin.evaluation.utility import utility_report
 
     _check_tables(train, holdout, synthetic, schema)
