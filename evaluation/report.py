@@ -9,7 +9,8 @@
 `write_report(results, out_dir, real, synthetic, schema)` writes `report.json` and a self-contained
 `report.html` atomically, plus the learned expectation suite as `expectation_suite.json`. The page inlines
 plotly.js once and draws interactive figures from small precomputed tables (evaluation/figures.py), so it
-needs no network when viewed; failed checks are explained in plain words (evaluation/explain.py).
+needs no network when viewed; the checks are explained in plain words (evaluation/checks.py,
+evaluation/explain.py).
 
 These files stay when the gate withholds the synthetic table, so none of them shows a real value that fewer
 than k real rows hold (evaluation/disclosure.py); `meta.disclosure` states k and, per column, what was withheld.
@@ -26,8 +27,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from tabtwin.evaluation.gate import GateConfig, apply_gate, attack_check_name
-from tabtwin.evaluation.html import TEMPLATE as _TEMPLATE
+from tabtwin.evaluation.checks import CHECKS, attack_check_name, check_of
+from tabtwin.evaluation.gate import GateConfig, apply_gate
+from tabtwin.evaluation.html import TEMPLATE
 from tabtwin.pipeline.errors import TabtwinError
 from tabtwin.pipeline.files import write_json_atomic, write_text_atomic
 from tabtwin.pipeline.jsonable import jsonable
@@ -148,17 +150,22 @@ def write_report(results: dict, out_dir: str | Path, real: pd.DataFrame, synthet
 # ---------------------------------------------------------------------------------------------- html
 
 
+# The report's figures that show a check (`Check.figure`): their headings' ids and what a link calls them.
+FIGURES = {"column-figures": "the per-column figures", "pair-figures": "the column pair figures",
+           "distance-figures": "the distance histograms", "attack-figures": "the attack risks"}
+
+
 def render_html(results: dict, real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema) -> str:
     """The self-contained report page: plotly.js inlined once, then the verdict, what failed and what to do,
-    every check with the gate key that sets its threshold, the sections with their interactive figures, and a
-    glossary of the checks (evaluation/explain.py)."""
+    every check with the gate key that sets its threshold, the sections with their interactive figures and the
+    checks they show, and a glossary of the checks."""
     from jinja2 import Environment
     from markupsafe import Markup
 
     from tabtwin.evaluation import figures as fig
     from tabtwin.evaluation.disclosure import MIN_COUNT, RULE
-    from tabtwin.evaluation.explain import (EXPLANATIONS, changed_thresholds, describe_run, explain_dp, explain_failure,
-                                           fix_for, gate_key, threshold_text, value_text)
+    from tabtwin.evaluation.explain import (changed_thresholds, describe_run, explain_dp, explain_failure, fix_for,
+                                           threshold_text, value_text)
 
     quality = results["fidelity"]["quality"]
     privacy = results.get("privacy") or {}
@@ -181,20 +188,26 @@ def render_html(results: dict, real: pd.DataFrame, synthetic: pd.DataFrame, sche
             "inference": config.get("max_inference_risk")}),
     }
     figures.update({k: Markup(v) for k, v in figures.items() if isinstance(v, str)})
+    drawn = {"column-figures": figures["columns"], "pair-figures": figures["associations"] or figures["pair_scores"],
+             "distance-figures": figures["dcr"], "attack-figures": figures["attacks"]}
     modelled = sum(spec.kind != "id" for spec in schema.columns)
-    checks = [{**c, "key": gate_key(c), "shown": value_text(c["value"], c["threshold"]) or "n/a",
-               "threshold_text": threshold_text(c)} for c in gate.get("checks", [])]
+    checks = []
+    for check in gate.get("checks", []):
+        declared = check_of(check)
+        checks.append({**check, "key": declared and declared.key, "threshold_text": threshold_text(check),
+                       "shown": value_text(check["value"], check["threshold"], declared.digits if declared else 3) or "n/a"})
     failed = [{**c, "explanation": explain_failure(c, results)} for c in checks if not c["passed"]]
     rows = privacy_rows(results)
-    template = Environment(autoescape=True).from_string(_TEMPLATE)
+    side_rows = {figure: [row for row in rows if row["shown_in"] == figure] for figure in FIGURES}
+    glossary = [{"key": c.key, "title": c.title, "checks": " or ".join(f"{c.section}.{n}" for n in (c.check, *c.also)),
+                 "measures": c.describe(), "good": c.good, "fix": fix_for(c.key, results),
+                 "threshold": threshold_text(c.key, config[c.key]) if config.get(c.key) is not None else None,
+                 "figure": c.figure if drawn.get(c.figure) else None} for c in CHECKS]
+    template = Environment(autoescape=True).from_string(TEMPLATE)
     return template.render(
-        r=results, figures=figures, fmt=_fmt, checks=checks, failed=failed, privacy_rows=rows,
-        distance_rows=[p for p in rows if p["figure"] in ("dcr_share", "close_share", "exact_copy_excess", "mia_auc")],
-        attack_rows=[p for p in rows if p["figure"].endswith("_risk") or "_risk[" in p["figure"]],
+        r=results, figures=figures, fmt=_fmt, checks=checks, failed=failed, privacy_rows=rows, side_rows=side_rows,
         figure_note=(f"the {len(shown)} columns with the lowest shape scores of {modelled}" if len(shown) < modelled else None),
-        pair_note=_pair_note(quality), pair_columns=pair_columns,
-        glossary=[(key, EXPLANATIONS[key], threshold_text(key, config[key]) if config.get(key) is not None else None,
-                   fix_for(key, results)) for key in EXPLANATIONS],
+        pair_note=_pair_note(quality), pair_columns=pair_columns, glossary=glossary, figure_names=FIGURES,
         changed=changed_thresholds(config),
         run_rows=describe_run(results.get("run")), dp=privacy.get("dp"), dp_sentence=explain_dp(privacy.get("dp")),
         disclosure=disclosure,
@@ -203,52 +216,28 @@ def render_html(results: dict, real: pd.DataFrame, synthetic: pd.DataFrame, sche
 
 
 def privacy_rows(results: dict) -> list[dict]:
-    """The privacy section's rows: {figure, value, checked, op, threshold, result, passed, sentence}, one per gate
-    check of the privacy section, each with one sentence a reviewer can read aloud (what the figure measures,
-    what is good). `value` gives an attack's risk with its interval; `checked` the figure the gate compares
-    (an attack's upper bound)."""
+    """The privacy section's rows: {figure, value, checked, op, threshold, result, passed, sentence, shown_in},
+    one per gate check of the privacy section, each with one sentence a reviewer can read aloud (what the figure
+    measures in this run, what is good). `value` gives an attack's risk with its interval; `checked` the figure
+    the gate compares (an attack's upper bound); `shown_in` the id of the figure that shows it."""
     from tabtwin.evaluation.explain import threshold_text, value_text
 
     privacy = results.get("privacy") or {}
     attacks = {attack_check_name(a): a for a in (privacy.get("attacks") or {}).get("attacks", [])}
-    m, n_train = privacy.get("n_compared"), privacy.get("n_train")
-    sentences = {
-        "dcr_share": (f"The chance that a synthetic row sits closer to the {n_train} training rows than a real "
-                      f"unseen (holdout) row does; 0.5 means no closer than fresh data, 1 means copying."),
-        "close_share": ("The share of synthetic rows closer to a training row than 95 % of real unseen rows "
-                        "are; about 0.05 is natural."),
-        "exact_copy_excess": ("The share of synthetic rows that repeat a training row exactly, less the share of "
-                              "real unseen rows that do so by chance; 0 means no copying."),
-        "mia_auc": (f"How well an attacker tells {m} training rows from {m} unseen rows by how close the nearest "
-                    f"synthetic row is; 0.5 is a coin toss, 1 is certain membership."),
-    }
-    for name, attack in attacks.items():
-        n = attack.get("n_attacks")
-        if attack["attack"] == "singling_out":
-            sentences[name] = (f"How much more often than on unseen rows a query built from the synthetic data "
-                               f"picks out exactly one real training person ({n} queries, upper bound of the "
-                               f"95 % interval checked).")
-        elif attack["attack"] == "linkability":
-            sentences[name] = (f"How much more often than on unseen rows an attacker holding two halves of a "
-                               f"person's record ({attack['detail'][7:]}) joins them through the synthetic data "
-                               f"({n} attacks, upper bound checked).")
-        else:
-            sentences[name] = (f"How much more often than on unseen rows an attacker who knows every other "
-                               f"column guesses a training person's {attack['detail']} from the synthetic data "
-                               f"({n} attacks, upper bound checked).")
     rows = []
     for check in (results.get("gate") or {}).get("checks", []):
-        if check["section"] != "privacy":
+        declared = check_of(check)
+        if check["section"] != "privacy" or declared is None:
             continue
         attack = attacks.get(check["check"])
         value = (f"{_fmt(attack['risk'])} (95 % CI {_fmt(attack['ci_low'])} to {_fmt(attack['ci_high'])})"
-                 if attack else _fmt(check["value"], 4 if check["check"] == "exact_copy_excess" else 3))
+                 if attack else _fmt(check["value"], declared.digits))
         result = ("not judged: " + check["reason"]) if not check["judged"] else ("pass" if check["passed"] else "FAIL")
-        checked = value_text(check["value"], check["threshold"], 4 if check["check"] == "exact_copy_excess" else 3)
+        checked = value_text(check["value"], check["threshold"], declared.digits)
+        sentence = f"{declared.describe(results, attack)[:-1]}; good: {declared.ideal[:1].lower()}{declared.ideal[1:]}."
         rows.append({"figure": check["check"], "value": value, "checked": checked or "n/a",
-                     "op": "≤", "threshold": threshold_text(check),
-                     "result": result, "passed": check["passed"],
-                     "sentence": sentences.get(check["check"], sentences.get(check["check"].split("[")[0], ""))})
+                     "op": "≥" if check["op"] == ">=" else "≤", "threshold": threshold_text(check), "result": result,
+                     "passed": check["passed"], "sentence": sentence, "shown_in": declared.figure})
     return rows
 
 

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from tabtwin.evaluation import figures
-from tabtwin.evaluation.explain import EXPLANATIONS, describe_run, explain_dp, explain_failure, gate_key
+from tabtwin.evaluation.checks import BY_KEY, CHECKS
+from tabtwin.evaluation.explain import describe_run, explain_dp, explain_failure, gate_key
 from tabtwin.evaluation.gate import GateConfig, apply_gate
 from tabtwin.evaluation.report import evaluate, render_html, write_report
 from tabtwin.pipeline.jsonable import jsonable
@@ -71,9 +72,10 @@ def page(failing, tmp_path_factory):
 
 def test_every_gate_key_is_explained_and_every_check_has_a_key():
     keys = [f.name for f in fields(GateConfig)]
-    assert set(EXPLANATIONS) == set(keys), "explain.EXPLANATIONS needs one entry per GateConfig field"
-    for key, entry in EXPLANATIONS.items():
-        assert entry.measures and entry.good and entry.fix, key
+    assert [c.key for c in CHECKS] == keys, "GateConfig has one field per declared check, in their order"
+    for check in CHECKS:
+        assert check.measures and check.good and check.fix, check.key
+        assert f"the default threshold is {check.default:g}" in check.good, check.key  # from the declared default
     results = {  # every section, every attack, a regression target: each check the gate can produce
         "fidelity": {"quality": {"score": 0.9, "column_pair_trends": 0.9}, "detection": {"score": 0.5}},
         "privacy": {"dcr_share": 0.5, "dcr_below_holdout_p5": 0.05, "exact_copy_share": 0.0, "mia_auc": 0.5,
@@ -99,7 +101,7 @@ def test_failed_checks_are_explained_with_their_gate_keys(page):
         assert sentence and str(round(check["threshold"], 2)) in sentence
         assert f'data-key="{gate_key(check)}"' in html and _escaped(sentence) in html
     # The checks table names each check's gate key; the glossary explains each key once.
-    for key in EXPLANATIONS:
+    for key in BY_KEY:
         assert html.count(f'id="key-{key}"') == 1 and f"<code>{key}</code>" in html
 
 
@@ -287,7 +289,7 @@ def test_the_flagship_is_not_told_to_use_the_flagship():
     from tabtwin.evaluation.explain import fix_for
 
     generic = fix_for(DETECTION, {"run": None})
-    assert "use the flagship model" in generic and generic == EXPLANATIONS["min_detection_score"].fix
+    assert "use the flagship model" in generic and generic == BY_KEY["min_detection_score"].fix
     assert fix_for(DETECTION, {"run": {"kind": "run", "model": "tvae"}}) == generic
     text = fix_for(DETECTION, {"run": {"kind": "run", "model": FLAGSHIP_WORD}})
     assert "use the flagship" not in text and "more epochs" in text and "training budget" in text
@@ -330,7 +332,7 @@ def test_a_request_gets_what_an_analyst_can_do():
     dp_text = fix_for("min_quality", {"run": run, "privacy": {"dp": DP_BLOCK}})
     assert "larger epsilon" in dp_text and "owner" in dp_text
     # contracts: the generic advice, whoever reads it; an unknown check: none
-    assert fix_for("min_contract_success", {"run": run}) == EXPLANATIONS["min_contract_success"].fix
+    assert fix_for("min_contract_success", {"run": run}) == BY_KEY["min_contract_success"].fix
     assert fix_for({"section": "x", "check": "y"}, {"run": run}) is None
 
 
