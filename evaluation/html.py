@@ -71,8 +71,8 @@ that fewer than {{ disclosure.min_count }} real rows hold (<a href="#disclosure"
 <div class="grid">{% for f in figures.columns %}<div class="column-figure">{{ f.html }}</div>{% endfor %}</div>{% endif %}
 {% if figures.associations or figures.pair_scores %}<h3 id="pair-figures">Column pairs</h3>
 {% if pair_note %}<p class="note" id="pair-note">{{ pair_note }}</p>{% endif %}
-{% if figures.associations %}<p class="muted">Association of every pair, computed here on up to 5,000 rows per side: correlation (-1 to 1) for two numeric
-columns, Cramér's V (0 to 1) for the others (numbers cut into 10 bins). Compare the two matrices cell by cell.</p>
+{% if figures.associations %}<p class="muted">Association of every pair, on {{ associations.rows.real }} real and {{ associations.rows.synthetic }} synthetic rows: correlation (-1 to 1) for two numeric
+columns, Cramér's V (0 to 1) for the others (numbers cut into {{ associations.bins }} bins). Compare the two matrices cell by cell.</p>
 {{ figures.associations }}{% endif %}
 {% if figures.pair_scores %}<p class="muted">sdmetrics' pair trend score per pair (1 = kept exactly); grey: not scored, so it does not count.</p>
 {{ figures.pair_scores }}{% endif %}{% endif %}

@@ -41,7 +41,7 @@ The sizes used are in the result (n_train, n_holdout, n_synthetic; n_compared = 
   nearest synthetic row is (minus that distance) and tries to tell training members (the training sample)
   from holdout non-members (the holdout sample); ROC AUC. 0.5 means the synthetic data leak no membership.
 - distances: seeded samples (at most 2000 values each) of synthetic->train, synthetic->holdout and
-  holdout->train closest distances, for the report's histogram.
+  holdout->train closest distances; dcr_histogram: their shares per distance bin, the report's histogram.
 
 Few rows. The distance metrics compare m training with m holdout rows; below PRIVACY_MIN_ROWS (a request for
 a segment of 5 real rows) a DCR share or an MIA AUC over a handful of rows says nothing (the AUC's standard error
@@ -60,6 +60,7 @@ from sklearn.metrics import roc_auc_score
 from tabtwin.evaluation.distance import (DISTANCE, NUMERIC_KINDS, category_keys, default_chunk_rows, distance_space,
                                          modelled_columns, nearest_distances)
 from tabtwin.evaluation.features import numeric_values
+from tabtwin.evaluation.plot_style import HISTOGRAM_BINS
 from tabtwin.pipeline.device import resolve_device
 from tabtwin.pipeline.errors import TabtwinError
 from tabtwin.pipeline.schema import Schema
@@ -132,6 +133,7 @@ def privacy_metrics(
         "holdout_nndr_p5": float(np.quantile(holdout_nndr, 0.05)),
         "mia_auc": float(roc_auc_score(is_member, -attack_distances)),
         "distances": distances,
+        "dcr_histogram": dcr_histogram(distances),
         "n_train": len(train),
         "n_holdout": len(holdout),
         "n_synthetic": len(synthetic),
@@ -150,7 +152,7 @@ def few_rows_privacy(train, holdout, synthetic, schema: Schema, reason: str) -> 
         "exact_copy_share": exact_copy_share(synthetic, train, schema),
         "holdout_exact_copy_share": exact_copy_share(holdout, train, schema) if len(holdout) else None,
         "nndr_median": None, "nndr_p5": None, "holdout_nndr_median": None, "holdout_nndr_p5": None,
-        "mia_auc": None, "distances": {},
+        "mia_auc": None, "distances": {}, "dcr_histogram": None,
         "n_train": len(train), "n_holdout": len(holdout), "n_synthetic": len(synthetic), "n_compared": 0,
         "columns": modelled_columns(schema), "device": None, "distance": DISTANCE,
     }
@@ -211,6 +213,20 @@ def sample_rows(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
 
 def _take(rows: torch.Tensor, index: np.ndarray) -> torch.Tensor:
     return rows if len(index) == len(rows) else rows[torch.from_numpy(index).to(rows.device)]
+
+
+def dcr_histogram(distances: dict[str, list[float]]) -> dict | None:
+    """{"edges", "shares": {name: share of rows per bin}} of the distance samples: HISTOGRAM_BINS shared bins
+    from 0 to the 99.5th percentile of the synthetic and holdout rows' distances to train (farther ones count in
+    the last bin); None without both of those samples."""
+    samples = {name: np.asarray(values, dtype=float) for name, values in distances.items() if values}
+    if "synthetic_to_train" not in samples or "holdout_to_train" not in samples:
+        return None
+    top = float(np.nanquantile(np.r_[samples["synthetic_to_train"], samples["holdout_to_train"]], 0.995)) or 1.0
+    edges = np.linspace(0.0, top, HISTOGRAM_BINS + 1)
+    return {"edges": edges.tolist(),
+            "shares": {name: (np.histogram(np.clip(values, 0.0, top), bins=edges)[0] / len(values)).tolist()
+                       for name, values in samples.items()}}
 
 
 def closer_than_holdout_share(synthetic_dcr: np.ndarray, holdout_dcr: np.ndarray) -> float:

@@ -3,14 +3,16 @@
 `evaluate(...)` returns a JSON-able dict::
 
     {"gate": {"passed": bool, "failures": [...], "checks": [...]}, "run": {...} | None,
-     "fidelity": {"quality": {...}, "detection": {...}}, "privacy": {...}, "utility": {...} | None,
-     "contracts": {...}, "meta": {...}}
+     "fidelity": {"quality": {...}, "detection": {...}, "column_shares": {...}, "associations": {...}},
+     "privacy": {...}, "utility": {...} | None, "contracts": {...}, "meta": {...}}
 
-`write_report(results, out_dir, real, synthetic, schema)` writes `report.json` and a self-contained
-`report.html` atomically, plus the learned expectation suite as `expectation_suite.json`. The page inlines
-plotly.js once and draws interactive figures from small precomputed tables (evaluation/figures.py), so it
-needs no network when viewed; the checks are explained in plain words (evaluation/checks.py,
-evaluation/explain.py).
+It holds every number the report shows: besides the checks' figures, the tables the figures draw (the share of
+rows per value or bin of each column, evaluation/column_shares.py; the association matrices,
+evaluation/associations.py; the distance histograms, `privacy.dcr_histogram`). `write_report(results,
+out_dir, real, synthetic, schema)` writes `report.json` and a self-contained `report.html` atomically, plus
+the learned expectation suite as `expectation_suite.json`. The page inlines plotly.js once and draws its
+interactive figures from those tables (evaluation/figures.py), so it needs no network when viewed; the checks
+are explained in plain words (evaluation/checks.py, evaluation/explain.py).
 
 These files stay when the gate withholds the synthetic table, so none of them shows a real value that fewer
 than k real rows hold (evaluation/disclosure.py); `meta.disclosure` states k and, per column, what was withheld.
@@ -88,6 +90,8 @@ def evaluate(
         "utility": timed("utility", utility_report, train, holdout, synthetic, schema, target, seed=seed) if target else None,
         "contracts": timed("contracts", contracts_report, train, synthetic, schema, shown=shown),
     }
+    results["fidelity"].update(timed("figures", figure_tables, train, synthetic, schema,
+                                     results["fidelity"]["quality"], seed=seed))
     results["privacy"]["dp"] = dp
     results["privacy"]["attacks"] = timed("attacks", attack_risks, train, holdout, synthetic, schema, target, seed=seed)
     results["gate"] = apply_gate(results, gate)
@@ -123,74 +127,82 @@ def _version(package: str) -> str | None:
         return None
 
 
+def figure_tables(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema, quality: dict, seed: int = 0) -> dict:
+    """{"column_shares", "associations"}: the tables the fidelity figures draw, over the columns `quality`'s
+    scores pick (all of them up to `column_shares.FIGURE_COLUMNS`)."""
+    from tabtwin.evaluation.associations import associations
+    from tabtwin.evaluation.column_shares import column_shares
+
+    return {"column_shares": column_shares(real, synthetic, schema, quality),
+            "associations": associations(real, synthetic, schema, quality, seed)}
+
+
 # ---------------------------------------------------------------------------------------------- writing
 
 
 def write_report(results: dict, out_dir: str | Path, real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema) -> dict:
     """report.json, report.html and expectation_suite.json under `out_dir`; returns their paths. `real` is the
-    table the evaluation learned from: its value counts decide what the files may show (meta.disclosure, filled
-    in from `real` when `results` lacks it)."""
+    table the evaluation learned from, `synthetic` the one it judged: what `results` lacks (results not made by
+    `evaluate`) is filled in from them, meta.disclosure and the figures' tables."""
     from tabtwin.evaluation.disclosure import disclosure_summary
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    meta = results.get("meta") or {}
+    fidelity = results.get("fidelity") or {}
+    results = {**results, "meta": {**meta, "disclosure": meta.get("disclosure") or disclosure_summary(real, schema)}}
+    if "column_shares" not in fidelity:
+        seed = meta.get("seed") or 0
+        results["fidelity"] = {**fidelity, **figure_tables(real, synthetic, schema, fidelity.get("quality") or {}, seed)}
     results = jsonable(results)  # plain types only: numpy scalars as Python, NaN and inf as null
-    meta = results.setdefault("meta", {})
-    if not meta.get("disclosure"):
-        meta["disclosure"] = jsonable(disclosure_summary(real, schema))
     contracts = results.get("contracts") or {}
     suite = contracts.pop("suite", None)
     paths = {"json": write_json_atomic(results, out / "report.json")}
     if suite is not None:
         paths["suite"] = write_json_atomic(suite, out / "expectation_suite.json")
-    paths["html"] = write_text_atomic(render_html(results, real, synthetic, schema), out / "report.html")
+    paths["html"] = write_text_atomic(render_html(results), out / "report.html")
     return paths
 
 
 # ---------------------------------------------------------------------------------------------- html
-
 
 # The report's figures that show a check (`Check.figure`): their headings' ids and what a link calls them.
 FIGURES = {"column-figures": "the per-column figures", "pair-figures": "the column pair figures",
            "distance-figures": "the distance histograms", "attack-figures": "the attack risks"}
 
 
-def render_html(results: dict, real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema) -> str:
-    """The self-contained report page: plotly.js inlined once, then the verdict, what failed and what to do,
-    every check with the gate key that sets its threshold, the sections with their interactive figures and the
-    checks they show, and a glossary of the checks."""
+def render_html(results: dict) -> str:
+    """The self-contained report page of `evaluate`'s results (as written to report.json): plotly.js inlined
+    once, then the verdict, what failed and what to do, every check with the gate key that sets its threshold,
+    the sections with their interactive figures and the checks they show, and a glossary of the checks."""
     from jinja2 import Environment
     from markupsafe import Markup
 
     from tabtwin.evaluation import figures as fig
+    from tabtwin.evaluation.column_figures import column_figures
     from tabtwin.evaluation.disclosure import MIN_COUNT, RULE
     from tabtwin.evaluation.explain import (changed_thresholds, describe_run, explain_dp, explain_failure, fix_for,
                                            threshold_text, value_text)
+    from tabtwin.evaluation.plot_style import plotly_js
 
-    quality = results["fidelity"]["quality"]
-    privacy = results.get("privacy") or {}
-    shown = _worst_columns(quality, schema)
-    pair_columns = _pair_columns(quality, schema)
-    seed = (results.get("meta") or {}).get("seed") or 0
+    fidelity, privacy = results["fidelity"], results.get("privacy") or {}
+    quality, shares = fidelity["quality"], fidelity.get("column_shares") or {}
+    associations = fidelity.get("associations")
+    meta = results.get("meta") or {}
     gate = results.get("gate") or {}
-    config = (results.get("meta") or {}).get("gate_config") or {}
-    disclosure = {"min_count": MIN_COUNT, "columns": {}, **((results.get("meta") or {}).get("disclosure") or {})}
+    config = meta.get("gate_config") or {}
+    disclosure = {"min_count": MIN_COUNT, "columns": {}, **(meta.get("disclosure") or {})}
     disclosure.setdefault("rule", RULE.format(k=disclosure["min_count"]))
-    k = disclosure["min_count"]
     figures = {
-        "columns": [{**f, "html": Markup(f["html"])}
-                    for f in fig.column_figures(real, synthetic, schema, shown, quality, min_count=k)],
-        "associations": fig.association_figure(real, synthetic, schema, pair_columns, quality, seed),
-        "pair_scores": fig.pair_score_figure(schema, pair_columns, quality),
+        "columns": [{**f, "html": Markup(f["html"])} for f in column_figures(shares, quality)],
+        "associations": fig.association_figure(associations, quality),
+        "pair_scores": fig.pair_score_figure((associations or {}).get("columns") or [], quality),
         "dcr": fig.dcr_figure(privacy),
-        "attacks": fig.attack_figure(privacy.get("attacks"), {
-            "singling_out": config.get("max_singling_out_risk"), "linkability": config.get("max_linkability_risk"),
-            "inference": config.get("max_inference_risk")}),
+        "attacks": fig.attack_figure(privacy.get("attacks"), gate.get("checks", [])),
     }
     figures.update({k: Markup(v) for k, v in figures.items() if isinstance(v, str)})
     drawn = {"column-figures": figures["columns"], "pair-figures": figures["associations"] or figures["pair_scores"],
              "distance-figures": figures["dcr"], "attack-figures": figures["attacks"]}
-    modelled = sum(spec.kind != "id" for spec in schema.columns)
     checks = []
     for check in gate.get("checks", []):
         declared = check_of(check)
@@ -199,6 +211,7 @@ def render_html(results: dict, real: pd.DataFrame, synthetic: pd.DataFrame, sche
     failed = [{**c, "explanation": explain_failure(c, results)} for c in checks if not c["passed"]]
     rows = privacy_rows(results)
     side_rows = {figure: [row for row in rows if row["shown_in"] == figure] for figure in FIGURES}
+    shown = len(shares.get("columns") or [])
     glossary = [{"key": c.key, "title": c.title, "checks": " or ".join(f"{c.section}.{n}" for n in (c.check, *c.also)),
                  "measures": c.describe(), "good": c.good, "fix": fix_for(c.key, results),
                  "threshold": threshold_text(c.key, config[c.key]) if config.get(c.key) is not None else None,
@@ -206,12 +219,13 @@ def render_html(results: dict, real: pd.DataFrame, synthetic: pd.DataFrame, sche
     template = Environment(autoescape=True).from_string(TEMPLATE)
     return template.render(
         r=results, figures=figures, fmt=_fmt, checks=checks, failed=failed, privacy_rows=rows, side_rows=side_rows,
-        figure_note=(f"the {len(shown)} columns with the lowest shape scores of {modelled}" if len(shown) < modelled else None),
-        pair_note=_pair_note(quality), pair_columns=pair_columns, glossary=glossary, figure_names=FIGURES,
+        figure_note=(f"the {shown} columns with the lowest shape scores of {shares['modelled']}"
+                     if shown < shares.get("modelled", 0) else None),
+        pair_note=_pair_note(quality), associations=associations, glossary=glossary, figure_names=FIGURES,
         changed=changed_thresholds(config),
         run_rows=describe_run(results.get("run")), dp=privacy.get("dp"), dp_sentence=explain_dp(privacy.get("dp")),
         disclosure=disclosure,
-        plotly_js=Markup(fig.plotly_js()),
+        plotly_js=Markup(plotly_js()),
     )
 
 
@@ -239,37 +253,6 @@ def privacy_rows(results: dict) -> list[dict]:
                      "op": "≥" if check["op"] == ">=" else "≤", "threshold": threshold_text(check), "result": result,
                      "passed": check["passed"], "sentence": sentence, "shown_in": declared.figure})
     return rows
-
-
-# Figures show at most this many columns (a 300-column table would need a 300-inch figure): the worst first.
-FIGURE_COLUMNS = 30
-
-
-def _worst_columns(quality: dict, schema: Schema) -> list[str]:
-    names = [spec.name for spec in schema.columns if spec.kind != "id"]
-    if len(names) <= FIGURE_COLUMNS:
-        return names
-    scores = {name: (entry.get("score") if entry.get("score") is not None else 1.0)
-              for name, entry in (quality.get("columns") or {}).items()}
-    worst = sorted(names, key=lambda name: scores.get(name, 1.0))[:FIGURE_COLUMNS]
-    return [name for name in names if name in worst]
-
-
-def _pair_columns(quality: dict, schema: Schema) -> list[str]:
-    """The association matrices' columns: all modelled ones up to FIGURE_COLUMNS, else the columns of the worst
-    scored pairs (then of the lowest shape scores), in table order."""
-    names = [spec.name for spec in schema.columns if spec.kind != "id"]
-    if len(names) <= FIGURE_COLUMNS:
-        return names
-    chosen: dict = {}
-    for pair in sorted((p for p in quality.get("pairs", []) if p.get("score") is not None), key=lambda p: p["score"]):
-        for name in pair["columns"]:
-            if len(chosen) < FIGURE_COLUMNS:
-                chosen.setdefault(name, None)
-    for name in _worst_columns(quality, schema):
-        if len(chosen) < FIGURE_COLUMNS:
-            chosen.setdefault(name, None)
-    return [name for name in names if name in chosen]
 
 
 def _pair_note(quality: dict) -> str | None:
