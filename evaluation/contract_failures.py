@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
+from tabtwin.evaluation.contract_rules import BOOLEAN_TYPES, DATETIME_TYPES, FLOAT_TYPES, INTEGER_TYPES
 from tabtwin.pipeline.jsonable import jsonable
 
 MAX_LIST = 10  # list values kept in a failure's kwargs
@@ -173,8 +174,6 @@ def _text(value) -> str:
 
 
 def _type_family(type_list) -> str:
-    from tabtwin.evaluation.contracts import BOOLEAN_TYPES, DATETIME_TYPES, FLOAT_TYPES, INTEGER_TYPES
-
     types = set(type_list or [])
     for family, members in (("integer", INTEGER_TYPES), ("float", FLOAT_TYPES), ("datetime", DATETIME_TYPES),
                             ("boolean", BOOLEAN_TYPES)):

@@ -14,7 +14,7 @@ suppression statistical offices apply to published tables: **a real value is sho
   within what the type holds (finite floats, pandas' nanosecond dates); a rare extreme at its very end leaves
   that end open;
 - a histogram ends in two open-ended bars that hold at least the k most extreme real values each, and a run
-  of bins holding 1 to k - 1 real rows is merged into one wider bin (evaluation/column_figures.py).
+  of bins holding 1 to k - 1 real rows is merged into one wider bin (evaluation/column_shares.py).
 
 Synthetic values are treated alike: a synthetic table that fails the gate may copy real rows, so a synthetic
 value is quoted only when it is a common real value or lies outside the (published) real range.

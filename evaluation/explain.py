@@ -1,14 +1,10 @@
-"""Plain words for the gate's checks: what each measures, what good looks like, what to do when it fails.
+"""Plain words for the gate's checks (declared in evaluation/checks.py), fitted to a run's figures and reader.
 
-One entry per `GateConfig` field (the key a gate JSON file sets the threshold with), so that the report's
-glossary, its failed-check sentences and the command line all name a check the same way:
-
-    EXPLANATIONS["min_detection_score"].fix  -> "Train longer, or use the flagship model ..." (generic)
-    fix_for(check_or_key, results)           -> that advice fitted to what produced the table (results["run"],
-                                                results["privacy"]["dp"]): the flagship, a DP model, a request
-    gate_key(check)                          -> "min_detection_score" for the gate's check "detection_score"
-    explain_failure(check, results)          -> one paragraph with this run's figures
-    threshold_text(check)                    -> "0.04 (default 0.1)" for a threshold a gate file changed
+    fix_for(check_or_key, results)   -> the check's advice fitted to what produced the table (results["run"],
+                                        results["privacy"]["dp"]): the flagship, a DP model, a request
+    gate_key(check)                  -> "min_detection_score" for the gate's check "detection_score"
+    explain_failure(check, results)  -> one paragraph with this run's figures
+    threshold_text(check)            -> "0.04 (default 0.1)" for a threshold a gate file changed
 
 The check names in `apply_gate`'s results (`detection_score`, `inference_risk[income]`, ...) stay as they are
 in report.json; `gate_key` maps each to its threshold's key.
@@ -16,31 +12,10 @@ in report.json; `gate_key` maps each to its threshold's key.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import PurePath
 
-from tabtwin.evaluation.gate import GateConfig
+from tabtwin.evaluation.checks import MEMORISES, REMEDIES, UNDERFITS, attack_check_name, check_of
 from tabtwin.generators import DEFAULT_MODEL as FLAGSHIP
-
-
-@dataclass(frozen=True)
-class Explanation:
-    """`title`: a few words; `measures`: what the figure is; `good`: what a good value looks like; `fix`: what
-    to do when the check fails."""
-
-    check: str
-    section: str
-    title: str
-    measures: str
-    good: str
-    fix: str
-
-
-_TRAIN_BETTER = (f"Train longer (more epochs), or use the flagship model ({FLAGSHIP}), which models each column "
-                 f"given the others; a model fitted for a few epochs is the usual cause.")
-_MEMORISES = ("The generator memorises training rows: train for fewer epochs, use a smaller model, train with "
-              "differential privacy (tabtwin fit --model tvae --dp-epsilon 3), or drop columns that make rows "
-              "unique (ids, exact timestamps, free text).")
 
 # What else to do, by who reads the report and what produced the table (`fix_for`): the flagship cannot be
 # "switched to", a DP model should not be told to drop its privacy, an analyst's request cannot retrain.
@@ -54,96 +29,11 @@ _MEMORISES_DP = ("The generator keeps too much of its training rows even with di
                  "with a smaller epsilon (--dp-epsilon) or for fewer epochs, or drop columns that make rows unique "
                  "(ids, exact timestamps, free text).")
 
-EXPLANATIONS: dict[str, Explanation] = {
-    "min_quality": Explanation(
-        "quality", "fidelity", "overall quality (sdmetrics)",
-        "sdmetrics' quality score: the mean of column shapes (each synthetic column's distribution against the "
-        "real one) and pair trends (how pairs of columns move together).",
-        "Close to 1; the default threshold is 0.8.",
-        _TRAIN_BETTER + " The per-column and pair figures show which columns lag."),
-    "min_pair_trends": Explanation(
-        "pair_trends", "fidelity", "column pair trends (sdmetrics)",
-        "How well the synthetic table keeps the correlation (numeric pairs) or contingency table (other pairs) "
-        "of each pair of columns. sdmetrics scores only pairs whose real correlation exceeds 0.5 or whose real "
-        "association (Cramér's V) exceeds 0.3; the others do not count.",
-        "Close to 1; the default threshold is 0.8. Columns drawn independently of each other score about 0.76 on Adult.",
-        _TRAIN_BETTER + " The association matrices show which pairs the model loses."),
-    "min_detection_score": Explanation(
-        "detection_score", "fidelity", "detection (real vs synthetic classifier)",
-        "A boosted classifier tries to tell synthetic rows from real ones (3-fold, out-of-fold ROC AUC). The "
-        "score is 1 - 2 x (AUC - 0.5): 1 when it cannot tell them apart, 0 when it always can.",
-        "As high as possible; the default threshold is 0.1 (AUC 0.95). Independent columns score about 0.02.",
-        _TRAIN_BETTER + " The columns the classifier relied on most are where the synthetic rows give themselves "
-        "away: check their per-column figures and their pairs."),
-    "max_dcr_share": Explanation(
-        "dcr_share", "privacy", "distance to closest record (DCR) share",
-        "The chance that a synthetic row lies closer to its nearest training row than a real unseen (holdout) "
-        "row does.",
-        "About 0.5: synthetic rows sit no closer to the training data than fresh data; near 1 means copying; "
-        "the default threshold is 0.6.",
-        _MEMORISES),
-    "max_close_share": Explanation(
-        "close_share", "privacy", "share of very close rows",
-        "The share of synthetic rows closer to a training row than 95 % of real unseen rows are.",
-        "About 0.05, as for fresh data; the default threshold is 0.10.",
-        _MEMORISES),
-    "max_exact_copy_excess": Explanation(
-        "exact_copy_excess", "privacy", "exact copies of training rows",
-        "The share of synthetic rows that repeat a training row in every column, less the share of real unseen "
-        "rows that do so by chance (duplicates in the data).",
-        "0; the default threshold is 0.01.",
-        _MEMORISES + " Removing the exact copies alone does not fix the model."),
-    "max_mia_auc": Explanation(
-        "mia_auc", "privacy", "membership inference",
-        "How well an attacker tells training rows from unseen rows by how close the nearest synthetic row lies "
-        "(ROC AUC).",
-        "0.5, a coin toss; the default threshold is 0.6.",
-        _MEMORISES),
-    "max_singling_out_risk": Explanation(
-        "singling_out_risk", "privacy", "singling-out risk (anonymeter)",
-        "How much more often than on unseen rows a query built from the synthetic rows picks out exactly one "
-        "real training person; the upper end of the 95 % interval is checked.",
-        "0 (no more than on unseen rows); the default threshold on the upper bound is 0.25.",
-        _MEMORISES + " Rare combinations of values are what single people out: coarsen or drop them."),
-    "max_linkability_risk": Explanation(
-        "linkability_risk", "privacy", "linkability risk (anonymeter)",
-        "How much more often than on unseen rows an attacker who holds two halves of a person's record joins "
-        "them through the synthetic rows; the upper end of the 95 % interval is checked.",
-        "0; the default threshold on the upper bound is 0.10.",
-        _MEMORISES),
-    "max_inference_risk": Explanation(
-        "inference_risk", "privacy", "attribute inference risk (anonymeter)",
-        "How much more often than on unseen rows an attacker who knows every other column of a training person "
-        "guesses a secret column from the synthetic rows; one check per secret column, upper end of the 95 % "
-        "interval.",
-        "0; the default threshold on the upper bound is 0.50 (the estimate is noisy when the secret is easy to guess).",
-        _MEMORISES),
-    "min_utility_ratio": Explanation(
-        "auc_ratio", "utility", "utility (train on synthetic, test on real)",
-        "A model trained on the synthetic rows predicts the target on real unseen rows; its AUC "
-        "(classification, check auc_ratio) or R² (regression, check r2_ratio) divided by that of the same model "
-        "trained on the real rows.",
-        "Close to 1; the default threshold is 0.85.",
-        _TRAIN_BETTER + " Utility fails when the synthetic rows lose how the other columns relate to the target."),
-    "min_contract_success": Explanation(
-        "success_rate", "contracts", "data contracts",
-        "The share of the expectations learned from the real table (columns, types, ranges, value sets, null "
-        "rates, unique ids; for columns with rare values, their shapes, lengths and counts) that the synthetic "
-        "table meets.",
-        "1; the default threshold is 0.95.",
-        "Read the failed expectations below: values outside the real range or unseen categories come from a "
-        "decoder that does not clip, wrong types from a changed schema, extra nulls from the null model."),
-}
-
-_BY_CHECK = {(entry.section, entry.check): key for key, entry in EXPLANATIONS.items()}
-
 
 def gate_key(check: dict) -> str | None:
     """The `GateConfig` field that sets `check`'s threshold ({section, check} from `apply_gate`), or None."""
-    name = check["check"].split("[")[0]
-    if check["section"] == "utility":
-        name = "auc_ratio"  # r2_ratio for a regression target: the same threshold
-    return _BY_CHECK.get((check["section"], name))
+    declared = check_of(check)
+    return declared.key if declared else None
 
 
 def value_text(value, threshold, digits: int = 3, kind: str = "f") -> str | None:
@@ -163,15 +53,14 @@ def explain_failure(check: dict, results: dict) -> str:
     """One paragraph in plain words for a failed (or not judged) gate check: what this run's figure says, the
     threshold, and what to do. `results` is `evaluate(...)`'s dict; figures it lacks are left out. The gate key
     is not repeated in it: callers show `gate_key(check)` beside it."""
-    key = gate_key(check)
-    entry = EXPLANATIONS.get(key)
-    if entry is None:
+    declared = check_of(check)
+    if declared is None:
         return check.get("message", "")
     if not check.get("judged", True):
-        return f"{entry.title}: not judged ({check.get('reason')}); nothing to do unless more real rows exist."
+        return f"{declared.title}: not judged ({check.get('reason')}); nothing to do unless more real rows exist."
     need = f"needs {'≥' if check['op'] == '>=' else '≤'} {threshold_text(check)}"
-    detail = _DETAILS.get(key, _plain)(check, results, need)
-    return f"{detail} {fix_for(key, results)}"
+    detail = _DETAILS.get(declared.key, _plain if declared.section != "privacy" else _privacy)(check, results, need)
+    return f"{detail} {fix_for(declared.key, results)}"
 
 
 def fix_for(check_or_key, results: dict | None = None) -> str | None:
@@ -180,31 +69,22 @@ def fix_for(check_or_key, results: dict | None = None) -> str | None:
     "run" and "privacy": {"dp"}), read for `run.kind`, `run.model`, `run.registry_entry`, `run.conditions` and
     the DP block. A request gets what an analyst can do (conditions, rows, the model's owner); a DP model a
     larger or smaller epsilon, never "train with differential privacy"; the flagship a longer training, not
-    itself. Without a run or DP block: the generic `EXPLANATIONS[key].fix`. None for an unknown check."""
-    key = check_or_key if isinstance(check_or_key, str) else gate_key(check_or_key)
-    entry = EXPLANATIONS.get(key)
-    if entry is None:
+    itself. Without a run or DP block: the check's generic `fix`. None for an unknown check."""
+    declared = check_of(check_or_key)
+    if declared is None:
         return None
     results = results or {}
     run = results.get("run") or {}
     dp = (results.get("privacy") or {}).get("dp")
-    if entry.fix.startswith(_TRAIN_BETTER):
-        base, tail = _TRAIN_BETTER, entry.fix[len(_TRAIN_BETTER):]
-    elif entry.fix.startswith(_MEMORISES):
-        base, tail = _MEMORISES, entry.fix[len(_MEMORISES):]
-    else:
-        return entry.fix
+    if declared.remedy is None:
+        return declared.fix
     if run.get("kind") == "request":
-        return _request_fix(base is _MEMORISES, run, dp) + tail
-    if base is _TRAIN_BETTER:
-        if dp:
-            return _TRAIN_DP + tail
-        if run.get("model") == FLAGSHIP:
-            return _TRAIN_FLAGSHIP + tail
-        return entry.fix
-    if dp:
-        return _MEMORISES_DP.format(eps=_epsilon(dp)) + tail
-    return entry.fix
+        base = _request_fix(declared.remedy == MEMORISES, run, dp)
+    elif declared.remedy == UNDERFITS:
+        base = _TRAIN_DP if dp else _TRAIN_FLAGSHIP if run.get("model") == FLAGSHIP else REMEDIES[UNDERFITS]
+    else:
+        base = _MEMORISES_DP.format(eps=_epsilon(dp)) if dp else REMEDIES[MEMORISES]
+    return " ".join(part for part in (base, declared.hint) if part)
 
 
 def _epsilon(dp: dict) -> str:
@@ -234,9 +114,9 @@ def _request_fix(privacy: bool, run: dict, dp: dict | None) -> str:
 
 
 def default_threshold(check_or_key) -> float | None:
-    """The `GateConfig` default of a check's threshold (a check or its gate key); None for an unknown one."""
-    key = check_or_key if isinstance(check_or_key, str) else gate_key(check_or_key)
-    return GateConfig().to_dict().get(key)
+    """The declared default of a check's threshold (a check or its gate key); None for an unknown one."""
+    declared = check_of(check_or_key)
+    return declared.default if declared else None
 
 
 def _differs(value, default) -> bool:
@@ -255,8 +135,7 @@ def threshold_text(check_or_key, threshold=None) -> str:
 
 def changed_thresholds(gate_config: dict | None) -> list[str]:
     """The gate keys whose threshold in `gate_config` (report.json's meta.gate_config) differs from the default."""
-    defaults = GateConfig().to_dict()
-    return [key for key, value in (gate_config or {}).items() if _differs(value, defaults.get(key))]
+    return [key for key, value in (gate_config or {}).items() if _differs(value, default_threshold(key))]
 
 
 def _n(value, digits: int = 2) -> str:
@@ -264,7 +143,7 @@ def _n(value, digits: int = 2) -> str:
 
 
 def _plain(check, results, need) -> str:
-    return f"{EXPLANATIONS[gate_key(check)].title}: {_n(check['value'], 3)}, {need}."
+    return f"{check_of(check).title}: {_n(check['value'], 3)}, {need}."
 
 
 def _quality(check, results, need) -> str:
@@ -315,10 +194,13 @@ def _contracts(check, results, need) -> str:
 
 
 def _privacy(check, results, need) -> str:
-    entry = EXPLANATIONS[gate_key(check)]
-    secret = check["check"][len("inference_risk["):-1] if check["check"].startswith("inference_risk[") else None
-    return (f"{entry.title}{f' of {secret}' if secret else ''}: {_n(check['value'], 3)} this run, {need}. "
-            f"{entry.measures} Good: {entry.good}")
+    declared = check_of(check)
+    secret = check["check"].partition("[")[2][:-1] or None
+    attacks = ((results.get("privacy") or {}).get("attacks") or {}).get("attacks") or []
+    attack = next((a for a in attacks if attack_check_name(a) == check["check"]),
+                  {"attack": "inference", "detail": secret} if secret else None)
+    return (f"{declared.title}{f' of {secret}' if secret else ''}: {_n(check['value'], 3)} this run, {need}. "
+            f"{declared.describe(results, attack)} Good: {declared.good}")
 
 
 _DETAILS = {
@@ -327,7 +209,6 @@ _DETAILS = {
     "min_detection_score": _detection,
     "min_utility_ratio": _utility,
     "min_contract_success": _contracts,
-    **{key: _privacy for key, entry in EXPLANATIONS.items() if entry.section == "privacy"},
 }
 
 

@@ -62,17 +62,17 @@ that fewer than {{ disclosure.min_count }} real rows hold (<a href="#disclosure"
 <table><tr><th>column</th><th>metric</th><th>score</th></tr>
 {% for name, c in r.fidelity.quality.columns.items() %}<tr><td>{{ name }}</td><td>{{ c.metric }}</td><td>{{ fmt(c.score) }}</td></tr>{% endfor %}
 </table></details>
-{% if figures.columns %}<h3>Real vs synthetic, per column{% if figure_note %} ({{ figure_note }}){% endif %}</h3>
+{% if figures.columns %}<h3 id="column-figures">Real vs synthetic, per column{% if figure_note %} ({{ figure_note }}){% endif %}</h3>
 <p class="muted">Share of rows per value (categories, few-valued numbers) or per bin (other numbers); a value holding
 10 % or more of the real rows, and nulls, have their own bars on the left so the rest stays readable. Values held by fewer than
 {{ disclosure.min_count }} real rows, and synthetic values that are not common real ones, share one bar; a histogram's end bars are open-ended
 (below its first bin, above its last: at least {{ disclosure.min_count }} real rows each), and neighbouring bins holding fewer than
 {{ disclosure.min_count }} real rows are merged into one wider bin (<a href="#disclosure">why</a>). Hover for figures; drag to zoom, double-click to reset.</p>
 <div class="grid">{% for f in figures.columns %}<div class="column-figure">{{ f.html }}</div>{% endfor %}</div>{% endif %}
-{% if figures.associations or figures.pair_scores %}<h3>Column pairs</h3>
+{% if figures.associations or figures.pair_scores %}<h3 id="pair-figures">Column pairs</h3>
 {% if pair_note %}<p class="note" id="pair-note">{{ pair_note }}</p>{% endif %}
-{% if figures.associations %}<p class="muted">Association of every pair, computed here on up to 5,000 rows per side: correlation (-1 to 1) for two numeric
-columns, Cramér's V (0 to 1) for the others (numbers cut into 10 bins). Compare the two matrices cell by cell.</p>
+{% if figures.associations %}<p class="muted">Association of every pair, on {{ associations.rows.real }} real and {{ associations.rows.synthetic }} synthetic rows: correlation (-1 to 1) for two numeric
+columns, Cramér's V (0 to 1) for the others (numbers cut into {{ associations.bins }} bins). Compare the two matrices cell by cell.</p>
 {{ figures.associations }}{% endif %}
 {% if figures.pair_scores %}<p class="muted">sdmetrics' pair trend score per pair (1 = kept exactly); grey: not scored, so it does not count.</p>
 {{ figures.pair_scores }}{% endif %}{% endif %}
@@ -96,12 +96,12 @@ columns, Cramér's V (0 to 1) for the others (numbers cut into 10 bins). Compare
 {% macro side(rows) %}<table class="side-checks"><tr><th>check</th><th>value</th><th>threshold</th><th>result</th></tr>
 {% for p in rows %}<tr><td>{{ p.figure }}</td><td>{{ p.checked }}</td><td>{{ p.op }} {{ p.threshold }}</td>
 <td class="{{ 'ok' if p.passed else 'bad' }}">{{ p.result }}</td></tr>{% endfor %}</table>{% endmacro %}
-{% if figures.dcr %}<h3>Distance to the closest training row</h3>
-<div class="figrow"><div class="fig">{{ figures.dcr }}</div><div class="side">{{ side(distance_rows) }}
+{% if figures.dcr %}<h3 id="distance-figures">Distance to the closest training row</h3>
+<div class="figrow"><div class="fig">{{ figures.dcr }}</div><div class="side">{{ side(side_rows['distance-figures']) }}
 <p class="muted">Synthetic rows should sit no closer to the training rows than real unseen (holdout) rows do: the orange bars
 should not pile up left of the grey ones, nor left of the dashed line.</p></div></div>{% endif %}
-{% if figures.attacks %}<h3>Attacks</h3>
-<div class="figrow"><div class="fig">{{ figures.attacks }}</div><div class="side">{{ side(attack_rows) }}
+{% if figures.attacks %}<h3 id="attack-figures">Attacks</h3>
+<div class="figrow"><div class="fig">{{ figures.attacks }}</div><div class="side">{{ side(side_rows['attack-figures']) }}
 <p class="muted">Each dot is an attack's excess success on training rows over unseen rows; its bar the 95 % interval, whose upper end
 (the value checked) must stay under the threshold.</p></div></div>{% endif %}
 <table><tr><th>figure</th><th>value</th><th>threshold</th><th>result</th><th>what it says</th></tr>
@@ -154,9 +154,9 @@ So a run whose gate fails leaves a report and contracts that do not disclose the
 
 <section id="glossary"><h2>What each check means</h2>
 <p class="muted">Each check's threshold is set by its gate key in a gate file; the values here are this run's.</p>
-<dl class="glossary">{% for key, e, threshold, fix in glossary %}<dt id="key-{{ key }}"><code>{{ key }}</code> · {{ e.title }}
-<span class="muted">(check <code>{{ e.section }}.{{ e.check }}</code>{% if threshold is not none %}, threshold {{ threshold }}{% endif %})</span></dt>
-<dd>{{ e.measures }} <b>Good:</b> {{ e.good }} <b>If it fails:</b> {{ fix }}</dd>{% endfor %}</dl>
+<dl class="glossary">{% for g in glossary %}<dt id="key-{{ g.key }}"><code>{{ g.key }}</code> · {{ g.title }}
+<span class="muted">(check <code>{{ g.checks }}</code>{% if g.threshold is not none %}, threshold {{ g.threshold }}{% endif %}{% if g.figure %}, shown in <a href="#{{ g.figure }}">{{ figure_names[g.figure] }}</a>{% endif %})</span></dt>
+<dd>{{ g.measures }} <b>Good:</b> {{ g.good }} <b>If it fails:</b> {{ g.fix }}</dd>{% endfor %}</dl>
 </section>
 <p class="muted">Evaluation took {% for k, v in r.meta.seconds.items() %}{{ k }} {{ v }} s{% if not loop.last %}, {% endif %}{% endfor %} on {{ r.meta.machine }}.</p>
 </body></html>

@@ -3,13 +3,16 @@
 `evaluate(...)` returns a JSON-able dict::
 
     {"gate": {"passed": bool, "failures": [...], "checks": [...]}, "run": {...} | None,
-     "fidelity": {"quality": {...}, "detection": {...}}, "privacy": {...}, "utility": {...} | None,
-     "contracts": {...}, "meta": {...}}
+     "fidelity": {"quality": {...}, "detection": {...}, "column_shares": {...}, "associations": {...}},
+     "privacy": {...}, "utility": {...} | None, "contracts": {...}, "meta": {...}}
 
-`write_report(results, out_dir, real, synthetic, schema)` writes `report.json` and a self-contained
-`report.html` atomically, plus the learned expectation suite as `expectation_suite.json`. The page inlines
-plotly.js once and draws interactive figures from small precomputed tables (evaluation/figures.py), so it
-needs no network when viewed; failed checks are explained in plain words (evaluation/explain.py).
+It holds every number the report shows: besides the checks' figures, the tables the figures draw (the share of
+rows per value or bin of each column, evaluation/column_shares.py; the association matrices,
+evaluation/associations.py; the distance histograms, `privacy.dcr_histogram`). `write_report(results,
+out_dir, real, synthetic, schema)` writes `report.json` and a self-contained `report.html` atomically, plus
+the learned expectation suite as `expectation_suite.json`. The page inlines plotly.js once and draws its
+interactive figures from those tables (evaluation/figures.py), so it needs no network when viewed; the checks
+are explained in plain words (evaluation/checks.py, evaluation/explain.py).
 
 These files stay when the gate withholds the synthetic table, so none of them shows a real value that fewer
 than k real rows hold (evaluation/disclosure.py); `meta.disclosure` states k and, per column, what was withheld.
@@ -26,8 +29,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from tabtwin.evaluation.gate import GateConfig, apply_gate, attack_check_name
-from tabtwin.evaluation.html import TEMPLATE as _TEMPLATE
+from tabtwin.evaluation.checks import CHECKS, attack_check_name, check_of
+from tabtwin.evaluation.gate import GateConfig, apply_gate
+from tabtwin.evaluation.html import TEMPLATE
 from tabtwin.pipeline.errors import TabtwinError
 from tabtwin.pipeline.files import write_json_atomic, write_text_atomic
 from tabtwin.pipeline.jsonable import jsonable
@@ -57,10 +61,11 @@ def evaluate(
     `train` and `synthetic` need rows (TabtwinError otherwise). Sections that cannot be judged on so few rows
     or without features say why in `skipped` and the gate lists them as not judged (`evaluation.gate`).
     """
+    from tabtwin.evaluation.attacks import attack_risks
     from tabtwin.evaluation.contracts import contracts_report
     from tabtwin.evaluation.disclosure import Shown, disclosure_summary
     from tabtwin.evaluation.fidelity import detection_test, quality_report
-    from tabtwin.evaluation.privacy import attack_risks, few_rows_privacy, privacy_metrics
+    from tabtwin.evaluation.privacy import few_rows_privacy, privacy_metrics
     from tabtwin.evaluation.utility import utility_report
 
     _check_tables(train, holdout, synthetic, schema)
@@ -85,6 +90,8 @@ def evaluate(
         "utility": timed("utility", utility_report, train, holdout, synthetic, schema, target, seed=seed) if target else None,
         "contracts": timed("contracts", contracts_report, train, synthetic, schema, shown=shown),
     }
+    results["fidelity"].update(timed("figures", figure_tables, train, synthetic, schema,
+                                     results["fidelity"]["quality"], seed=seed))
     results["privacy"]["dp"] = dp
     results["privacy"]["attacks"] = timed("attacks", attack_risks, train, holdout, synthetic, schema, target, seed=seed)
     results["gate"] = apply_gate(results, gate)
@@ -120,166 +127,132 @@ def _version(package: str) -> str | None:
         return None
 
 
+def figure_tables(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema, quality: dict, seed: int = 0) -> dict:
+    """{"column_shares", "associations"}: the tables the fidelity figures draw, over the columns `quality`'s
+    scores pick (all of them up to `column_shares.FIGURE_COLUMNS`)."""
+    from tabtwin.evaluation.associations import associations
+    from tabtwin.evaluation.column_shares import column_shares
+
+    return {"column_shares": column_shares(real, synthetic, schema, quality),
+            "associations": associations(real, synthetic, schema, quality, seed)}
+
+
 # ---------------------------------------------------------------------------------------------- writing
 
 
 def write_report(results: dict, out_dir: str | Path, real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema) -> dict:
     """report.json, report.html and expectation_suite.json under `out_dir`; returns their paths. `real` is the
-    table the evaluation learned from: its value counts decide what the files may show (meta.disclosure, filled
-    in from `real` when `results` lacks it)."""
+    table the evaluation learned from, `synthetic` the one it judged: what `results` lacks (results not made by
+    `evaluate`) is filled in from them, meta.disclosure and the figures' tables."""
     from tabtwin.evaluation.disclosure import disclosure_summary
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    meta = results.get("meta") or {}
+    fidelity = results.get("fidelity") or {}
+    results = {**results, "meta": {**meta, "disclosure": meta.get("disclosure") or disclosure_summary(real, schema)}}
+    if "column_shares" not in fidelity:
+        seed = meta.get("seed") or 0
+        results["fidelity"] = {**fidelity, **figure_tables(real, synthetic, schema, fidelity.get("quality") or {}, seed)}
     results = jsonable(results)  # plain types only: numpy scalars as Python, NaN and inf as null
-    meta = results.setdefault("meta", {})
-    if not meta.get("disclosure"):
-        meta["disclosure"] = jsonable(disclosure_summary(real, schema))
     contracts = results.get("contracts") or {}
     suite = contracts.pop("suite", None)
     paths = {"json": write_json_atomic(results, out / "report.json")}
     if suite is not None:
         paths["suite"] = write_json_atomic(suite, out / "expectation_suite.json")
-    paths["html"] = write_text_atomic(render_html(results, real, synthetic, schema), out / "report.html")
+    paths["html"] = write_text_atomic(render_html(results), out / "report.html")
     return paths
 
 
 # ---------------------------------------------------------------------------------------------- html
 
+# The report's figures that show a check (`Check.figure`): their headings' ids and what a link calls them.
+FIGURES = {"column-figures": "the per-column figures", "pair-figures": "the column pair figures",
+           "distance-figures": "the distance histograms", "attack-figures": "the attack risks"}
 
-def render_html(results: dict, real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema) -> str:
-    """The self-contained report page: plotly.js inlined once, then the verdict, what failed and what to do,
-    every check with the gate key that sets its threshold, the sections with their interactive figures, and a
-    glossary of the checks (evaluation/explain.py)."""
+
+def render_html(results: dict) -> str:
+    """The self-contained report page of `evaluate`'s results (as written to report.json): plotly.js inlined
+    once, then the verdict, what failed and what to do, every check with the gate key that sets its threshold,
+    the sections with their interactive figures and the checks they show, and a glossary of the checks."""
     from jinja2 import Environment
     from markupsafe import Markup
 
     from tabtwin.evaluation import figures as fig
+    from tabtwin.evaluation.column_figures import column_figures
     from tabtwin.evaluation.disclosure import MIN_COUNT, RULE
-    from tabtwin.evaluation.explain import (EXPLANATIONS, changed_thresholds, describe_run, explain_dp, explain_failure,
-                                           fix_for, gate_key, threshold_text, value_text)
+    from tabtwin.evaluation.explain import (changed_thresholds, describe_run, explain_dp, explain_failure, fix_for,
+                                           threshold_text, value_text)
+    from tabtwin.evaluation.plot_style import plotly_js
 
-    quality = results["fidelity"]["quality"]
-    privacy = results.get("privacy") or {}
-    shown = _worst_columns(quality, schema)
-    pair_columns = _pair_columns(quality, schema)
-    seed = (results.get("meta") or {}).get("seed") or 0
+    fidelity, privacy = results["fidelity"], results.get("privacy") or {}
+    quality, shares = fidelity["quality"], fidelity.get("column_shares") or {}
+    associations = fidelity.get("associations")
+    meta = results.get("meta") or {}
     gate = results.get("gate") or {}
-    config = (results.get("meta") or {}).get("gate_config") or {}
-    disclosure = {"min_count": MIN_COUNT, "columns": {}, **((results.get("meta") or {}).get("disclosure") or {})}
+    config = meta.get("gate_config") or {}
+    disclosure = {"min_count": MIN_COUNT, "columns": {}, **(meta.get("disclosure") or {})}
     disclosure.setdefault("rule", RULE.format(k=disclosure["min_count"]))
-    k = disclosure["min_count"]
     figures = {
-        "columns": [{**f, "html": Markup(f["html"])}
-                    for f in fig.column_figures(real, synthetic, schema, shown, quality, min_count=k)],
-        "associations": fig.association_figure(real, synthetic, schema, pair_columns, quality, seed),
-        "pair_scores": fig.pair_score_figure(schema, pair_columns, quality),
+        "columns": [{**f, "html": Markup(f["html"])} for f in column_figures(shares, quality)],
+        "associations": fig.association_figure(associations, quality),
+        "pair_scores": fig.pair_score_figure((associations or {}).get("columns") or [], quality),
         "dcr": fig.dcr_figure(privacy),
-        "attacks": fig.attack_figure(privacy.get("attacks"), {
-            "singling_out": config.get("max_singling_out_risk"), "linkability": config.get("max_linkability_risk"),
-            "inference": config.get("max_inference_risk")}),
+        "attacks": fig.attack_figure(privacy.get("attacks"), gate.get("checks", [])),
     }
     figures.update({k: Markup(v) for k, v in figures.items() if isinstance(v, str)})
-    modelled = sum(spec.kind != "id" for spec in schema.columns)
-    checks = [{**c, "key": gate_key(c), "shown": value_text(c["value"], c["threshold"]) or "n/a",
-               "threshold_text": threshold_text(c)} for c in gate.get("checks", [])]
+    drawn = {"column-figures": figures["columns"], "pair-figures": figures["associations"] or figures["pair_scores"],
+             "distance-figures": figures["dcr"], "attack-figures": figures["attacks"]}
+    checks = []
+    for check in gate.get("checks", []):
+        declared = check_of(check)
+        checks.append({**check, "key": declared and declared.key, "threshold_text": threshold_text(check),
+                       "shown": value_text(check["value"], check["threshold"], declared.digits if declared else 3) or "n/a"})
     failed = [{**c, "explanation": explain_failure(c, results)} for c in checks if not c["passed"]]
     rows = privacy_rows(results)
-    template = Environment(autoescape=True).from_string(_TEMPLATE)
+    side_rows = {figure: [row for row in rows if row["shown_in"] == figure] for figure in FIGURES}
+    shown = len(shares.get("columns") or [])
+    glossary = [{"key": c.key, "title": c.title, "checks": " or ".join(f"{c.section}.{n}" for n in (c.check, *c.also)),
+                 "measures": c.describe(), "good": c.good, "fix": fix_for(c.key, results),
+                 "threshold": threshold_text(c.key, config[c.key]) if config.get(c.key) is not None else None,
+                 "figure": c.figure if drawn.get(c.figure) else None} for c in CHECKS]
+    template = Environment(autoescape=True).from_string(TEMPLATE)
     return template.render(
-        r=results, figures=figures, fmt=_fmt, checks=checks, failed=failed, privacy_rows=rows,
-        distance_rows=[p for p in rows if p["figure"] in ("dcr_share", "close_share", "exact_copy_excess", "mia_auc")],
-        attack_rows=[p for p in rows if p["figure"].endswith("_risk") or "_risk[" in p["figure"]],
-        figure_note=(f"the {len(shown)} columns with the lowest shape scores of {modelled}" if len(shown) < modelled else None),
-        pair_note=_pair_note(quality), pair_columns=pair_columns,
-        glossary=[(key, EXPLANATIONS[key], threshold_text(key, config[key]) if config.get(key) is not None else None,
-                   fix_for(key, results)) for key in EXPLANATIONS],
+        r=results, figures=figures, fmt=_fmt, checks=checks, failed=failed, privacy_rows=rows, side_rows=side_rows,
+        figure_note=(f"the {shown} columns with the lowest shape scores of {shares['modelled']}"
+                     if shown < shares.get("modelled", 0) else None),
+        pair_note=_pair_note(quality), associations=associations, glossary=glossary, figure_names=FIGURES,
         changed=changed_thresholds(config),
         run_rows=describe_run(results.get("run")), dp=privacy.get("dp"), dp_sentence=explain_dp(privacy.get("dp")),
         disclosure=disclosure,
-        plotly_js=Markup(fig.plotly_js()),
+        plotly_js=Markup(plotly_js()),
     )
 
 
 def privacy_rows(results: dict) -> list[dict]:
-    """The privacy section's rows: {figure, value, checked, op, threshold, result, passed, sentence}, one per gate
-    check of the privacy section, each with one sentence a reviewer can read aloud (what the figure measures,
-    what is good). `value` gives an attack's risk with its interval; `checked` the figure the gate compares
-    (an attack's upper bound)."""
+    """The privacy section's rows: {figure, value, checked, op, threshold, result, passed, sentence, shown_in},
+    one per gate check of the privacy section, each with one sentence a reviewer can read aloud (what the figure
+    measures in this run, what is good). `value` gives an attack's risk with its interval; `checked` the figure
+    the gate compares (an attack's upper bound); `shown_in` the id of the figure that shows it."""
     from tabtwin.evaluation.explain import threshold_text, value_text
 
     privacy = results.get("privacy") or {}
     attacks = {attack_check_name(a): a for a in (privacy.get("attacks") or {}).get("attacks", [])}
-    m, n_train = privacy.get("n_compared"), privacy.get("n_train")
-    sentences = {
-        "dcr_share": (f"The chance that a synthetic row sits closer to the {n_train} training rows than a real "
-                      f"unseen (holdout) row does; 0.5 means no closer than fresh data, 1 means copying."),
-        "close_share": ("The share of synthetic rows closer to a training row than 95 % of real unseen rows "
-                        "are; about 0.05 is natural."),
-        "exact_copy_excess": ("The share of synthetic rows that repeat a training row exactly, less the share of "
-                              "real unseen rows that do so by chance; 0 means no copying."),
-        "mia_auc": (f"How well an attacker tells {m} training rows from {m} unseen rows by how close the nearest "
-                    f"synthetic row is; 0.5 is a coin toss, 1 is certain membership."),
-    }
-    for name, attack in attacks.items():
-        n = attack.get("n_attacks")
-        if attack["attack"] == "singling_out":
-            sentences[name] = (f"How much more often than on unseen rows a query built from the synthetic data "
-                               f"picks out exactly one real training person ({n} queries, upper bound of the "
-                               f"95 % interval checked).")
-        elif attack["attack"] == "linkability":
-            sentences[name] = (f"How much more often than on unseen rows an attacker holding two halves of a "
-                               f"person's record ({attack['detail'][7:]}) joins them through the synthetic data "
-                               f"({n} attacks, upper bound checked).")
-        else:
-            sentences[name] = (f"How much more often than on unseen rows an attacker who knows every other "
-                               f"column guesses a training person's {attack['detail']} from the synthetic data "
-                               f"({n} attacks, upper bound checked).")
     rows = []
     for check in (results.get("gate") or {}).get("checks", []):
-        if check["section"] != "privacy":
+        declared = check_of(check)
+        if check["section"] != "privacy" or declared is None:
             continue
         attack = attacks.get(check["check"])
         value = (f"{_fmt(attack['risk'])} (95 % CI {_fmt(attack['ci_low'])} to {_fmt(attack['ci_high'])})"
-                 if attack else _fmt(check["value"], 4 if check["check"] == "exact_copy_excess" else 3))
+                 if attack else _fmt(check["value"], declared.digits))
         result = ("not judged: " + check["reason"]) if not check["judged"] else ("pass" if check["passed"] else "FAIL")
-        checked = value_text(check["value"], check["threshold"], 4 if check["check"] == "exact_copy_excess" else 3)
+        checked = value_text(check["value"], check["threshold"], declared.digits)
+        sentence = f"{declared.describe(results, attack)[:-1]}; good: {declared.ideal[:1].lower()}{declared.ideal[1:]}."
         rows.append({"figure": check["check"], "value": value, "checked": checked or "n/a",
-                     "op": "≤", "threshold": threshold_text(check),
-                     "result": result, "passed": check["passed"],
-                     "sentence": sentences.get(check["check"], sentences.get(check["check"].split("[")[0], ""))})
+                     "op": "≥" if check["op"] == ">=" else "≤", "threshold": threshold_text(check), "result": result,
+                     "passed": check["passed"], "sentence": sentence, "shown_in": declared.figure})
     return rows
-
-
-# Figures show at most this many columns (a 300-column table would need a 300-inch figure): the worst first.
-FIGURE_COLUMNS = 30
-
-
-def _worst_columns(quality: dict, schema: Schema) -> list[str]:
-    names = [spec.name for spec in schema.columns if spec.kind != "id"]
-    if len(names) <= FIGURE_COLUMNS:
-        return names
-    scores = {name: (entry.get("score") if entry.get("score") is not None else 1.0)
-              for name, entry in (quality.get("columns") or {}).items()}
-    worst = sorted(names, key=lambda name: scores.get(name, 1.0))[:FIGURE_COLUMNS]
-    return [name for name in names if name in worst]
-
-
-def _pair_columns(quality: dict, schema: Schema) -> list[str]:
-    """The association matrices' columns: all modelled ones up to FIGURE_COLUMNS, else the columns of the worst
-    scored pairs (then of the lowest shape scores), in table order."""
-    names = [spec.name for spec in schema.columns if spec.kind != "id"]
-    if len(names) <= FIGURE_COLUMNS:
-        return names
-    chosen: dict = {}
-    for pair in sorted((p for p in quality.get("pairs", []) if p.get("score") is not None), key=lambda p: p["score"]):
-        for name in pair["columns"]:
-            if len(chosen) < FIGURE_COLUMNS:
-                chosen.setdefault(name, None)
-    for name in _worst_columns(quality, schema):
-        if len(chosen) < FIGURE_COLUMNS:
-            chosen.setdefault(name, None)
-    return [name for name in names if name in chosen]
 
 
 def _pair_note(quality: dict) -> str | None:

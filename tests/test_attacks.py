@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from tabtwin.evaluation.gate import GateConfig, apply_gate
-from tabtwin.evaluation.privacy import ATTACK_MIN_ROWS, attack_risks, attacker_views, sensitive_columns
+from tabtwin.evaluation.attacks import ATTACK_MIN_ROWS, attack_risks, attacker_views, sensitive_columns
 from tabtwin.evaluation.report import privacy_rows
 from tabtwin.pipeline.schema import ColumnSpec, Schema, infer_schema
 

@@ -17,7 +17,7 @@ import pytest
 
 from tabtwin.evaluation.contracts import build_suite, check_contracts
 from tabtwin.evaluation.disclosure import MIN_COUNT, outer_bounds, outer_datetime_bounds, shape, shapes
-from tabtwin.evaluation.figures import plotly_js
+from tabtwin.evaluation.plot_style import plotly_js
 from tabtwin.evaluation.report import evaluate
 from tabtwin.flows.publish import publish
 from tabtwin.pipeline.schema import infer_schema
@@ -149,6 +149,13 @@ def test_a_withheld_run_leaves_no_rare_real_value(tables, withheld):
     assert CEO_SALARY in rare and len(rare) > 500
     leaked = sorted(rare & set(numbers(figures)))
     assert not leaked, f"the figures plot {len(leaked)} rare real numbers, e.g. {leaked[:5]}"
+    # report.json holds the tables the figures draw: the same rule holds for their numbers.
+    report = json.loads(files["report.json"])
+    tables = [report["fidelity"]["column_shares"], report["fidelity"]["associations"], report["privacy"]["dcr_histogram"]]
+    salary = next(t for t in tables[0]["columns"] if t["column"] == "salary")
+    assert len(salary["bars"]["x"]) > 5 and len(tables[1]["real"]) == len(tables[1]["columns"]) > 4
+    leaked = sorted(rare & set(numbers(tables)))
+    assert not leaked, f"report.json's figure tables hold {len(leaked)} rare real numbers, e.g. {leaked[:5]}"
 
 
 def test_the_report_stays_useful_and_states_the_rule(tables, withheld):
@@ -281,6 +288,7 @@ def test_an_extreme_date_or_number_evaluates_and_publishes(tmp_path, capsys):
 
 def test_an_open_end_is_no_bound_in_the_contracts_and_the_figures_draw_it():
     from tabtwin.evaluation.column_figures import column_figures
+    from tabtwin.evaluation.column_shares import column_shares
 
     real = pd.DataFrame({"when": [*pd.date_range("2020-01-01", periods=98), pd.Timestamp.min, pd.Timestamp.max],
                          "x": np.r_[np.arange(99.0), np.finfo(np.float64).max]})
@@ -291,7 +299,7 @@ def test_an_open_end_is_no_bound_in_the_contracts_and_the_figures_draw_it():
     assert ranges == {"x": (-10, None)}  # both ends of "when" are open: no range rule
     assert check_contracts(real, suite)["n_failed"] == 0
     few = real.iloc[[0, 1, 2, 3, 4, 98, 99]]  # fewer than 2k values: the histogram spans the bounds
-    assert len(column_figures(few, real, schema, ["when", "x"])) == 2
+    assert len(column_figures(column_shares(few, real, schema, shown=["when", "x"]))) == 2
 
 
 def test_real_value_counts_are_computed_once_per_column(monkeypatch):

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import torch
 
-from tabtwin.evaluation import fidelity
+from tabtwin.evaluation import associations, column_shares, fidelity
 from tabtwin.evaluation.features import model_frames
 from tabtwin.evaluation.fidelity import DETECTION_MIN_ROWS, _sample_pairs, detection_test, quality_report
 from tabtwin.evaluation.gate import GateConfig, apply_gate
@@ -180,15 +180,19 @@ def test_wide_frames_are_built_whole_and_figures_capped(monkeypatch):
         warnings.simplefilter("error", pd.errors.PerformanceWarning)  # "DataFrame is highly fragmented"
         frames = model_frames([real, synthetic], schema)
     assert frames[0].shape == (60, 300)
-    monkeypatch.setattr(report, "FIGURE_COLUMNS", 4)  # 30 by default; 4 draws faster and shows the same
+    for module in (column_shares, associations):  # 30 by default; 4 draws faster and shows the same
+        monkeypatch.setattr(module, "FIGURE_COLUMNS", 4)
     quality = {"columns": {name: {"score": 1.0 - i / 1000} for i, name in enumerate(real.columns)},
                "pairs": [{"columns": [a, b], "score": 0.5, "real": 0.1, "synthetic": 0.2}
                          for a, b in _sample_pairs(list(real.columns), 200, 0)]}
-    assert report._worst_columns(quality, schema) == ["c146", "c147", "c148", "c149"]  # lowest scores, table order
-    results = {"gate": {"passed": True, "checks": []}, "fidelity": {"quality": quality, "detection": {}},
+    assert column_shares.worst_columns(quality, schema) == ["c146", "c147", "c148", "c149"]  # lowest scores, table order
+    tables = report.figure_tables(real, synthetic, schema, quality)
+    assert [t["column"] for t in tables["column_shares"]["columns"]] == ["c146", "c147", "c148", "c149"]
+    assert len(tables["associations"]["columns"]) == 4
+    results = {"gate": {"passed": True, "checks": []}, "fidelity": {"quality": quality, "detection": {}, **tables},
                "privacy": {}, "utility": None, "contracts": {"n_expectations": 0, "n_failed": 0},
                "meta": {"rows": {}, "versions": {}, "seconds": {}}}
-    html = render_html(results, real, synthetic, schema)
+    html = render_html(results)
     assert "the 4 columns with the lowest shape scores of 300" in html
 
 

@@ -107,12 +107,11 @@ def test_gate_config_from_file(tmp_path):
     path.write_text('{"max_mia_auc": 0.55, "min_quality": 0.7}')
     config = GateConfig.from_file(path)
     assert config.max_mia_auc == 0.55 and config.min_quality == 0.7 and config.max_dcr_share == 0.6
-    path.write_text('{"max_mia": 0.55}')
-    with pytest.raises(TabtwinError, match="max_mia"):
-        GateConfig.from_file(path)
-    path.write_text('{"max_mia_auc": "high"}')
-    with pytest.raises(TabtwinError, match="number"):
-        GateConfig.from_file(path)
+    for text, words in (('{"max_mia": 0.55}', "max_mia"), ('{"max_mia_auc": "high"}', "number"),
+                        ('{"max_mia_auc": }', "not valid JSON"), ("[0.5]", "unknown keys")):
+        path.write_text(text)
+        with pytest.raises(TabtwinError, match=words):
+            GateConfig.from_file(path)
     with pytest.raises(TabtwinError, match="not found"):
         GateConfig.from_file(tmp_path / "missing.json")
 

@@ -40,10 +40,10 @@ def test_category_keys_of_a_column():
 
 
 def test_evaluation_and_privacy_use_the_same_keys():
-    from tabtwin.evaluation import features, privacy
+    from tabtwin.evaluation import distance, features
     from tabtwin.pipeline.schema import infer_schema
 
-    assert privacy.category_keys(pd.Series([1.0, None])).tolist() == ["1", privacy.NULL_KEY]
+    assert distance.category_keys(pd.Series([1.0, None])).tolist() == ["1", distance.NULL_KEY]
     real = pd.DataFrame({"grade": pd.Series([1, 2, 3] * 5, dtype="int64")})
     synthetic = pd.DataFrame({"grade": pd.Series([1.0, 2.0, None] * 5)})  # a CSV round trip with a null
     schema = infer_schema(real)

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from tabtwin.evaluation.privacy import distance_space, exact_copy_share, nearest_distances, privacy_metrics
+from tabtwin.evaluation.distance import distance_space, nearest_distances
+from tabtwin.evaluation.privacy import exact_copy_share, privacy_metrics
 from tabtwin.pipeline.device import resolve_device
 from tabtwin.pipeline.errors import TabtwinError
 from tabtwin.pipeline.sample_data import make_sample_table

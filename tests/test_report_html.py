@@ -11,7 +11,11 @@ import pandas as pd
 import pytest
 
 from tabtwin.evaluation import figures
-from tabtwin.evaluation.explain import EXPLANATIONS, describe_run, explain_dp, explain_failure, gate_key
+from tabtwin.evaluation.checks import BY_KEY, CHECKS
+from tabtwin.evaluation.column_figures import column_figures
+from tabtwin.evaluation.column_shares import DISCRETE_VALUES, column_shares
+from tabtwin.evaluation.explain import describe_run, explain_dp, explain_failure, gate_key
+from tabtwin.evaluation.plot_style import plotly_js
 from tabtwin.evaluation.gate import GateConfig, apply_gate
 from tabtwin.evaluation.report import evaluate, render_html, write_report
 from tabtwin.pipeline.jsonable import jsonable
@@ -71,9 +75,10 @@ def page(failing, tmp_path_factory):
 
 def test_every_gate_key_is_explained_and_every_check_has_a_key():
     keys = [f.name for f in fields(GateConfig)]
-    assert set(EXPLANATIONS) == set(keys), "explain.EXPLANATIONS needs one entry per GateConfig field"
-    for key, entry in EXPLANATIONS.items():
-        assert entry.measures and entry.good and entry.fix, key
+    assert [c.key for c in CHECKS] == keys, "GateConfig has one field per declared check, in their order"
+    for check in CHECKS:
+        assert check.measures and check.good and check.fix, check.key
+        assert f"the default threshold is {check.default:g}" in check.good, check.key  # from the declared default
     results = {  # every section, every attack, a regression target: each check the gate can produce
         "fidelity": {"quality": {"score": 0.9, "column_pair_trends": 0.9}, "detection": {"score": 0.5}},
         "privacy": {"dcr_share": 0.5, "dcr_below_holdout_p5": 0.05, "exact_copy_share": 0.0, "mia_auc": 0.5,
@@ -99,7 +104,7 @@ def test_failed_checks_are_explained_with_their_gate_keys(page):
         assert sentence and str(round(check["threshold"], 2)) in sentence
         assert f'data-key="{gate_key(check)}"' in html and _escaped(sentence) in html
     # The checks table names each check's gate key; the glossary explains each key once.
-    for key in EXPLANATIONS:
+    for key in BY_KEY:
         assert html.count(f'id="key-{key}"') == 1 and f"<code>{key}</code>" in html
 
 
@@ -128,7 +133,7 @@ def test_the_flagship_named_in_explanations_is_the_default_model():
 
 def test_plotly_is_inlined_once_and_nothing_is_fetched(page):
     _, html = page
-    js = figures.plotly_js()
+    js = plotly_js()
     assert html.count(js[:300]) == 1 and html.index(js[:300]) < html.index('class="plotly-graph-div"')
     assert not re.search(r"<script[^>]+src=", html), "a script loaded from a file or URL"
     assert not re.search(r"<link[^>]+href=[\"']https?:", html)
@@ -136,14 +141,12 @@ def test_plotly_is_inlined_once_and_nothing_is_fetched(page):
     assert "<img" not in html
 
 
-def test_a_pair_sdmetrics_did_not_score_is_grey_not_perfect(correlated_split):
-    train = correlated_split[0]
-    schema = infer_schema(train)
+def test_a_pair_sdmetrics_did_not_score_is_grey_not_perfect():
     quality = {"pairs": [
         {"columns": ["income", "age"], "metric": "CorrelationSimilarity", "score": 0.9, "real": 0.8, "synthetic": 0.6},
         {"columns": ["segment", "region"], "metric": "ContingencySimilarity", "score": None, "real": 0.05, "synthetic": None},
     ]}
-    html = figures.pair_score_figure(schema, ["income", "age", "segment", "region"], quality)
+    html = figures.pair_score_figure(["income", "age", "segment", "region"], quality)
     data, layout = plotted(html, "pair-scores")
     scored, unscored = data
     names = scored["x"]
@@ -176,7 +179,7 @@ def test_zero_inflated_columns_get_their_own_bar(correlated_split):
     real = pd.DataFrame({"gain": gain, "colour": rng.choice(["red", "blue"], n)})
     synthetic = real.sample(frac=1, random_state=1).reset_index(drop=True)
     schema = infer_schema(real)
-    (figure,) = figures.column_figures(real, synthetic, schema, ["gain"])
+    (figure,) = column_figures(column_shares(real, synthetic, schema, shown=["gain"]))
     data, layout = plotted(figure["html"], "column-0")
     spike_real, spike_synthetic, rest_real, _ = data
     assert spike_real["x"] == ["0"] and spike_real["y"][0] == pytest.approx(np.mean(gain == 0))
@@ -191,8 +194,8 @@ def test_a_spike_stays_apart_when_a_few_valued_column_falls_back_to_bins():
     real = pd.DataFrame({"gain": np.where(np.arange(400) < 368, 0.0, rng.lognormal(8, 1, 400).round())})
     synthetic = pd.DataFrame({"gain": np.where(rng.random(400) < 0.5, 0.0, rng.lognormal(8, 1, 400))})
     schema = infer_schema(real)
-    assert 0 < real["gain"].nunique() <= figures.DISCRETE_VALUES < synthetic["gain"].nunique() / 2
-    (figure,) = figures.column_figures(real, synthetic, schema, ["gain"])
+    assert 0 < real["gain"].nunique() <= DISCRETE_VALUES < synthetic["gain"].nunique() / 2
+    (figure,) = column_figures(column_shares(real, synthetic, schema, shown=["gain"]))
     data, _ = plotted(figure["html"], "column-0")
     spike_real, spike_synthetic, rest_real, rest_synthetic = data
     assert spike_real["x"] == ["0"] and spike_real["y"][0] == pytest.approx(0.92)
@@ -205,6 +208,33 @@ def test_column_figures_label_their_axes(page, failing):
     data, layout = plotted(html, "column-0")
     assert {trace["name"] for trace in data} == {"real", "synthetic"}
     assert layout["yaxis"]["title"]["text"] == "share of rows" and layout["xaxis"]["title"]["text"]
+
+
+def test_the_figures_draw_what_report_json_holds(page):
+    """The page computes no statistic of its own: each figure plots the tables report.json holds."""
+    report, html = page
+    fidelity, privacy = report["fidelity"], report["privacy"]
+    for i, table in enumerate(fidelity["column_shares"]["columns"]):
+        data, _ = plotted(html, f"column-{i}")  # the single values' bars first, where there are any
+        assert [trace["y"] for trace in data[-2:]] == [table["bars"]["real"], table["bars"]["synthetic"]]
+        singles = table["singles"]
+        assert [trace["y"] for trace in data[:-2]] == ([singles["real"], singles["synthetic"]] if singles else [])
+    associations = fidelity["associations"]
+    data, _ = plotted(html, "associations")
+    for trace, side in zip(data, ("real", "synthetic")):
+        assert trace["x"] == associations["columns"]
+        assert trace["z"] == [[None if v is None else round(v, 3) for v in row] for row in associations[side]]
+    data, _ = plotted(html, "pair-scores")
+    assert data[0]["x"] == associations["columns"]
+    data, _ = plotted(html, "dcr")
+    shares = privacy["dcr_histogram"]["shares"]
+    assert [trace["y"] for trace in data] == [shares["synthetic_to_train"], shares["holdout_to_train"],
+                                              shares["synthetic_to_holdout"]]
+    data, _ = plotted(html, "attacks")
+    assert data[0]["y"] == [a["risk"] for a in privacy["attacks"]["attacks"]]
+    thresholds = {c["check"]: c["threshold"] for c in report["gate"]["checks"]}
+    assert data[1]["y"] == [thresholds[c["check"]] for c in report["gate"]["checks"] if c["check"].endswith("]")
+                            or c["check"] in ("singling_out_risk", "linkability_risk")]
 
 
 def test_a_requests_report_names_model_entry_conditions_and_rows(page):
@@ -235,9 +265,9 @@ def test_failed_contracts_are_sentences_not_dicts(page):
 
 
 def test_render_without_optional_blocks(failing):
-    results, train, synthetic, schema = failing
+    results = failing[0]
     bare = {**results, "run": None, "privacy": {**results["privacy"], "dp": None}}
-    html = render_html(jsonable(bare), train, synthetic, schema)
+    html = render_html(jsonable(bare))
     assert 'id="run"' not in html and 'id="dp"' not in html
 
 
@@ -287,7 +317,7 @@ def test_the_flagship_is_not_told_to_use_the_flagship():
     from tabtwin.evaluation.explain import fix_for
 
     generic = fix_for(DETECTION, {"run": None})
-    assert "use the flagship model" in generic and generic == EXPLANATIONS["min_detection_score"].fix
+    assert "use the flagship model" in generic and generic == BY_KEY["min_detection_score"].fix
     assert fix_for(DETECTION, {"run": {"kind": "run", "model": "tvae"}}) == generic
     text = fix_for(DETECTION, {"run": {"kind": "run", "model": FLAGSHIP_WORD}})
     assert "use the flagship" not in text and "more epochs" in text and "training budget" in text
@@ -330,7 +360,7 @@ def test_a_request_gets_what_an_analyst_can_do():
     dp_text = fix_for("min_quality", {"run": run, "privacy": {"dp": DP_BLOCK}})
     assert "larger epsilon" in dp_text and "owner" in dp_text
     # contracts: the generic advice, whoever reads it; an unknown check: none
-    assert fix_for("min_contract_success", {"run": run}) == EXPLANATIONS["min_contract_success"].fix
+    assert fix_for("min_contract_success", {"run": run}) == BY_KEY["min_contract_success"].fix
     assert fix_for({"section": "x", "check": "y"}, {"run": run}) is None
 
 
@@ -346,16 +376,16 @@ def test_the_report_fits_its_advice_to_the_request(page):
 def test_a_changed_threshold_shows_its_default(failing):
     from tabtwin.evaluation.explain import changed_thresholds, threshold_text
 
-    results, train, synthetic, schema = failing
+    results = failing[0]
     assert changed_thresholds(results["meta"]["gate_config"]) == []
-    html = render_html(jsonable(results), train, synthetic, schema)
+    html = render_html(jsonable(results))
     assert 'id="gate-file"' not in html and "(default " not in html
-    plain = render_html(jsonable({**results, "run": None}), train, synthetic, schema)  # `evaluate`: nothing withheld
+    plain = render_html(jsonable({**results, "run": None}))  # `evaluate`: nothing withheld
     assert "withheld" not in plain[plain.index('id="verdict"'):plain.index('id="checks"')]
     config = GateConfig(min_pair_trends=0.04, max_dcr_share=0.7)
     checks = apply_gate(results, config)
     loosened = {**results, "gate": checks, "meta": {**results["meta"], "gate_config": config.to_dict()}}
-    html = render_html(jsonable(loosened), train, synthetic, schema)
+    html = render_html(jsonable(loosened))
     verdict = html[html.index('id="verdict"'):html.index('id="checks"')]
     assert "Thresholds from a gate file: 2 differ from the defaults" in verdict
     table = html[html.index('id="checks"'):html.index("</table>", html.index('id="checks"'))]
