@@ -8,8 +8,10 @@ things before any work, once.
 
 from __future__ import annotations
 
+import inspect
 import re
-from dataclasses import dataclass, field, fields, replace
+import typing
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 
 from tabtwin.generators import DEFAULT_MODEL, DEFAULT_SEED, MODEL_NAMES, model_class
@@ -155,6 +157,24 @@ class Places:
 def place_default(name: str):
     (found,) = [f for f in fields(Places) if f.name == name]
     return found.default
+
+
+def run_parameters() -> inspect.Signature:
+    """The `synthesize` flow's signature, built from `RunSpec.flow_fields()` then the `Places` fields (keyword-only,
+    with their types and defaults), so that a new run parameter is one RunSpec field: Prefect reads this signature
+    for the deployment's form and for checking a run's parameters."""
+    def parameters(cls, wanted):
+        hints = typing.get_type_hints(cls)
+        return [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=hints[f.name],
+                                  **({} if f.default is MISSING else {"default": f.default})) for f in wanted]
+    return inspect.Signature(parameters(RunSpec, RunSpec.flow_fields()) + parameters(Places, fields(Places)))
+
+
+def split_parameters(parameters: dict) -> tuple[RunSpec, Places]:
+    """A `synthesize` flow's parameters as the RunSpec and the Places they describe (unnamed ones at defaults)."""
+    places = {f.name for f in fields(Places)}
+    return (RunSpec(**{k: v for k, v in parameters.items() if k not in places}),
+            Places(**{k: v for k, v in parameters.items() if k in places}))
 
 
 def masked(source: str) -> str:

@@ -32,7 +32,8 @@ from tabtwin.flows import cache, steps
 from tabtwin.flows import publish as publishing
 from tabtwin.flows import registry as reg
 from tabtwin.flows.progress import TrainingProgress
-from tabtwin.flows.spec import Places, RunSpec, masked, place_default, spec_default, with_absolute_paths
+from tabtwin.flows.spec import (Places, RunSpec, masked, run_parameters, spec_default, split_parameters,
+                                with_absolute_paths)
 from tabtwin.generators import load_model
 from tabtwin.pipeline.errors import TabtwinError
 from tabtwin.pipeline.jsonable import jsonable
@@ -131,43 +132,23 @@ def gate_summary(results: dict) -> dict:
     return {"checks": jsonable(gate["checks"]), "failures": [f["message"] for f in gate["failures"]]}
 
 
-def with_parameter_docs(fn):
-    """Append an Args section with each parameter's help text from RunSpec and Places, which Prefect shows as the
-    parameter's description in the deployment's form."""
+def with_run_parameters(fn):
+    """Give `fn(**parameters)` the signature `spec.run_parameters()` and an Args section with each parameter's help
+    text from RunSpec and Places, which Prefect shows as the parameter's description in the deployment's form."""
+    fn.__signature__ = run_parameters()
+    fn.__annotations__ = {name: p.annotation for name, p in fn.__signature__.parameters.items()}
     helps = {f.name: f.metadata.get("help", "") for cls in (RunSpec, Places) for f in fields(cls)}
-    lines = [f"    {name}: {helps[name]}" for name in inspect.signature(fn).parameters]
+    lines = [f"    {name}: {helps[name]}" for name in fn.__signature__.parameters]
     fn.__doc__ = f"{inspect.cleandoc(fn.__doc__ or '')}\n\nArgs:\n" + "\n".join(lines)
     return fn
 
 
 @flow(name="synthesize", log_prints=True)
-@with_parameter_docs
-def synthesize(
-    data: str,
-    model: str = spec_default("model"),
-    epochs: int | None = spec_default("epochs"),
-    batch_size: int | None = spec_default("batch_size"),
-    max_seconds: float | None = spec_default("max_seconds"),
-    rows: int | None = spec_default("rows"),
-    target: str | None = spec_default("target"),
-    out: str = place_default("out"),
-    cache: str = place_default("cache"),
-    registry: str | None = place_default("registry"),
-    holdout_fraction: float = spec_default("holdout_fraction"),
-    seed: int = spec_default("seed"),
-    device: str = spec_default("device"),
-    dp_epsilon: float | None = spec_default("dp_epsilon"),
-    dp_delta: float | None = spec_default("dp_delta"),
-    table: str | None = spec_default("table"),
-    metadata: str | None = spec_default("metadata"),
-    gate: str | None = spec_default("gate"),
-):
+@with_run_parameters
+def synthesize(**parameters):
     """Parameters: the fields of `flows.spec.RunSpec` (bar conditions) and of `flows.spec.Places`."""
-    spec = RunSpec(data=data, model=model, epochs=epochs, batch_size=batch_size, max_seconds=max_seconds, rows=rows, target=target,
-                   holdout_fraction=holdout_fraction, seed=seed, device=device, dp_epsilon=dp_epsilon,
-                   dp_delta=dp_delta, table=table, metadata=metadata, gate=gate)
-    summary = run_sequence(spec, Places(out=out, cache=cache, registry=registry), TASKS)
-    return outcome(summary)
+    spec, places = split_parameters(parameters)
+    return outcome(run_sequence(spec, places, TASKS))
 
 
 CONDITIONS_EXAMPLE = {"sex": "Female", "income": ">50K"}
