@@ -48,11 +48,7 @@ from tabtwin.pipeline.rules import Int, Rule, check_fields
 from tabtwin.pipeline.schema import Schema, infer_schema
 from tabtwin.pipeline.validation import MAX_CODES
 
-# 7: config.json holds the SHA-256 of every file (generators.persistence); CTGAN and TVAE cap a column's categories
-#    (`_Categorical` states); the flagship's index buffers, derived from its parameters, are no longer saved
-# 6: encoder.json records each column's form (label, dtype, decimals, special values, datetime text; pipeline.forms)
-# 5: autograd training (same weight layout as 4; parameters no longer views of one flat buffer)
-# 4: the critic reads a pac group's data, then its conditions; 3: grouped columns, discrete spans last
+# The model-file format `generators.persistence` writes; a file of any other format is refused in one line.
 FORMAT_VERSION = 7
 VALIDATION_FRACTION = 0.1  # rows held out for early stopping
 MIN_VALIDATION_ROWS = 10  # held out at least; a table of fewer than twice this many rows is not split
@@ -171,13 +167,18 @@ class SyntheticGenerator(BaseEstimator):
 
     # ------------------------------------------------------------------------------------------ sample
 
-    def sample(self, n: int, conditions: dict | None = None, seed: int | None = None) -> pd.DataFrame:
+    def sample(self, n: int, conditions: dict | None = None, seed: int | None = None,
+               id_offset: int = 0) -> pd.DataFrame:
         """Exactly `n` rows (a DataFrame with the source columns and dtypes); every row satisfies `conditions`
-        ({column: value} on discrete and boolean columns, `generators.conditions`). Raises TabtwinError for a
-        bad `n`, an unknown column or value, or a model whose weights produce NaN."""
+        ({column: value} on discrete and boolean columns, `generators.conditions`). Regenerated ids are numbered
+        from `id_offset` (a part of a partitioned sample starts where the parts before it end). Raises
+        TabtwinError for a bad `n` or `id_offset`, an unknown column or value, or a model whose weights produce
+        NaN."""
         self._check_fitted()
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
             raise TabtwinError(f"number of rows must be a non-negative integer, got {n!r}")
+        if isinstance(id_offset, bool) or not isinstance(id_offset, (int, np.integer)) or id_offset < 0:
+            raise TabtwinError(f"id_offset must be a non-negative integer, got {id_offset!r}")
         plan = self._plan_conditions(conditions)
         seed = seed if seed is not None else int(torch.randint(0, 2**62, (1,)).item())
         generator = torch.Generator(device=self.device_).manual_seed(seed)
@@ -185,7 +186,7 @@ class SyntheticGenerator(BaseEstimator):
         for start in range(0, max(n, 1), batch):
             with torch.no_grad():
                 rows = self._sample_batch(min(batch, n - start), plan, generator)
-            frame = self.encoder_.inverse_transform(rows, id_offset=start, seed=seed + start)
+            frame = self.encoder_.inverse_transform(rows, id_offset=id_offset + start, seed=seed + start)
             frames.append(write_values(frame, plan.shared if plan else {}, self.encoder_.forms_))
         return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import re
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -314,13 +313,3 @@ def load_metadata(path: str | Path) -> dict:
 def save_metadata(schema: Schema, path: str | Path) -> Path:
     return write_json_atomic(schema.to_metadata(), path)
 
-
-def warn_high_cardinality(schema: Schema, df: pd.DataFrame, limit: int = 1000) -> None:
-    """Discrete columns with thousands of values blow up the encoding; say so early."""
-    for spec in schema.of_kind("discrete"):
-        n_unique = df[spec.name].nunique(dropna=True)
-        if n_unique > limit:
-            warnings.warn(
-                f"column {spec.name!r} has {n_unique} categories; consider marking it as id or dropping it",
-                stacklevel=2,
-            )
