@@ -89,6 +89,14 @@ def add_places_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(flag(f.name), dest=f.name, default=f.default, help=f.metadata.get("help", ""))
 
 
+def add_runner_arguments(parser: argparse.ArgumentParser, dask_does: str) -> None:
+    """--runner local|dask, --dask-address and --dask-workers (`flows.cluster.dask_client` reads the last two)."""
+    parser.add_argument("--runner", choices=["local", "dask"], default="local",
+                        help=f"local: this process does the work; dask: {dask_does} on a Dask cluster")
+    parser.add_argument("--dask-address", help="scheduler address (None: a LocalCluster of --dask-workers workers)")
+    parser.add_argument("--dask-workers", type=positive_int, default=2, help="workers of the LocalCluster")
+
+
 def base_type(annotation) -> type | None:
     """int for "int" or "int | None" (the annotations are strings under `from __future__ import annotations`)."""
     text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))

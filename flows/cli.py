@@ -17,9 +17,10 @@ from pathlib import Path
 
 from tabtwin.flows import deploy as deployment
 from tabtwin.flows.arguments import (EXIT_USER_ERROR, Parser, add_input_arguments, add_overwrite_argument,
-                                     add_places_arguments, add_spec_arguments, parse_conditions, positive_int,
-                                     spec_help)
+                                     add_places_arguments, add_runner_arguments, add_spec_arguments,
+                                     parse_conditions, positive_int, spec_help)
 from tabtwin.flows.registry import check_registry_names, entry_path, read_registration
+from tabtwin.flows.sampling import DEFAULT_PART_ROWS, is_dataset_output, sample_command
 from tabtwin.flows.server import Stopped, ensure_api, prefect_defaults, stop_on_signals
 from tabtwin.flows.spec import Places, RunSpec, spec_default
 from tabtwin.flows.terminal import format_privacy, print_gate
@@ -99,9 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
     sample = command("sample", "sample rows from a saved model")
     sample.add_argument("model_dir", type=Path, help="model folder written by `tabtwin fit`")
     sample.add_argument("--rows", type=positive_int, required=True, help="rows to sample")
-    sample.add_argument("--out", type=Path, required=True, help="output .parquet or .csv")
+    sample.add_argument("--out", required=True,
+                        help="output .parquet or .csv file, or a folder (DIR/) for a Parquet dataset written in parts")
+    sample.add_argument("--part-rows", type=positive_int, default=DEFAULT_PART_ROWS,
+                        help="rows per part of a dataset (memory per process is bounded by it)")
+    add_runner_arguments(sample, "the parts are drawn in parallel")
     add_overwrite_argument(sample)
-    sample.add_argument("--seed", type=int, help="sampling seed (None: a fresh draw each time)")
+    sample.add_argument("--seed", type=int,
+                        help="sampling seed (None: a fresh draw; a dataset left unfinished keeps its own, so a rerun resumes it)")
     sample.add_argument("--device", default=spec_default("device"), help=spec_help("device"))
     sample.add_argument(
         "--condition", action="append", default=[], metavar="COL=VALUE",
@@ -130,10 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("data", nargs="+", help="one or more tables (several fan out with --runner dask)")
     add_spec_arguments(run, [f.name for f in RunSpec.flow_fields() if f.name != "data"], many=("model",))
     add_places_arguments(run)
-    run.add_argument("--runner", choices=["local", "dask"], default="local",
-                     help="local: one flow, pairs in turn; dask: one task per (table, model) pair on a Dask cluster")
-    run.add_argument("--dask-address", help="scheduler address (None: a LocalCluster of --dask-workers workers)")
-    run.add_argument("--dask-workers", type=positive_int, default=2, help="workers of the LocalCluster")
+    add_runner_arguments(run, "one task per (table, model) pair")
     run.add_argument("--verbose", action="store_true", help="Prefect's logs")
     run.set_defaults(handler=_cmd_run)
 
@@ -252,8 +255,11 @@ def _cmd_sample(args) -> int:
     from tabtwin.generators import load_model
     from tabtwin.pipeline.ingest import write_table
 
-    check_file(check_output_path(args.out), args.overwrite, inputs=[args.model_dir])
     conditions = parse_conditions(args.condition)
+    if args.runner == "dask" or is_dataset_output(args.out):
+        return sample_command(args, conditions)
+    args.out = Path(args.out)
+    check_file(check_output_path(args.out), args.overwrite, inputs=[args.model_dir])
     model = load_model(args.model_dir, device=args.device)
     start = time.perf_counter()
     table = model.sample(args.rows, conditions=conditions or None, seed=args.seed)

@@ -10,14 +10,16 @@ LocalCluster).
 
 from __future__ import annotations
 
+import os
 import secrets
 import time
 from functools import lru_cache
 from pathlib import Path
 
-from tabtwin.flows.cluster import dask_client, limited_threads, available_cores, cluster_shares, worker_address
+from tabtwin.flows.cluster import available_cores, cluster_shares, dask_client, limited_threads, worker_address
+from tabtwin.pipeline.errors import TabtwinError
 from tabtwin.pipeline.outputs import sha256
-from tabtwin.pipeline.parts import PartPlan, finish, prepare, read_json, write_part, PLAN
+from tabtwin.pipeline.parts import PLAN, PartPlan, finish, prepare, read_json, write_part
 
 DEFAULT_PART_ROWS = 1_000_000
 
@@ -102,3 +104,23 @@ def _log_part(log, record: dict, done: int, plan: PartPlan, start: float) -> Non
     seconds = time.perf_counter() - start
     log(f"part {record['index'] + 1}/{plan.parts}: {record['rows']:,} rows in {record['seconds']:.1f} s "
         f"({done}/{plan.parts} done, {seconds:.0f} s so far)")
+
+
+def is_dataset_output(out: str) -> bool:
+    """Whether `sample --out` names a dataset folder: a path ending in a separator (DIR/) or an existing folder."""
+    return out.endswith(("/", os.sep)) or Path(out).expanduser().is_dir()
+
+
+def sample_command(args, conditions: dict) -> int:
+    """`tabtwin sample MODEL --rows N --out DIR/ [--part-rows K] [--runner dask ...]`: prints one line per part,
+    then where the dataset is; TabtwinError (one line, exit 2) before any part for a refused folder or model."""
+    if not is_dataset_output(args.out):
+        raise TabtwinError(f"--runner dask writes a Parquet dataset in parts: give --out a folder ({args.out}/)")
+    start = time.perf_counter()
+    manifest = sample_dataset(args.model_dir, args.rows, args.out, part_rows=args.part_rows, seed=args.seed,
+                              conditions=conditions or None, device=args.device, runner=args.runner,
+                              dask_address=args.dask_address, workers=args.dask_workers, overwrite=args.overwrite,
+                              log=lambda line: print(line, flush=True))
+    print(f"{manifest['rows']:,} rows sampled in {time.perf_counter() - start:.1f} s and written to "
+          f"{Path(args.out).expanduser().resolve()} ({len(manifest['parts_written'])} parts, seed {manifest['seed']})")
+    return 0
