@@ -107,8 +107,8 @@ def test_sample_command_writes_a_dataset_folder_and_refuses_a_folder_it_did_not_
     (mine / "notes.txt").write_text("mine")
     assert cli.main(["sample", str(model_dir), "--rows", "10", "--out", str(mine), "--seed", "2"]) == 2
     assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and str(mine) in error
     file_out = tmp_path / "one.parquet"
     assert cli.main(["sample", str(model_dir), "--rows", "10", "--out", str(file_out), "--runner", "dask"]) == 2
     assert "give --out a folder" in capsys.readouterr().err and not file_out.exists()
-    error = capsys.readouterr().err.strip()
-    assert len(error.splitlines()) == 1 and str(mine) in error
