@@ -133,7 +133,8 @@ def _score_only(report, pairs: list[tuple[str, str]]) -> list[tuple[str, str]] |
 def detection_test(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema, seed: int = 0) -> dict:
     """Out-of-fold AUC of a boosted classifier separating real from synthetic rows (equal numbers of each).
 
-    Returns {"auc", "score", "rows_per_side", "model", "top_columns"}, or {"skipped": reason, "auc": None,
+    Returns {"auc", "auc_ci95", "score", "score_ci95", "rows_per_side", "model", "top_columns"} (the intervals:
+    `auc_interval`'s 95 % interval and the score it maps to), or {"skipped": reason, "auc": None,
     "score": None, ...} when there are fewer than DETECTION_MIN_ROWS real or synthetic rows (3 stratified folds
     need several rows of each class; a request for a segment of 5 real rows has too few to judge).
 
@@ -162,13 +163,27 @@ def detection_test(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema, 
     for estimator, test in zip(fitted["estimator"], fitted["indices"]["test"]):
         scores[test] = estimator.predict_proba(features.iloc[test])[:, 1]
     auc = float(roc_auc_score(labels, scores))
-    result = {"auc": auc, "score": 1.0 - 2.0 * max(auc - 0.5, 0.0), "rows_per_side": n, "model": model_name,
+    low, high = auc_interval(auc, len(real_x), len(synthetic_x))
+    result = {"auc": auc, "auc_ci95": [low, high], "score": 1.0 - 2.0 * max(auc - 0.5, 0.0),
+              "score_ci95": [1.0 - 2.0 * max(high - 0.5, 0.0), 1.0 - 2.0 * max(low - 0.5, 0.0)],
+              "rows_per_side": n, "model": model_name,
               "top_columns": _top_columns(fitted["estimator"][0], features, labels, fitted["indices"]["test"][0], seed)}
     if grouped:
         result["grouped_categories"] = grouped
         result["note"] = (f"columns with more than {MAX_CATEGORIES} values had their rarest values grouped as one for "
                           f"the classifier: {grouped}")
     return result
+
+
+def auc_interval(auc: float, positives: int, negatives: int, z: float = 1.959964) -> tuple[float, float]:
+    """A 95 % confidence interval for a ROC AUC from `positives` and `negatives` scored rows, clipped to [0, 1]:
+    the AUC +- z times Hanley and McNeil's standard error (Radiology 143(1), 1982, eq. 2), which reads the AUC as
+    the Mann-Whitney statistic with Q1 = A / (2 - A) and Q2 = 2 A^2 / (1 + A)."""
+    a = min(max(auc, 0.0), 1.0)
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    variance = (a * (1 - a) + (positives - 1) * (q1 - a * a) + (negatives - 1) * (q2 - a * a)) / (positives * negatives)
+    half = z * float(np.sqrt(max(variance, 0.0)))
+    return max(a - half, 0.0), min(a + half, 1.0)
 
 
 def _top_columns(estimator, features: pd.DataFrame, labels: np.ndarray, test: np.ndarray, seed: int) -> list[dict]:

@@ -184,11 +184,14 @@ def exact_copy_share(rows: pd.DataFrame, train: pd.DataFrame, schema: Schema) ->
 
 
 def row_hashes(frame: pd.DataFrame, schema: Schema) -> np.ndarray:
-    """A 64-bit hash per row of the modelled columns, normalised so equal values hash alike across tables.
+    """A 64-bit hash per row of the modelled columns (`normalised_rows`), so equal values hash alike across tables."""
+    return pd.util.hash_pandas_object(normalised_rows(frame, schema), index=False).to_numpy()
 
-    Numerics (datetimes as nanoseconds) as float64 with nulls as a separate flag (NaN bit patterns vary);
-    categories as the text keys the distance uses (1 and 1.0 alike).
-    """
+
+def normalised_rows(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
+    """The modelled columns in a form where equal values are equal: numerics (datetimes as nanoseconds) as
+    float64 with nulls as a separate flag (NaN bit patterns vary), categories as the text keys the distance uses
+    (1 and 1.0 alike)."""
     normalised = {}
     for spec in schema.columns:
         if spec.kind == "id":
@@ -200,7 +203,7 @@ def row_hashes(frame: pd.DataFrame, schema: Schema) -> np.ndarray:
             normalised[spec.name + "\x00null"] = null
         else:
             normalised[spec.name] = category_keys(frame[spec.name])
-    return pd.util.hash_pandas_object(pd.DataFrame(normalised), index=False).to_numpy()
+    return pd.DataFrame(normalised, index=frame.index)
 
 
 # ---------------------------------------------------------------------------------------------- helpers

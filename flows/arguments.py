@@ -14,6 +14,7 @@ from tabtwin.flows.spec import Places, RunSpec
 from tabtwin.pipeline.errors import TabtwinError
 
 EXIT_USER_ERROR = 2
+EXIT_GATE_FAILED = 3
 
 
 class Parser(argparse.ArgumentParser):

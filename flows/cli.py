@@ -16,10 +16,11 @@ from dataclasses import fields
 from pathlib import Path
 
 from tabtwin.flows import deploy as deployment
-from tabtwin.flows.arguments import (EXIT_USER_ERROR, Parser, add_input_arguments, add_overwrite_argument,
+from tabtwin.flows.arguments import (EXIT_GATE_FAILED, EXIT_USER_ERROR, Parser, add_input_arguments, add_overwrite_argument,
                                      add_places_arguments, add_runner_arguments, add_spec_arguments,
                                      parse_conditions, positive_int, spec_help)
 from tabtwin.flows.registry import check_registry_names, entry_path, read_registration
+from tabtwin.evaluation.scale import EVALUATION_ROWS
 from tabtwin.flows.sampling import DEFAULT_PART_ROWS, is_dataset_output, sample_command
 from tabtwin.flows.server import Stopped, ensure_api, prefect_defaults, stop_on_signals
 from tabtwin.flows.spec import Places, RunSpec, spec_default
@@ -30,7 +31,6 @@ from tabtwin.pipeline.ingest import check_output_path, read_table
 from tabtwin.pipeline.outputs import check_file, check_folder
 from tabtwin.pipeline.schema import infer_schema, load_metadata, save_metadata
 
-EXIT_GATE_FAILED = 3
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a tool whose reader went away
 
 
@@ -130,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="the saved model that produced the synthetic table: its DP guarantee goes into the report")
     evaluate.add_argument("--out", type=Path, required=True, help="folder for report.json and report.html")
     add_overwrite_argument(evaluate)
+    evaluate.add_argument("--sample-rows", type=positive_int, default=EVALUATION_ROWS,
+                          help="rows per table the checks read from a partitioned table (a seeded uniform sample)")
+    add_runner_arguments(evaluate, "the exact-copy check over every row runs")
     evaluate.set_defaults(handler=_cmd_evaluate)
 
     run = command("run", "the whole pipeline as a Prefect flow: ingest, fit, sample, evaluate, publish")
@@ -270,30 +273,9 @@ def _cmd_sample(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
-    from tabtwin.evaluation.gate import GateConfig
-    from tabtwin.evaluation.report import evaluate, write_report
-    from tabtwin.flows.publish import RUN_FILES
-    from tabtwin.generators import load_model
+    from tabtwin.flows.evaluating import evaluate_command
 
-    inputs = [args.real, args.holdout, args.synthetic, args.metadata, args.gate, args.model_dir]
-    check_folder(args.out, RUN_FILES, args.overwrite, inputs=inputs, what="report folder")
-    gate = GateConfig.from_file(args.gate) if args.gate else GateConfig()
-    metadata = load_metadata(args.metadata) if args.metadata else None
-    # A bad model folder is refused before the work.
-    privacy = getattr(load_model(args.model_dir, device="cpu"), "privacy_", None) if args.model_dir else None
-    real, holdout, synthetic = (read_table(p) for p in (args.real, args.holdout, args.synthetic))
-    schema = infer_schema(real, metadata)
-    results = evaluate(real, holdout, synthetic, schema, target=args.target, gate=gate, device=args.device,
-                       seed=args.seed, dp=privacy)
-    with atomic_directory(args.out, replaces=RUN_FILES, overwrite=args.overwrite) as staging:
-        written = write_report(results, staging, real, synthetic, schema)
-    paths = {kind: args.out / path.name for kind, path in written.items()}
-    print(f"gate {'PASSED' if results['gate']['passed'] else 'FAILED'}")
-    print_gate(results["gate"]["checks"], results=results)
-    if privacy:
-        print(format_privacy(privacy))
-    print(f"report: {paths['html']} and {paths['json']}")
-    return 0 if results["gate"]["passed"] else EXIT_GATE_FAILED
+    return evaluate_command(args)
 
 
 def run_specs(args) -> tuple[list[RunSpec], Places]:
