@@ -45,15 +45,15 @@ def read_sql(url: str, *, label: str, table: str | None, query: str | None, hint
     """Read ``table`` or the result of ``query`` from a SQLAlchemy URL; ``label`` names the source in messages,
     ``hint`` says what to check when it cannot be opened. Raises IngestError."""
     _reject_missing_database_file(url, label)
-    engine = _create_engine(url, label)
+    engine = create_engine(url, label)
     try:
-        with _sql_errors(label, "could not open the database", hint):
+        with sql_errors(label, "could not open the database", hint):
             with engine.connect() as conn:
                 if query is not None:
                     df = _run_query(conn, query, label)
                     what = f"Query result from {label}"
                 else:
-                    schema, name = _resolve_table(conn, table, label)
+                    schema, name = resolve_table(conn, table, label)
                     df = _read_whole_table(conn, schema, name, label)
                     what = f"Table '{table or name}' in {label}"
     finally:
@@ -75,7 +75,7 @@ def _reject_missing_database_file(url: str, label: str) -> None:
         raise ingest_error(f"Database path is a directory, not a file: {path} (from {label}); pass a database file")
 
 
-def _create_engine(url: str, label: str) -> sa.Engine:
+def create_engine(url: str, label: str) -> sa.Engine:
     try:
         parsed = make_url(url)
         return sa.create_engine(parsed, **_engine_options(parsed))
@@ -105,7 +105,7 @@ def _engine_options(url: sa.URL) -> dict:
 
 
 @contextmanager
-def _sql_errors(label: str, action: str, hint: str) -> Iterator[None]:
+def sql_errors(label: str, action: str, hint: str) -> Iterator[None]:
     """Turn a database/driver exception into a one-line IngestError naming the source."""
     try:
         yield
@@ -118,11 +118,11 @@ def _sql_errors(label: str, action: str, hint: str) -> Iterator[None]:
 
 
 def _run_query(conn: sa.Connection, query: str, label: str) -> pd.DataFrame:
-    with _sql_errors(label, "query failed", "check the SQL"):
+    with sql_errors(label, "query failed", "check the SQL"):
         return pd.read_sql(sa.text(query), conn)
 
 
-def _resolve_table(conn: sa.Connection, table: str | None, label: str) -> tuple[str | None, str]:
+def resolve_table(conn: sa.Connection, table: str | None, label: str) -> tuple[str | None, str]:
     """(schema, name) of the table to read, picking the only table when none is named."""
     available = _table_names(conn)
     if table is None:
@@ -162,7 +162,7 @@ def _read_whole_table(conn: sa.Connection, schema: str | None, name: str, label:
     # A plain SELECT * instead of pd.read_sql_table: the latter reflects the table, and
     # duckdb_engine's reflection is broken on recent SQLAlchemy/DuckDB releases.
     statement = sa.select(sa.text("*")).select_from(sa.table(name, schema=schema))
-    with _sql_errors(label, f"could not read table '{name}'", "check the table name and your permissions"):
+    with sql_errors(label, f"could not read table '{name}'", "check the table name and your permissions"):
         return pd.read_sql(statement, conn)
 
 

@@ -1,0 +1,62 @@
+"""A database table read in parts by ranges of a column (pipeline.sql_parts)."""
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from tabtwin.evaluation.scale import uniform_sample
+from tabtwin.pipeline.errors import IngestError
+from tabtwin.pipeline.sql_parts import SqlPartitionedTable
+
+
+def frame(n=1000, seed=0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({
+        "id": np.arange(n),
+        "amount": np.where(rng.random(n) < 0.05, np.nan, rng.exponential(100, n)),
+        "day": (pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 365, n), unit="D")),
+        "city": rng.choice(["a", "b"], n),
+    })
+
+
+@pytest.fixture(params=["sqlite", "duckdb"])
+def database(request, tmp_path):
+    url = f"{request.param}:///{tmp_path / 'db'}.{request.param}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        frame().to_sql("sales", conn, index=False)
+    engine.dispose()
+    return url
+
+
+@pytest.mark.parametrize("column", ["id", "amount", "day"])
+def test_every_row_is_in_exactly_one_part(database, column):
+    table = SqlPartitionedTable(database, "sales", column, partitions=4)
+    sizes = table.part_rows()
+    parts = [table.read_part(i) for i in range(len(table.parts))]
+    assert sum(sizes) == table.count_rows() == 1000 and [len(p) for p in parts] == sizes
+    assert sorted(pd.concat(parts)["id"]) == list(range(1000))
+    assert len(table.parts) == (5 if column == "amount" else 4)  # amount's nulls are a part of their own
+    if column == "id":
+        assert sizes == [250, 250, 250, 250]
+    spread = table.spread(40)  # from every part alike: ceil(40 / parts) rows each, where a part has that many
+    assert len(spread) == sum(min(-(-40 // len(sizes)), size) for size in sizes)
+    assert list(spread.columns) == ["id", "amount", "day", "city"] and spread["amount"].dtype == "float64"
+
+
+def test_a_partitioned_database_table_is_sampled_and_pickled_like_a_folder(database):
+    table = SqlPartitionedTable(database, None, "id", partitions=3)  # the only table
+    again = pickle.loads(pickle.dumps(table))  # what a Dask worker gets: settings, its own engine
+    assert again.part_rows() == table.part_rows()
+    sample = uniform_sample(table, 100, seed=1)
+    assert len(sample) == 100 and sample["id"].is_unique
+
+
+def test_bad_partition_columns_are_one_line(database):
+    with pytest.raises(IngestError, match="'nope' is not a column of sales"):
+        SqlPartitionedTable(database, "sales", "nope").parts
+    with pytest.raises(IngestError, match="'city' .*not numbers or dates|'city' must be numeric"):
+        SqlPartitionedTable(database, "sales", "city").parts
