@@ -134,6 +134,33 @@ def arrow_frame(table: pa.Table, nullable: Collection[str]) -> pd.DataFrame:
     return frame
 
 
+def open_parts(source: str | os.PathLike, table: str | None = None, partition_column: str | None = None,
+               partitions: int = 8):
+    """The partitioned table `source` names, read part by part: a folder or glob (`open_dataset`), or with
+    `partition_column` a database table in `partitions` ranges of that column (`pipeline.sql_parts`); None for a
+    source that is one file or a whole database table (`ingest.read_table` reads those)."""
+    if partition_column is not None:
+        from tabtwin.pipeline.sources import is_url
+        from tabtwin.pipeline.sql_parts import SqlPartitionedTable
+
+        text = os.fspath(source)
+        url = text if is_url(text) else _database_url(Path(text).expanduser())
+        return SqlPartitionedTable(url, table, partition_column, partitions)
+    return open_dataset(source) if is_partitioned(source) else None
+
+
+def _database_url(path: Path) -> str:
+    from tabtwin.pipeline.databases import DUCKDB_SUFFIXES, SQLITE_SUFFIXES
+
+    suffix = path.suffix.lower()
+    if suffix not in SQLITE_SUFFIXES + DUCKDB_SUFFIXES:
+        raise IngestError(f"--partition-column reads a database: {path} is not a SQLite or DuckDB file or a "
+                          "SQLAlchemy URL; a folder of files is read in parts without it")
+    if not path.is_file():
+        raise IngestError(f"Database file not found: {path}; check the path")
+    return f"{'sqlite' if suffix in SQLITE_SUFFIXES else 'duckdb'}:///{path.resolve()}"
+
+
 def open_dataset(source: str | os.PathLike) -> PartitionedTable:
     """The partitioned table at `source`: a folder (its Parquet or CSV files, in sub-folders too, skipping names
     that start with "." or "_") or a glob ("exports/*.csv"). All files must be of one format.

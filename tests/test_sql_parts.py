@@ -60,3 +60,17 @@ def test_bad_partition_columns_are_one_line(database):
         SqlPartitionedTable(database, "sales", "nope").parts
     with pytest.raises(IngestError, match="'city' .*not numbers or dates|'city' must be numeric"):
         SqlPartitionedTable(database, "sales", "city").parts
+
+
+def test_open_parts_names_the_partitioned_source(database, tmp_path):
+    from tabtwin.pipeline.datasets import PartitionedTable, open_parts
+
+    by_url = open_parts(database, "sales", "id", partitions=2)
+    by_file = open_parts(database.split(":///", 1)[1], "sales", "id", partitions=2)
+    assert by_url.part_rows() == by_file.part_rows() == [500, 500]
+    (tmp_path / "lake").mkdir()
+    frame().to_parquet(tmp_path / "lake" / "p0.parquet")
+    assert isinstance(open_parts(tmp_path / "lake"), PartitionedTable)
+    assert open_parts(tmp_path / "lake" / "p0.parquet") is None
+    with pytest.raises(IngestError, match="not a SQLite or DuckDB file"):
+        open_parts(tmp_path / "lake" / "p0.parquet", partition_column="id")
