@@ -17,10 +17,11 @@ from pathlib import Path
 
 from tabtwin.flows import deploy as deployment
 from tabtwin.flows.arguments import (EXIT_GATE_FAILED, EXIT_USER_ERROR, Parser, add_input_arguments, add_overwrite_argument,
-                                     add_places_arguments, add_runner_arguments, add_spec_arguments,
-                                     parse_conditions, positive_int, spec_help)
+                                     add_partition_arguments, add_places_arguments, add_runner_arguments,
+                                     add_spec_arguments, parse_conditions, positive_int, spec_help)
 from tabtwin.flows.registry import check_registry_names, entry_path, read_registration
 from tabtwin.evaluation.scale import EVALUATION_ROWS
+from tabtwin.flows.fitting import fit_command, streams
 from tabtwin.flows.sampling import DEFAULT_PART_ROWS, is_dataset_output, sample_command
 from tabtwin.flows.server import Stopped, ensure_api, prefect_defaults, stop_on_signals
 from tabtwin.flows.spec import Places, RunSpec, spec_default
@@ -95,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--quiet", action="store_true", help="no progress bar (there is none when stderr is not a terminal)")
     fit.add_argument("--out", type=Path, required=True, help="model folder to write")
     add_overwrite_argument(fit)
+    add_partition_arguments(fit)
+    add_runner_arguments(fit, "training runs data-parallel, one rank per worker,")
     fit.set_defaults(handler=_cmd_fit)
 
     sample = command("sample", "sample rows from a saved model")
@@ -237,9 +240,11 @@ def _cmd_fit(args) -> int:
     # Refused before the data is read: a large table or database would be read for nothing.
     spec = RunSpec(data=args.data, **{name: getattr(args, name) for name in FIT_FIELDS})
     check_folder(args.out, MODEL_FILES, args.overwrite, inputs=_inputs(args), what="model folder")
-    df, schema = _load(args)
     # A bar only for a person watching (as `run` does): in a pipe or a log its redraws are noise.
     model = model_class(args.model)(**spec.generator_params(), verbose=not args.quiet and sys.stderr.isatty())
+    if streams(args, model):
+        return fit_command(args, model)
+    df, schema = _load(args)
     start = time.perf_counter()
     model.fit(df, schema)
     seconds = time.perf_counter() - start

@@ -23,8 +23,7 @@ from tabtwin.pipeline.files import atomic_directory
 from tabtwin.pipeline.ingest import read_table
 from tabtwin.pipeline.outputs import check_folder
 from tabtwin.pipeline.schema import infer_schema, load_metadata
-
-SCHEMA_ROWS = 100_000  # rows of a partitioned real table, from every part, the schema is inferred from
+from tabtwin.pipeline.streaming import partitioned_schema
 
 
 def evaluate_command(args) -> int:
@@ -39,7 +38,7 @@ def evaluate_command(args) -> int:
     options = dict(target=args.target, gate=gate, device=args.device, seed=args.seed, dp=privacy)
     if any(is_partitioned(source) for source in sources):
         real, holdout, synthetic = (open_dataset(s) if is_partitioned(s) else read_table(s) for s in sources)
-        schema = infer_schema(real.spread(SCHEMA_ROWS) if hasattr(real, "spread") else real, metadata)
+        schema = partitioned_schema(real, metadata) if hasattr(real, "spread") else infer_schema(real, metadata)
         with dask_client(args.dask_address, args.dask_workers) if args.runner == "dask" else nullcontext() as client:
             results, samples = evaluate_tables(real, holdout, synthetic, schema, rows=args.sample_rows,
                                                client=client, **options)

@@ -107,11 +107,12 @@ class ColumnAR(nn.Module):
             [e(codes[:, i]) + position[:, i, None] * self.ordinal[i] for i, e in enumerate(self.embeddings)], dim=1
         )
 
-    def set_positions(self, representatives: list[np.ndarray], codes: torch.Tensor) -> None:
-        """Each ordered code's mid-CDF position among the training `codes`, scaled to [-1, 1]."""
+    def set_positions(self, representatives: list[np.ndarray], code_counts: torch.Tensor) -> None:
+        """Each ordered code's mid-CDF position among the training codes, scaled to [-1, 1], from `code_counts`:
+        (sum of cardinalities,) how many rows hold each code, column after column."""
         parts = []
-        for j, values in enumerate(representatives):
-            counts = torch.bincount(codes[:, j].cpu(), minlength=len(values)).double().numpy()
+        for values, counts in zip(representatives, code_counts.double().split(self.cardinalities)):
+            counts = counts.numpy()
             position = np.zeros(len(values))
             ordered = np.flatnonzero(~np.isnan(values))
             if len(ordered) > 1 and counts[ordered].sum() > 0:
@@ -200,6 +201,7 @@ class AutoregressiveGenerator(SyntheticGenerator):
 
     model_name: ClassVar[str] = "autoregressive"
     sampling_modules = ("net",)
+    fits_codes = True
     validation_name = "validation_nll"
     validation_tolerance = 1e-4  # nats: a smaller fall of the validation NLL is no improvement
     _parameter_constraints = {
@@ -224,12 +226,13 @@ class AutoregressiveGenerator(SyntheticGenerator):
 
     # ------------------------------------------------------------------------------------------ fit hooks
 
+    def codes_encoder(self, schema: Schema) -> BinnedEncoder:
+        return BinnedEncoder(schema, n_bins=self.n_bins, max_exact=self.max_exact, spike_share=self.spike_share,
+                             max_categories=self.max_categories)
+
     def _encode(self, df: pd.DataFrame, schema: Schema) -> torch.Tensor:
         """(rows, columns) int64 codes of `df` under the fitted `BinnedEncoder`."""
-        self.encoder_ = BinnedEncoder(
-            schema, n_bins=self.n_bins, max_exact=self.max_exact, spike_share=self.spike_share,
-            max_categories=self.max_categories,
-        ).fit(df)
+        self.encoder_ = self.codes_encoder(schema).fit(df)
         if not self.encoder_.columns:
             raise TabtwinError(ONLY_IDS)
         return torch.from_numpy(self.encoder_.transform(df)).to(self.device_)
@@ -237,8 +240,12 @@ class AutoregressiveGenerator(SyntheticGenerator):
     def _build(self) -> None:
         self.net_ = ColumnAR(self.encoder_.cardinalities, self.hidden, self.depth, self.dropout).to(self.device_)
 
-    def _init_from_data(self, codes: torch.Tensor) -> None:
-        self.net_.set_positions(self.encoder_.representatives(), codes)
+    def _data_summary(self, codes: torch.Tensor) -> torch.Tensor:
+        """(sum of cardinalities,) int64: how many rows hold each code, column after column."""
+        return torch.cat([torch.bincount(codes[:, j].cpu(), minlength=k) for j, k in enumerate(self.net_.cardinalities)])
+
+    def _init_from_summary(self, code_counts: torch.Tensor) -> None:
+        self.net_.set_positions(self.encoder_.representatives(), code_counts)
 
     def _training_generator(self) -> torch.Generator:
         """A CPU generator seeded with `random_state`: the split, the epochs' row orders and the batches' column

@@ -12,12 +12,18 @@ TabtwinError naming the parameter); learned state ends in `_` (`encoder_`, `hist
 1. `_begin_fit`: refuse an empty table or a bad parameter, pick the device, seed torch, numpy and random;
 2. `_encode(df, schema)`: fit `encoder_` and return the encoded training rows, a tensor on `device_`;
 3. `_build()`: create the torch modules (`load` runs it too, on the meta device first: `_meta_weights`);
-4. `_init_from_data(data)`: optional state read from every encoded row before training;
-5. `_split_validation`: hold out VALIDATION_FRACTION of the rows when early stopping is on;
+4. `_data_summary(data)` and `_init_from_summary(summary)`: optional state read from every encoded row before
+   training, through a sum over the rows (so the ranks of a data-parallel fit add theirs up);
+5. `_split_validation`: hold out VALIDATION_FRACTION of the rows (at most VALIDATION_ROWS) when early stopping
+   is on;
 6. `_training(train, generator)`: the `training.Training` to run (optimiser groups, batches, one step), which
    `training.train` runs with early stopping on `_validation_metric`, the time budget `max_seconds` (where the
    model has that parameter), the weights average, the subnormal flush and progress;
 7. `_after_training(train)`: optional learned state from the weights kept.
+
+`fit_codes(encoder, codes)` runs steps 3-7 on a code matrix already encoded (a partitioned table streamed into
+codes, or one rank's rows of a data-parallel fit: `generators.sharded`), for a model whose `codes_encoder` says
+which encoder; the flagship's.
 
 `sample` resolves conditions once for every model (`_plan_conditions`, `generators.conditions`), draws
 `_sample_batch(n, plan, generator)` in batches of `memory.sample_rows` and decodes them with the encoder.
@@ -29,6 +35,9 @@ from __future__ import annotations
 import os
 import random
 import time
+from dataclasses import replace
+from functools import partial
+from itertools import islice
 from pathlib import Path
 from typing import ClassVar
 
@@ -40,7 +49,8 @@ from sklearn.base import BaseEstimator
 from tabtwin.generators.conditions import ConditionPlan, plan_conditions, write_values
 from tabtwin.generators.memory import sample_rows, sampling_width
 from tabtwin.generators.params import check
-from tabtwin.generators.training import Budget, Training, Validation, permutation, progress_bar, train
+from tabtwin.generators.sharded import EPOCH_STEPS, Rows, data_parallel, rank_seed, rows_of, weights_digest
+from tabtwin.generators.training import Budget, OneProcess, Training, Validation, permutation, progress_bar, train
 from tabtwin.pipeline.categories import MAX_CATEGORIES
 from tabtwin.pipeline.device import resolve_device
 from tabtwin.pipeline.errors import TabtwinError
@@ -52,6 +62,7 @@ from tabtwin.pipeline.validation import MAX_CODES
 FORMAT_VERSION = 7
 VALIDATION_FRACTION = 0.1  # rows held out for early stopping
 MIN_VALIDATION_ROWS = 10  # held out at least; a table of fewer than twice this many rows is not split
+VALIDATION_ROWS = 100_000  # held out at most: a validation pass stays seconds long at any table size
 # Settings set on an instance before `fit` rather than passed to `__init__` (CTGAN's and TVAE's max_categories),
 # checked with the parameters.
 SETTING_CONSTRAINTS = {"max_categories": Int(1, MAX_CODES)}
@@ -86,6 +97,8 @@ class SyntheticGenerator(BaseEstimator):
     # `progress_callback(epoch, epochs, record)`, epoch counting from 1, `epochs` the cap, `record` the epoch's
     # entry of `history_`. Not a hyper-parameter: it is not saved, and `clone` drops it.
     progress_callback: ClassVar = None
+    # Whether `fit_codes` trains the model on `codes_encoder`'s codes (partitioned and data-parallel fits).
+    fits_codes: ClassVar[bool] = False
     # Codes per discrete column of the one-hot encoding (CTGAN, TVAE): past it the rarest values share one
     # (`pipeline.categories`). Not a hyper-parameter (set it on an instance before `fit`): the fitted encoder
     # saves its own. The flagship takes it as a parameter of its encoder.
@@ -127,20 +140,88 @@ class SyntheticGenerator(BaseEstimator):
         schema = self._begin_fit(df, schema)
         data = self._encode(df, schema)
         self._build()
-        self._init_from_data(data)
+        self._train(data, Budget(getattr(self, "max_seconds", None), start), OneProcess())
+        return self
+
+    def to(self, device: str | torch.device) -> SyntheticGenerator:
+        """The fitted networks moved to `device` (a model leaving a GPU worker for a process without one); returns
+        self."""
+        self._check_fitted()
+        self.device_ = torch.device(device)
+        for module in self._modules().values():
+            module.to(self.device_)
+        return self
+
+    def weights_sha256(self) -> str:
+        """SHA-256 of the fitted networks' weights (`sharded.weights_digest`): equal for equal weights."""
+        self._check_fitted()
+        return weights_digest(self._modules())
+
+    def codes_encoder(self, schema: Schema):
+        """The encoder, not yet fitted, whose code matrix `fit_codes` trains on (a `BinnedEncoder` with this
+        model's settings), for a model that `fits_codes`."""
+        raise NotImplementedError
+
+    def fit_codes(self, encoder, codes, ranks: OneProcess | None = None, start: float | None = None,
+                  clock=None) -> SyntheticGenerator:
+        """Train on `codes`, the (rows, columns) code matrix (numpy or torch, any integer type: int16 keeps 2
+        bytes a value) of `encoder`, fitted (`codes_encoder`, then e.g. `pipeline.streaming.fit_on_parts`); returns
+        self. Alone, the same model `fit` gives on the table those codes encode, except that an epoch is at most
+        `sharded.EPOCH_STEPS` steps and the validation rows at most VALIDATION_ROWS. As one of the `ranks`
+        (`sharded.TorchRanks`; `codes` this rank's rows) it is one process of a data-parallel fit: every rank
+        trains on as many rows, draws its own split, batches and orders (`sharded.rank_seed`), and takes the
+        same steps, its modules in DistributedDataParallel; the validation metric and the time budget are agreed
+        by all. `start` and `clock` time the budget (default: `time.perf_counter` from now)."""
+        ranks = ranks or OneProcess()
+        self._check_params()
+        self.device_ = resolve_device(self.device)
+        seed_everything(self.random_state)
+        self.encoder_ = encoder
+        codes = torch.as_tensor(codes).to(self.device_)
+        self._build()
+        budget = Budget(getattr(self, "max_seconds", None), time.perf_counter() if start is None else start,
+                        ranks, clock)
+        self._train(Rows(codes), budget, ranks)
+        return self
+
+    def _train(self, data, budget: Budget, ranks: OneProcess) -> None:
+        """Steps 4-7 of the module docstring on the encoded rows `data` (a tensor, or `sharded.Rows`), the modules
+        built."""
+        summary = self._data_summary(data.codes if isinstance(data, Rows) else data)
+        if summary is not None:
+            self._init_from_summary(ranks.sum(summary))
         generator = self._training_generator()
-        data, validation_rows = self._split_validation(data, generator)
+        if ranks.world > 1:
+            seed = rank_seed(torch.initial_seed(), ranks.rank, ranks.world)
+            torch.manual_seed(seed)
+            if generator is not None:
+                generator.manual_seed(seed)
+        data, validation_rows = self._split_validation(data, generator, ranks)
         self.history_ = []
         validation = None
         if validation_rows is not None:
+            validation_rows = rows_of(validation_rows)
             measure = lambda budget: self._validation_metric(validation_rows, budget)  # noqa: E731
             validation = Validation(self.validation_name, measure, self.early_stopping, self.validation_tolerance)
-        self.best_epoch_, self.stop_reason_ = train(
-            self._training(data, generator), self._modules(), self._progress(), self.history_, validation,
-            Budget(getattr(self, "max_seconds", None), start),
-        )
+        run = self._training(data, generator)
+        if isinstance(data, Rows):
+            run = self._from_codes(run, ranks)
+        self.best_epoch_, self.stop_reason_ = train(run, self._modules(), self._progress(), self.history_, validation,
+                                                    budget, ranks)
         self._after_training(data)
-        return self
+
+    def _from_codes(self, run: Training, ranks: OneProcess) -> Training:
+        """`run` on `sharded.Rows`: each batch gathered, an epoch cut at EPOCH_STEPS (the warm-up too), the
+        modules in DistributedDataParallel across several ranks."""
+        batches = run.batches
+        wrap = run.wrap
+        if ranks.world > 1:
+            if wrap is not None:
+                raise TabtwinError(f"the {self.model_name} model's training wraps its modules (DP-SGD) and cannot "
+                                   "also be data-parallel; fit it in one process")
+            wrap = partial(data_parallel, self, list(self._modules().values()), self.device_)
+        return replace(run, batches=lambda: map(rows_of, islice(batches(), EPOCH_STEPS)), wrap=wrap,
+                       warmup_steps=min(run.warmup_steps, EPOCH_STEPS))
 
     def _begin_fit(self, df: pd.DataFrame, schema: Schema | None) -> Schema:
         """What every fit does first: refuse an empty table or bad parameters, pick the device, seed, and return
@@ -152,14 +233,16 @@ class SyntheticGenerator(BaseEstimator):
         seed_everything(self.random_state)
         return schema or infer_schema(df)
 
-    def _split_validation(self, data: torch.Tensor, generator: torch.Generator | None = None):
-        """(training rows, held-out rows or None): VALIDATION_FRACTION of the rows, at least MIN_VALIDATION_ROWS,
-        in the order of `training.permutation`, when early stopping is on (the split stays on the device)."""
-        if not self.early_stopping or len(data) < 2 * MIN_VALIDATION_ROWS:
-            return data, None
+    def _split_validation(self, data: torch.Tensor, generator: torch.Generator | None, ranks: OneProcess):
+        """(training rows, held-out rows or None): VALIDATION_FRACTION of the rows, at least MIN_VALIDATION_ROWS and
+        at most VALIDATION_ROWS in all, in the order of `training.permutation`, when early stopping is on (the
+        split stays on the device). Every rank holds out and trains on as many rows, those of the fewest."""
+        rows = ranks.min(len(data))
+        if not self.early_stopping or rows < 2 * MIN_VALIDATION_ROWS:
+            return (data if rows == len(data) else data[:rows]), None
         order = permutation(len(data), data.device, generator)
-        cut = max(int(len(data) * VALIDATION_FRACTION), MIN_VALIDATION_ROWS)
-        return data[order[cut:]], data[order[:cut]]
+        cut = min(max(int(rows * VALIDATION_FRACTION), MIN_VALIDATION_ROWS), VALIDATION_ROWS // ranks.world)
+        return data[order[cut:rows]], data[order[:cut]]
 
     def _progress(self):
         return progress_bar(self.epochs, f"{self.model_name} epochs", self.verbose, self.progress_callback,
@@ -244,8 +327,14 @@ class SyntheticGenerator(BaseEstimator):
         """Create the modules on `device_` from the parameters and the fitted encoder."""
         raise NotImplementedError
 
-    def _init_from_data(self, data: torch.Tensor) -> None:
-        """Fit-time state read from every encoded row, after `_build` and before the split (default: nothing)."""
+    def _data_summary(self, data: torch.Tensor) -> torch.Tensor | None:
+        """What fit-time state is read from, summed over the encoded rows `data` (a tensor that adds up across
+        the ranks of a data-parallel fit, e.g. counts), after `_build` and before the split; None (the default):
+        nothing."""
+        return None
+
+    def _init_from_summary(self, summary: torch.Tensor) -> None:
+        """Fit-time state from `_data_summary` over every row of the table."""
 
     def _training_generator(self) -> torch.Generator | None:
         """The generator the validation split and the model's training draws come from (None: the global RNG)."""

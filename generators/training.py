@@ -36,10 +36,10 @@ enough, since at 0.95 a step going from 1e-20 to the subnormal range takes about
 (`torch.set_flush_denormal`) is a mitigation only: its FTZ/DAZ flags belong to the calling thread, not to torch's
 other intra-op threads, so with 2 threads a matmul on subnormal weights ran only 2x faster with it.
 
-Data-parallel training is not implemented; it is an extension at three hooks already here: the modules wrapped in
-`torch.nn.parallel.DistributedDataParallel` inside `Training.wrap`; `Training.batches` sharded per rank (each rank
-a slice of the epoch's permutation); and `ranks`, a `OneProcess` replaced by one whose `mean` all-reduces the
-validation metric and whose `any` all-reduces the budget decision, so every rank stops at the same step.
+Data-parallel training (`generators.sharded`, through `SyntheticGenerator.fit_codes`) uses three hooks here: the
+modules wrapped in `torch.nn.parallel.DistributedDataParallel` inside `Training.wrap`; `Training.batches` drawn
+from each rank's own rows; and `ranks`, a `OneProcess` replaced by `sharded.TorchRanks`, whose `mean` all-reduces
+the validation metric and whose `any` all-reduces the budget decision, so every rank stops at the same step.
 """
 
 from __future__ import annotations
@@ -176,13 +176,22 @@ class Validation:
 
 
 class OneProcess:
-    """How ranks agree, for a single process: nothing to agree on (see the module docstring)."""
+    """How ranks agree, for a single process: nothing to agree on (see the module docstring). `rank`: this process
+    among the `world` training together; `mean`, `any`, `min`, `sum` (of a tensor) give every rank one value."""
+
+    rank, world = 0, 1
 
     def mean(self, value: float) -> float:
         return value
 
     def any(self, flag: bool) -> bool:
         return flag
+
+    def min(self, value: int) -> int:
+        return value
+
+    def sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor
 
 
 class Budget:

@@ -104,9 +104,9 @@ class BinnedEncoder(ColumnEncoder, kind="binned",
         if stats.options.exact_values < encoder.max_exact:
             raise EncodingError(f"statistics keep {stats.options.exact_values} exact values per column, fewer than "
                                 f"max_exact = {encoder.max_exact}; compute them with exact_values >= max_exact")
-        return encoder._fit_statistics(stats)
+        return encoder.fit_statistics(stats)
 
-    def _statistics_options(self) -> dict:
+    def statistics_options(self) -> dict:
         return {"sample_rows": 0}  # the mixture's sample: bins need none
 
     def _fit(self, summary: TableSummary) -> None:

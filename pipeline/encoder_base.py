@@ -50,23 +50,25 @@ class ColumnEncoder:
     def fit_chunks(self, chunks: Iterable[pd.DataFrame]):
         """`fit` on a table given as consecutive chunks of rows (DataFrames with the schema's columns): the same
         encoder as fitting their concatenation, read one chunk at a time; returns self."""
-        return self._fit_statistics(TableStatistics.of(self.schema, chunks, **self._statistics_options()))
+        return self.fit_statistics(TableStatistics.of(self.schema, chunks, **self.statistics_options()))
 
     @classmethod
     def from_statistics(cls, stats: TableStatistics, **params):
         """The encoder (constructor `params`) fitted from a table's statistics (`pipeline.statistics`), such as
         the merge of per-partition statistics. `TableEncoder` fits its mixtures on their sample: compute them
         with `sample_rows` >= its `max_fit_rows`."""
-        return cls(stats.schema, **params)._fit_statistics(stats)
+        return cls(stats.schema, **params).fit_statistics(stats)
 
-    def _fit_statistics(self, stats: TableStatistics):
+    def fit_statistics(self, stats: TableStatistics):
+        """Fit this encoder from `stats`, statistics of the table computed with `statistics_options()` (as
+        `pipeline.streaming.fit_on_parts` computes them part by part); returns self."""
         summary = stats.finalise()
         self.forms_ = summary.forms
         self._fit(summary)
         self._loaded()
         return self
 
-    def _statistics_options(self) -> dict:
+    def statistics_options(self) -> dict:
         """Options of the `TableStatistics` this encoder fits from (sample size and seed)."""
         return {}
 

@@ -81,7 +81,7 @@ class TableEncoder(ColumnEncoder, kind="table",
 
     # ------------------------------------------------------------------------------------------ fit
 
-    def _statistics_options(self) -> dict:
+    def statistics_options(self) -> dict:
         seed = self.random_state if self.random_state is not None else np.random.SeedSequence().entropy % 2**63
         return {"sample_rows": self.max_fit_rows, "sample_seed": seed}
 

@@ -206,8 +206,8 @@ def test_early_stopping_keeps_the_best_validation_epoch(monkeypatch):
     held_out = {}
     split = CTGAN._split_validation
 
-    def capture(self, data, generator=None):
-        train, validation = split(self, data, generator)
+    def capture(self, data, *args):
+        train, validation = split(self, data, *args)
         held_out["rows"] = validation
         return train, validation
 

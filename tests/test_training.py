@@ -266,8 +266,8 @@ def test_the_flagship_splits_validation_rows_as_every_model_does(monkeypatch):
     held_out = []
     split = SyntheticGenerator._split_validation
 
-    def capture(self, data, generator=None):
-        train_rows, validation_rows = split(self, data, generator)
+    def capture(self, data, *args):
+        train_rows, validation_rows = split(self, data, *args)
         held_out.append((type(self).__name__, len(validation_rows)))
         return train_rows, validation_rows
 

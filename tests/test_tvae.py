@@ -420,8 +420,8 @@ def test_latent_statistics_come_from_the_restored_best_weights(monkeypatch):
     captured = {}
     split = TVAE._split_validation
 
-    def capture(self, data, generator=None):
-        train, validation = split(self, data, generator)
+    def capture(self, data, *args):
+        train, validation = split(self, data, *args)
         captured["train"] = train
         return train, validation
 

@@ -1,0 +1,162 @@
+"""`tabtwin fit` of a partitioned table: streamed into codes in this process, or data-parallel on Dask workers.
+
+A partitioned table (a folder or glob of Parquet or CSV files, or a database table read in ranges of
+`--partition-column`) is never read whole. Its schema comes from rows taken from every part alike, the encoder
+from statistics computed part by part and merged (`pipeline.streaming`: here, or as a Dask reduction), and
+training runs on the codes alone (`SyntheticGenerator.fit_codes`, 2 bytes a value):
+
+- in this process (no `--runner dask`): every part is encoded in turn into one code matrix;
+- with `--runner dask` (a running scheduler at `--dask-address`, or a LocalCluster of `--dask-workers`
+  single-threaded processes): every worker is one rank of a torch.distributed group (gloo on CPU, NCCL on CUDA),
+  encodes only its consecutive share of the rows (`streaming.row_ranges`: the parts it overlaps) and keeps only
+  their codes, and trains the modules in DistributedDataParallel; rank 0 sends the fitted model back, which is
+  saved in the single-process format. Seeded fits repeat for a given number of workers. Rank 0 reports each
+  epoch through Dask's event log.
+
+The flagship only (`fits_codes`); CTGAN and TVAE train on one-hot rows, and a folder given to them is read whole.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+from tabtwin.flows.cluster import cluster_shares, dask_client, limited_threads
+from tabtwin.pipeline.datasets import is_partitioned, open_parts
+from tabtwin.pipeline.errors import TabtwinError
+from tabtwin.pipeline.schema import load_metadata
+from tabtwin.pipeline.streaming import encode_rows, fit_on_parts, partitioned_schema, row_ranges
+
+EVENTS = "tabtwin-fit"  # the Dask event topic ranks report on
+
+
+def streams(args, model) -> bool:
+    """Whether `fit` trains from codes (this module) rather than on the table read whole: on Dask, on a database
+    table in ranges, or a partitioned table for a model that `fits_codes`."""
+    return args.runner == "dask" or args.partition_column is not None or (model.fits_codes and is_partitioned(args.data))
+
+
+def fit_partitioned(source, model, table: str | None = None, partition_column: str | None = None,
+                    partitions: int = 8, metadata: dict | None = None, runner: str = "local",
+                    dask_address: str | None = None, workers: int = 2, log=print):
+    """`model` (not fitted) fitted on the partitioned table `source` names (`pipeline.datasets.open_parts`), as
+    the module docstring says; returns (the model, the table's rows). Raises TabtwinError (one line) for a source
+    that is one file, a model that does not fit from codes, or a scheduler that does not answer."""
+    start_wall, start = time.time(), time.perf_counter()
+    if not model.fits_codes:
+        raise TabtwinError(f"the {model.model_name} model trains on one-hot rows, not on codes: it is fitted in one "
+                           "process on the table read whole (drop --runner dask and --partition-column)")
+    parts = open_parts(source, table, partition_column, partitions)
+    if parts is None:
+        raise TabtwinError(f"{source} is one table file: --runner dask fits a partitioned table (a folder or glob "
+                           "of files, or a database table with --partition-column); drop --runner dask to fit it here")
+    encoder = model.codes_encoder(partitioned_schema(parts, metadata))
+    rows = parts.count_rows()
+    if runner != "dask":
+        encoder = fit_on_parts(encoder, parts)
+        log(f"encoder fitted on {rows:,} rows in {len(parts.part_rows())} parts ({time.perf_counter() - start:.1f} s)")
+        codes = encode_rows(parts, encoder, 0, rows)
+        log(f"encoded: {codes.nbytes / 2**20:,.0f} MiB of {codes.dtype} codes ({time.perf_counter() - start:.1f} s)")
+        return model.fit_codes(encoder, codes, start=start), rows
+    with dask_client(dask_address, workers) as client:
+        encoder = fit_on_parts(encoder, parts, client)
+        log(f"encoder fitted on {rows:,} rows in {len(parts.part_rows())} parts on the workers "
+            f"({time.time() - start_wall:.1f} s)")
+        return data_parallel_fit(client, model, encoder, parts, start_wall, log), rows
+
+
+def data_parallel_fit(client, model, encoder, parts, start: float, log=print):
+    """Train `model` on `parts` encoded by `encoder`, one rank per worker of `client`'s cluster (ranks in the
+    order of the workers' addresses); returns rank 0's model, on the CPU, once every rank's weights are seen to
+    be the same. `start` is the `time.time()` the time budget counts from. A rank's failure is raised here (the
+    others stop at their next collective, within `sharded.GROUP_TIMEOUT`)."""
+    from distributed import as_completed
+    from distributed.comm import get_address_host
+
+    workers = sorted(client.scheduler_info()["workers"])
+    world, shares = len(workers), cluster_shares(client)
+    hosts = [get_address_host(address) for address in workers]
+    local = [hosts[:rank].count(host) for rank, host in enumerate(hosts)]  # a rank's index on its machine
+    port = client.submit(free_port, workers=[workers[0]], pure=False).result()
+    client.subscribe_topic(EVENTS, lambda event: log(event[1]))
+    log(f"training on {world} worker{'s' * (world != 1)}, data-parallel")
+    model.set_params(verbose=False)  # the epochs are reported as events, not drawn in the workers' logs
+    futures = [client.submit(fit_rank, model, encoder, parts, span, rank, world, hosts[0], port, start,
+                             shares.get(address, 1), local[rank], workers=[address], allow_other_workers=False,
+                             pure=False)
+               for rank, (address, span) in enumerate(zip(workers, row_ranges(parts.count_rows(), world)))]
+    try:
+        for future in as_completed(futures):
+            future.result()  # the first failure, as it happens
+    finally:
+        client.unsubscribe_topic(EVENTS)
+    (fitted, digest), *others = client.gather(futures)
+    if any(other != digest for other in others):
+        raise TabtwinError("the ranks of the data-parallel fit ended with different weights; refit (a worker's "
+                           "torch differs from the others'?)")
+    log(f"the {world} ranks ended with the same weights (sha256 {digest[:16]}...)")
+    return fitted
+
+
+def free_port() -> int:
+    """A TCP port free now on this machine (rank 0 listens on it)."""
+    with socket.socket() as probe:
+        probe.bind(("", 0))
+        return probe.getsockname()[1]
+
+
+def fit_rank(model, encoder, parts, span: tuple[int, int], rank: int, world: int, host: str, port: int,
+             start: float, threads: int, local_rank: int):
+    """One rank, on its worker: the codes of rows `span`, then `fit_codes` in the process group. Returns (the
+    fitted model on the CPU, its `weights_sha256`) on rank 0, the digest alone on the others."""
+    import torch
+
+    from tabtwin.generators.sharded import process_group
+    from tabtwin.pipeline.device import resolve_device
+
+    with limited_threads(threads):
+        if torch.cuda.is_available():  # one GPU per rank on a machine with several
+            torch.cuda.set_device(local_rank % torch.cuda.device_count())
+        codes = encode_rows(parts, encoder, *span)
+        report(f"rank {rank}: {len(codes):,} rows, {codes.nbytes / 2**20:,.0f} MiB of {codes.dtype} codes")
+        if rank == 0:
+            model.progress_callback = report_epoch
+        with process_group(host, port, rank, world, resolve_device(model.device)) as ranks:
+            model.fit_codes(encoder, codes, ranks, start=start, clock=time.time)
+    digest = model.weights_sha256()
+    if rank:
+        return digest
+    del model.progress_callback
+    return model.to("cpu"), digest
+
+
+def report(message: str) -> None:
+    from distributed import get_worker
+
+    get_worker().log_event(EVENTS, message)
+
+
+def report_epoch(epoch: int, epochs: int, record: dict) -> None:
+    report(f"epoch {epoch}/{epochs}: " + ", ".join(f"{k} {v:.4f}" for k, v in record.items()))
+
+
+def fit_command(args, model) -> int:
+    """`tabtwin fit DATA ...` from codes (`streams`), its output folder already checked: prints the stages, then
+    what was fitted and where it was saved. TabtwinError (one line) for --query, which reads no parts."""
+    if args.query is not None:
+        raise TabtwinError("--query reads a table whole; a partitioned fit reads --table in ranges of "
+                           "--partition-column, or a folder of files")
+    metadata = load_metadata(args.metadata) if args.metadata else None
+    start = time.perf_counter()
+    model, rows = fit_partitioned(args.data, model, table=args.table, partition_column=args.partition_column,
+                                  partitions=args.partitions, metadata=metadata, runner=args.runner,
+                                  dask_address=args.dask_address, workers=args.dask_workers,
+                                  log=lambda line: print(line, flush=True))
+    seconds = time.perf_counter() - start
+    model.save(args.out, overwrite=args.overwrite)
+    epochs = len(model.history_)
+    how = "data-parallel on Dask workers" if args.runner == "dask" else "streamed from its parts"
+    print(f"{model.model_name} fitted on {rows:,} rows in {seconds:.1f} s ({how}, {epochs} epoch{'s' * (epochs != 1)}, "
+          f"ended by {model.stop_reason_}); model saved to {Path(args.out)}/")
+    return 0
