@@ -206,16 +206,27 @@ class Budget:
 class Average:
     """Exponential moving average of `params`, after each optimiser step avg += (1 - decay) (param - avg); off at
     decay 0. It smooths the last steps' noise (the flagship on Adult: validation NLL 19.55 against 19.59 for the
-    raw weights, same epochs)."""
+    raw weights, same epochs). The average starts at zero and is divided by 1 - decay^steps (the bias correction
+    of Adam, Kingma & Ba 2015, section 3), so it weighs only trained weights: started at the initial weights, it
+    would still be 59 % those after 105 steps at decay 0.995 (3 epochs of 20,000 rows), and its samples nearly
+    uniform."""
 
     def __init__(self, params: list, decay: float):
-        self.params, self.decay = params, decay
-        self.values = [p.detach().clone() for p in params] if decay else []
+        self.params, self.decay, self.steps = params, decay, 0
+        self.values = [torch.zeros_like(p, memory_format=torch.preserve_format).detach() for p in params] if decay else []
 
     @torch.no_grad()
     def update(self) -> None:
         if self.decay:
             torch._foreach_lerp_(self.values, self.params, 1.0 - self.decay)
+            self.steps += 1
+
+    @torch.no_grad()
+    def averaged(self) -> list:
+        """The bias-corrected average (the parameters themselves before the first step)."""
+        if not self.steps:
+            return [p.detach().clone() for p in self.params]
+        return torch._foreach_div(self.values, 1.0 - self.decay ** self.steps)
 
     @torch.no_grad()
     def flush_subnormals(self) -> None:
@@ -230,7 +241,7 @@ class Average:
             return
         with torch.no_grad():
             live = [p.detach().clone() for p in self.params]
-            torch._foreach_copy_(self.params, self.values)
+            torch._foreach_copy_(self.params, self.averaged())
         try:
             yield
         finally:
@@ -241,7 +252,7 @@ class Average:
     def keep(self) -> None:
         """End of training: the averaged weights replace the trained ones."""
         if self.decay:
-            torch._foreach_copy_(self.params, self.values)
+            torch._foreach_copy_(self.params, self.averaged())
 
 
 class Checkpoint:
