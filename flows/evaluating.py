@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 
+import pandas as pd
+
 from tabtwin.evaluation.gate import GateConfig
 from tabtwin.evaluation.report import evaluate, write_report
 from tabtwin.evaluation.scale import evaluate_tables
@@ -39,7 +41,7 @@ def evaluate_command(args) -> int:
     options = dict(target=args.target, gate=gate, device=args.device, seed=args.seed, dp=privacy)
     if any(is_partitioned(source) for source in sources):
         real, holdout, synthetic = (open_dataset(s) if is_partitioned(s) else read_table(s) for s in sources)
-        schema = infer_schema(real.spread(SCHEMA_ROWS) if hasattr(real, "spread") else real, metadata)
+        schema = infer_schema(real if isinstance(real, pd.DataFrame) else real.spread(SCHEMA_ROWS), metadata)
         with dask_client(args.dask_address, args.dask_workers) if args.runner == "dask" else nullcontext() as client:
             results, samples = evaluate_tables(real, holdout, synthetic, schema, rows=args.sample_rows,
                                                client=client, **options)
