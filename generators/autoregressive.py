@@ -14,7 +14,7 @@ embedded inputs permuted into the batch's order, head j's inputs are a prefix of
 that prefix by its slice of the (sum e_i, columns, hidden) weight W1 (`ColumnAR.forward`; `hidden_states` runs
 all heads as one matmul of W1 times the 0/1 mask of the inputs each head sees, for any mask). `u_j(order)`
 tells a head which columns it sees (a learned vector per visible column, summed), so one network serves every
-order.
+order. Sampling computes each head's first layer from per-code tables instead (`generators.tables`).
 
 Any order. Each training batch uses the table's column order with probability `canonical_share` and otherwise
 a fresh random order (order-agnostic training, Uria et al. 2014; MOSTLY AI's TabularARGN trains the same way
@@ -56,6 +56,7 @@ from tabtwin.generators.memory import SAMPLE_BATCH
 from tabtwin.generators.params import (
     BATCH, LAYERS, MAX_EPOCHS, NON_NEGATIVE, PATIENCE, POSITIVE, SECONDS, SHARE, WIDTH, Bool, Device, Seed,
 )
+from tabtwin.generators.tables import TableCache
 from tabtwin.generators.training import Budget, Group, Training, shuffled_batches
 from tabtwin.pipeline.binning import BinnedEncoder
 from tabtwin.pipeline.categories import MAX_CATEGORIES
@@ -125,6 +126,7 @@ class AutoregressiveGenerator(SyntheticGenerator):
 
     def _build(self) -> None:
         self.net_ = ColumnAR(self.encoder_.cardinalities, self.hidden, self.depth, self.dropout).to(self.device_)
+        self.tables_ = TableCache()
 
     def _init_from_data(self, codes: torch.Tensor) -> None:
         self.net_.set_positions(self.encoder_.representatives(), codes)
@@ -157,6 +159,9 @@ class AutoregressiveGenerator(SyntheticGenerator):
             plateau_decay=self.decay, ema_decay=self.ema_decay, flush_denormals=self.device_.type == "cpu",
         )
 
+    def _after_training(self, codes: torch.Tensor) -> None:
+        self.tables_ = TableCache()  # tables built from the weights before the ones kept are stale
+
     def _validation_metric(self, codes: torch.Tensor, budget: Budget) -> float | None:
         """Mean negative log-likelihood in nats of the held-out rows under the table's column order."""
         nll = self._row_nll(codes, list(range(codes.shape[1])), budget)
@@ -185,15 +190,19 @@ class AutoregressiveGenerator(SyntheticGenerator):
 
     def _sample_batch(self, n: int, plan: ConditionPlan | None, generator: torch.Generator) -> np.ndarray:
         """(n, columns) codes: the conditioned columns first in the order, at their codes, then every other
-        column drawn from its head in table order (exact conditional sampling, no rejection loop)."""
+        column drawn from its head in table order (exact conditional sampling, no rejection loop), from the
+        order's cached tables (`generators.tables`), or on the matmul path where they would not fit."""
         d = len(self.encoder_.columns)
         fixed = {} if plan is None else {span.start: code for span, code in zip(plan.spans, plan.codes)}
-        order = [*fixed, *(j for j in range(d) if j not in fixed)]
-        mask = order_mask(order, d, self.device_)
+        drawn = [j for j in range(d) if j not in fixed]
+        mask = order_mask([*fixed, *drawn], d, self.device_)
+        tables = self.tables_.get(self.net_, fixed, drawn, mask)
+        if tables is not None:
+            return tables.draw(n, generator, self.model_name).cpu().numpy()
         codes = torch.zeros(n, d, dtype=torch.long, device=self.device_)
         for j, code in fixed.items():
             codes[:, j] = code
-        for j in order[len(fixed):]:
+        for j in drawn:
             probs = check_finite(torch.softmax(self.net_.head_logits(codes, mask, j).float(), dim=1), self.model_name)
             codes[:, j] = torch.multinomial(probs, 1, generator=generator)[:, 0]
         return codes.cpu().numpy()
