@@ -193,7 +193,7 @@ def write_results(records: list[dict]) -> None:
              "worker)", "", "| rows | stage | workers | seconds | rows/s | peak MiB (client / worker) | figures |",
              "| ---: | --- | ---: | ---: | ---: | ---: | --- |"]
     for r in records:
-        speed = r.get("rows_sampled", r["rows"]) / r["seconds"]
+        speed = r["rows"] / r["seconds"]
         peaks = f"{r['peak_mib']:.0f}" + (f" / {r['worker_peak_mib']:.0f}" if "worker_peak_mib" in r else "")
         figures = ", ".join(f"{k} {v:.3f}" for k, v in r.items() if k in ("detection_score", "pair_trends",
                                                                           "exact_copy_share") and v is not None)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 
+import pandas as pd
+
 from tabtwin.evaluation.gate import GateConfig
 from tabtwin.evaluation.report import evaluate, write_report
 from tabtwin.evaluation.scale import evaluate_tables
@@ -38,7 +40,7 @@ def evaluate_command(args) -> int:
     options = dict(target=args.target, gate=gate, device=args.device, seed=args.seed, dp=privacy)
     if any(is_partitioned(source) for source in sources):
         real, holdout, synthetic = (open_dataset(s) if is_partitioned(s) else read_table(s) for s in sources)
-        schema = partitioned_schema(real, metadata) if hasattr(real, "spread") else infer_schema(real, metadata)
+        schema = infer_schema(real, metadata) if isinstance(real, pd.DataFrame) else partitioned_schema(real, metadata)
         with dask_client(args.dask_address, args.dask_workers) if args.runner == "dask" else nullcontext() as client:
             results, samples = evaluate_tables(real, holdout, synthetic, schema, rows=args.sample_rows,
                                                client=client, **options)

@@ -19,7 +19,8 @@ DEFAULT_MODEL = "autoregressive"
 # Every model's default seed, and a run's (flows.spec.RunSpec): an unseeded fit repeats, whichever model it is.
 DEFAULT_SEED = 0
 # The modules every model shares, which are not models themselves.
-SUPPORT = frozenset({"base", "conditions", "latent", "memory", "onehot", "params", "persistence", "privacy", "sharded", "training"})
+SUPPORT = frozenset({"base", "conditions", "heads", "latent", "memory", "onehot", "params", "persistence", "privacy",
+                     "sharded", "tables", "training"})
 MODEL_NAMES = tuple(sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name not in SUPPORT))
 
 

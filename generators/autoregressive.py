@@ -9,10 +9,12 @@ p(x) = prod_j p(x_j | x_before_j), one small network ("head") per column:
     h_j   = h_j + GELU(LN(h_j) W2_j + b2_j)                               (residual block, `depth` - 1 times)
     p(x_j | x_before_j) = softmax(h_j Wout_j + bout_j)                    (cardinality_j,)
 
-All heads run at once as one masked matmul: the (sum e_i, columns x hidden) weight W1 is multiplied by the
-0/1 mask of which inputs precede each head, so teacher forcing trains every conditional of a row in one pass
-(as MADE does, Germain et al. 2015). `u_j(order)` tells a head which columns it sees (a learned vector per
-visible column, summed), so one network serves every order.
+Teacher forcing trains every conditional of a row in one pass (as MADE does, Germain et al. 2015): with the
+embedded inputs permuted into the batch's order, head j's inputs are a prefix of them, and each head multiplies
+that prefix by its slice of the (sum e_i, columns, hidden) weight W1 (`ColumnAR.forward`; `hidden_states` runs
+all heads as one matmul of W1 times the 0/1 mask of the inputs each head sees, for any mask). `u_j(order)`
+tells a head which columns it sees (a learned vector per visible column, summed), so one network serves every
+order. Sampling computes each head's first layer from per-code tables instead (`generators.tables`).
 
 Any order. Each training batch uses the table's column order with probability `canonical_share` and otherwise
 a fresh random order (order-agnostic training, Uria et al. 2014; MOSTLY AI's TabularARGN trains the same way
@@ -38,7 +40,6 @@ described for TabularARGN (Tiwald et al. 2025). The code is our own.
 
 from __future__ import annotations
 
-import math
 from typing import ClassVar
 
 import numpy as np
@@ -50,10 +51,12 @@ from torch.nn import functional as F
 from tabtwin.generators import DEFAULT_SEED
 from tabtwin.generators.base import ONLY_IDS, SyntheticGenerator, check_finite
 from tabtwin.generators.conditions import ConditionPlan, plan_conditions
+from tabtwin.generators.heads import ColumnAR, order_mask
 from tabtwin.generators.memory import SAMPLE_BATCH
 from tabtwin.generators.params import (
     BATCH, LAYERS, MAX_EPOCHS, NON_NEGATIVE, PATIENCE, POSITIVE, SECONDS, SHARE, WIDTH, Bool, Device, Seed,
 )
+from tabtwin.generators.tables import TableCache
 from tabtwin.generators.training import Budget, Group, Training, shuffled_batches
 from tabtwin.pipeline.binning import BinnedEncoder
 from tabtwin.pipeline.categories import MAX_CATEGORIES
@@ -62,120 +65,6 @@ from tabtwin.pipeline.errors import TabtwinError
 from tabtwin.pipeline.rules import Int, Num
 from tabtwin.pipeline.schema import Schema
 from tabtwin.pipeline.validation import MAX_BINS, MAX_CODES, MAX_EXACT
-
-
-def embedding_width(cardinality: int) -> int:
-    """Embedding size of a column with this many codes: grows like sqrt, between 4 and 24."""
-    return int(min(24, max(4, round(1.6 * cardinality**0.5))))
-
-
-class ColumnAR(nn.Module):
-    """The per-column heads over embedded codes. Shapes: codes (B, D) int64 -> list of D logits (B, K_j)."""
-
-    def __init__(self, cardinalities: list[int], hidden: int, depth: int, dropout: float):
-        super().__init__()
-        self.cardinalities = list(cardinalities)
-        d = len(cardinalities)
-        widths = [embedding_width(k) for k in cardinalities]
-        self.embeddings = nn.ModuleList(nn.Embedding(k, w) for k, w in zip(cardinalities, widths))
-        # Ordered codes (numbers, bins) also enter through their position in the column's distribution, in
-        # [-1, 1] (0 for unordered codes), times a learned vector: neighbouring values start out alike instead of
-        # each code learning its embedding from its own rows alone.
-        self.register_buffer("positions", torch.zeros(sum(cardinalities)))
-        # Index buffers follow from the cardinalities: not saved, so a model file cannot point them outside the tables.
-        self.register_buffer("offsets", torch.tensor([0] + list(cardinalities[:-1])).cumsum(0), persistent=False)
-        self.ordinal = nn.ParameterList(nn.Parameter(torch.zeros(w)) for w in widths)
-        column = torch.repeat_interleave(torch.arange(d), torch.tensor(widths), output_size=sum(widths))
-        self.register_buffer("input_column", column, persistent=False)
-        self.hidden = hidden
-        n_in = sum(widths)
-        self.w1 = nn.Parameter(torch.randn(n_in, d, hidden) / math.sqrt(n_in / 2))
-        self.b1 = nn.Parameter(torch.zeros(d, hidden))
-        self.visible = nn.Parameter(torch.zeros(d, d, hidden))  # u: head j sees column i
-        self.blocks = nn.ModuleList(_Block(d, hidden, dropout) for _ in range(depth - 1))
-        self.out = nn.ModuleList(nn.Linear(hidden, k) for k in cardinalities)
-        # ... and leave through it: logits also get (h . a_j) pos + (h . c_j) pos^2, a discretised Gaussian over
-        # the column's ordered codes whose centre and spread follow h, so a shift with the context is one
-        # direction to learn instead of one logit per value.
-        self.shape = nn.Parameter(torch.zeros(d, hidden, 2))
-        self.dropout = nn.Dropout(dropout)
-
-    def embed_codes(self, codes: torch.Tensor) -> torch.Tensor:
-        """(B, D) codes -> (B, n_in) concatenated value embeddings."""
-        position = self.positions[codes + self.offsets]  # (B, D)
-        return torch.cat(
-            [e(codes[:, i]) + position[:, i, None] * self.ordinal[i] for i, e in enumerate(self.embeddings)], dim=1
-        )
-
-    def set_positions(self, representatives: list[np.ndarray], code_counts: torch.Tensor) -> None:
-        """Each ordered code's mid-CDF position among the training codes, scaled to [-1, 1], from `code_counts`:
-        (sum of cardinalities,) how many rows hold each code, column after column."""
-        parts = []
-        for values, counts in zip(representatives, code_counts.double().split(self.cardinalities)):
-            counts = counts.numpy()
-            position = np.zeros(len(values))
-            ordered = np.flatnonzero(~np.isnan(values))
-            if len(ordered) > 1 and counts[ordered].sum() > 0:
-                ranked = ordered[np.argsort(values[ordered], kind="stable")]
-                cdf = np.cumsum(counts[ranked]) - counts[ranked] / 2
-                position[ranked] = 2 * cdf / counts[ranked].sum() - 1
-            parts.append(torch.from_numpy(position).float())
-        self.positions.copy_(torch.cat(parts).to(self.positions.device))
-
-    def hidden_states(self, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """z (B, n_in) embedded codes, mask (D, D) float: mask[j, i] = 1 when head j sees column i -> (B, D, H)."""
-        d, h = self.b1.shape
-        weight = self.w1 * mask.T[self.input_column][:, :, None]  # (n_in, D, H): inputs each head may not see are 0
-        pre = (z @ weight.reshape(len(weight), d * h)).view(-1, d, h)
-        pre = pre + self.b1 + torch.einsum("ji,jih->jh", mask, self.visible)
-        x = self.dropout(F.gelu(pre))
-        for block in self.blocks:
-            x = block(x)
-        return x
-
-    def forward(self, codes: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
-        x = self.hidden_states(self.embed_codes(codes), mask)
-        return [self.logits(x[:, j], j) for j in range(len(self.out))]
-
-    def logits(self, h: torch.Tensor, j: int) -> torch.Tensor:
-        """(B, H) hidden state of head j -> (B, K_j) logits: free logits plus the ordered-codes shape."""
-        position = self.positions[self.offsets[j] : self.offsets[j] + self.cardinalities[j]]
-        a, c = (h @ self.shape[j]).unbind(1)
-        return self.out[j](h) + a[:, None] * position + c[:, None] * position.square()
-
-    def head_logits(self, codes: torch.Tensor, mask: torch.Tensor, j: int) -> torch.Tensor:
-        """Logits of column j alone (sampling): (B, K_j). Runs only head j's weights."""
-        z = self.embed_codes(codes)
-        pre = z @ (self.w1[:, j] * mask[j][self.input_column][:, None]) + self.b1[j] + mask[j] @ self.visible[j]
-        x = F.gelu(pre)
-        for block in self.blocks:
-            x = block.one(x, j)
-        return self.logits(x, j)
-
-
-class _Block(nn.Module):
-    """Per-head residual MLP block: x + GELU(LN(x) W_j + b_j), batched over heads. (B, D, H) -> (B, D, H)."""
-
-    def __init__(self, d: int, hidden: int, dropout: float):
-        super().__init__()
-        self.norm = nn.LayerNorm(hidden)
-        self.weight = nn.Parameter(torch.randn(d, hidden, hidden) / math.sqrt(hidden / 2))
-        self.bias = nn.Parameter(torch.zeros(d, hidden))
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = torch.einsum("bdh,dhk->bdk", self.norm(x), self.weight) + self.bias
-        return x + self.dropout(F.gelu(y))
-
-    def one(self, x: torch.Tensor, j: int) -> torch.Tensor:
-        return x + F.gelu(self.norm(x) @ self.weight[j] + self.bias[j])
-
-
-def order_mask(order: list[int] | torch.Tensor, d: int, device=None) -> torch.Tensor:
-    """(D, D) float mask for a column order: mask[j, i] = 1 when column i comes before column j."""
-    rank = torch.empty(d, dtype=torch.long)
-    rank[torch.as_tensor(order)] = torch.arange(d)
-    return (rank[None, :] < rank[:, None]).float().to(device)
 
 
 class AutoregressiveGenerator(SyntheticGenerator):
@@ -239,6 +128,7 @@ class AutoregressiveGenerator(SyntheticGenerator):
 
     def _build(self) -> None:
         self.net_ = ColumnAR(self.encoder_.cardinalities, self.hidden, self.depth, self.dropout).to(self.device_)
+        self.tables_ = TableCache()
 
     def _data_summary(self, codes: torch.Tensor) -> torch.Tensor:
         """(sum of cardinalities,) int64: how many rows hold each code, column after column."""
@@ -257,15 +147,15 @@ class AutoregressiveGenerator(SyntheticGenerator):
         order with probability `canonical_share`, else in a random order; AdamW, warmed up over the first epoch
         and decayed on plateaus; the weights averaged (`ema_decay`)."""
         d = codes.shape[1]
-        canonical = order_mask(list(range(d)), d, self.device_)
+        canonical = list(range(d))
         batch = max(1, min(self.batch_size, max(16, len(codes) // 32), len(codes)))
 
         def step(rows: torch.Tensor, update):
             if torch.rand(1, generator=generator).item() < self.canonical_share:
-                mask = canonical
+                order = canonical
             else:
-                mask = order_mask(torch.randperm(d, generator=generator), d, self.device_)
-            loss = _nll(self.net_(rows, mask), rows).mean()
+                order = torch.randperm(d, generator=generator).tolist()
+            loss = _nll(self.net_(rows, order), rows).mean()
             update("net", loss)
             return {"loss": loss}, 1
 
@@ -275,15 +165,17 @@ class AutoregressiveGenerator(SyntheticGenerator):
             plateau_decay=self.decay, ema_decay=self.ema_decay, flush_denormals=self.device_.type == "cpu",
         )
 
+    def _after_training(self, codes: torch.Tensor) -> None:
+        self.tables_ = TableCache()  # tables built from the weights before the ones kept are stale
+
     def _validation_metric(self, codes: torch.Tensor, budget: Budget) -> float | None:
         """Mean negative log-likelihood in nats of the held-out rows under the table's column order."""
-        d = codes.shape[1]
-        nll = self._row_nll(codes, order_mask(list(range(d)), d, self.device_), budget)
+        nll = self._row_nll(codes, list(range(codes.shape[1])), budget)
         return None if nll is None else float(nll.mean())
 
     @torch.no_grad()
-    def _row_nll(self, codes: torch.Tensor, mask: torch.Tensor, budget: Budget | None = None) -> torch.Tensor | None:
-        """(rows,) negative log-likelihood in nats of each row of `codes` under the order of `mask`; None when
+    def _row_nll(self, codes: torch.Tensor, order: list[int], budget: Budget | None = None) -> torch.Tensor | None:
+        """(rows,) negative log-likelihood in nats of each row of `codes` under the column `order`; None when
         `budget` runs out before the last batch."""
         was_training = self.net_.training
         self.net_.eval()
@@ -292,7 +184,7 @@ class AutoregressiveGenerator(SyntheticGenerator):
             for part in codes.split(SAMPLE_BATCH[self.device_.type]):
                 if budget is not None and budget.spent():
                     return None
-                parts.append(_nll(self.net_(part, mask), part))
+                parts.append(_nll(self.net_(part, order), part))
         finally:
             self.net_.train(was_training)
         return torch.cat(parts)
@@ -304,15 +196,19 @@ class AutoregressiveGenerator(SyntheticGenerator):
 
     def _sample_batch(self, n: int, plan: ConditionPlan | None, generator: torch.Generator) -> np.ndarray:
         """(n, columns) codes: the conditioned columns first in the order, at their codes, then every other
-        column drawn from its head in table order (exact conditional sampling, no rejection loop)."""
+        column drawn from its head in table order (exact conditional sampling, no rejection loop), from the
+        order's cached tables (`generators.tables`), or on the matmul path where they would not fit."""
         d = len(self.encoder_.columns)
         fixed = {} if plan is None else {span.start: code for span, code in zip(plan.spans, plan.codes)}
-        order = [*fixed, *(j for j in range(d) if j not in fixed)]
-        mask = order_mask(order, d, self.device_)
+        drawn = [j for j in range(d) if j not in fixed]
+        mask = order_mask([*fixed, *drawn], d, self.device_)
+        tables = self.tables_.get(self.net_, fixed, drawn, mask)
+        if tables is not None:
+            return tables.draw(n, generator, self.model_name).cpu().numpy()
         codes = torch.zeros(n, d, dtype=torch.long, device=self.device_)
         for j, code in fixed.items():
             codes[:, j] = code
-        for j in order[len(fixed):]:
+        for j in drawn:
             probs = check_finite(torch.softmax(self.net_.head_logits(codes, mask, j).float(), dim=1), self.model_name)
             codes[:, j] = torch.multinomial(probs, 1, generator=generator)[:, 0]
         return codes.cpu().numpy()
@@ -324,8 +220,7 @@ class AutoregressiveGenerator(SyntheticGenerator):
         (higher is rarer). Raises EncodingError for values the encoder never saw."""
         self._check_fitted()
         codes = torch.from_numpy(self.encoder_.transform(df)).to(self.device_)
-        d = codes.shape[1]
-        return self._row_nll(codes, order_mask(list(range(d)), d, self.device_)).cpu().numpy()
+        return self._row_nll(codes, list(range(codes.shape[1]))).cpu().numpy()
 
     @torch.no_grad()
     def embed(self, df: pd.DataFrame) -> np.ndarray:
@@ -336,7 +231,7 @@ class AutoregressiveGenerator(SyntheticGenerator):
         d = codes.shape[1]
         mask = 1.0 - torch.eye(d, device=self.device_)
         self.net_.eval()
-        parts = [self.net_.hidden_states(self.net_.embed_codes(p), mask).mean(1) for p in codes.split(SAMPLE_BATCH[self.device_.type])]
+        parts = [self.net_.hidden_states(p, mask).mean(1) for p in codes.split(SAMPLE_BATCH[self.device_.type])]
         return torch.cat(parts).cpu().numpy()
 
     # ------------------------------------------------------------------------------------------ persistence hooks

@@ -213,18 +213,27 @@ class Budget:
 
 
 class Average:
-    """Exponential moving average of `params`, after each optimiser step avg += (1 - decay) (param - avg); off at
-    decay 0. It smooths the last steps' noise (the flagship on Adult: validation NLL 19.55 against 19.59 for the
-    raw weights, same epochs)."""
+    """Exponential moving average of `params`: after each step avg += (1 - decay) (param - avg); off at decay 0. It
+    smooths the last steps' noise. It starts at zero and is divided by 1 - decay^steps (Adam's bias correction,
+    Kingma & Ba 2015, 3), so it weighs trained weights only (from the initial weights it was 59 % those after
+    105 steps at 0.995)."""
 
     def __init__(self, params: list, decay: float):
-        self.params, self.decay = params, decay
-        self.values = [p.detach().clone() for p in params] if decay else []
+        self.params, self.decay, self.steps = params, decay, 0
+        self.values = [torch.zeros_like(p, memory_format=torch.preserve_format).detach() for p in params] if decay else []
 
     @torch.no_grad()
     def update(self) -> None:
         if self.decay:
             torch._foreach_lerp_(self.values, self.params, 1.0 - self.decay)
+            self.steps += 1
+
+    @torch.no_grad()
+    def averaged(self) -> list:
+        """The bias-corrected average (the parameters themselves before the first step)."""
+        if not self.steps:
+            return [p.detach().clone() for p in self.params]
+        return torch._foreach_div(self.values, 1.0 - self.decay ** self.steps)
 
     @torch.no_grad()
     def flush_subnormals(self) -> None:
@@ -239,7 +248,7 @@ class Average:
             return
         with torch.no_grad():
             live = [p.detach().clone() for p in self.params]
-            torch._foreach_copy_(self.params, self.values)
+            torch._foreach_copy_(self.params, self.averaged())
         try:
             yield
         finally:
@@ -250,7 +259,7 @@ class Average:
     def keep(self) -> None:
         """End of training: the averaged weights replace the trained ones."""
         if self.decay:
-            torch._foreach_copy_(self.params, self.values)
+            torch._foreach_copy_(self.params, self.averaged())
 
 
 class Checkpoint:

@@ -77,27 +77,28 @@ class SqlPartitionedTable:
         return clauses + ([column.is_(None)] if nulls else [])
 
     def _edges(self, low, high) -> list:
-        """partitions + 1 edges from `low` to `high` in the column's own type (fewer where values are too few)."""
-        n = max(1, self.partitions)
+        """partitions + 1 edges from `low` to `high` in the column's own type, fewer where values are too few
+        (a column of one value is one part: [low, high])."""
+        edges = list(dict.fromkeys(self._spaced(low, high, max(1, self.partitions))))
+        return edges if len(edges) > 1 else [low, high]
+
+    def _spaced(self, low, high, n: int) -> list:
         if isinstance(low, (bool, np.bool_)) or not isinstance(low, (int, float, dt.date, str)):
             raise ingest_error(f"--partition-column {self.column!r} must be numeric or a date, not "
                                f"{type(low).__name__}; choose another column")
         if isinstance(low, int):
             # Over [low, high + 1): whole numbers 0-999 in 4 parts of 250 each, not 250, 250, 249, 251.
-            edges = sorted(set(np.linspace(low, high + 1, n + 1).round().astype(np.int64).tolist()))
-            return edges if len(edges) > 1 else [low, high]
+            return np.linspace(low, high + 1, n + 1).round().astype(np.int64).tolist()
         if isinstance(low, float):
             return np.linspace(low, high, n + 1).tolist()
         text = isinstance(low, str)
         if text and len(low) not in SQLITE_DATE_FORMATS:
             raise ingest_error(f"--partition-column {self.column!r} holds text ({low!r}), not numbers or dates; "
                                "choose another column")
-        stamps = pd.date_range(pd.Timestamp(low), pd.Timestamp(high), periods=n + 1)
+        stamps = pd.date_range(pd.Timestamp(low), pd.Timestamp(high), periods=n + 1)[1:-1]
         if text:
-            return list(dict.fromkeys([low, *stamps[1:-1].strftime(SQLITE_DATE_FORMATS[len(low)]), high]))
-        kind = type(low)
-        edges = [s.to_pydatetime() if kind is dt.datetime else s.date() for s in stamps]
-        return list(dict.fromkeys([low, *edges[1:-1], high]))
+            return [low, *stamps.strftime(SQLITE_DATE_FORMATS[len(low)]), high]
+        return [low, *(s.to_pydatetime() if type(low) is dt.datetime else s.date() for s in stamps), high]
 
     def _scalar(self, query):
         with sql_errors(mask_url(self.url), "query failed", "check the table and --partition-column"):

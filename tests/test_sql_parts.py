@@ -55,6 +55,16 @@ def test_a_partitioned_database_table_is_sampled_and_pickled_like_a_folder(datab
     assert len(sample) == 100 and sample["id"].is_unique
 
 
+def test_a_column_of_one_value_is_one_part(tmp_path):
+    url = f"sqlite:///{tmp_path / 'one.db'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        frame(50).assign(day="2024-05-01", amount=2.5).to_sql("t", conn, index=False)
+    engine.dispose()
+    for column in ("day", "amount"):
+        assert SqlPartitionedTable(url, "t", column, partitions=4).part_rows() == [50]
+
+
 def test_bad_partition_columns_are_one_line(database):
     with pytest.raises(IngestError, match="'nope' is not a column of sales"):
         SqlPartitionedTable(database, "sales", "nope").parts

@@ -16,7 +16,7 @@ from tabtwin.generators import MODEL_NAMES, model_class
 from tabtwin.generators.autoregressive import AutoregressiveGenerator, ColumnAR
 from tabtwin.generators.base import SyntheticGenerator
 from tabtwin.generators.params import POSITIVE
-from tabtwin.generators.training import Budget, Group, Training, Validation, progress_bar, train
+from tabtwin.generators.training import Average, Budget, Group, Training, Validation, progress_bar, train
 from tabtwin.pipeline.errors import TabtwinError
 
 
@@ -275,3 +275,19 @@ def test_the_flagship_splits_validation_rows_as_every_model_does(monkeypatch):
     for name in MODEL_NAMES:
         model_class(name)(epochs=1, early_stopping=1, batch_size=50, device="cpu", verbose=False).fit(table(500))
     assert [rows for _, rows in held_out] == [50] * len(MODEL_NAMES)
+
+
+def test_the_weight_average_weighs_trained_weights_only():
+    weight = torch.nn.Parameter(torch.tensor([1.0]))  # the initial weight
+    average = Average([weight], 0.99)
+    with torch.no_grad():
+        weight.fill_(3.0)
+    average.update()
+    assert average.averaged()[0].item() == pytest.approx(3.0)  # not 0.99 x 1 + 0.01 x 3 = 1.02
+    with torch.no_grad():
+        weight.fill_(5.0)
+    average.update()
+    assert average.averaged()[0].item() == pytest.approx((0.99 * 0.01 * 3 + 0.01 * 5) / (1 - 0.99**2))
+    with average.swapped():
+        assert weight.item() == pytest.approx(average.averaged()[0].item())
+    assert weight.item() == 5.0
