@@ -2,22 +2,26 @@
 2 single-threaded workers, in the same run (issue #22).
 
     taskset -c 0,1 .venv/bin/python bench/scale.py [--sizes 1000000 10000000 100000000] [--root /tmp/tabtwin-scale]
-        [--stages statistics sample evaluate] [--sample-rows N]
+        [--stages statistics train sample evaluate] [--budget 300] [--solo-up-to 10000000] [--sample-rows N]
 
 For each size, bench/tablegen.py writes an Adult-like table (its columns and pairwise dependencies) as parts of
 1,000,000 rows under --root, never whole in memory, and a holdout of a tenth of the rows from another seed. Each
-stage then runs in a fresh process (so its peak resident memory is its own), once in one process and once on 2
-workers:
+stage then runs in a fresh process (so its peak resident memory is its own), once in one process (sizes up to
+--solo-up-to) and once on 2 workers:
 
-- statistics: the schema from rows of every part, then the encoder statistics (`pipeline.statistics`) part by
-  part, merged;
-- sample: the flagship (fitted once per size on 20,000 rows of the table: sampling costs the same whatever the
-  weights) writes --sample-rows rows (default: the table's rows) as a Parquet dataset (`flows.sampling`);
+- statistics: the schema from rows of every part, then the encoder statistics part by part, merged
+  (`pipeline.streaming.table_statistics`; on the workers, a Dask reduction);
+- train: `flows.fitting.fit_partitioned`, the flagship with `max_seconds=--budget` (counted from the start:
+  schema, statistics and encoding included): in one process the parts streamed into codes, on the cluster
+  data-parallel (DDP over gloo, one rank per worker). Training rows a second = steps x batch rows x ranks over
+  the seconds from the end of encoding to the end of training;
+- sample: that size's model from `train` (the same runner's) writes --sample-rows rows (default: the table's
+  rows) as a Parquet dataset (`flows.sampling`);
 - evaluate: `evaluation.scale.evaluate_tables` on 200,000-row samples of the table, the holdout and the synthetic
   dataset, with the exact copies over every row.
 
 Peak memory is `ru_maxrss` of the stage's process and, on the cluster, the largest of the workers'. Results go
-to bench/results/scale.json, the "Past one machine" section of bench/RESULTS.md and bench/results/scale.png.
+to bench/results/scale.json and the "Past one machine" section of bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -36,7 +40,6 @@ sys.path.insert(0, str(BENCH.parent))
 
 SECTION = "## Past one machine (issue #22)"
 SCHEMA_ROWS = 100_000
-MODEL_ROWS = 20_000
 
 
 def peak_mib() -> float:
@@ -53,36 +56,39 @@ def table_for(root: Path, rows: int, seed: int) -> Path:
 
 
 def schema_of(table):
-    from tabtwin.pipeline.schema import infer_schema
+    from tabtwin.pipeline.streaming import partitioned_schema
 
-    return infer_schema(table.spread(SCHEMA_ROWS))
-
-
-def part_statistics(table, index: int, offset: int, schema):
-    from tabtwin.pipeline.statistics import TableStatistics
-
-    return TableStatistics(schema).update(table.read_part(index), offset)
+    return partitioned_schema(table)
 
 
 def stage_statistics(data: Path, client, args) -> dict:
     from tabtwin.pipeline.datasets import open_dataset
+    from tabtwin.pipeline.streaming import table_statistics
 
     table = open_dataset(data)
-    schema = schema_of(table)
-    sizes = table.part_rows()
-    offsets = [sum(sizes[:i]) for i in range(len(sizes))]
-    if client is None:
-        total = None
-        for index, offset in enumerate(offsets):
-            part = part_statistics(table, index, offset, schema)
-            total = part if total is None else total.merge(part)
-    else:
-        futures = client.map(part_statistics, [table] * len(sizes), range(len(sizes)), offsets, schema=schema)
-        total = None
-        for part in client.gather(futures):
-            total = part if total is None else total.merge(part)
-    total.finalise()
-    return {"rows": sum(sizes)}
+    table_statistics(table, schema_of(table), client).finalise()
+    return {"rows": table.count_rows()}
+
+
+def stage_train(data: Path, client, args) -> dict:
+    from tabtwin.flows.fitting import fit_partitioned
+    from tabtwin.generators.autoregressive import AutoregressiveGenerator
+
+    marks = []  # (seconds, line) of each stage the fit reports; training starts after the last one before it
+    start = time.perf_counter()
+    model = AutoregressiveGenerator(max_seconds=args.budget, device="cpu", verbose=False)
+    model, rows = fit_partitioned(data, model, runner="local" if client is None else "dask",
+                                  dask_address=client.scheduler.address if client else None,
+                                  log=lambda line: marks.append((time.perf_counter() - start, line)))
+    trained = time.perf_counter() - start
+    begun = max(t for t, line in marks if line.startswith(("encoded", "training on")))
+    world = len(client.scheduler_info()["workers"]) if client else 1
+    steps = sum(record["steps"] for record in model.history_)
+    model.save(args.model, overwrite=True)
+    return {"rows": rows, "training_seconds": round(trained - begun, 2), "steps": steps, "ranks": world,
+            "batch_rows": model.batch_size, "training_rows_per_s": round(steps * model.batch_size * world / (trained - begun)),
+            "epochs": len(model.history_), "stop_reason": model.stop_reason_,
+            "validation_nll": next((r["validation_nll"] for r in reversed(model.history_) if "validation_nll" in r), None)}
 
 
 def stage_sample(data: Path, client, args) -> dict:
@@ -112,7 +118,7 @@ def stage_evaluate(data: Path, client, args) -> dict:
             "exact_copy_share": results["privacy"]["exact_copy_share"], "samples": results["meta"]["samples"]}
 
 
-STAGES = {"statistics": stage_statistics, "sample": stage_sample, "evaluate": stage_evaluate}
+STAGES = {"statistics": stage_statistics, "train": stage_train, "sample": stage_sample, "evaluate": stage_evaluate}
 
 
 def run_stage(args) -> None:
@@ -146,60 +152,85 @@ def child(stage: str, data: Path, workers: int, **extra) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def fit_model(data: Path, root: Path) -> Path:
-    """The flagship on MODEL_ROWS rows from every part (sampling throughput does not depend on its quality)."""
-    from tabtwin.generators.autoregressive import AutoregressiveGenerator
-    from tabtwin.pipeline.datasets import open_dataset
-
-    out = root / f"model-{data.name}"
-    if not (out / "config.json").exists():
-        AutoregressiveGenerator(epochs=3, device="cpu").fit(open_dataset(data).spread(MODEL_ROWS)).save(out, overwrite=True)
-    return out
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000, 100_000_000])
     ap.add_argument("--root", type=Path, default=Path("/tmp/tabtwin-scale"))
     ap.add_argument("--stages", nargs="+", default=list(STAGES), choices=list(STAGES))
+    ap.add_argument("--budget", type=float, default=300.0, help="the fit's time budget in seconds")
+    ap.add_argument("--solo-up-to", type=int, default=10_000_000, help="largest size also run in one process")
     ap.add_argument("--sample-rows", type=int)
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
     records = []
     for rows in args.sizes:
         data, holdout = table_for(args.root, rows, 0), table_for(args.root, rows // 10, 1)
-        model = fit_model(data, args.root) if {"sample", "evaluate"} & set(args.stages) else None
-        for workers in (0, args.workers):
+        for workers in (0, args.workers) if rows <= args.solo_up_to else (args.workers,):
             label = f"{workers}w"
             synthetic = args.root / f"synthetic-{data.name}-{label}"
+            model = args.root / f"model-{data.name}-{label}"
             for stage in args.stages:
                 result = child(stage, data, workers, rows=rows, model=model, holdout=holdout, synthetic=synthetic,
-                               root=args.root, label=label, sample_rows=args.sample_rows)
+                               root=args.root, label=label, sample_rows=args.sample_rows, budget=args.budget)
                 record = {"rows": rows, "stage": stage, "workers": workers, **result}
                 print(json.dumps(record), flush=True)
                 records.append(record)
-    write_results(records)
+                write_results(records, args)  # after every stage: a long run's figures survive its interruption
 
 
-def write_results(records: list[dict]) -> None:
+def speed(r: dict) -> float:
+    """Rows a second of a stage: trained rows for `train`, the table's (or sampled) rows for the others."""
+    return r["training_rows_per_s"] if r["stage"] == "train" else r["rows"] / r["seconds"]
+
+
+def figures(r: dict) -> str:
+    if r["stage"] == "train":
+        return (f"{r['steps']:,} steps x {r['batch_rows']} rows x {r['ranks']} in {r['training_seconds']:.0f} s, "
+                f"{r['epochs']} epochs ({r['stop_reason']}), validation NLL {r['validation_nll']:.3f}")
+    return ", ".join(f"{k} {v:.3f}" for k, v in r.items() if k in ("detection_score", "pair_trends",
+                                                                     "exact_copy_share") and v is not None)
+
+
+def peak(r: dict) -> float:
+    """The stage's largest process: the worker's on the cluster (the client only waits), else the process's."""
+    return r.get("worker_peak_mib", r["peak_mib"])
+
+
+def summary(records: list[dict]) -> list[str]:
+    """2 workers' rows a second over one process's at each size, and each stage's peak memory from the smallest
+    size to the largest on the cluster."""
+    lines, by = [], {(r["rows"], r["stage"], r["workers"]): r for r in records}
+    for (rows, stage, workers), r in by.items():
+        solo = by.get((rows, stage, 0))
+        if workers and solo:
+            lines.append(f"- {rows:,} rows, {stage}: 2 workers {speed(r) / speed(solo):.2f}x one process's rows a second")
+    sizes = sorted({r["rows"] for r in records if r["workers"]})
+    for stage in dict.fromkeys(r["stage"] for r in records):
+        ends = [by.get((rows, stage, 2)) for rows in (sizes[:1] + sizes[-1:])] if len(sizes) > 1 else []
+        if len(ends) == 2 and all(ends):
+            lines.append(f"- {stage}, peak memory per process from {sizes[0]:,} to {sizes[-1]:,} rows (2 workers): "
+                         f"{peak(ends[0]):,.0f} -> {peak(ends[1]):,.0f} MiB ({peak(ends[1]) / peak(ends[0]) - 1:+.0%})")
+    return lines
+
+
+def write_results(records: list[dict], args) -> None:
     from bench.generators import machine, replace_section
 
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     (BENCH / "results").mkdir(exist_ok=True)
-    (BENCH / "results" / "scale.json").write_text(json.dumps({"date": date, "machine": machine(), "records": records},
-                                                            indent=2))
-    lines = [SECTION, "", f"- Date: {date}", f"- Machine: {machine()}", "- One process (1 torch thread) against a "
-             "LocalCluster of 2 single-threaded workers; peak = resident memory of the process (and of the largest "
-             "worker)", "", "| rows | stage | workers | seconds | rows/s | peak MiB (client / worker) | figures |",
+    (BENCH / "results" / "scale.json").write_text(json.dumps({"date": date, "machine": machine(), "budget_s": args.budget,
+                                                             "records": records}, indent=2))
+    lines = [SECTION, "", f"- Date: {date}", f"- Machine: {machine()}; the machine otherwise quiet",
+             "- `bench/scale.py` (its docstring): one process (1 torch thread) against a LocalCluster of 2 "
+             f"single-threaded workers; the fit's budget {args.budget:.0f} s from its start; peak = resident memory "
+             "of the process and of the largest worker", "",
+             "| rows | stage | workers | seconds | rows/s | peak MiB (process / worker) | figures |",
              "| ---: | --- | ---: | ---: | ---: | ---: | --- |"]
     for r in records:
-        speed = r["rows"] / r["seconds"]
         peaks = f"{r['peak_mib']:.0f}" + (f" / {r['worker_peak_mib']:.0f}" if "worker_peak_mib" in r else "")
-        figures = ", ".join(f"{k} {v:.3f}" for k, v in r.items() if k in ("detection_score", "pair_trends",
-                                                                          "exact_copy_share") and v is not None)
-        lines.append(f"| {r['rows']:,} | {r['stage']} | {r['workers'] or 1} | {r['seconds']:.1f} | {speed:,.0f} | "
-                     f"{peaks} | {figures} |")
-    replace_section(BENCH / "RESULTS.md", SECTION, "\n".join(lines) + "\n")
+        lines.append(f"| {r['rows']:,} | {r['stage']} | {r['workers'] or 1} | {r['seconds']:.1f} | {speed(r):,.0f} | "
+                     f"{peaks} | {figures(r)} |")
+    replace_section(BENCH / "RESULTS.md", SECTION, "\n".join(lines + [""] + summary(records)) + "\n")
 
 
 if __name__ == "__main__":
@@ -211,6 +242,7 @@ if __name__ == "__main__":
             ap.add_argument(f"--{name}")
         for name in ("workers", "rows", "sample-rows"):
             ap.add_argument(f"--{name}", type=int, default=0)
+        ap.add_argument("--budget", type=float)
         run_stage(ap.parse_args())
     else:
         main()

@@ -138,7 +138,7 @@ def report(message: str) -> None:
 
 
 def report_epoch(epoch: int, epochs: int, record: dict) -> None:
-    report(f"epoch {epoch}/{epochs}: " + ", ".join(f"{k} {v:.4f}" for k, v in record.items()))
+    report(f"epoch {epoch}/{epochs}: " + ", ".join(f"{k} {v:.4g}" for k, v in record.items()))
 
 
 def fit_command(args, model) -> int:

@@ -177,21 +177,11 @@ class Validation:
 
 class OneProcess:
     """How ranks agree, for a single process: nothing to agree on (see the module docstring). `rank`: this process
-    among the `world` training together; `mean`, `any`, `min`, `sum` (of a tensor) give every rank one value."""
+    among the `world` training together; `mean`, `any`, `min`, `sum` (of a tensor) give every rank one value,
+    here the value itself."""
 
     rank, world = 0, 1
-
-    def mean(self, value: float) -> float:
-        return value
-
-    def any(self, flag: bool) -> bool:
-        return flag
-
-    def min(self, value: int) -> int:
-        return value
-
-    def sum(self, tensor: torch.Tensor) -> torch.Tensor:
-        return tensor
+    mean = any = min = sum = staticmethod(lambda value: value)
 
 
 class Budget:
@@ -311,7 +301,7 @@ def train(run: Training, modules: dict[str, torch.nn.Module], progress, history:
           validation: Validation | None = None, budget: Budget | None = None,
           ranks: OneProcess | None = None) -> tuple[int | None, str]:
     """Train `modules` as `run` says, one epoch per item of `progress` (`progress_bar`), appending each epoch's
-    record to `history`: {"epoch", the step figures' means, `epoch_figures`, the validation metric}, no wall times,
+    record to `history`: {"epoch", "steps", the step figures' means, `epoch_figures`, the validation metric}, no wall times,
     so a seeded run's history repeats. An epoch the budget cuts short is recorded with the steps it ran, and not
     validated.
 
@@ -354,7 +344,7 @@ def train(run: Training, modules: dict[str, torch.nn.Module], progress, history:
                         record[validation.name] = metric = ranks.mean(metric)
                         improved = checkpoint.offer(epoch, metric, validation.tolerance)
             history.append(record)
-            progress.set_postfix(**{k: f"{v:.3f}" for k, v in record.items() if k != "epoch"})
+            progress.set_postfix(**{k: f"{v:.3f}" for k, v in record.items() if k not in ("epoch", "steps")})
             if improved is not None:
                 stale = 0 if improved else stale + 1
                 if not improved and run.plateau_decay != 1.0:
@@ -378,17 +368,17 @@ def train(run: Training, modules: dict[str, torch.nn.Module], progress, history:
 
 
 def _epoch(run: Training, update, budget: Budget) -> tuple[dict[str, float], bool]:
-    """One epoch's steps: the means of their figures, and whether the budget ended it early."""
-    totals, names, units = None, [], 0
-    for batch in run.batches():
+    """One epoch's steps: how many ("steps") and the means of their figures; whether the budget ended it early."""
+    totals, names, units, steps = None, [], 0, 0
+    for steps, batch in enumerate(run.batches(), 1):
         figures, count = run.step(batch, update)
         values = torch.stack([value.detach() for value in figures.values()])
         totals, names, units = values if totals is None else totals + values, list(figures), units + count
         if budget.spent():
             break
     else:
-        return _means(names, totals, units), False
-    return _means(names, totals, units), True
+        return {"steps": steps, **_means(names, totals, units)}, False
+    return {"steps": steps, **_means(names, totals, units)}, True
 
 
 def _means(names: list[str], totals: torch.Tensor | None, units: int) -> dict[str, float]:

@@ -148,7 +148,7 @@ def test_fit_on_dask_from_the_command_line_and_its_refusals(data, cluster, tmp_p
                      "--dask-address", cluster, "--quiet"])
     printed = capsys.readouterr().out
     assert code == 0 and "training on 2 workers" in printed and "data-parallel on Dask workers" in printed
-    assert "epoch 1/1: loss" in printed and len(load_model(tmp_path / "m", device="cpu").sample(10)) == 10
+    assert "epoch 1/1: steps " in printed and ", loss " in printed and len(load_model(tmp_path / "m", device="cpu").sample(10)) == 10
     df.to_csv(tmp_path / "one.csv", index=False)
     for argv, message in (
         (["fit", str(folder), "--model", "ctgan", "--runner", "dask"], "trains on one-hot rows"),

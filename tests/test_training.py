@@ -176,7 +176,7 @@ def test_several_optimisers_step_in_the_order_the_step_asks():
     run = Training({"critic": Group([a], 0.1), "generator": Group([b], 0.1)}, lambda: epochs(3), step)
     train(run, {}, epochs(2), history)
     assert order == ["critic", "critic", "generator"] * 6
-    assert a.item() > 0 > b.item() and set(history[0]) == {"epoch", "a", "b"}
+    assert a.item() > 0 > b.item() and set(history[0]) == {"epoch", "steps", "a", "b"} and history[0]["steps"] == 3
 
 
 def test_wrap_replaces_the_optimisers_for_the_epochs_and_closes_after_them():
@@ -237,7 +237,7 @@ def test_the_progress_callback_sees_each_record():
     progress = progress_bar(3, "toy", False, lambda *args: seen.append(args), history)
     train(run(), {"m": model}, progress, history)
     assert [(epoch, epochs) for epoch, epochs, _ in seen] == [(1, 3), (2, 3), (3, 3)]
-    assert all(set(record) == {"loss"} for _, _, record in seen)
+    assert all(set(record) == {"steps", "loss"} for _, _, record in seen)
 
 
 # ---------------------------------------------------------------------------------------------- parameters
