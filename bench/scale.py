@@ -2,7 +2,7 @@
 2 single-threaded workers, in the same run (issue #22).
 
     taskset -c 0,1 .venv/bin/python bench/scale.py [--sizes 1000000 10000000 100000000] [--root /tmp/tabtwin-scale]
-        [--stages statistics train sample evaluate] [--budget 300] [--solo-up-to 10000000] [--sample-rows N]
+        [--stages statistics train sample evaluate] [--budget 180] [--solo-up-to 1000000] [--sample-rows N]
 
 For each size, bench/tablegen.py writes an Adult-like table (its columns and pairwise dependencies) as parts of
 1,000,000 rows under --root, never whole in memory, and a holdout of a tenth of the rows from another seed. Each
@@ -157,8 +157,8 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000, 100_000_000])
     ap.add_argument("--root", type=Path, default=Path("/tmp/tabtwin-scale"))
     ap.add_argument("--stages", nargs="+", default=list(STAGES), choices=list(STAGES))
-    ap.add_argument("--budget", type=float, default=300.0, help="the fit's time budget in seconds")
-    ap.add_argument("--solo-up-to", type=int, default=10_000_000, help="largest size also run in one process")
+    ap.add_argument("--budget", type=float, default=180.0, help="the fit's time budget in seconds")
+    ap.add_argument("--solo-up-to", type=int, default=1_000_000, help="largest size also run in one process")
     ap.add_argument("--sample-rows", type=int)
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()

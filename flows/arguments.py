@@ -98,14 +98,6 @@ def add_runner_arguments(parser: argparse.ArgumentParser, dask_does: str) -> Non
     parser.add_argument("--dask-workers", type=positive_int, default=2, help="workers of the LocalCluster")
 
 
-def add_partition_arguments(parser: argparse.ArgumentParser) -> None:
-    """--partition-column and --partitions: a database table read in ranges of one column
-    (`pipeline.sql_parts`)."""
-    parser.add_argument("--partition-column", help="read the database --table in ranges of this numeric or date "
-                                                   "column, part by part (a partitioned table)")
-    parser.add_argument("--partitions", type=positive_int, default=8, help="ranges of --partition-column")
-
-
 def base_type(annotation) -> type | None:
     """int for "int" or "int | None" (the annotations are strings under `from __future__ import annotations`)."""
     text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))

@@ -17,11 +17,11 @@ from pathlib import Path
 
 from tabtwin.flows import deploy as deployment
 from tabtwin.flows.arguments import (EXIT_GATE_FAILED, EXIT_USER_ERROR, Parser, add_input_arguments, add_overwrite_argument,
-                                     add_partition_arguments, add_places_arguments, add_runner_arguments,
+                                     add_places_arguments, add_runner_arguments,
                                      add_spec_arguments, parse_conditions, positive_int, spec_help)
 from tabtwin.flows.registry import check_registry_names, entry_path, read_registration
 from tabtwin.evaluation.scale import EVALUATION_ROWS
-from tabtwin.flows.fitting import fit_command, streams
+from tabtwin.flows.fitting import check_fits_codes, fit_command, streams
 from tabtwin.flows.sampling import DEFAULT_PART_ROWS, is_dataset_output, sample_command
 from tabtwin.flows.server import Stopped, ensure_api, prefect_defaults, stop_on_signals
 from tabtwin.flows.spec import Places, RunSpec, spec_default
@@ -96,8 +96,6 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--quiet", action="store_true", help="no progress bar (there is none when stderr is not a terminal)")
     fit.add_argument("--out", type=Path, required=True, help="model folder to write")
     add_overwrite_argument(fit)
-    add_partition_arguments(fit)
-    add_runner_arguments(fit, "training runs data-parallel, one rank per worker,")
     fit.set_defaults(handler=_cmd_fit)
 
     sample = command("sample", "sample rows from a saved model")
@@ -142,7 +140,6 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("data", nargs="+", help="one or more tables (several fan out with --runner dask)")
     add_spec_arguments(run, [f.name for f in RunSpec.flow_fields() if f.name != "data"], many=("model",))
     add_places_arguments(run)
-    add_runner_arguments(run, "one task per (table, model) pair")
     run.add_argument("--verbose", action="store_true", help="Prefect's logs")
     run.set_defaults(handler=_cmd_run)
 
@@ -165,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # The RunSpec fields that are `fit`'s flags.
-FIT_FIELDS = ("model", "epochs", "batch_size", "max_seconds", "device", "seed", "dp_epsilon", "dp_delta")
+FIT_FIELDS = ("model", "epochs", "batch_size", "max_seconds", "device", "seed", "dp_epsilon", "dp_delta",
+              "partition_column", "partitions", "runner", "dask_address", "dask_workers")
 
 
 def _load(args):
@@ -291,16 +289,23 @@ def run_specs(args) -> tuple[list[RunSpec], Places]:
 
 
 def _cmd_run(args) -> int:
+    from tabtwin.flows.large import is_partitioned_run
     from tabtwin.flows.steps import gate_of
+    from tabtwin.generators import model_class
 
     specs, places = run_specs(args)  # a model without DP or without a time budget is refused here
+    if len(specs) > 1 and any(map(is_partitioned_run, specs)):
+        raise TabtwinError("a partitioned table (a folder, a glob or --partition-column) runs alone, with one --model: "
+                           "run it in its own `tabtwin run`")
+    for spec in filter(is_partitioned_run, specs):
+        check_fits_codes(model_class(spec.model))  # before Prefect starts
     check_registry_names(specs, places.registry)
     for spec in specs:  # a bad gate file is refused before Prefect starts, not after training
         gate_of(spec)
     # Quiet by default: the CLI prints its own summary, and a user error its one line, not Prefect's log.
     prefect_defaults("INFO" if args.verbose else "CRITICAL")
     ensure_api()
-    if args.runner == "dask":
+    if args.runner == "dask" and not any(map(is_partitioned_run, specs)):
         from tabtwin.flows.scale import run_many
 
         summaries = run_many(specs, places, dask_address=args.dask_address, workers=args.dask_workers)
@@ -318,7 +323,7 @@ def _cmd_run(args) -> int:
             print(format_privacy(summary["privacy"], indent="  "))
         print(f"  report: {summary['folder']}/report.html")
         if summary["passed"]:
-            print(f"  data:   {summary['folder']}/synthetic.parquet")
+            print(f"  data:   {summary['synthetic']}")
         if summary.get("registered"):
             print(f"  model:  {summary['registered']}")
     return 0 if all(s["passed"] for s in summaries) else EXIT_GATE_FAILED

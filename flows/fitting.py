@@ -43,27 +43,42 @@ def fit_partitioned(source, model, table: str | None = None, partition_column: s
     """`model` (not fitted) fitted on the partitioned table `source` names (`pipeline.datasets.open_parts`), as
     the module docstring says; returns (the model, the table's rows). Raises TabtwinError (one line) for a source
     that is one file, a model that does not fit from codes, or a scheduler that does not answer."""
-    start_wall, start = time.time(), time.perf_counter()
-    if not model.fits_codes:
-        raise TabtwinError(f"the {model.model_name} model trains on one-hot rows, not on codes: it is fitted in one "
-                           "process on the table read whole (drop --runner dask and --partition-column)")
+    start = time.time()
+    check_fits_codes(model)
     parts = open_parts(source, table, partition_column, partitions)
     if parts is None:
         raise TabtwinError(f"{source} is one table file: --runner dask fits a partitioned table (a folder or glob "
                            "of files, or a database table with --partition-column); drop --runner dask to fit it here")
-    encoder = model.codes_encoder(partitioned_schema(parts, metadata))
-    rows = parts.count_rows()
+    schema = partitioned_schema(parts, metadata)
     if runner != "dask":
-        encoder = fit_on_parts(encoder, parts)
-        log(f"encoder fitted on {rows:,} rows in {len(parts.part_rows())} parts ({time.perf_counter() - start:.1f} s)")
-        codes = encode_rows(parts, encoder, 0, rows)
-        log(f"encoded: {codes.nbytes / 2**20:,.0f} MiB of {codes.dtype} codes ({time.perf_counter() - start:.1f} s)")
-        return model.fit_codes(encoder, codes, start=start), rows
+        return fit_table(parts, schema, model, log=log, start=start), parts.count_rows()
     with dask_client(dask_address, workers) as client:
-        encoder = fit_on_parts(encoder, parts, client)
-        log(f"encoder fitted on {rows:,} rows in {len(parts.part_rows())} parts on the workers "
-            f"({time.time() - start_wall:.1f} s)")
-        return data_parallel_fit(client, model, encoder, parts, start_wall, log), rows
+        return fit_table(parts, schema, model, client, log, start), parts.count_rows()
+
+
+def check_fits_codes(model) -> None:
+    """A TabtwinError (one line) for a model that does not train from codes."""
+    if not model.fits_codes:
+        raise TabtwinError(f"the {model.model_name} model trains on one-hot rows, not on codes: it is fitted in one "
+                           "process on the table read whole (drop --runner dask and --partition-column)")
+
+
+def fit_table(parts, schema, model, client=None, log=print, start: float | None = None):
+    """`model` (not fitted, `fits_codes`) fitted on the partitioned table `parts` (any object with its interface,
+    e.g. `pipeline.splits.RowSplit`) under `schema`: in this process, or data-parallel on `client`'s workers;
+    returns it. `start`: the `time.time()` the time budget counts from (default: now)."""
+    start = time.time() if start is None else start
+    check_fits_codes(model)
+    encoder = model.codes_encoder(schema)
+    rows = parts.count_rows()
+    where = "" if client is None else " on the workers"
+    encoder = fit_on_parts(encoder, parts, client)
+    log(f"encoder fitted on {rows:,} rows in {len(parts.part_rows())} parts{where} ({time.time() - start:.1f} s)")
+    if client is not None:
+        return data_parallel_fit(client, model, encoder, parts, start, log)
+    codes = encode_rows(parts, encoder, 0, rows)
+    log(f"encoded: {codes.nbytes / 2**20:,.0f} MiB of {codes.dtype} codes ({time.time() - start:.1f} s)")
+    return model.fit_codes(encoder, codes, start=start, clock=time.time)
 
 
 def data_parallel_fit(client, model, encoder, parts, start: float, log=print):

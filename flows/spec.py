@@ -19,6 +19,7 @@ from tabtwin.pipeline.errors import TabtwinError
 from tabtwin.pipeline.rules import as_float
 from tabtwin.pipeline.sources import is_url
 
+RUNNERS = ("local", "dask")
 
 
 @dataclass
@@ -61,6 +62,17 @@ class RunSpec:
     metadata: str | None = field(default=None, metadata={"help": "SDV single-table metadata JSON that overrides inference"})
     gate: str | None = field(default=None, metadata={"help": "JSON file of gate thresholds (see evaluation/gate.py)"})
     conditions: dict = field(default_factory=dict, metadata={"help": "COLUMN: VALUE conditions on sampling", "flow": False})
+    # One large table (a folder or glob of files, or a database table in ranges): `flows.large`.
+    partition_column: str | None = field(
+        default=None, metadata={"help": "read the database --table in ranges of this numeric or date column, part by part "
+                                        "(a partitioned table, as a folder or glob of files is)"})
+    partitions: int = field(default=8, metadata={"help": "ranges of --partition-column", "positive": True})
+    runner: str = field(default="local", metadata={
+        "help": "local: this process does the work; dask: on a Dask cluster, a partitioned table is trained data-parallel "
+                "(one rank per worker) and sampled in parts, and several tables fan out one task per (table, model) pair",
+        "choices": RUNNERS})
+    dask_address: str | None = field(default=None, metadata={"help": "scheduler address (None: a LocalCluster of --dask-workers workers)"})
+    dask_workers: int = field(default=2, metadata={"help": "workers of the LocalCluster", "positive": True})
 
     def __post_init__(self):
         # Checked once, where a run's parameters are made: a flow or a deployment's parameters never pass the
@@ -70,6 +82,8 @@ class RunSpec:
         # numpy's generators take seeds in [0, 2**32): the split and the evaluation would fail only after training
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
             raise TabtwinError(f"--seed must be a whole number from 0 to {2**32 - 1}, got {self.seed!r}")
+        if self.runner not in RUNNERS:
+            raise TabtwinError(f"unknown runner {self.runner!r}; choose local or dask")
         self._options = option_params(self.model, self.dp_epsilon, self.dp_delta, self.max_seconds)
 
     def generator_params(self) -> dict:

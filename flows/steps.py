@@ -17,6 +17,7 @@ from tabtwin.generators.base import SyntheticGenerator
 from tabtwin.pipeline.conditions import matches
 from tabtwin.pipeline.errors import TabtwinError
 from tabtwin.pipeline.ingest import read_table
+from tabtwin.pipeline.jsonable import jsonable
 from tabtwin.pipeline.schema import Schema, infer_schema, load_metadata
 
 
@@ -84,3 +85,9 @@ def evaluate_run(train, holdout, synthetic, schema: Schema, spec: RunSpec, gate:
                     run=run, dp=dp)
 
 
+
+
+def gate_summary(results: dict) -> dict:
+    """The gate's checks (plain JSON types: the summary travels through Prefect and Dask) and failure messages."""
+    gate = results["gate"]
+    return {"checks": jsonable(gate["checks"]), "failures": [f["message"] for f in gate["failures"]]}

@@ -1,7 +1,7 @@
 """The `synthesize` and `request` flows, and the one pipeline sequence both runners call.
 
 synthesize: ingest -> split -> fit (cached by data fingerprint + parameters) -> sample -> evaluate -> publish
-(-> artifacts, -> register a passing model). `run_sequence` is that sequence, written once: the local flow runs
+(-> artifacts, -> register a passing model); a partitioned table runs `flows.large` instead (never read whole). `run_sequence` is that sequence, written once: the local flow runs
 it with each step as a Prefect task (`TASKS`), and the Dask fan-out (`flows.scale`) runs it inside one task per
 (table, model) pair with the plain steps (`PLAIN`). Either way a run publishes, creates the gate's artifacts and
 registers a passing model. A failed gate keeps the report, withholds the data, and marks the run failed.
@@ -31,12 +31,12 @@ from pydantic import Field
 from tabtwin.flows import cache, steps
 from tabtwin.flows import publish as publishing
 from tabtwin.flows import registry as reg
+from tabtwin.flows.large import is_partitioned_run, run_partitioned
 from tabtwin.flows.progress import TrainingProgress
 from tabtwin.flows.spec import (Places, RunSpec, masked, run_parameters, spec_default, split_parameters,
                                 with_absolute_paths)
 from tabtwin.generators import load_model
 from tabtwin.pipeline.errors import TabtwinError
-from tabtwin.pipeline.jsonable import jsonable
 
 
 def retry_unless_user_error(task, task_run, state) -> bool:
@@ -123,13 +123,7 @@ def run_sequence(spec: RunSpec, places: Places, ops: Steps = PLAIN, artifact_key
     return {"data": spec.data, "model": spec.model, "folder": str(published.folder), "passed": published.passed,
             "synthetic": str(published.synthetic) if published.synthetic else None, "model_reused": reused,
             "model_dir": str(model_dir),
-            "registered": str(registered) if registered else None, **gate_summary(results), "privacy": privacy}
-
-
-def gate_summary(results: dict) -> dict:
-    """The gate's checks (plain JSON types: the summary travels through Prefect and Dask) and failure messages."""
-    gate = results["gate"]
-    return {"checks": jsonable(gate["checks"]), "failures": [f["message"] for f in gate["failures"]]}
+            "registered": str(registered) if registered else None, **steps.gate_summary(results), "privacy": privacy}
 
 
 def with_run_parameters(fn):
@@ -148,6 +142,10 @@ def with_run_parameters(fn):
 def synthesize(**parameters):
     """Parameters: the fields of `flows.spec.RunSpec` (bar conditions) and of `flows.spec.Places`."""
     spec, places = split_parameters(parameters)
+    if is_partitioned_run(spec):  # one large table, never read whole (`flows.large`)
+        summary, results = run_partitioned(spec, places, log=_logger().info)
+        publish_artifacts(results, Path(summary["folder"]), key="synthesize-report")
+        return outcome(summary)
     return outcome(run_sequence(spec, places, TASKS))
 
 
@@ -218,7 +216,7 @@ def request(
     publish_artifacts(results, published.folder, key="request-report")
     return outcome({"folder": str(published.folder), "passed": published.passed, "out": str(target),
                     "synthetic": str(published.synthetic) if published.synthetic else None, "removed": removed,
-                    **gate_summary(results), "privacy": privacy})
+                    **steps.gate_summary(results), "privacy": privacy})
 
 
 def pinned_by_deployment(registry: str | None, overwrite: bool) -> tuple[str | None, bool]:
