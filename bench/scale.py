@@ -2,23 +2,25 @@
 2 single-threaded workers, in the same run (issue #22).
 
     taskset -c 0,1 .venv/bin/python bench/scale.py [--sizes 1000000 10000000 100000000] [--root /tmp/tabtwin-scale]
-        [--stages statistics train sample evaluate] [--budget 180] [--solo-up-to 1000000] [--sample-rows N]
+        [--stages statistics train sample evaluate] [--budgets 180 180 1200] [--solo-up-to 1000000] [--sample-rows N]
 
 For each size, bench/tablegen.py writes an Adult-like table (its columns and pairwise dependencies) as parts of
-1,000,000 rows under --root, never whole in memory, and a holdout of a tenth of the rows from another seed. Each
+1,000,000 rows (an eighth of a smaller table; the synthetic datasets' parts likewise) under --root, never whole in memory. Each
 stage then runs in a fresh process (so its peak resident memory is its own), once in one process (sizes up to
 --solo-up-to) and once on 2 workers:
 
 - statistics: the schema from rows of every part, then the encoder statistics part by part, merged
   (`pipeline.streaming.table_statistics`; on the workers, a Dask reduction);
-- train: `flows.fitting.fit_partitioned`, the flagship with `max_seconds=--budget` (counted from the start:
-  schema, statistics and encoding included): in one process the parts streamed into codes, on the cluster
+- train: `flows.fitting.fit_partitioned`, the flagship with `max_seconds` the size's --budgets (counted from the
+  start: schema, statistics and encoding included, hence more at 100M rows): in one process the parts streamed into codes, on the cluster
   data-parallel (DDP over gloo, one rank per worker). Training rows a second = steps x batch rows x ranks over
   the seconds from the end of encoding to the end of training;
 - sample: that size's model from `train` (the same runner's) writes --sample-rows rows (default: the table's
   rows) as a Parquet dataset (`flows.sampling`);
-- evaluate: `evaluation.scale.evaluate_tables` on 200,000-row samples of the table, the holdout and the synthetic
-  dataset, with the exact copies over every row.
+- evaluate: the detection test and sdmetrics' quality report on 200,000-row uniform samples of the table and the
+  synthetic dataset (each test then takes its own 20,000 rows a side), and the exact copies over every row
+  (`evaluation.scale`; DCR and the attacks, which cost
+  the same at every size, are left to `tabtwin evaluate`).
 
 Peak memory is `ru_maxrss` of the stage's process and, on the cluster, the largest of the workers'. Results go
 to bench/results/scale.json and the "Past one machine" section of bench/RESULTS.md.
@@ -39,19 +41,24 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
 
 SECTION = "## Past one machine (issue #22)"
-SCHEMA_ROWS = 100_000
 
 
 def peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def table_for(root: Path, rows: int, seed: int) -> Path:
+def part_rows(rows: int) -> int:
+    """Rows a part, of the table and of the synthetic dataset: 1,000,000, or an eighth of a smaller table (so
+    that 2 workers have parts to share)."""
+    return min(1_000_000, max(1, rows // 8))
+
+
+def table_for(root: Path, rows: int) -> Path:
     from bench.tablegen import generate
 
-    folder = root / f"{'holdout' if seed else 'table'}-{rows}"
+    folder = root / f"table-{rows}"
     if not (folder / "_generated.json").exists():
-        generate(rows, folder, seed=seed)
+        generate(rows, folder, part_rows=part_rows(rows), seed=0)
     return folder
 
 
@@ -81,11 +88,12 @@ def stage_train(data: Path, client, args) -> dict:
                                   dask_address=client.scheduler.address if client else None,
                                   log=lambda line: marks.append((time.perf_counter() - start, line)))
     trained = time.perf_counter() - start
-    begun = max(t for t, line in marks if line.startswith(("encoded", "training on")))
+    # Training starts once every rank has its codes (each reports "rank r: ..." then) or, alone, once encoded.
+    begun = max(t for t, line in marks if line.startswith(("encoded", "training on", "rank ")))
     world = len(client.scheduler_info()["workers"]) if client else 1
     steps = sum(record["steps"] for record in model.history_)
     model.save(args.model, overwrite=True)
-    return {"rows": rows, "training_seconds": round(trained - begun, 2), "steps": steps, "ranks": world,
+    return {"rows": rows, "budget_s": args.budget, "training_seconds": round(trained - begun, 2), "steps": steps, "ranks": world,
             "batch_rows": model.batch_size, "training_rows_per_s": round(steps * model.batch_size * world / (trained - begun)),
             "epochs": len(model.history_), "stop_reason": model.stop_reason_,
             "validation_nll": next((r["validation_nll"] for r in reversed(model.history_) if "validation_nll" in r), None)}
@@ -98,24 +106,30 @@ def stage_sample(data: Path, client, args) -> dict:
     rows = args.sample_rows or args.rows
     runner = "local" if client is None else "dask"
     # On the cluster this stage made (its address), whose workers' peak memory is then read.
-    manifest = sample_dataset(args.model, rows, out, seed=0, runner=runner,
+    manifest = sample_dataset(args.model, rows, out, part_rows=part_rows(rows), seed=0, runner=runner,
                               dask_address=client.scheduler.address if client else None, overwrite=True,
                               log=lambda line: None)
     return {"rows": manifest["rows"], "out": str(out)}
 
 
 def stage_evaluate(data: Path, client, args) -> dict:
-    from tabtwin.evaluation.scale import evaluate_tables
+    """Fidelity on 200,000-row uniform samples of the table and the synthetic dataset (the report's detection test and
+    quality report), and the exact copies over every row (the hash join, on the workers with a client). DCR and
+    the attacks on such samples cost ~10 minutes a core whatever the table's size (bench/RESULTS.md "Evaluation"),
+    so this stage leaves them to `tabtwin evaluate`."""
+    from tabtwin.evaluation.fidelity import detection_test, quality_report
+    from tabtwin.evaluation.scale import EVALUATION_ROWS, exact_copies, uniform_sample
     from tabtwin.pipeline.datasets import open_dataset
 
-    table = open_dataset(data)
-    results, _ = evaluate_tables(table, open_dataset(args.holdout), open_dataset(args.synthetic), schema_of(table),
-                                 client=client, target="income", device="cpu")
-    fidelity = results["fidelity"]
-    return {"rows": table.count_rows(), "detection_score": fidelity["detection"]["score"],
-            "detection_auc_ci95": fidelity["detection"]["auc_ci95"],
-            "pair_trends": fidelity["quality"].get("column_pair_trends"),
-            "exact_copy_share": results["privacy"]["exact_copy_share"], "samples": results["meta"]["samples"]}
+    table, synthetic = open_dataset(data), open_dataset(args.synthetic)
+    schema = schema_of(table)
+    real_rows, synthetic_rows = uniform_sample(table, EVALUATION_ROWS, 0), uniform_sample(synthetic, EVALUATION_ROWS, 2)
+    detection = detection_test(real_rows, synthetic_rows, schema)
+    quality = quality_report(real_rows, synthetic_rows, schema)
+    copies = exact_copies({"synthetic": synthetic}, table, schema, client)["synthetic"]
+    return {"rows": table.count_rows(), "sampled": len(real_rows), "detection_score": detection["score"],
+            "detection_score_ci95": detection["score_ci95"], "pair_trends": quality["column_pair_trends"],
+            "column_shapes": quality["column_shapes"], "exact_copy_share": copies / synthetic.count_rows()}
 
 
 STAGES = {"statistics": stage_statistics, "train": stage_train, "sample": stage_sample, "evaluate": stage_evaluate}
@@ -157,20 +171,27 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000, 100_000_000])
     ap.add_argument("--root", type=Path, default=Path("/tmp/tabtwin-scale"))
     ap.add_argument("--stages", nargs="+", default=list(STAGES), choices=list(STAGES))
-    ap.add_argument("--budget", type=float, default=180.0, help="the fit's time budget in seconds")
+    ap.add_argument("--budgets", type=float, nargs="+", default=[180.0, 180.0, 1200.0],
+                    help="the fit's time budget in seconds at each size (the last for any further sizes)")
     ap.add_argument("--solo-up-to", type=int, default=1_000_000, help="largest size also run in one process")
     ap.add_argument("--sample-rows", type=int)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--resume", action="store_true", help="keep bench/results/scale.json's records; run the rest")
     args = ap.parse_args()
-    records = []
-    for rows in args.sizes:
-        data, holdout = table_for(args.root, rows, 0), table_for(args.root, rows // 10, 1)
+    stored = BENCH / "results" / "scale.json"
+    records = json.loads(stored.read_text())["records"] if args.resume and stored.exists() else []
+    done = {(r["rows"], r["stage"], r["workers"]) for r in records}
+    for size, rows in enumerate(args.sizes):
+        args.budget = args.budgets[min(size, len(args.budgets) - 1)]
+        data = table_for(args.root, rows)
         for workers in (0, args.workers) if rows <= args.solo_up_to else (args.workers,):
             label = f"{workers}w"
             synthetic = args.root / f"synthetic-{data.name}-{label}"
             model = args.root / f"model-{data.name}-{label}"
             for stage in args.stages:
-                result = child(stage, data, workers, rows=rows, model=model, holdout=holdout, synthetic=synthetic,
+                if (rows, stage, workers) in done:
+                    continue
+                result = child(stage, data, workers, rows=rows, model=model, synthetic=synthetic,
                                root=args.root, label=label, sample_rows=args.sample_rows, budget=args.budget)
                 record = {"rows": rows, "stage": stage, "workers": workers, **result}
                 print(json.dumps(record), flush=True)
@@ -188,7 +209,7 @@ def figures(r: dict) -> str:
         return (f"{r['steps']:,} steps x {r['batch_rows']} rows x {r['ranks']} in {r['training_seconds']:.0f} s, "
                 f"{r['epochs']} epochs ({r['stop_reason']}), validation NLL {r['validation_nll']:.3f}")
     return ", ".join(f"{k} {v:.3f}" for k, v in r.items() if k in ("detection_score", "pair_trends",
-                                                                     "exact_copy_share") and v is not None)
+                                                                     "column_shapes", "exact_copy_share") and v is not None)
 
 
 def peak(r: dict) -> float:
@@ -218,11 +239,11 @@ def write_results(records: list[dict], args) -> None:
 
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     (BENCH / "results").mkdir(exist_ok=True)
-    (BENCH / "results" / "scale.json").write_text(json.dumps({"date": date, "machine": machine(), "budget_s": args.budget,
+    (BENCH / "results" / "scale.json").write_text(json.dumps({"date": date, "machine": machine(), "budgets_s": args.budgets,
                                                              "records": records}, indent=2))
     lines = [SECTION, "", f"- Date: {date}", f"- Machine: {machine()}; the machine otherwise quiet",
              "- `bench/scale.py` (its docstring): one process (1 torch thread) against a LocalCluster of 2 "
-             f"single-threaded workers; the fit's budget {args.budget:.0f} s from its start; peak = resident memory "
+             f"single-threaded workers; the fit's budget at each size {', '.join(f'{b:.0f}' for b in args.budgets)} s from its start; peak = resident memory "
              "of the process and of the largest worker", "",
              "| rows | stage | workers | seconds | rows/s | peak MiB (process / worker) | figures |",
              "| ---: | --- | ---: | ---: | ---: | ---: | --- |"]
@@ -238,7 +259,7 @@ if __name__ == "__main__":
         ap = argparse.ArgumentParser()
         ap.add_argument("marker")
         ap.add_argument("stage", choices=list(STAGES))
-        for name in ("data", "model", "holdout", "synthetic", "root", "label"):
+        for name in ("data", "model", "synthetic", "root", "label"):
             ap.add_argument(f"--{name}")
         for name in ("workers", "rows", "sample-rows"):
             ap.add_argument(f"--{name}", type=int, default=0)

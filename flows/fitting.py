@@ -78,7 +78,13 @@ def fit_table(parts, schema, model, client=None, log=print, start: float | None 
         return data_parallel_fit(client, model, encoder, parts, start, log)
     codes = encode_rows(parts, encoder, 0, rows)
     log(f"encoded: {codes.nbytes / 2**20:,.0f} MiB of {codes.dtype} codes ({time.time() - start:.1f} s)")
-    return model.fit_codes(encoder, codes, start=start, clock=time.time)
+    if model.progress_callback is not None:
+        return model.fit_codes(encoder, codes, start=start, clock=time.time)
+    model.progress_callback = lambda epoch, epochs, record: log(epoch_line(epoch, epochs, record))  # as rank 0's
+    try:
+        return model.fit_codes(encoder, codes, start=start, clock=time.time)
+    finally:
+        del model.progress_callback  # a function: not part of the model
 
 
 def data_parallel_fit(client, model, encoder, parts, start: float, log=print):
@@ -152,8 +158,12 @@ def report(message: str) -> None:
     get_worker().log_event(EVENTS, message)
 
 
+def epoch_line(epoch: int, epochs: int, record: dict) -> str:
+    return f"epoch {epoch}/{epochs}: " + ", ".join(f"{k} {v:.4g}" for k, v in record.items())
+
+
 def report_epoch(epoch: int, epochs: int, record: dict) -> None:
-    report(f"epoch {epoch}/{epochs}: " + ", ".join(f"{k} {v:.4g}" for k, v in record.items()))
+    report(epoch_line(epoch, epochs, record))
 
 
 def fit_command(args, model) -> int:

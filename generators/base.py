@@ -171,9 +171,12 @@ class SyntheticGenerator(BaseEstimator):
         (`sharded.TorchRanks`; `codes` this rank's rows) it is one process of a data-parallel fit: every rank
         trains on as many rows, draws its own split, batches and orders (`sharded.rank_seed`), and takes the
         same steps, its modules in DistributedDataParallel; the validation metric and the time budget are agreed
-        by all. `start` and `clock` time the budget (default: `time.perf_counter` from now)."""
+        by all. `start` and `clock` time the budget (default: `time.perf_counter` from now). Raises TabtwinError
+        for an encoder without modelled columns, or a budget spent before the first step."""
         ranks = ranks or OneProcess()
         self._check_params()
+        if not encoder.columns:
+            raise TabtwinError(ONLY_IDS)
         self.device_ = resolve_device(self.device)
         seed_everything(self.random_state)
         self.encoder_ = encoder
@@ -181,6 +184,9 @@ class SyntheticGenerator(BaseEstimator):
         self._build()
         budget = Budget(getattr(self, "max_seconds", None), time.perf_counter() if start is None else start,
                         ranks, clock)
+        if budget.spent():  # else one step's model would be saved and sampled as if trained
+            raise TabtwinError(f"the time budget of {budget.max_seconds:g} s was spent before training began (reading "
+                               f"and encoding the table took {budget.elapsed():.0f} s); raise --max-seconds")
         self._train(Rows(codes), budget, ranks)
         return self
 
