@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import socket
 import time
+import uuid
 from pathlib import Path
 
 from tabtwin.flows.cluster import cluster_shares, dask_client, limited_threads
@@ -28,7 +29,7 @@ from tabtwin.pipeline.errors import TabtwinError
 from tabtwin.pipeline.schema import load_metadata
 from tabtwin.pipeline.streaming import encode_rows, fit_on_parts, partitioned_schema, row_ranges
 
-EVENTS = "tabtwin-fit"  # the Dask event topic ranks report on
+EVENTS = "tabtwin-fit"  # the Dask event topics ranks report on start with this
 
 
 def streams(args, model) -> bool:
@@ -59,8 +60,9 @@ def fit_partitioned(source, model, table: str | None = None, partition_column: s
 def check_fits_codes(model) -> None:
     """A TabtwinError (one line) for a model that does not train from codes."""
     if not model.fits_codes:
-        raise TabtwinError(f"the {model.model_name} model trains on one-hot rows, not on codes: it is fitted in one "
-                           "process on the table read whole (drop --runner dask and --partition-column)")
+        raise TabtwinError(f"the {model.model_name} model trains on one-hot rows, not on codes, so it is not fitted "
+                           "part by part or data-parallel: use --model autoregressive, or drop --runner dask and "
+                           "--partition-column to fit it in one process on the table read whole")
 
 
 def fit_table(parts, schema, model, client=None, log=print, start: float | None = None):
@@ -96,28 +98,33 @@ def data_parallel_fit(client, model, encoder, parts, start: float, log=print):
     from distributed.comm import get_address_host
 
     workers = sorted(client.scheduler_info()["workers"])
+    if not workers:
+        raise TabtwinError(f"the Dask cluster at {client.scheduler.address} has no workers; start some "
+                           "(`dask worker ADDRESS`) or drop --dask-address for a LocalCluster")
     world, shares = len(workers), cluster_shares(client)
+    topic = f"{EVENTS}-{uuid.uuid4().hex[:8]}"  # this fit's: another fit on the cluster reports on its own
     hosts = [get_address_host(address) for address in workers]
     local = [hosts[:rank].count(host) for rank, host in enumerate(hosts)]  # a rank's index on its machine
     port = client.submit(free_port, workers=[workers[0]], pure=False).result()
-    client.subscribe_topic(EVENTS, lambda event: log(event[1]))
+    client.subscribe_topic(topic, lambda event: log(event[1]))
     log(f"training on {world} worker{'s' * (world != 1)}, data-parallel")
+    verbose = model.verbose
     model.set_params(verbose=False)  # the epochs are reported as events, not drawn in the workers' logs
     futures = [client.submit(fit_rank, model, encoder, parts, span, rank, world, hosts[0], port, start,
-                             shares.get(address, 1), local[rank], workers=[address], allow_other_workers=False,
-                             pure=False)
+                             shares.get(address, 1), local[rank], topic, workers=[address],
+                             allow_other_workers=False, pure=False)
                for rank, (address, span) in enumerate(zip(workers, row_ranges(parts.count_rows(), world)))]
     try:
         for future in as_completed(futures):
             future.result()  # the first failure, as it happens
     finally:
-        client.unsubscribe_topic(EVENTS)
+        client.unsubscribe_topic(topic)
     (fitted, digest), *others = client.gather(futures)
     if any(other != digest for other in others):
         raise TabtwinError("the ranks of the data-parallel fit ended with different weights; refit (a worker's "
                            "torch differs from the others'?)")
     log(f"the {world} ranks ended with the same weights (sha256 {digest[:16]}...)")
-    return fitted
+    return fitted.set_params(verbose=verbose)
 
 
 def free_port() -> int:
@@ -128,7 +135,7 @@ def free_port() -> int:
 
 
 def fit_rank(model, encoder, parts, span: tuple[int, int], rank: int, world: int, host: str, port: int,
-             start: float, threads: int, local_rank: int):
+             start: float, threads: int, local_rank: int, topic: str):
     """One rank, on its worker: the codes of rows `span`, then `fit_codes` in the process group. Returns (the
     fitted model on the CPU, its `weights_sha256`) on rank 0, the digest alone on the others."""
     import torch
@@ -140,9 +147,9 @@ def fit_rank(model, encoder, parts, span: tuple[int, int], rank: int, world: int
         if torch.cuda.is_available():  # one GPU per rank on a machine with several
             torch.cuda.set_device(local_rank % torch.cuda.device_count())
         codes = encode_rows(parts, encoder, *span)
-        report(f"rank {rank}: {len(codes):,} rows, {codes.nbytes / 2**20:,.0f} MiB of {codes.dtype} codes")
+        report(topic, f"rank {rank}: {len(codes):,} rows, {codes.nbytes / 2**20:,.0f} MiB of {codes.dtype} codes")
         if rank == 0:
-            model.progress_callback = report_epoch
+            model.progress_callback = lambda epoch, epochs, record: report(topic, epoch_line(epoch, epochs, record))
         with process_group(host, port, rank, world, resolve_device(model.device)) as ranks:
             model.fit_codes(encoder, codes, ranks, start=start, clock=time.time)
     digest = model.weights_sha256()
@@ -152,18 +159,14 @@ def fit_rank(model, encoder, parts, span: tuple[int, int], rank: int, world: int
     return model.to("cpu"), digest
 
 
-def report(message: str) -> None:
+def report(topic: str, message: str) -> None:
     from distributed import get_worker
 
-    get_worker().log_event(EVENTS, message)
+    get_worker().log_event(topic, message)
 
 
 def epoch_line(epoch: int, epochs: int, record: dict) -> str:
     return f"epoch {epoch}/{epochs}: " + ", ".join(f"{k} {v:.4g}" for k, v in record.items())
-
-
-def report_epoch(epoch: int, epochs: int, record: dict) -> None:
-    report(epoch_line(epoch, epochs, record))
 
 
 def fit_command(args, model) -> int:

@@ -45,8 +45,10 @@ from tabtwin.pipeline.streaming import partitioned_schema
 
 
 def is_partitioned_run(spec: RunSpec) -> bool:
-    """Whether the spec's data is a partitioned table (this module's run) rather than one read whole."""
-    return spec.partition_column is not None or is_partitioned(spec.data)
+    """Whether the spec's data is a partitioned table fitted from codes (this module's run) rather than read
+    whole: a database table in ranges, or a folder or glob for a model that `fits_codes` (CTGAN and TVAE read a
+    folder whole, as `fit` does)."""
+    return spec.partition_column is not None or (is_partitioned(spec.data) and model_class(spec.model).fits_codes)
 
 
 def run_partitioned(spec: RunSpec, places: Places, log=print) -> tuple[dict, dict]:

@@ -84,6 +84,9 @@ class RunSpec:
             raise TabtwinError(f"--seed must be a whole number from 0 to {2**32 - 1}, got {self.seed!r}")
         if self.runner not in RUNNERS:
             raise TabtwinError(f"unknown runner {self.runner!r}; choose local or dask")
+        for name in ("partitions", "dask_workers"):  # the CLI's parser checks these; a flow's parameters skip it
+            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise TabtwinError(f"--{name.replace('_', '-')} must be a whole number above 0, got {getattr(self, name)!r}")
         self._options = option_params(self.model, self.dp_epsilon, self.dp_delta, self.max_seconds)
 
     def generator_params(self) -> dict:

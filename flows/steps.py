@@ -86,7 +86,6 @@ def evaluate_run(train, holdout, synthetic, schema: Schema, spec: RunSpec, gate:
 
 
 
-
 def gate_summary(results: dict) -> dict:
     """The gate's checks (plain JSON types: the summary travels through Prefect and Dask) and failure messages."""
     gate = results["gate"]

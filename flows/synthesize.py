@@ -1,7 +1,8 @@
 """The `synthesize` and `request` flows, and the one pipeline sequence both runners call.
 
 synthesize: ingest -> split -> fit (cached by data fingerprint + parameters) -> sample -> evaluate -> publish
-(-> artifacts, -> register a passing model); a partitioned table runs `flows.large` instead (never read whole). `run_sequence` is that sequence, written once: the local flow runs
+(-> artifacts, -> register a passing model); a partitioned table runs `flows.large` instead (never read
+whole; `runner` applies to it). `run_sequence` is that sequence, written once: the local flow runs
 it with each step as a Prefect task (`TASKS`), and the Dask fan-out (`flows.scale`) runs it inside one task per
 (table, model) pair with the plain steps (`PLAIN`). Either way a run publishes, creates the gate's artifacts and
 registers a passing model. A failed gate keeps the report, withholds the data, and marks the run failed.

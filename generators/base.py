@@ -167,7 +167,7 @@ class SyntheticGenerator(BaseEstimator):
         """Train on `codes`, the (rows, columns) code matrix (numpy or torch, any integer type: int16 keeps 2
         bytes a value) of `encoder`, fitted (`codes_encoder`, then e.g. `pipeline.streaming.fit_on_parts`); returns
         self. Alone, the same model `fit` gives on the table those codes encode, except that an epoch is at most
-        `sharded.EPOCH_STEPS` steps and the validation rows at most VALIDATION_ROWS. As one of the `ranks`
+        `sharded.EPOCH_STEPS` steps. As one of the `ranks`
         (`sharded.TorchRanks`; `codes` this rank's rows) it is one process of a data-parallel fit: every rank
         trains on as many rows, draws its own split, batches and orders (`sharded.rank_seed`), and takes the
         same steps, its modules in DistributedDataParallel; the validation metric and the time budget are agreed

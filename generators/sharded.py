@@ -109,7 +109,7 @@ def weights_digest(modules: dict[str, torch.nn.Module]) -> str:
     for name, module in modules.items():
         for key, tensor in module.state_dict().items():
             digest.update(f"{name}.{key}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-            digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+            digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
 

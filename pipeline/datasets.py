@@ -190,7 +190,8 @@ def open_dataset(source: str | os.PathLike) -> PartitionedTable:
     others = [p for p in files if _format_of(Path(p)) is None]
     if others:
         raise IngestError(f"{text}: {others[0]} is neither Parquet nor CSV; move it out of the table's folder")
-    table = PartitionedTable(tuple(tables), fmt, str(root))
+    # Absolute: Dask workers whose working folder differs read the same files (on storage every worker sees).
+    table = PartitionedTable(tuple(map(os.path.abspath, tables)), fmt, os.path.abspath(root))
     try:
         table.dataset.schema  # noqa: B018  (discovery reads every footer/header: a broken file fails here)
     except (pa.ArrowInvalid, OSError) as err:

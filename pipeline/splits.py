@@ -49,8 +49,13 @@ class RowSplit:
         return sum(self.part_rows())
 
     def read_part(self, index: int) -> pd.DataFrame:
-        """This side's rows of part `index`, in the part's order."""
-        return self.table.read_part(index)[self.mask(index)].reset_index(drop=True)
+        """This side's rows of part `index`, in the part's order. Raises TabtwinError when the part no longer has
+        the rows it was counted with (the table changed during the run)."""
+        frame, mask = self.table.read_part(index), self.mask(index)
+        if len(frame) != len(mask):
+            raise TabtwinError(f"part {index + 1} of the table had {len(mask):,} rows and now has {len(frame):,}: "
+                               "the table changed during the run; rerun once it is written")
+        return frame[mask].reset_index(drop=True)
 
     def spread(self, rows: int) -> pd.DataFrame:
         """Rows from every part alike (schema inference), both sides': the in-memory run infers its schema before

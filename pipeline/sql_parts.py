@@ -105,15 +105,22 @@ class SqlPartitionedTable:
             with self.engine.connect() as conn:
                 return conn.execute(query).one()
 
+    @cached_property
+    def _part_counts(self) -> tuple[int, ...]:  # counted once a process: each is a scan of the part
+        return tuple(int(self._scalar(sa.select(sa.func.count()).select_from(self.sql_table).where(c))[0])
+                     for c in self.parts)
+
     def part_rows(self) -> list[int]:
-        return [int(self._scalar(sa.select(sa.func.count()).select_from(self.sql_table).where(c))[0])
-                for c in self.parts]
+        return list(self._part_counts)
 
     def count_rows(self) -> int:
-        return int(self._scalar(sa.select(sa.func.count()).select_from(self.sql_table))[0])
+        return sum(self._part_counts)
 
     def read_part(self, index: int, limit: int | None = None) -> pd.DataFrame:
-        query = sa.select(self.sql_table).where(self.parts[index])
+        """Part `index`'s rows ordered by every column: a database returns a part's rows in any order, and the row
+        split and the ranks' shares select rows by their position in the part (rows equal in every column are
+        interchangeable)."""
+        query = sa.select(self.sql_table).where(self.parts[index]).order_by(*self.sql_table.columns)
         frame = self._read(query.limit(limit) if limit else query)
         # A column that is null throughout a part (the nulls' part) reads as object; it gets the dtype the table's
         # first rows give it, so parts agree (a float column must not turn into text when parts are joined).

@@ -19,6 +19,7 @@ from itertools import accumulate
 
 import numpy as np
 
+from tabtwin.pipeline.errors import TabtwinError
 from tabtwin.pipeline.schema import Schema, infer_schema
 from tabtwin.pipeline.statistics import TableStatistics
 
@@ -90,6 +91,10 @@ def encode_rows(table, encoder, start: int, stop: int) -> np.ndarray:
     for index, (offset, rows) in enumerate(zip(part_offsets(table), table.part_rows())):
         low, high = max(start, offset), min(stop, offset + rows)
         if low < high:
-            frame = table.read_part(index).iloc[low - offset : high - offset]
+            frame = table.read_part(index)
+            if len(frame) != rows:
+                raise TabtwinError(f"part {index + 1} of the table had {rows:,} rows and now has {len(frame):,}: "
+                                   "the table changed during the run; rerun once it is written")
+            frame = frame.iloc[low - offset : high - offset]
             out[low - start : high - start] = encoder.transform(frame)
     return out

@@ -19,6 +19,7 @@ from tabtwin.generators.sharded import Rows
 from tabtwin.pipeline.binning import BinnedEncoder
 from tabtwin.pipeline.datasets import open_dataset
 from tabtwin.pipeline.encoding import TableEncoder
+from tabtwin.pipeline.errors import TabtwinError
 from tabtwin.pipeline.jsonable import jsonable
 from tabtwin.pipeline.schema import infer_schema
 from tabtwin.pipeline.streaming import encode_rows, fit_on_parts, row_ranges
@@ -140,6 +141,12 @@ def test_the_ranks_agree_on_the_time_budget(data, cluster):
     model, _ = fit_partitioned(folder, AutoregressiveGenerator(**{**SMALL, "epochs": 500}, max_seconds=0.5),
                                runner="dask", dask_address=cluster, log=lambda _: None)
     assert model.stop_reason_ == "time budget" and len(model.history_) < 500
+
+
+def test_a_budget_spent_before_training_is_refused_not_saved(data):
+    _, folder = data
+    with pytest.raises(TabtwinError, match=r"^the time budget of 0.001 s was spent before training began"):
+        fit_partitioned(folder, AutoregressiveGenerator(**SMALL, max_seconds=0.001), log=lambda _: None)
 
 
 def test_fit_on_dask_from_the_command_line_and_its_refusals(data, cluster, tmp_path, capsys):
