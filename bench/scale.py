@@ -142,10 +142,12 @@ def run_stage(args) -> None:
     torch.set_num_threads(1)
     start = time.perf_counter()
     if args.workers:
-        from distributed import Client, LocalCluster
+        from distributed import Client
 
-        with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                          dashboard_address=None) as cluster, Client(cluster) as client:
+        from tabtwin.flows.cluster import local_cluster
+
+        with local_cluster(n_workers=args.workers, threads_per_worker=1, processes=True,
+                           dashboard_address=None) as cluster, Client(cluster) as client:
             result = STAGES[args.stage](Path(args.data), client, args)
             workers = client.run(peak_mib)
         result["worker_peak_mib"] = max(workers.values())

@@ -18,6 +18,7 @@ The flagship only (`fits_codes`); CTGAN and TVAE train on one-hot rows, and a fo
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 import uuid
@@ -148,6 +149,9 @@ def fit_rank(model, encoder, parts, span: tuple[int, int], rank: int, world: int
             torch.cuda.set_device(local_rank % torch.cuda.device_count())
         codes = encode_rows(parts, encoder, *span)
         report(topic, f"rank {rank}: {len(codes):,} rows, {codes.nbytes / 2**20:,.0f} MiB of {codes.dtype} codes")
+        if "MALLOC_TRIM_THRESHOLD_" in os.environ and rank == 0:  # `flows.cluster.WORKER_CONFIG`
+            report(topic, "this cluster's workers run with MALLOC_TRIM_THRESHOLD_ set, which slows torch down about "
+                          "1.4x: start them with the Dask setting in the README's \"One large table, end to end\"")
         if rank == 0:
             model.progress_callback = lambda epoch, epochs, record: report(topic, epoch_line(epoch, epochs, record))
         with process_group(host, port, rank, world, resolve_device(model.device)) as ranks:

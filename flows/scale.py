@@ -14,6 +14,7 @@ import os
 import re
 from dataclasses import asdict
 
+import dask
 import torch
 from distributed import Client
 from prefect import flow, task
@@ -21,7 +22,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect_dask import DaskTaskRunner
 from threadpoolctl import threadpool_limits
 
-from tabtwin.flows.cluster import available_cores, cluster_shares, local_cluster_options, worker_address
+from tabtwin.flows.cluster import WORKER_CONFIG, available_cores, cluster_shares, local_cluster_options, worker_address
 from tabtwin.flows.registry import check_registry_names
 from tabtwin.flows.server import ensure_api
 from tabtwin.flows.spec import Places, RunSpec, place_default
@@ -68,5 +69,6 @@ def run_many(specs: list[RunSpec], places: Places | None = None, dask_address: s
         runner = DaskTaskRunner(cluster_kwargs=local_cluster_options(workers, env={"PREFECT_API_URL": ensure_api()}))
         shares, threads = None, max(1, available_cores() // workers)
     plain = [asdict(spec) for spec in specs]
-    return synthesize_many.with_options(task_runner=runner)(plain, places.out, places.cache, places.registry,
-                                                            threads, shares)
+    with dask.config.set(WORKER_CONFIG):  # the runner starts its LocalCluster inside the flow
+        return synthesize_many.with_options(task_runner=runner)(plain, places.out, places.cache, places.registry,
+                                                                threads, shares)

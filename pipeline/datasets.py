@@ -96,7 +96,11 @@ class PartitionedTable:
     def read_part(self, index: int) -> pd.DataFrame:
         """Part `index` as a DataFrame with every column of the dataset (see the module docstring)."""
         part = self.parts[index]
-        return self._frame(part.to_table(schema=self.dataset.schema))
+        try:
+            return self._frame(part.to_table(schema=self.dataset.schema))
+        except (pa.ArrowInvalid, OSError) as err:  # e.g. a file rewritten since the dataset was opened
+            raise IngestError(f"{self.files[index]}: {str(err).splitlines()[0]}; the file changed or is damaged, "
+                              "rerun once the table is written") from None
 
     def frames(self):
         """Each part's DataFrame in turn (a generator: one part in memory at a time)."""

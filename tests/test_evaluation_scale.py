@@ -66,9 +66,11 @@ def test_exact_copies_count_every_row_alike_in_one_process_on_dask_and_in_memory
     assert local == expected and local["synthetic"] >= 37 and local["holdout"] >= 4
     in_memory = exact_copies({"synthetic": synthetic, "holdout": holdout}, train, schema)
     assert in_memory == expected
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+    from tabtwin.flows.cluster import local_cluster
+
+    with local_cluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as client:
         assert exact_copies({"synthetic": parts["synthetic"], "holdout": parts["holdout"]}, parts["train"], schema,
                             client=client) == expected

@@ -54,9 +54,9 @@ def data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cluster():
-    from distributed import LocalCluster
+    from tabtwin.flows.cluster import local_cluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as local:
+    with local_cluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as local:
         yield local.scheduler_address
 
 
