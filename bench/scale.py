@@ -23,7 +23,8 @@ stage then runs in a fresh process (so its peak resident memory is its own), onc
   the same at every size, are left to `tabtwin evaluate`).
 
 Peak memory is `ru_maxrss` of the stage's process and, on the cluster, the largest of the workers'. Results go
-to bench/results/scale.json and the "Past one machine" section of bench/RESULTS.md.
+to bench/results/scale.json, bench/results/scale.png (`bench/scale_plot.py`) and the "Past one machine" section
+of bench/RESULTS.md, rewritten after every stage.
 """
 
 from __future__ import annotations
@@ -253,7 +254,12 @@ def write_results(records: list[dict], args) -> None:
         peaks = f"{r['peak_mib']:.0f}" + (f" / {r['worker_peak_mib']:.0f}" if "worker_peak_mib" in r else "")
         lines.append(f"| {r['rows']:,} | {r['stage']} | {r['workers'] or 1} | {r['seconds']:.1f} | {speed(r):,.0f} | "
                      f"{peaks} | {figures(r)} |")
-    replace_section(BENCH / "RESULTS.md", SECTION, "\n".join(lines + [""] + summary(records)) + "\n")
+    from bench.scale_plot import plot
+
+    plot(records, BENCH / "results" / "scale.png")
+    notes = ["", "![seconds and peak memory per process against rows](results/scale.png)", "",
+             "What these figures say against issue #22's targets: README.md, Benchmarks, \"Past one machine\".", ""]
+    replace_section(BENCH / "RESULTS.md", SECTION, "\n".join(lines + [""] + summary(records) + notes))
 
 
 if __name__ == "__main__":

@@ -24,11 +24,11 @@ def plot(records: list[dict], path: Path) -> None:
     colours = {stage: f"C{i}" for i, stage in enumerate(stages)}
     fig, (seconds, memory) = plt.subplots(1, 2, figsize=(11, 4.5))
     for stage in stages:
-        for workers, style in ((0, "--"), (2, "-")):
+        for workers, style in ((0, "--"), *((w, "-") for w in sorted({r["workers"] for r in records} - {0}))):
             line = sorted((r for r in records if r["stage"] == stage and r["workers"] == workers), key=lambda r: r["rows"])
             if not line:
                 continue
-            label = f"{stage}, {'2 workers' if workers else '1 process'}"
+            label = f"{stage}, {f'{workers} workers' if workers else '1 process'}"
             rows = [r["rows"] for r in line]
             seconds.plot(rows, [r["seconds"] for r in line], style, marker="o", color=colours[stage], label=label)
             memory.plot(rows, [r.get("worker_peak_mib", r["peak_mib"]) for r in line], style, marker="o",
