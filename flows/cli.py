@@ -323,7 +323,7 @@ def _cmd_run(args) -> int:
             print(format_privacy(summary["privacy"], indent="  "))
         print(f"  report: {summary['folder']}/report.html")
         if summary["passed"]:
-            print(f"  data:   {summary['synthetic']}")
+            print(f"  data:   {summary.get('synthetic') or Path(summary['folder']) / 'synthetic.parquet'}")
         if summary.get("registered"):
             print(f"  model:  {summary['registered']}")
     return 0 if all(s["passed"] for s in summaries) else EXIT_GATE_FAILED

@@ -347,7 +347,7 @@ def test_deploy_and_run_both_deployments_on_a_real_server(prefect_server, tmp_pa
             finished = wait_for_final_state(url, run["id"], worker, worker_log)
             assert finished["state"]["type"] == "COMPLETED", (finished["state"], worker_log.read_text()[-3000:])
             messages = logs_of(url, run["id"])
-            assert any(m.startswith(f"{DEFAULT_MODEL} training epoch 1/2: loss ") for m in messages), messages
+            assert any(m.startswith(f"{DEFAULT_MODEL} training epoch 1/2: steps ") and ", loss " in m for m in messages), messages
             assert any(m.startswith(f"{DEFAULT_MODEL} training: ") and " epochs in " in m for m in messages), messages
             entry = f"customers-csv-{DEFAULT_MODEL}"
             assert (tmp_path / "o" / "registry" / entry / "registration.json").is_file()
