@@ -33,10 +33,16 @@ from tabtwin.pipeline.streaming import encode_rows, fit_on_parts, partitioned_sc
 EVENTS = "tabtwin-fit"  # the Dask event topics ranks report on start with this
 
 
+def from_parts(data, partition_column: str | None, model) -> bool:
+    """Whether a table is fitted from its parts' codes rather than read whole: a database table in ranges, or a
+    folder or glob for a model (class or instance) that `fits_codes` (CTGAN and TVAE read a folder whole)."""
+    return partition_column is not None or (model.fits_codes and is_partitioned(data))
+
+
 def streams(args, model) -> bool:
-    """Whether `fit` trains from codes (this module) rather than on the table read whole: on Dask, on a database
-    table in ranges, or a partitioned table for a model that `fits_codes`."""
-    return args.runner == "dask" or args.partition_column is not None or (model.fits_codes and is_partitioned(args.data))
+    """Whether `fit` trains from codes (this module) rather than on the table read whole: on Dask, or
+    `from_parts`."""
+    return args.runner == "dask" or from_parts(args.data, args.partition_column, model)
 
 
 def fit_partitioned(source, model, table: str | None = None, partition_column: str | None = None,
@@ -81,13 +87,14 @@ def fit_table(parts, schema, model, client=None, log=print, start: float | None 
         return data_parallel_fit(client, model, encoder, parts, start, log)
     codes = encode_rows(parts, encoder, 0, rows)
     log(f"encoded: {codes.nbytes / 2**20:,.0f} MiB of {codes.dtype} codes ({time.time() - start:.1f} s)")
-    if model.progress_callback is not None:
-        return model.fit_codes(encoder, codes, start=start, clock=time.time)
-    model.progress_callback = lambda epoch, epochs, record: log(epoch_line(epoch, epochs, record))  # as rank 0's
+    own = model.progress_callback is None
+    if own:  # each epoch a line, as rank 0's on a cluster
+        model.progress_callback = lambda epoch, epochs, record: log(epoch_line(epoch, epochs, record))
     try:
         return model.fit_codes(encoder, codes, start=start, clock=time.time)
     finally:
-        del model.progress_callback  # a function: not part of the model
+        if own:
+            del model.progress_callback  # a function: not part of the model
 
 
 def data_parallel_fit(client, model, encoder, parts, start: float, log=print):

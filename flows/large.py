@@ -32,11 +32,11 @@ from tabtwin.evaluation.scale import EVALUATION_ROWS, evaluate_tables
 from tabtwin.flows import publish as publishing
 from tabtwin.flows import steps
 from tabtwin.flows.cluster import dask_client
-from tabtwin.flows.fitting import check_fits_codes, fit_table
+from tabtwin.flows.fitting import check_fits_codes, fit_table, from_parts
 from tabtwin.flows.sampling import sample_dataset
 from tabtwin.flows.spec import Places, RunSpec, masked
 from tabtwin.generators import model_class
-from tabtwin.pipeline.datasets import is_partitioned, open_dataset, open_parts
+from tabtwin.pipeline.datasets import open_dataset, open_parts
 from tabtwin.pipeline.errors import TabtwinError
 from tabtwin.pipeline.files import atomic_directory, write_json_atomic
 from tabtwin.pipeline.schema import load_metadata
@@ -48,7 +48,7 @@ def is_partitioned_run(spec: RunSpec) -> bool:
     """Whether the spec's data is a partitioned table fitted from codes (this module's run) rather than read
     whole: a database table in ranges, or a folder or glob for a model that `fits_codes` (CTGAN and TVAE read a
     folder whole, as `fit` does)."""
-    return spec.partition_column is not None or (is_partitioned(spec.data) and model_class(spec.model).fits_codes)
+    return from_parts(spec.data, spec.partition_column, model_class(spec.model))
 
 
 def run_partitioned(spec: RunSpec, places: Places, log=print) -> tuple[dict, dict]:
