@@ -20,7 +20,7 @@ DEFAULT_MODEL = "autoregressive"
 DEFAULT_SEED = 0
 # The modules every model shares, which are not models themselves.
 SUPPORT = frozenset({"base", "conditions", "heads", "latent", "memory", "onehot", "params", "persistence", "privacy",
-                     "sharded", "tables", "training"})
+                     "sharded", "subnormals", "tables", "training"})
 MODEL_NAMES = tuple(sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name not in SUPPORT))
 
 

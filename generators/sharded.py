@@ -6,7 +6,7 @@ of a data-parallel fit over torch.distributed.
   (what embeddings and losses take). The validation split and each epoch's permutation are then indices over the
   codes (8 bytes a row each) instead of copies of them.
 - `TorchRanks`: `training.OneProcess`'s agreement over an initialised process group (all-reduce of one number or
-  of a tensor of counts); gradients are all-reduced by `DistributedDataParallel` itself (`data_parallel`).
+  of a tensor); gradients are all-reduced by `DistributedDataParallel` itself (`data_parallel`).
 - `process_group`: the group of `world` ranks, gloo on CPU and NCCL on CUDA, met at a TCP address.
 
 Source: https://pytorch.org/docs/stable/distributed.html (init_process_group, all_reduce) and
@@ -92,8 +92,8 @@ class TorchRanks(OneProcess):
     def mean(self, value: float) -> float:
         return float(self._reduce(torch.tensor([value], dtype=torch.float64), dist.ReduceOp.SUM)) / self.world
 
-    def any(self, flag: bool) -> bool:
-        return bool(self._reduce(torch.tensor([int(flag)]), dist.ReduceOp.MAX))
+    def max(self, tensor: torch.Tensor) -> torch.Tensor:
+        return self._reduce(tensor, dist.ReduceOp.MAX).to(tensor.device)
 
     def min(self, value: int) -> int:
         return int(self._reduce(torch.tensor([value]), dist.ReduceOp.MIN))

@@ -22,24 +22,13 @@ kept in memory (`Checkpoint`), the wall-time budget (`Budget`: checked after eve
 between its batches, so it holds within about one step at any table size), the subnormal flush, and progress
 (`progress_bar`: a tqdm bar and the model's `progress_callback`).
 
-Subnormal floats (measured on Adult, bench/RESULTS.md "Subnormal floats"). Weights that get no gradient from the
-data (rows of dead ReLU units, latent dimensions the KL term switched off) are pulled to zero by weight decay
-alone; once their gradient is far below Adam's eps, each step shrinks them by a near-constant factor (about 0.95)
-into the subnormal range, where rounding stalls them instead of reaching zero, and every op touching them takes
-the CPU's slow path (~250x slower). Long before that, at 1e-30, they are normal but their products in the backward
-pass are not: the TVAE's gradient with respect to the encoder's last hidden layer had a column of 500 subnormal
-values per dead unit, 2,485 per step by epoch 160, and its epochs grew from 0.4 s to 4.4 s over 300
-(bench/generators.py, 1 thread). The fix at the source is `zero_subnormals_` once an epoch: a weight or Adam first
-moment below FLUSH_BELOW (1e-20) moves no float32 sum of terms near 1, so it is set to the zero it was converging
-to (one that is exactly zero with no data gradient stays zero: its decay gradient is zero too); once an epoch is
-enough, since at 0.95 a step going from 1e-20 to the subnormal range takes about 760 steps. `flush_denormals`
-(`torch.set_flush_denormal`) is a mitigation only: its FTZ/DAZ flags belong to the calling thread, not to torch's
-other intra-op threads, so with 2 threads a matmul on subnormal weights ran only 2x faster with it.
+Subnormal floats are zeroed once an epoch and flushed in the stepping thread (`generators.subnormals`).
 
 Data-parallel training (`generators.sharded`, through `SyntheticGenerator.fit_codes`) uses three hooks here: the
 modules wrapped in `torch.nn.parallel.DistributedDataParallel` inside `Training.wrap`; `Training.batches` drawn
 from each rank's own rows; and `ranks`, a `OneProcess` replaced by `sharded.TorchRanks`, whose `mean` all-reduces
-the validation metric and whose `any` all-reduces the budget decision, so every rank stops at the same step.
+the validation metric and whose `max` all-reduces the budget decision (about once a second, `Budget`), so every
+rank stops at the same step.
 """
 
 from __future__ import annotations
@@ -51,49 +40,7 @@ from dataclasses import dataclass
 
 import torch
 
-# Below this magnitude a weight or an Adam first moment changes no float32 result that matters, yet its products
-# with gradients land in the subnormal range (see the module docstring).
-FLUSH_BELOW = 1e-20
-
-
-# ---------------------------------------------------------------------------------------------- subnormals
-
-
-def zero_subnormals_(*optimizers: torch.optim.Optimizer) -> None:
-    """Set every negligible float (|x| < FLUSH_BELOW; subnormal, for Adam's second moments) in the optimizers'
-    parameters and state to zero, in place (see the module docstring, "Subnormal floats")."""
-    tiny = torch.finfo(torch.float32).tiny
-    with torch.no_grad():
-        for optimizer in optimizers:
-            for group in optimizer.param_groups:
-                for param in group["params"]:
-                    state = optimizer.state.get(param, {})
-                    for name, tensor in [("param", param), *((k, v) for k, v in state.items() if torch.is_tensor(v))]:
-                        if tensor.is_floating_point() and tensor.dtype == torch.float32 and tensor.dim():
-                            floor = tiny if name in ("exp_avg_sq", "max_exp_avg_sq") else FLUSH_BELOW
-                            tensor.masked_fill_(tensor.abs() < floor, 0.0)
-
-
-@contextmanager
-def flush_denormals(enabled: bool = True):
-    """Flush subnormal floats to zero in the calling thread inside the block (`torch.set_flush_denormal(True)`),
-    restoring the previous mode afterwards; a mitigation only (see the module docstring)."""
-    if not enabled:
-        yield
-        return
-    before = _flush_mode()
-    torch.set_flush_denormal(True)
-    try:
-        yield
-    finally:
-        torch.set_flush_denormal(before)
-
-
-def _flush_mode() -> bool:
-    """Whether the calling thread flushes subnormals now: half the smallest normal float32 is then 0."""
-    tiny = torch.tensor([torch.finfo(torch.float32).tiny], dtype=torch.float32)
-    return bool((tiny * 0.5 == 0).item())
-
+from tabtwin.generators.subnormals import flush_denormals, zero_subnormals_
 
 # ---------------------------------------------------------------------------------------------- what a model declares
 
@@ -177,26 +124,50 @@ class Validation:
 
 class OneProcess:
     """How ranks agree, for a single process: nothing to agree on (see the module docstring). `rank`: this process
-    among the `world` training together; `mean`, `any`, `min`, `sum` (of a tensor) give every rank one value,
-    here the value itself."""
+    among the `world` training together; `mean`, `min`, `sum` and `max` (of a tensor, elementwise) give every rank
+    one value, here the value itself."""
 
     rank, world = 0, 1
-    mean = any = min = sum = staticmethod(lambda value: value)
+    mean = min = sum = max = staticmethod(lambda value: value)
+
+
+# Seconds of steps between two agreements of the ranks on the budget. One all-reduce of a flag after every step
+# cost a 2-rank gloo fit on this VM 36 ms of a 123 ms step (a second point where every rank waits for the slowest,
+# besides the gradients'); agreeing once a second costs under 1 %, and a budget then holds within about a second.
+AGREE_SECONDS = 1.0
+AGREE_MOST_CALLS = 1000  # however short a step (a GPU's), the ranks agree at least this often
 
 
 class Budget:
     """Wall time: `elapsed()` seconds since `start` (a `time.perf_counter` reading, the start of fit), and whether
-    `max_seconds` (None: no budget) are `spent()`, as every rank agrees."""
+    `max_seconds` (None: no budget) are `spent()`, as every rank agrees. Alone, each call reads the clock. Among
+    several ranks (which call `spent` equally often), a call agrees (`ranks.max` of the flag and of the seconds a
+    call took) only every so many calls, chosen at each agreement to come about AGREE_SECONDS later; the calls in
+    between say not spent. The first call agrees."""
 
     def __init__(self, max_seconds: float | None, start: float, ranks: OneProcess | None = None, clock=None):
         self.max_seconds, self.start, self.ranks = max_seconds, start, ranks or OneProcess()
         self.clock = clock or time.perf_counter
+        self.calls, self.due, self.agreed_at = 0, 1, None  # calls since the last agreement; when the next is due
 
     def elapsed(self) -> float:
         return self.clock() - self.start
 
     def spent(self) -> bool:
-        return self.max_seconds is not None and self.ranks.any(self.elapsed() > self.max_seconds)
+        if self.max_seconds is None:
+            return False
+        if self.ranks.world == 1:
+            return self.elapsed() > self.max_seconds
+        self.calls += 1
+        if self.calls < self.due:
+            return False
+        now = self.clock()
+        per_call = 0.0 if self.agreed_at is None else (now - self.agreed_at) / self.calls
+        flag, per_call = self.ranks.max(torch.tensor([float(now - self.start > self.max_seconds), per_call],
+                                                     dtype=torch.float64)).tolist()
+        self.calls, self.agreed_at = 0, now
+        self.due = round(min(AGREE_MOST_CALLS, max(1.0, AGREE_SECONDS / per_call))) if per_call > 0 else 1
+        return bool(flag)
 
 
 # ---------------------------------------------------------------------------------------------- what the loop keeps

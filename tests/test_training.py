@@ -211,16 +211,18 @@ def test_every_decision_goes_through_the_ranks_hook():
     """What a data-parallel run replaces: the validation metric and the budget decision pass through `ranks`."""
 
     class Ranks:
+        world = 2
+
         def __init__(self):
-            self.means, self.anys = [], []
+            self.means, self.maxes = [], []
 
         def mean(self, value):
             self.means.append(value)
             return value + 100.0
 
-        def any(self, flag):
-            self.anys.append(flag)
-            return flag
+        def max(self, tensor):
+            self.maxes.append(tensor.tolist())
+            return tensor
 
     ranks = Ranks()
     model, run = regression()
@@ -228,7 +230,31 @@ def test_every_decision_goes_through_the_ranks_hook():
     train(run(), {"m": model}, epochs(2), history, Validation("v", scripted([1.0, 2.0]), patience=5),
           Budget(1e9, time.perf_counter(), ranks), ranks)
     assert ranks.means == [1.0, 2.0] and [h["v"] for h in history] == [101.0, 102.0]
-    assert len(ranks.anys) >= 4  # after each step, and before the next epoch
+    assert len(ranks.maxes) >= 2 and all(flag == 0.0 for flag, _ in ranks.maxes)
+
+
+def test_ranks_agree_on_the_budget_about_once_a_second():
+    """Among ranks, `spent` all-reduces (flag, seconds a call) at the first call, then every AGREE_SECONDS' worth
+    of calls; the calls between say not spent, and any rank's "spent" stops them all."""
+
+    class Ranks:
+        world, agreed, other_spent = 2, [], False
+
+        def max(self, tensor):
+            self.agreed.append(now[0])
+            return torch.maximum(tensor, torch.tensor([float(self.other_spent), 0.0], dtype=torch.float64))
+
+    now, ranks = [0.0], Ranks()
+    budget = Budget(5.0, 0.0, ranks, clock=lambda: now[0])
+    said = []
+    for _ in range(60):  # a call every 0.1 s
+        said.append(budget.spent())
+        now[0] = round(now[0] + 0.1, 6)
+    assert ranks.agreed[:7] == [0.0, 0.1, 1.1, 2.1, 3.1, 4.1, 5.1]  # then one a second (10 calls of 0.1 s)
+    assert said.index(True) == 51  # the first agreement past 5 s; the calls in between said not spent
+    ranks.other_spent = True  # another rank's budget ran out: every rank stops at the next agreement
+    budget = Budget(1e9, 0.0, ranks, clock=lambda: now[0])
+    assert budget.spent() is True
 
 
 def test_the_progress_callback_sees_each_record():

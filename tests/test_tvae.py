@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import tabtwin.generators.memory as memory
+import tabtwin.generators.subnormals as subnormals
 import tabtwin.generators.training as training
 from tabtwin.generators.conditions import ConditionPlan
 from tabtwin.generators.base import ModelError, SyntheticGenerator
@@ -465,7 +466,7 @@ def test_adam_with_l2_stalls_unused_weights_in_the_subnormal_range_unless_zeroed
             optimizer.step()
             if step % 52 == 0:
                 if zero:
-                    training.zero_subnormals_(optimizer)
+                    subnormals.zero_subnormals_(optimizer)
                 seen.append(subnormal(w) + subnormal(optimizer.state[w]["exp_avg"]))
         if zero:
             assert sum(seen) == 0 and float(w.detach().abs().max()) == 0.0
@@ -485,7 +486,7 @@ def test_zero_subnormals_flushes_negligible_weights_and_moments_only():
         w.copy_(torch.tensor(values))
     optimizer.state[w]["exp_avg"].copy_(torch.tensor([3e-41, 1.0, 0.0, 5e-39, 1.2e-38, -1e-44, 3e-20, 1e-25]))
     optimizer.state[w]["exp_avg_sq"].copy_(torch.tensor([1e-39, 1e-30, 0.0, 1.0, 1e-20, 2e-38, 0.0, 0.0]))
-    training.zero_subnormals_(optimizer)
+    subnormals.zero_subnormals_(optimizer)
     assert w.tolist() == pytest.approx([0.0, 0.0, 0.0, 0.0, -2.0, 0.0, 2e-20, 0.0], rel=1e-6, abs=0)
     assert optimizer.state[w]["exp_avg"].tolist() == pytest.approx([0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 3e-20, 0.0], rel=1e-6, abs=0)
     assert optimizer.state[w]["exp_avg_sq"].tolist() == pytest.approx([0.0, 1e-30, 0.0, 1.0, 1e-20, 2e-38, 0.0, 0.0], rel=1e-6, abs=0)
