@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -104,6 +105,7 @@ def stage_sample(data: Path, client, args) -> dict:
     from tabtwin.flows.sampling import sample_dataset
 
     out = Path(args.root) / f"synthetic-{Path(data).name}-{args.label}"
+    shutil.rmtree(out, ignore_errors=True)  # else an equal model's dataset from an earlier run is resumed, not timed
     rows = args.sample_rows or args.rows
     runner = "local" if client is None else "dask"
     # On the cluster this stage made (its address), whose workers' peak memory is then read.
@@ -177,18 +179,21 @@ def main() -> None:
     ap.add_argument("--budgets", type=float, nargs="+", default=[180.0, 180.0, 1200.0],
                     help="the fit's time budget in seconds at each size (the last for any further sizes)")
     ap.add_argument("--solo-up-to", type=int, default=1_000_000, help="largest size also run in one process")
+    ap.add_argument("--cluster-from", type=int, default=0, help="smallest size also run on the workers")
+    ap.add_argument("--results", default="scale", help="bench/results/NAME.json and .png; a RESULTS.md section of "
+                    "its own for any other name (another protocol, e.g. other budgets)")
     ap.add_argument("--sample-rows", type=int)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--resume", action="store_true", help="keep bench/results/scale.json's records; run the rest")
     args = ap.parse_args()
-    stored = BENCH / "results" / "scale.json"
+    stored = BENCH / "results" / f"{args.results}.json"
     records = json.loads(stored.read_text())["records"] if args.resume and stored.exists() else []
     done = {(r["rows"], r["stage"], r["workers"]) for r in records}
     for size, rows in enumerate(args.sizes):
         args.budget = args.budgets[min(size, len(args.budgets) - 1)]
         data = table_for(args.root, rows)
-        for workers in (0, args.workers) if rows <= args.solo_up_to else (args.workers,):
-            label = f"{workers}w"
+        for workers in [w for w in (0, args.workers) if (rows <= args.solo_up_to if w == 0 else rows >= args.cluster_from)]:
+            label = f"{workers}w" + ("" if args.results == "scale" else f"-{args.results}")
             synthetic = args.root / f"synthetic-{data.name}-{label}"
             model = args.root / f"model-{data.name}-{label}"
             for stage in args.stages:
@@ -242,9 +247,10 @@ def write_results(records: list[dict], args) -> None:
 
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     (BENCH / "results").mkdir(exist_ok=True)
-    (BENCH / "results" / "scale.json").write_text(json.dumps({"date": date, "machine": machine(), "budgets_s": args.budgets,
+    section = SECTION if args.results == "scale" else f"## Past one machine, {args.results} (issue #22)"
+    (BENCH / "results" / f"{args.results}.json").write_text(json.dumps({"date": date, "machine": machine(), "budgets_s": args.budgets,
                                                              "records": records}, indent=2))
-    lines = [SECTION, "", f"- Date: {date}", f"- Machine: {machine()}; the machine otherwise quiet",
+    lines = [section, "", f"- Date: {date}", f"- Machine: {machine()}; the machine otherwise quiet",
              "- `bench/scale.py` (its docstring): one process (1 torch thread) against a LocalCluster of 2 "
              f"single-threaded workers; the fit's budget at each size {', '.join(f'{b:.0f}' for b in args.budgets)} s from its start; peak = resident memory "
              "of the process and of the largest worker", "",
@@ -256,10 +262,10 @@ def write_results(records: list[dict], args) -> None:
                      f"{peaks} | {figures(r)} |")
     from bench.scale_plot import plot
 
-    plot(records, BENCH / "results" / "scale.png")
-    notes = ["", "![seconds and peak memory per process against rows](results/scale.png)", "",
+    plot(records, BENCH / "results" / f"{args.results}.png")
+    notes = ["", f"![seconds and peak memory per process against rows](results/{args.results}.png)", "",
              "What these figures say against issue #22's targets: README.md, Benchmarks, \"Past one machine\".", ""]
-    replace_section(BENCH / "RESULTS.md", SECTION, "\n".join(lines + [""] + summary(records) + notes))
+    replace_section(BENCH / "RESULTS.md", section, "\n".join(lines + [""] + summary(records) + notes))
 
 
 if __name__ == "__main__":

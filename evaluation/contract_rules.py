@@ -82,7 +82,7 @@ def column_rules(E, spec, column: pd.Series, notes: list[str], *, null_tolerance
     rules += _range_rules(E, spec, column, notes, range_mostly, min_count)
     if spec.kind in ("discrete", "boolean"):
         rules += _value_rules(E, spec, column, notes, range_mostly, min_count, share_tolerance)
-    if spec.kind == "id":
+    if spec.kind == "id" and not spec.pii:  # personal data may repeat (a household's phone), and so may its fakes
         rules.append(E.ExpectColumnValuesToBeUnique(column=spec.name, meta={"rule": "unique"}))
     rules.append(_null_rule(E, spec.name, column, null_tolerance))
     return rules

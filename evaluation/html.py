@@ -79,6 +79,10 @@ columns, Cramér's V (0 to 1) for the others (numbers cut into {{ associations.b
 </section>
 
 <section id="privacy"><h2>Privacy</h2>
+{% if r.privacy.personal_data %}<h3>Personal data</h3>
+<table id="personal-data"><tr><th>column</th><th>kind</th><th>treatment</th><th>synthetic values equal to a real one</th></tr>
+{% for p in r.privacy.personal_data %}<tr><td>{{ p.column }}</td><td>{{ p.pii }}</td><td>{{ p.treatment }}</td><td>{{ p.real_values_in_synthetic }}</td></tr>{% endfor %}
+</table>{% endif %}
 {% if dp %}<h3>Differential privacy</h3>
 <p class="note" id="dp-sentence">{{ dp_sentence }}</p>
 <table id="dp"><tr><th>mechanism</th><td>{{ dp.mechanism }}</td></tr>

@@ -93,6 +93,7 @@ def evaluate(
     results["fidelity"].update(timed("figures", figure_tables, train, synthetic, schema,
                                      results["fidelity"]["quality"], seed=seed))
     results["privacy"]["dp"] = dp
+    results["privacy"]["personal_data"] = personal_data(train, synthetic, schema)
     results["privacy"]["attacks"] = timed("attacks", attack_risks, train, holdout, synthetic, schema, target, seed=seed)
     results["gate"] = apply_gate(results, gate)
     results["meta"] = {
@@ -109,6 +110,14 @@ def evaluate(
     }
     results["run"] = run
     return {key: results[key] for key in ("gate", "run", "fidelity", "privacy", "utility", "contracts", "meta")}
+
+
+def personal_data(train: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema) -> list[dict]:
+    """Each personal-data column (`ColumnSpec.pii`, `pipeline.columns.personal`): its PII sdtype, how it was
+    treated, and how many synthetic values equal a real one of the training rows (0 expected)."""
+    return [{"column": spec.name, "pii": spec.pii, "treatment": "not modelled; replaced by fakes (Faker)",
+             "real_values_in_synthetic": int(synthetic[spec.name].isin(set(train[spec.name].dropna())).sum())}
+            for spec in schema.columns if spec.pii]
 
 
 def _check_tables(train, holdout, synthetic, schema: Schema) -> None:

@@ -117,8 +117,8 @@ def parse_conditions(items: list[str]) -> dict[str, str]:
 
 
 def add_input_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("data", help="CSV, TSV, Parquet, SQLite/DuckDB file, or a SQLAlchemy URL")
-    parser.add_argument("--table", help="table to read from a database source")
+    parser.add_argument("data", help="CSV, TSV, Parquet, .xlsx, JSON Lines, SQLite/DuckDB file, or a SQLAlchemy URL")
+    parser.add_argument("--table", help="table to read from a database source, or sheet of an .xlsx workbook")
     parser.add_argument("--query", help="SQL query to read from a database source")
     parser.add_argument("--metadata", type=Path, help="SDV single-table metadata JSON that overrides inference")
 

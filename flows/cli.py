@@ -9,6 +9,7 @@ sdmetrics or Prefect.
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 import time
@@ -28,7 +29,7 @@ from tabtwin.flows.spec import Places, RunSpec, spec_default
 from tabtwin.flows.terminal import format_privacy, print_gate
 from tabtwin.pipeline.errors import TabtwinError
 from tabtwin.pipeline.files import atomic_directory
-from tabtwin.pipeline.ingest import check_output_path, read_table
+from tabtwin.pipeline.ingest import check_output_path, read_notes, read_table
 from tabtwin.pipeline.outputs import check_file, check_folder
 from tabtwin.pipeline.schema import infer_schema, load_metadata, save_metadata
 
@@ -166,8 +167,11 @@ FIT_FIELDS = ("model", "epochs", "batch_size", "max_seconds", "device", "seed", 
               "partition_column", "partitions", "runner", "dask_address", "dask_workers")
 
 
-def _load(args):
+def _load(args, notes_to=None):
+    """(table, schema) of a data command's input; what reading it noted printed (to stderr unless `notes_to`)."""
     df = read_table(args.data, table=args.table, query=args.query)
+    for note in read_notes(df):
+        print(f"{args.data}: {note}", file=notes_to or sys.stderr)
     metadata = load_metadata(args.metadata) if args.metadata else None
     return df, infer_schema(df, metadata)
 
@@ -180,12 +184,15 @@ def _inputs(args) -> list:
 def _cmd_schema(args) -> int:
     if args.out:
         check_file(args.out, args.overwrite, inputs=_inputs(args))
-    df, schema = _load(args)
+    notes = io.StringIO()
+    df, schema = _load(args, notes)
     written = save_metadata(schema, args.out) if args.out else None  # before printing: a closed pipe cannot stop it
     print(f"{args.data}: {len(df):,} rows x {df.shape[1]} columns")
+    print(notes.getvalue(), end="")  # what was detected in reading it (a CSV's dialect), in the schema's output
     for spec in schema.columns:
         extra = " integer" if spec.integer else ""
         extra += f" format={spec.datetime_format}" if spec.datetime_format else ""
+        extra += f" personal data ({spec.pii}): faked, not modelled" if spec.pii else ""
         print(f"  {spec.name:<24} {spec.kind:<11} nulls {spec.null_rate:6.1%}{extra}")
     if written:
         print(f"metadata written to {written}")

@@ -32,7 +32,7 @@ class RunSpec:
     whole number that must be > 0; "flow": False marks one that only the `request` flow sets.
     """
 
-    data: str = field(metadata={"help": "table: CSV, TSV, Parquet, SQLite/DuckDB file, or a SQLAlchemy URL"})
+    data: str = field(metadata={"help": "table: CSV, TSV, Parquet, .xlsx, JSON Lines, SQLite/DuckDB file, or a SQLAlchemy URL"})
     model: str = field(default=DEFAULT_MODEL, metadata={"help": "generator", "choices": MODEL_NAMES})
     epochs: int | None = field(
         default=None, metadata={"help": "training epochs (None: the model's own; the flagship's is a cap, early stopping ends it)", "positive": True}
@@ -42,7 +42,7 @@ class RunSpec:
     )
     max_seconds: float | None = field(
         default=None, metadata={"help": "training-time budget in seconds from the start of the fit, encoding included, checked after each "
-                                        "epoch (None: none; autoregressive only). Opt-in: where it stops training, a seeded run "
+                                        "step (None: none; autoregressive only). Opt-in: where it stops training, a seeded run "
                                         "depends on the machine's speed", "positive": True}
     )
     rows: int | None = field(
@@ -58,7 +58,7 @@ class RunSpec:
     dp_delta: float | None = field(
         default=None, metadata={"help": "delta of the DP guarantee, below 1 (None: 1 / training rows^1.1); needs --dp-epsilon", "positive": True}
     )
-    table: str | None = field(default=None, metadata={"help": "table to read from a database source"})
+    table: str | None = field(default=None, metadata={"help": "table to read from a database source, or sheet of an .xlsx workbook"})
     metadata: str | None = field(default=None, metadata={"help": "SDV single-table metadata JSON that overrides inference"})
     gate: str | None = field(default=None, metadata={"help": "JSON file of gate thresholds (see evaluation/gate.py)"})
     conditions: dict = field(default_factory=dict, metadata={"help": "COLUMN: VALUE conditions on sampling", "flow": False})

@@ -38,6 +38,7 @@ from tabtwin.flows.spec import (Places, RunSpec, masked, run_parameters, spec_de
                                 with_absolute_paths)
 from tabtwin.generators import load_model
 from tabtwin.pipeline.errors import TabtwinError
+from tabtwin.pipeline.ingest import read_notes
 
 
 def retry_unless_user_error(task, task_run, state) -> bool:
@@ -100,6 +101,8 @@ def run_sequence(spec: RunSpec, places: Places, ops: Steps = PLAIN, artifact_key
     reg.check_registry_names([spec], places.registry)
     gate = steps.gate_of(spec)
     train, holdout, schema = ops.load_inputs(spec)
+    for note in read_notes(train):  # a detected dialect, dropped columns, a warning
+        _logger().info("%s: %s", masked(spec.data), note)
     fitted = ops.fit_or_reuse(train, schema, spec, places.cache)
     model_dir, reused = fitted.folder, fitted.reused
     _logger().info("model %s (%s)", model_dir, "reused from cache" if reused else "trained")

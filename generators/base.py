@@ -59,7 +59,7 @@ from tabtwin.pipeline.schema import Schema, infer_schema
 from tabtwin.pipeline.validation import MAX_CODES
 
 # The model-file format `generators.persistence` writes; a file of any other format is refused in one line.
-FORMAT_VERSION = 7
+FORMAT_VERSION = 8
 VALIDATION_FRACTION = 0.1  # rows held out for early stopping
 MIN_VALIDATION_ROWS = 10  # held out at least; a table of fewer than twice this many rows is not split
 VALIDATION_ROWS = 100_000  # held out at most: a validation pass stays seconds long at any table size

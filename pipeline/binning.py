@@ -40,6 +40,7 @@ from tabtwin.pipeline.categories import (
 )
 from tabtwin.pipeline.columns.datetime import from_model_units, to_model_units
 from tabtwin.pipeline.columns.identifier import Identifier, generate_ids
+from tabtwin.pipeline.columns.personal import link_names
 from tabtwin.pipeline.encoder_base import ColumnEncoder
 from tabtwin.pipeline.errors import EncodingError
 from tabtwin.pipeline.forms import SPECIALS, decimals_of, restore
@@ -206,7 +207,7 @@ class BinnedEncoder(ColumnEncoder, kind="binned",
         decoded, j = {}, 0
         for state in self.states_:
             if isinstance(state, Identifier):
-                decoded[state.name] = generate_ids(state, len(codes), id_offset)
+                decoded[state.name] = generate_ids(state, len(codes), id_offset, rng)
                 continue
             column = codes[:, j]
             j += 1
@@ -214,6 +215,7 @@ class BinnedEncoder(ColumnEncoder, kind="binned",
                 decoded[state.name] = decode_categorical(state, column, rng)
             else:
                 decoded[state.name] = from_model_units(_decode_numeric(state, column, rng), state)
+        link_names(decoded, {s.name: s.pii for s in self.states_ if isinstance(s, Identifier) and s.pii}, id_offset)
         return restore(pd.DataFrame(decoded, columns=[s.name for s in self.states_]), self.forms_)
 
 

@@ -32,6 +32,7 @@ from tabtwin.pipeline.categories import Categorical, categorical_codes, categori
 from tabtwin.pipeline.columns.base import SAMPLE_ROWS
 from tabtwin.pipeline.columns.datetime import from_model_units, to_model_units
 from tabtwin.pipeline.columns.identifier import Identifier, generate_ids
+from tabtwin.pipeline.columns.personal import link_names
 from tabtwin.pipeline.encoder_base import ColumnEncoder
 from tabtwin.pipeline.errors import EncodingError
 from tabtwin.pipeline.forms import SPECIALS, restore
@@ -265,7 +266,8 @@ class TableEncoder(ColumnEncoder, kind="table",
                 (span,) = self.spans_of(state.name)
                 decoded[state.name] = decode_categorical(state, np.argmax(data[:, span.start : span.stop], axis=1), rng)
             else:
-                decoded[state.name] = generate_ids(state, len(data), id_offset)
+                decoded[state.name] = generate_ids(state, len(data), id_offset, rng)
+        link_names(decoded, {s.name: s.pii for s in self.states_ if isinstance(s, Identifier) and s.pii}, id_offset)
         return restore(pd.DataFrame(decoded, columns=[state.name for state in self.states_]), self.forms_)
 
     def _decode_continuous(self, state: Continuous, data: np.ndarray) -> pd.Series:
@@ -277,7 +279,10 @@ class TableEncoder(ColumnEncoder, kind="table",
         if state.integer or state.datetime_unit:
             values = np.round(values)
         if null_span:
-            slot = np.argmax(data[:, null_span[0].start : null_span[0].stop], axis=1)
+            slots = data[:, null_span[0].start : null_span[0].stop]
+            if not self.schema[state.name].has_nulls:  # the span holds +-inf only: a null would be made up
+                slots = np.where(np.arange(slots.shape[1]) == 1, -np.inf, slots)
+            slot = np.argmax(slots, axis=1)
             values[slot == 1] = np.nan
             for k, special in enumerate(self._specials.get(state.name, [])):
                 values[slot == 2 + k] = special

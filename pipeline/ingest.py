@@ -13,6 +13,8 @@ by ``os.replace``, so readers never see a half-written file.
 from __future__ import annotations
 
 import os
+import re
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +26,7 @@ import pyarrow.parquet as pq
 
 from tabtwin import __version__
 from tabtwin.pipeline.databases import DUCKDB_SUFFIXES, SQLITE_SUFFIXES, mask_url, read_database_file, read_sql
+from tabtwin.pipeline.dialects import detect_dialect
 from tabtwin.pipeline.datasets import arrow_frame, is_partitioned, open_dataset
 from tabtwin.pipeline.errors import IngestError
 from tabtwin.pipeline.files import atomic_file
@@ -36,6 +39,7 @@ __all__ = [
     "WRITE_SUFFIXES",
     "check_output_path",
     "is_url",
+    "read_notes",
     "read_table",
     "write_table",
 ]
@@ -43,8 +47,14 @@ __all__ = [
 CSV_SUFFIXES = (".csv", ".csv.gz")
 TSV_SUFFIXES = (".tsv", ".tsv.gz")
 PARQUET_SUFFIXES = (".parquet", ".pq")
-SUPPORTED_SUFFIXES = CSV_SUFFIXES + TSV_SUFFIXES + PARQUET_SUFFIXES + SQLITE_SUFFIXES + DUCKDB_SUFFIXES
+EXCEL_SUFFIXES = (".xlsx",)
+JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson")
+SUPPORTED_SUFFIXES = (CSV_SUFFIXES + TSV_SUFFIXES + PARQUET_SUFFIXES + EXCEL_SUFFIXES + JSONL_SUFFIXES + SQLITE_SUFFIXES
+                      + DUCKDB_SUFFIXES)
 WRITE_SUFFIXES = (".csv",) + PARQUET_SUFFIXES
+# df.attrs key of what reading a table found worth saying: a detected dialect, dropped columns, a warning.
+NOTES = "tabtwin_read_notes"
+FEW_ROWS = 100  # a table of fewer rows is fitted, with a warning: its twin can only recombine them
 
 
 def read_table(
@@ -61,6 +71,20 @@ def read_table(
         )
     if table is not None and query is not None:
         raise ingest_error(f"Pass either table= or query= for {_label(source)}, not both (CLI: --table or --query)")
+    df = _read_any(source, table, query)
+    if len(df) < FEW_ROWS:
+        df.attrs[NOTES] = [*df.attrs.get(NOTES, []), f"warning: the table has only {len(df)} rows, so synthetic rows "
+                           "can only recombine (or copy) them; fit on more rows for a useful twin"]
+    return df
+
+
+def read_notes(df: pd.DataFrame) -> list[str]:
+    """What `read_table` found worth saying about the table it read (a detected dialect, columns dropped, a
+    warning), one line each."""
+    return list(df.attrs.get(NOTES, []))
+
+
+def _read_any(source, table: str | None, query: str | None) -> pd.DataFrame:
     if is_url(source):
         hint = "check the URL, that the server is reachable and the credentials"
         return read_sql(str(source), label=mask_url(str(source)), table=table, query=query, hint=hint)
@@ -74,12 +98,17 @@ def read_table(
     path, suffix = _checked_input_path(source)
     if suffix in SQLITE_SUFFIXES + DUCKDB_SUFFIXES:
         return read_database_file(path, suffix, table=table, query=query)
+    if suffix in EXCEL_SUFFIXES and query is None:
+        return _read_excel(path, sheet=table)
     if table is not None or query is not None:
         raise ingest_error(
-            f"table= and query= only apply to database sources, not {path}; drop them for {suffix} files"
+            f"table= and query= only apply to database sources (table= also to an .xlsx file's sheet), not {path}; "
+            f"drop them for {suffix} files"
         )
     if suffix in PARQUET_SUFFIXES:
         return _read_parquet(path)
+    if suffix in JSONL_SUFFIXES:
+        return _read_jsonl(path)
     return _read_delimited(path, sep="\t" if suffix in TSV_SUFFIXES else ",")
 
 
@@ -126,23 +155,83 @@ def _supported_list() -> str:
 
 
 def _read_delimited(path: Path, *, sep: str) -> pd.DataFrame:
+    """A CSV or TSV file read as its detected `pipeline.dialects.Dialect` (what differs from the suffix's own
+    dialect is noted in `df.attrs[NOTES]`); blank-headed columns with no value (a trailing delimiter) dropped."""
     kind = "TSV" if sep == "\t" else "CSV"
     with _file_errors(path, kind):
+        dialect = detect_dialect(path, sep)
+        options = dialect.read_options()
         # pandas defaults on purpose: values keep leading spaces and default NA markers apply.
         # index_col=False only stops pandas from silently turning the first column into the
         # index when data rows end with a trailing delimiter (the columns would shift).
-        df = pd.read_csv(path, sep=sep, index_col=False)
-        header = _raw_header(path, sep=sep)
-        _blank_integers_as_int64(df, path, sep=sep)
-    reject_duplicates(header, path)
+        df = pd.read_csv(path, index_col=False, **options)
+        header = _raw_header(path, options)
+        _blank_integers_as_int64(df, path, options)
+    return _tidy(df, header, path, [f"read as {', '.join(dialect.notes(sep))}"] if dialect.notes(sep) else [])
+
+
+def _tidy(df: pd.DataFrame, header: list[str], path: Path, notes: list[str]) -> pd.DataFrame:
+    """`df` read from a file whose header row is `header` (blank cells ""), checked: repeated names refused, columns
+    with no name and no value (a trailing delimiter, an empty spreadsheet column) dropped, a header of numbers or
+    dates warned about (the file likely has none); `notes` and those in `df.attrs[NOTES]`."""
+    reject_duplicates([name for name in header if name != ""], path)
+    empty = [name for name, written in zip(df.columns, header) if written == "" and df[name].isna().all()]
+    if empty:
+        df = df.drop(columns=empty)
+        notes.append(f"dropped {len(empty)} column{'s' * (len(empty) != 1)} with no name and no value (a trailing "
+                     "delimiter?)")
     reject_empty(df, str(path))
+    named = [name for name in header if name.strip()]
+    if named and all(_number_or_date(name) for name in named):
+        notes.append(f"warning: every column name is a number or a date ({named[0]!r}, ...): if the file has no "
+                     "header row, add one, else its first row is taken for the names")
+    df.attrs[NOTES] = notes
     return df
+
+
+def _read_excel(path: Path, sheet: str | None) -> pd.DataFrame:
+    """The sheet `sheet` of an .xlsx workbook (pandas.read_excel, openpyxl); with None, the only sheet."""
+    with _file_errors(path, "Excel"):
+        book = pd.ExcelFile(path, engine="openpyxl")
+        names = book.sheet_names
+        if sheet is None and len(names) > 1:
+            raise ingest_error(f"{path} has {len(names)} sheets ({', '.join(names)}); pick one with --table SHEET")
+        if sheet is not None and sheet not in names:
+            raise ingest_error(f"{path} has no sheet {sheet!r}; its sheets are {', '.join(names)} (--table SHEET)")
+        sheet = sheet or names[0]
+        df = book.parse(sheet)
+        first = book.parse(sheet, header=None, nrows=1, dtype=str, keep_default_na=False)
+    header = [] if first.empty else ["" if str(v) == "nan" else str(v) for v in first.iloc[0].tolist()]
+    return _tidy(df, header, path, [f"sheet {sheet!r}"] if len(names) > 1 else [])
+
+
+def _read_jsonl(path: Path) -> pd.DataFrame:
+    """JSON Lines, one object a row (pandas.read_json(lines=True)); values kept as JSON types, dates as text (the
+    schema finds them). A column of nested objects or arrays is refused: flatten it first."""
+    with _file_errors(path, "JSON Lines"):
+        df = pd.read_json(path, lines=True, dtype=False, convert_dates=False)
+    if df.shape[1] == 0 and len(df):
+        raise ingest_error(f"{path} has no keys in its objects; each line needs an object such as {{\"a\": 1}}")
+    for name in df.columns:
+        if df[name].map(lambda v: isinstance(v, (dict, list))).any():
+            raise ingest_error(f"{path}: column {name!r} holds nested objects or arrays; flatten them into columns "
+                               "of their own (pandas.json_normalize)")
+    return _tidy(df, [str(name) for name in df.columns], path, [])
+
+
+def _number_or_date(name: str) -> bool:
+    """Whether a header cell reads as a number or a date (then it is likely a data row's value)."""
+    return bool(_NUMBER_OR_DATE.fullmatch(name.strip()))
+
+
+_NUMBER_OR_DATE = re.compile(r"[+-]?(\d+([.,]\d*)?|[.,]\d+)([eE][+-]?\d+)?"
+                             r"|\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}([ T]\d{1,2}:\d{2}(:\d{2})?)?")
 
 
 _INTEGER_TEXT = r"\s*[+-]?\d+\s*"
 
 
-def _blank_integers_as_int64(df: pd.DataFrame, path: Path, *, sep: str) -> None:
+def _blank_integers_as_int64(df: pd.DataFrame, path: Path, options: dict) -> None:
     """Whole numbers with blanks become pandas Int64 in place, so they are written back as integers (153, not
     153.0) and their blanks stay blank. pandas reads such a column as float64; only columns whose every written
     value is an integer (no "153.0") change, read again as text so that integers past 2^53 stay exact."""
@@ -154,18 +243,20 @@ def _blank_integers_as_int64(df: pd.DataFrame, path: Path, *, sep: str) -> None:
     if not candidates:
         return
     positions = sorted(df.columns.get_loc(name) for name in candidates)  # by position: blank headers too
-    text = pd.read_csv(path, sep=sep, index_col=False, usecols=positions, dtype=str)
+    text = pd.read_csv(path, index_col=False, usecols=positions, dtype=str, **options)
     for k, position in enumerate(positions):
         written = text.iloc[:, k]
+        if options["thousands"]:
+            written = written.str.replace(options["thousands"], "", regex=False)
         if len(written.dropna()) and bool(written.dropna().str.fullmatch(_INTEGER_TEXT).all()):
             df.isetitem(position, written.str.strip().astype("string").astype("Int64").array)
 
 
-def _raw_header(path: Path, *, sep: str) -> list[str]:
-    """The header row as written; pandas renames a repeated "a" to "a.1", hiding duplicates."""
-    first_row = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False)
-    # pandas names blank header cells "Unnamed: N" itself, so they never collide.
-    return [name for name in first_row.iloc[0].tolist() if name != ""]
+def _raw_header(path: Path, options: dict) -> list[str]:
+    """The header row as written, blank cells as ""; pandas renames a repeated "a" to "a.1", hiding duplicates,
+    and names a blank cell "Unnamed: N" itself."""
+    first_row = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False, **options)
+    return first_row.iloc[0].tolist()
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
@@ -193,7 +284,7 @@ def _file_errors(path: Path, kind: str) -> Iterator[None]:
     except pd.errors.ParserError as exc:
         reason = first_line(exc)
         raise ingest_error(f"{path} could not be parsed as {kind} ({reason}); {_valid_file_hint(kind)}") from exc
-    except (pa.ArrowException, OSError, EOFError, ValueError) as exc:
+    except (pa.ArrowException, OSError, EOFError, ValueError, zipfile.BadZipFile, KeyError) as exc:  # .xlsx: zip
         raise ingest_error(f"{path} could not be read as {kind} ({first_line(exc)}); {_valid_file_hint(kind)}") from exc
 
 

@@ -92,8 +92,8 @@ def spikes(summary, limit: int) -> tuple[np.ndarray, np.ndarray]:
     """(values, shares of the finite values) of a column's spikes, at most `limit`, the most frequent.
 
     A spike is a value held by at least `_SPIKE_SHARE` of the values and at least `_SPIKE_FACTOR` times as many
-    as the median distinct value (so the ages of a census, each about 2 %, are not spikes, while its 92 % of
-    zero capital gains and the 47 % working 40 hours are). Past the exact cap the counts are a sample's, scaled,
+    as the median of the other distinct values (so the ages of a census, each about 2 %, are not spikes, while its
+    92 % of zero capital gains and the 47 % working 40 hours are). Past the exact cap the counts are a sample's, scaled,
     whose median says nothing; there the column has over a million distinct values, so at most half of them
     hold more than 2 / 2**20 of the rows each and the share alone decides.
     """
@@ -102,10 +102,25 @@ def spikes(summary, limit: int) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros(0), np.zeros(0)
     spike = counts >= _SPIKE_SHARE * summary.finite
     if summary.exact:
-        spike &= counts >= _SPIKE_FACTOR * np.median(counts)
+        spike &= counts >= _SPIKE_FACTOR * _median_of_others(counts, np.flatnonzero(spike))
     chosen = np.flatnonzero(spike)
     chosen = np.sort(chosen[np.argsort(counts[chosen], kind="stable")[::-1][:limit]])
     return distinct[chosen], counts[chosen] / summary.finite
+
+
+def _median_of_others(counts: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """Per candidate index, the median count of the other distinct values: with few of them the candidate's own
+    count moves the median (799 zeros and one 1e6: a median of 400, and the zeros were no spike). Past
+    `_EXACT_OTHERS` distinct values, one count moves it by one place at most, and the median of all is used."""
+    if len(counts) > _EXACT_OTHERS:
+        return np.full(len(counts), np.median(counts))
+    others = np.full(len(counts), np.median(counts), dtype=np.float64)
+    for i in candidates:
+        others[i] = np.median(np.delete(counts, i)) if len(counts) > 1 else 0.0
+    return others
+
+
+_EXACT_OTHERS = 10_000
 
 
 def _continuous_state(spec, summary, mixture: Mixture1D) -> Continuous:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tabtwin.pipeline.columns.personal import PII_SDTYPES, detect_pii
 from tabtwin.pipeline.errors import SchemaError
 from tabtwin.pipeline.files import write_json_atomic
 from tabtwin.pipeline.forms import model_numbers, parse_text_datetimes
@@ -53,6 +54,7 @@ class ColumnSpec:
     null_rate: float = 0.0
     integer: bool = False  # continuous values that are whole numbers come back whole
     datetime_format: str | None = None  # set when datetimes arrive as strings; they go back as strings
+    pii: str | None = None  # an id column of personal data: its PII sdtype (`pipeline.columns.personal`), faked
 
     @property
     def has_nulls(self) -> bool:
@@ -87,14 +89,14 @@ class Schema:
         """SDV single-table metadata describing this schema (what `tabtwin schema` writes)."""
         columns = {}
         for spec in self.columns:
-            entry = {"sdtype": KIND_TO_SDTYPE[spec.kind]}
+            entry = {"sdtype": spec.pii, "pii": True} if spec.pii else {"sdtype": KIND_TO_SDTYPE[spec.kind]}
             if spec.kind == "continuous":
                 entry["computer_representation"] = "Int64" if spec.integer else "Float"
             if spec.kind == "datetime" and spec.datetime_format:
                 entry["datetime_format"] = spec.datetime_format
             columns[spec.name] = entry
         metadata = {"METADATA_SPEC_VERSION": "SINGLE_TABLE_V1", "columns": columns}
-        ids = [spec.name for spec in self.columns if spec.kind == "id"]
+        ids = [spec.name for spec in self.columns if spec.kind == "id" and not spec.pii]
         if len(ids) == 1:
             metadata["primary_key"] = ids[0]
         return metadata
@@ -112,14 +114,19 @@ def infer_schema(df: pd.DataFrame, metadata: dict | None = None) -> Schema:
     for name in df.columns:
         if str(name) in overrides:
             kind, datetime_format, representation = overrides[str(name)]
-            specs.append(_spec_for(df[name], kind, datetime_format, representation))
+            pii = datetime_format if kind == "pii" else None  # a PII sdtype travels in the format's place
+            specs.append(_spec_for(df[name], "id", None) if pii else _spec_for(df[name], kind, datetime_format, representation))
+            specs[-1].pii = pii
         else:
             specs.append(infer_column(df[name]))
     return Schema(specs)
 
 
 def infer_column(series: pd.Series) -> ColumnSpec:
-    return _spec_for(series, _infer_kind(series), None)
+    pii = detect_pii(series)  # personal data is faked, never modelled: a repeated real e-mail would be copied
+    spec = _spec_for(series, "id" if pii else _infer_kind(series), None)
+    spec.pii = pii
+    return spec
 
 
 # SDV's integer computer representations; a column declared so comes back as whole numbers in that dtype.
@@ -263,18 +270,38 @@ def _kinds_from_metadata(metadata: dict, df: pd.DataFrame) -> dict[str, tuple[st
     kinds = {}
     for name, entry in columns.items():
         sdtype = entry.get("sdtype") if isinstance(entry, dict) else None
+        if sdtype in PII_SDTYPES:
+            kinds[name] = ("pii", sdtype, None)
+            continue
         if sdtype not in SDTYPE_TO_KIND:
             raise SchemaError(
                 f"metadata gives column {name!r} the unknown sdtype {sdtype!r}; "
-                f"use one of {sorted(SDTYPE_TO_KIND)}"
+                f"use one of {sorted(SDTYPE_TO_KIND)} or a PII sdtype ({', '.join(PII_SDTYPES)})"
             )
         kinds[name] = (SDTYPE_TO_KIND[sdtype], entry.get("datetime_format"), entry.get("computer_representation"))
     primary_key = _single_table(metadata).get("primary_key")
     if primary_key is not None:
         if primary_key not in labels:
             raise SchemaError(f"metadata primary_key {primary_key!r} is not a column of the table")
-        kinds[primary_key] = ("id", None, None)
+        _check_unique(df[df.columns[labels.index(primary_key)]], primary_key)
+        if kinds.get(primary_key, ("",))[0] != "pii":  # a key of e-mail addresses stays personal data, faked
+            kinds[primary_key] = ("id", None, None)
     return kinds
+
+
+def _check_unique(series: pd.Series, name: str) -> None:
+    """SchemaError unless the primary key `name` holds a value in every row, each value once."""
+    missing = int(series.isna().sum())
+    if missing:
+        rows = "1 row has" if missing == 1 else f"{missing:,} rows have"
+        raise SchemaError(f"metadata declares {name!r} the primary key, but {rows} no value in it; a "
+                          "primary key identifies every row: fill them or drop primary_key from the metadata")
+    repeated = series[series.duplicated(keep=False)]
+    if len(repeated):
+        example = repeated.iloc[0]
+        raise SchemaError(f"metadata declares {name!r} the primary key, but {repeated.nunique():,} of its values repeat "
+                          f"({example!r} is in {int((series == example).sum()):,} rows); a primary key holds each "
+                          "value once: fix the table or drop primary_key from the metadata")
 
 
 def _single_table(metadata: dict) -> dict:

@@ -19,6 +19,7 @@ import pandas as pd
 
 from tabtwin.pipeline.columns.datetime import UNIT_NS
 from tabtwin.pipeline.columns.identifier import MAX_ID_PREFIX, MAX_ID_WIDTH
+from tabtwin.pipeline.columns.personal import LOCALES, MAX_MASK, MAX_MASKS, PII_SDTYPES
 from tabtwin.pipeline.errors import EncodingError
 from tabtwin.pipeline.forms import FORMS_VERSION, MAX_DECIMALS, SPECIALS, check_forms_version
 from tabtwin.pipeline.rules import (
@@ -60,7 +61,7 @@ _NAME = Text(10_000)
 _UNITS = tuple(UNIT_NS)
 _FORMAT = Maybe(Text(200))
 SPEC = {"name": _NAME, "kind": OneOf(KINDS), "dtype": Dtype(), "null_rate": Num(0.0, 1.0), "integer": Flag(),
-        "datetime_format": _FORMAT}
+        "datetime_format": _FORMAT, "pii": Maybe(OneOf(PII_SDTYPES))}
 FORM = {
     "name": _NAME, "label": Rule(), "dtype": Dtype(), "decimals": Maybe(Int(0, MAX_DECIMALS)),
     "specials": Items(OneOf(tuple(SPECIALS)), len(SPECIALS)), "categories": Maybe(Items(Scalar())), "ordered": Flag(),
@@ -83,7 +84,9 @@ FIELDS = {
     },
     "categorical": {**_TYPE, "base": Rule(), "kept": Items(Int()), "rare": Items(Int()), "rare_weights": Items(Num(0.0, 1.0))},
     "id": {**_TYPE, "name": _NAME, "dtype": Dtype(), "integer": Flag(), "prefix": Text(MAX_ID_PREFIX),
-           "width": Int(1, MAX_ID_WIDTH)},
+           "width": Int(1, MAX_ID_WIDTH), "start": Int(0, INT64_MAX), "pii": Maybe(OneOf(PII_SDTYPES)),
+           "locale": Maybe(OneOf(LOCALES)), "masks": Items(Text(MAX_MASK), MAX_MASKS),
+           "shares": Items(Num(0.0, 1.0), MAX_MASKS)},
 }
 FIELDS.update(_Categorical=FIELDS["categorical"], _Identifier=FIELDS["id"])  # TableEncoder's tags, same states
 DISCRETE = {"name": _NAME, "dtype": Dtype(), "has_nulls": Flag(), "categories": Items(Scalar())}  # a categorical's base
@@ -289,6 +292,8 @@ def _check_categorical(state: dict, spec: dict, form: dict, params: dict, where:
 def _check_identifier(state: dict, spec: dict, form: dict, params: dict, where: str) -> None:
     if state["integer"] and not pd.api.types.is_integer_dtype(pd.api.types.pandas_dtype(state["dtype"])):
         fail(where, f"integer ids need an integer dtype, got {state['dtype']!r}")
+    if state["integer"]:
+        _fits_dtype([state["start"]], state["dtype"], where, "start")
 
 
 def _fits_dtype(values: list, dtype: str, where: str, field: str) -> None:

@@ -17,7 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from tabtwin.pipeline.errors import IngestError, TabtwinError
-from tabtwin.pipeline.ingest import SUPPORTED_SUFFIXES, WRITE_SUFFIXES, is_url, read_table, write_table
+from tabtwin.pipeline.ingest import (SUPPORTED_SUFFIXES, WRITE_SUFFIXES, is_url, read_notes, read_table,
+                                     write_table)
 
 ADULT_CSV = Path(__file__).resolve().parents[1].parent / "shared/data/adult.csv"
 
@@ -431,7 +432,7 @@ def test_directory(tmp_path):
     assert_user_error(excinfo, "directory", str(folder))
 
 
-@pytest.mark.parametrize("name", ["notes.txt", "data.xlsx", "noext", "data.json.gz"])
+@pytest.mark.parametrize("name", ["notes.txt", "data.xls", "noext", "data.json.gz"])
 def test_unsupported_suffix_lists_supported(tmp_path, name):
     path = tmp_path / name
     path.write_text("a,b\n1,2\n")
@@ -465,12 +466,12 @@ def test_binary_file_named_csv(tmp_path):
     assert_user_error(excinfo, str(path), "UTF-8")
 
 
-def test_latin1_csv_says_save_as_utf8(tmp_path):
+def test_latin1_csv_is_read_as_windows_1252_and_says_so(tmp_path):
     path = tmp_path / "latin.csv"
-    path.write_bytes("city,n\nMünchen,1\n".encode("latin-1"))
-    with pytest.raises(IngestError) as excinfo:
-        read_table(path)
-    assert_user_error(excinfo, str(path), "save it as UTF-8")
+    path.write_bytes("city,n\nMünchen,1\nZürich,2\n".encode("latin-1"))
+    df = read_table(path)
+    assert df["city"].tolist() == ["München", "Zürich"]
+    assert any("encoding cp1252" in note for note in read_notes(df))
 
 
 def test_not_gzip_but_named_csv_gz(tmp_path):
@@ -550,7 +551,7 @@ def test_duplicate_column_names_delimited(tmp_path, name, content, duplicate):
 def test_columns_looking_mangled_are_not_duplicates(tmp_path):
     path = tmp_path / "dots.csv"
     path.write_text("a,a.1,,\n1,2,3,4\n")
-    assert list(read_table(path).columns) == ["a", "a.1", "Unnamed: 2", "Unnamed: 3"]
+    assert list(read_table(path).columns) == ["a", "a.1", "Unnamed: 2", "Unnamed: 3"]  # blank names, but values
 
 
 def test_duplicate_column_names_parquet(tmp_path):

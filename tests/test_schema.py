@@ -61,9 +61,8 @@ def test_numbers_in_strings_are_not_dates():
 
 def test_metadata_overrides_only_the_columns_it_names(mixed_frame):
     metadata = {
-        "columns": {"grade": {"sdtype": "numerical"}, "count": {"sdtype": "categorical"}},
-        "primary_key": "colour",
-    }
+        "columns": {"grade": {"sdtype": "numerical"}, "count": {"sdtype": "categorical"}, "colour": {"sdtype": "id"}},
+    }  # an id, not the primary key: its values repeat (a repeating primary key is refused, tests/test_encoding.py)
     schema = infer_schema(mixed_frame, metadata)
     got = kinds(schema)
     assert got["grade"] == "continuous" and schema["grade"].integer

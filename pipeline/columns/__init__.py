@@ -5,7 +5,8 @@
 - `numeric`: continuous numbers: exact (value, count) arrays up to a cap, then a uniform sample; nulls,
   +-inf, extremes, the first values (decimals) and a uniform sample (the mixture of `TableEncoder`);
 - `datetime`: datetimes and durations, as counts of the coarsest unit dividing every value;
-- `identifier`: ids, regenerated on decode.
+- `identifier`: ids, regenerated on decode (numbered past the real ones), and personal data, faked
+  (`personal`: detection, locale and formats, Faker).
 
 Each type's accumulator has `update(series, row_offset)`, `merge(other)` and `finalise()` (`columns.base`);
 `pipeline.statistics.TableStatistics` runs them over a table's chunks, and both encoders are built from the
