@@ -199,8 +199,10 @@ def _top_columns(estimator, features: pd.DataFrame, labels: np.ndarray, test: np
 
 
 def _metadata_without_ids(schema: Schema) -> dict:
+    """The metadata of the modelled columns: ids and personal data (faked, `pii`) left out."""
     metadata = schema.to_metadata()
-    metadata["columns"] = {name: entry for name, entry in metadata["columns"].items() if entry["sdtype"] != "id"}
+    ids = {spec.name for spec in schema.columns if spec.kind == "id"}
+    metadata["columns"] = {name: entry for name, entry in metadata["columns"].items() if name not in ids}
     metadata.pop("primary_key", None)
     return metadata
 
