@@ -42,7 +42,7 @@ class RunSpec:
     )
     max_seconds: float | None = field(
         default=None, metadata={"help": "training-time budget in seconds from the start of the fit, encoding included, checked after each "
-                                        "step (None: none; autoregressive only). Opt-in: where it stops training, a seeded run "
+                                        "step, about each second on several workers (None: none; autoregressive only). Opt-in: where it stops training, a seeded run "
                                         "depends on the machine's speed", "positive": True}
     )
     rows: int | None = field(

@@ -27,10 +27,9 @@ import torch
 FLUSH_BELOW = 1e-20
 
 
-
 def zero_subnormals_(*optimizers: torch.optim.Optimizer) -> None:
     """Set every negligible float (|x| < FLUSH_BELOW; subnormal, for Adam's second moments) in the optimizers'
-    parameters and state to zero, in place (see the module docstring, "Subnormal floats")."""
+    parameters and state to zero, in place (see the module docstring)."""
     tiny = torch.finfo(torch.float32).tiny
     with torch.no_grad():
         for optimizer in optimizers:

@@ -19,8 +19,8 @@ learning rate (a linear warm-up over `warmup_steps`, then times `plateau_decay` 
 metric did not improve; constant by default), an exponential moving average of the weights (`Average`: the
 averaged weights are validated and kept), early stopping on a `Validation` metric with the best epoch's weights
 kept in memory (`Checkpoint`), the wall-time budget (`Budget`: checked after every step and by the validation pass
-between its batches, so it holds within about one step at any table size), the subnormal flush, and progress
-(`progress_bar`: a tqdm bar and the model's `progress_callback`).
+between its batches, so it holds within about one step at any table size, or about a second among data-parallel
+ranks), the subnormal flush, and progress (`progress_bar`: a tqdm bar and the model's `progress_callback`).
 
 Subnormal floats are zeroed once an epoch and flushed in the stepping thread (`generators.subnormals`).
 
@@ -143,31 +143,37 @@ class Budget:
     `max_seconds` (None: no budget) are `spent()`, as every rank agrees. Alone, each call reads the clock. Among
     several ranks (which call `spent` equally often), a call agrees (`ranks.max` of the flag and of the seconds a
     call took) only every so many calls, chosen at each agreement to come about AGREE_SECONDS later; the calls in
-    between say not spent. The first call agrees."""
+    between say not spent, and once an agreement says spent every later call does. The first call, and the first
+    after `new_pace()` (a step and a validation batch take different times), agree."""
 
     def __init__(self, max_seconds: float | None, start: float, ranks: OneProcess | None = None, clock=None):
         self.max_seconds, self.start, self.ranks = max_seconds, start, ranks or OneProcess()
         self.clock = clock or time.perf_counter
-        self.calls, self.due, self.agreed_at = 0, 1, None  # calls since the last agreement; when the next is due
+        self.done = False
+        self.new_pace()
+
+    def new_pace(self) -> None:
+        """The calls from here on may take another time than those before: the next call agrees."""
+        self.calls, self.due, self.since = 0, 1, self.clock()
 
     def elapsed(self) -> float:
         return self.clock() - self.start
 
     def spent(self) -> bool:
-        if self.max_seconds is None:
-            return False
+        if self.max_seconds is None or self.done:
+            return self.done
         if self.ranks.world == 1:
-            return self.elapsed() > self.max_seconds
+            self.done = self.elapsed() > self.max_seconds
+            return self.done
         self.calls += 1
         if self.calls < self.due:
             return False
         now = self.clock()
-        per_call = 0.0 if self.agreed_at is None else (now - self.agreed_at) / self.calls
-        flag, per_call = self.ranks.max(torch.tensor([float(now - self.start > self.max_seconds), per_call],
-                                                     dtype=torch.float64)).tolist()
-        self.calls, self.agreed_at = 0, now
+        flag, per_call = self.ranks.max(torch.tensor([float(now - self.start > self.max_seconds),
+                                                      (now - self.since) / self.calls], dtype=torch.float64)).tolist()
+        self.calls, self.since, self.done = 0, now, bool(flag)
         self.due = round(min(AGREE_MOST_CALLS, max(1.0, AGREE_SECONDS / per_call))) if per_call > 0 else 1
-        return bool(flag)
+        return self.done
 
 
 # ---------------------------------------------------------------------------------------------- what the loop keeps
@@ -300,6 +306,7 @@ def train(run: Training, modules: dict[str, torch.nn.Module], progress, history:
         for epoch in progress:
             for module in modules.values():
                 module.train()
+            budget.new_pace()
             figures, cut_short = _epoch(run, update, budget)
             zero_subnormals_(*optimizers.values())
             for average in averages.values():
@@ -310,6 +317,7 @@ def train(run: Training, modules: dict[str, torch.nn.Module], progress, history:
                 with ExitStack() as swaps:
                     for average in averages.values():
                         swaps.enter_context(average.swapped())
+                    budget.new_pace()
                     metric = validation.measure(budget)
                     if metric is not None:
                         record[validation.name] = metric = ranks.mean(metric)

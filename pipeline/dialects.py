@@ -1,7 +1,8 @@
 """How a delimited text file is written, detected from its bytes before pandas reads it: the text encoding, the
 delimiter and the decimal mark (a spreadsheet in much of Europe writes `1,5;2.300,75;x`).
 
-- Encoding: a byte-order mark names it (UTF-8, UTF-16); else the whole file is decoded as UTF-8 incrementally;
+- Encoding: a byte-order mark names it (UTF-8, UTF-16; UTF-16 without one is not recognised); else the whole file
+  is decoded as UTF-8 incrementally;
   failing that, as Windows-1252 (what spreadsheets on Windows write for Western European text), else as Latin-1,
   which decodes any byte. A file with NUL bytes in its first MiB and no BOM is left to fail as UTF-8 with the
   usual message.
@@ -11,7 +12,7 @@ delimiter and the decimal mark (a spreadsheet in much of Europe writes `1,5;2.30
   when none qualifies, the suffix's own.
 - Decimal mark: with a delimiter other than a comma, a column whose every value in the sample is a number written
   with a decimal comma (`1,5`, `-2.300,75`) makes the decimal mark a comma, and the dot the thousands separator
-  where such a value groups its digits with it.
+  where such a value groups its digits with it and no value writes a decimal point (`0.25`).
 
 `Dialect.notes()` says what differs from plain UTF-8 comma-separated text, for the schema and the logs.
 Sources: https://docs.python.org/3/library/csv.html (csv.reader) and https://docs.python.org/3/library/codecs.html
@@ -36,6 +37,7 @@ NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
 
 _COMMA_NUMBER = re.compile(r"[+-]?(\d{1,3}(\.\d{3})+|\d+)(,\d+)?")  # 1,5  -2.300,75  7
 _GROUPED = re.compile(r"[+-]?\d{1,3}(\.\d{3})+(,\d+)?")
+_DOT_NUMBER = re.compile(r"[+-]?\d*\.\d+")
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,7 @@ def detect_delimiter(lines: list[str], default: str) -> str:
     """The delimiter that splits every sampled line into as many fields (see the module docstring)."""
     qualified = {}
     for delimiter in DELIMITERS:
-        counts = {len(row) for row in csv.reader(lines, delimiter=delimiter) if row}
+        counts = _field_counts(lines, delimiter)
         if len(counts) == 1 and (fields := counts.pop()) > 1:
             qualified[delimiter] = fields
     if default in qualified or not qualified:
@@ -116,25 +118,39 @@ def detect_delimiter(lines: list[str], default: str) -> str:
     return max(qualified, key=qualified.get)
 
 
+def _field_counts(lines: list[str], delimiter: str) -> set[int]:
+    """The numbers of fields the lines split into; none when the csv module cannot split them so (a field past
+    its size limit), which leaves the delimiter out."""
+    try:
+        return {len(row) for row in csv.reader(lines, delimiter=delimiter) if row}
+    except csv.Error:
+        return set()
+
+
 def detect_decimal(lines: list[str], delimiter: str) -> tuple[str, str | None]:
     """(decimal mark, thousands separator or None) of the sampled data rows split by `delimiter`."""
     if delimiter == ",":
         return ".", None
-    rows = [row for row in csv.reader(lines[1:], delimiter=delimiter) if row]
+    try:
+        rows = [row for row in csv.reader(lines[1:], delimiter=delimiter) if row]
+    except csv.Error:
+        return ".", None
     columns = Counter()  # per column: values that are decimal-comma numbers with a comma, and values that are not
-    grouped = False
+    grouped = dotted = False  # a value 1.234,5 groups digits with dots; a value 0.25 writes a decimal point
     for row in rows:
         for k, value in enumerate(row):
             value = value.strip()
             if not value:
                 continue
+            dotted |= bool(_DOT_NUMBER.fullmatch(value)) and not _GROUPED.fullmatch(value)
             if not _COMMA_NUMBER.fullmatch(value):
                 columns[(k, "other")] += 1
             elif "," in value:
                 columns[(k, "comma")] += 1
                 grouped |= bool(_GROUPED.fullmatch(value))
     comma = any(count and not columns[(k, "other")] for (k, kind), count in columns.items() if kind == "comma")
-    return (",", "." if grouped else None) if comma else (".", None)
+    # A dot that is a decimal point somewhere is no thousands separator anywhere: such a value stays text.
+    return (",", "." if grouped and not dotted else None) if comma else (".", None)
 
 
 def detect_dialect(path: Path, default_delimiter: str) -> Dialect:

@@ -12,6 +12,7 @@ by ``os.replace``, so readers never see a half-written file.
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 import zipfile
@@ -191,8 +192,7 @@ def _tidy(df: pd.DataFrame, header: list[str], path: Path, notes: list[str]) -> 
 
 def _read_excel(path: Path, sheet: str | None) -> pd.DataFrame:
     """The sheet `sheet` of an .xlsx workbook (pandas.read_excel, openpyxl); with None, the only sheet."""
-    with _file_errors(path, "Excel"):
-        book = pd.ExcelFile(path, engine="openpyxl")
+    with _file_errors(path, "Excel"), pd.ExcelFile(path, engine="openpyxl") as book:  # .xlsx is a zip archive
         names = book.sheet_names
         if sheet is None and len(names) > 1:
             raise ingest_error(f"{path} has {len(names)} sheets ({', '.join(names)}); pick one with --table SHEET")
@@ -201,7 +201,9 @@ def _read_excel(path: Path, sheet: str | None) -> pd.DataFrame:
         sheet = sheet or names[0]
         df = book.parse(sheet)
         first = book.parse(sheet, header=None, nrows=1, dtype=str, keep_default_na=False)
-    header = [] if first.empty else ["" if str(v) == "nan" else str(v) for v in first.iloc[0].tolist()]
+    header = [] if first.empty else ["" if pd.isna(v) else str(v) for v in first.iloc[0].tolist()]
+    # Names as written (a header cell 2024 or a date is text, as a CSV's would be); blank ones as pandas names them.
+    df.columns = [name or str(label) for name, label in zip(header, df.columns)] if len(header) == df.shape[1] else df.columns
     return _tidy(df, header, path, [f"sheet {sheet!r}"] if len(names) > 1 else [])
 
 
@@ -209,7 +211,7 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
     """JSON Lines, one object a row (pandas.read_json(lines=True)); values kept as JSON types, dates as text (the
     schema finds them). A column of nested objects or arrays is refused: flatten it first."""
     with _file_errors(path, "JSON Lines"):
-        df = pd.read_json(path, lines=True, dtype=False, convert_dates=False)
+        df = pd.read_json(path, lines=True, dtype=False, convert_dates=False, precise_float=True)
     if df.shape[1] == 0 and len(df):
         raise ingest_error(f"{path} has no keys in its objects; each line needs an object such as {{\"a\": 1}}")
     for name in df.columns:
@@ -284,7 +286,7 @@ def _file_errors(path: Path, kind: str) -> Iterator[None]:
     except pd.errors.ParserError as exc:
         reason = first_line(exc)
         raise ingest_error(f"{path} could not be parsed as {kind} ({reason}); {_valid_file_hint(kind)}") from exc
-    except (pa.ArrowException, OSError, EOFError, ValueError, zipfile.BadZipFile, KeyError) as exc:  # .xlsx: zip
+    except (pa.ArrowException, OSError, EOFError, ValueError, csv.Error, zipfile.BadZipFile, KeyError) as exc:
         raise ingest_error(f"{path} could not be read as {kind} ({first_line(exc)}); {_valid_file_hint(kind)}") from exc
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tabtwin.pipeline.columns.identifier import largest_number
 from tabtwin.pipeline.columns.personal import PII_SDTYPES, detect_pii
 from tabtwin.pipeline.errors import SchemaError
 from tabtwin.pipeline.files import write_json_atomic
@@ -55,6 +56,7 @@ class ColumnSpec:
     integer: bool = False  # continuous values that are whole numbers come back whole
     datetime_format: str | None = None  # set when datetimes arrive as strings; they go back as strings
     pii: str | None = None  # an id column of personal data: its PII sdtype (`pipeline.columns.personal`), faked
+    id_start: int = 0  # an id column's: past the largest number among the table's ids, where regenerated ones start
 
     @property
     def has_nulls(self) -> bool:
@@ -192,6 +194,8 @@ def _spec_for(
     name = str(series.name)
     values = series.dropna()
     spec = ColumnSpec(name=name, kind=kind, dtype=str(series.dtype), null_rate=float(series.isna().mean()))
+    if kind == "id":  # read on the whole table: a holdout split off later keeps its ids out of reach too
+        spec.id_start = largest_number(series) + 1
     if kind == "continuous":
         numeric = _as_numeric(series)
         finite = numeric[np.isfinite(numeric)]  # +-inf are special values, not numbers to round
@@ -297,11 +301,10 @@ def _check_unique(series: pd.Series, name: str) -> None:
         raise SchemaError(f"metadata declares {name!r} the primary key, but {rows} no value in it; a "
                           "primary key identifies every row: fill them or drop primary_key from the metadata")
     repeated = series[series.duplicated(keep=False)]
-    if len(repeated):
-        example = repeated.iloc[0]
+    if len(repeated):  # counts only: the values may be personal data
         raise SchemaError(f"metadata declares {name!r} the primary key, but {repeated.nunique():,} of its values repeat "
-                          f"({example!r} is in {int((series == example).sum()):,} rows); a primary key holds each "
-                          "value once: fix the table or drop primary_key from the metadata")
+                          f"(in {len(repeated):,} rows); a primary key holds each value once: fix the table or drop "
+                          "primary_key from the metadata")
 
 
 def _single_table(metadata: dict) -> dict:

@@ -61,7 +61,7 @@ _NAME = Text(10_000)
 _UNITS = tuple(UNIT_NS)
 _FORMAT = Maybe(Text(200))
 SPEC = {"name": _NAME, "kind": OneOf(KINDS), "dtype": Dtype(), "null_rate": Num(0.0, 1.0), "integer": Flag(),
-        "datetime_format": _FORMAT, "pii": Maybe(OneOf(PII_SDTYPES))}
+        "datetime_format": _FORMAT, "pii": Maybe(OneOf(PII_SDTYPES)), "id_start": Int(0, INT64_MAX)}
 FORM = {
     "name": _NAME, "label": Rule(), "dtype": Dtype(), "decimals": Maybe(Int(0, MAX_DECIMALS)),
     "specials": Items(OneOf(tuple(SPECIALS)), len(SPECIALS)), "categories": Maybe(Items(Scalar())), "ordered": Flag(),
@@ -86,7 +86,7 @@ FIELDS = {
     "id": {**_TYPE, "name": _NAME, "dtype": Dtype(), "integer": Flag(), "prefix": Text(MAX_ID_PREFIX),
            "width": Int(1, MAX_ID_WIDTH), "start": Int(0, INT64_MAX), "pii": Maybe(OneOf(PII_SDTYPES)),
            "locale": Maybe(OneOf(LOCALES)), "masks": Items(Text(MAX_MASK), MAX_MASKS),
-           "shares": Items(Num(0.0, 1.0), MAX_MASKS)},
+           "shares": Items(Num(0.0, 1.0), MAX_MASKS), "null_share": Num(0.0, 1.0)},
 }
 FIELDS.update(_Categorical=FIELDS["categorical"], _Identifier=FIELDS["id"])  # TableEncoder's tags, same states
 DISCRETE = {"name": _NAME, "dtype": Dtype(), "has_nulls": Flag(), "categories": Items(Scalar())}  # a categorical's base
@@ -294,6 +294,8 @@ def _check_identifier(state: dict, spec: dict, form: dict, params: dict, where: 
         fail(where, f"integer ids need an integer dtype, got {state['dtype']!r}")
     if state["integer"]:
         _fits_dtype([state["start"]], state["dtype"], where, "start")
+    if len(state["masks"]) != len(state["shares"]) or (state["masks"] and not sum(state["shares"]) > 0):
+        fail(where, "masks and shares must be as many, the shares summing to more than 0")
 
 
 def _fits_dtype(values: list, dtype: str, where: str, field: str) -> None:

@@ -1,5 +1,5 @@
-"""Reading what users hand over (issue #24): CSV dialects and encodings, .xlsx and .jsonl, a trailing delimiter,
-a file without a header row, a table too small to synthesise."""
+"""Reading what users hand over: CSV dialects and encodings, .xlsx and .jsonl, a trailing delimiter, a file
+without a header row, a table too small to synthesise."""
 
 from __future__ import annotations
 
@@ -125,3 +125,26 @@ def test_a_text_file_named_xlsx_gets_one_line(tmp_path):
     path.write_text("a,b\n1,2\n")
     with pytest.raises(IngestError, match=r"fake.xlsx could not be read as Excel .*; check that it is a valid Excel file"):
         read_table(path)
+
+
+def test_a_field_past_the_csv_modules_limit_is_read(tmp_path):
+    path = tmp_path / "long.csv"
+    path.write_text("id,blob\n1," + "x" * 200_000 + "\n2,y\n")
+    df = read_table(path)
+    assert df["blob"].str.len().tolist() == [200_000, 1]
+
+
+def test_a_dot_decimal_beside_decimal_commas_is_not_read_as_thousands(tmp_path):
+    path = tmp_path / "mixed.csv"
+    path.write_text("a;b\n1.234,5;0.25\n2,5;0.5\n")
+    assert detect_dialect(path, ",") == Dialect(delimiter=";", decimal=",")  # no thousands separator
+    df = read_table(path)
+    assert df["b"].tolist() == ["0.25", "0.5"] and df["a"].tolist() == ["1.234,5", "2,5"]  # text, never 25
+
+
+def test_excel_header_cells_of_numbers_stay_text_names(tmp_path):
+    path = tmp_path / "years.xlsx"
+    pd.DataFrame([[1, 2, "x"], [3, 4, "y"]], columns=[2023, 2024, "label"]).to_excel(path, index=False, engine="openpyxl")
+    df = read_table(path)
+    assert list(df.columns) == ["2023", "2024", "label"]
+    assert not any(note.startswith("warning: every column name") for note in read_notes(df))

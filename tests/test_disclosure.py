@@ -54,7 +54,7 @@ def tables():
     table.loc[5, "salary"] = CEO_SALARY  # one unique extreme
     table.loc[9, "age"] = 104
     train, holdout = table.iloc[:520].reset_index(drop=True), table.iloc[520:].reset_index(drop=True)
-    # Modelled as categories, as before personal data was faked (issue #24): the report must still withhold them.
+    # Declared categories, so modelled (not faked as personal data): the report must withhold their rare values.
     schema = infer_schema(train, {"columns": {"email": {"sdtype": "categorical"}, "phone": {"sdtype": "categorical"}}})
     assert {schema[c].kind for c in ("email", "phone", "household")} == {"discrete"}
     assert schema["customer_id"].kind == "id"

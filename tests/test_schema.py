@@ -71,6 +71,13 @@ def test_metadata_overrides_only_the_columns_it_names(mixed_frame):
     assert got["amount"] == "continuous"  # not named: still inferred
 
 
+def test_a_unique_primary_key_becomes_an_id(mixed_frame):
+    frame = mixed_frame.assign(count=np.arange(len(mixed_frame)))
+    assert kinds(infer_schema(frame))["count"] == "continuous"
+    schema = infer_schema(frame, {"columns": {}, "primary_key": "count"})
+    assert schema["count"].kind == "id" and schema["count"].id_start == len(frame)
+
+
 def test_metadata_accepts_single_table_from_multi_table_format(mixed_frame):
     metadata = {"tables": {"t": {"columns": {"grade": {"sdtype": "numerical"}}}}}
     assert infer_schema(mixed_frame, metadata)["grade"].kind == "continuous"

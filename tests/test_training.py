@@ -251,7 +251,16 @@ def test_ranks_agree_on_the_budget_about_once_a_second():
         said.append(budget.spent())
         now[0] = round(now[0] + 0.1, 6)
     assert ranks.agreed[:7] == [0.0, 0.1, 1.1, 2.1, 3.1, 4.1, 5.1]  # then one a second (10 calls of 0.1 s)
-    assert said.index(True) == 51  # the first agreement past 5 s; the calls in between said not spent
+    assert said.index(True) == 51 and all(said[51:])  # past 5 s: spent from the agreement on, with no collective
+    assert len(ranks.agreed) == 7
+    now[0], ranks.agreed[:] = 0.0, []
+    budget = Budget(60.0, 0.0, ranks, clock=lambda: now[0])
+    for seconds in [0.01] * 100 + [1.0] * 5:  # fast validation batches, then slow steps after `new_pace`
+        if seconds == 1.0 and now[0] < 1.5:
+            budget.new_pace()
+        now[0] = round(now[0] + seconds, 6)
+        budget.spent()
+    assert ranks.agreed[-5:] == [2.0, 3.0, 4.0, 5.0, 6.0]  # the slow steps agree each second, not 100 calls later
     ranks.other_spent = True  # another rank's budget ran out: every rank stops at the next agreement
     budget = Budget(1e9, 0.0, ranks, clock=lambda: now[0])
     assert budget.spent() is True

@@ -16,6 +16,7 @@ import pandas as pd
 from tabtwin.pipeline.columns.base import ColumnStatistics
 from tabtwin.pipeline.columns.personal import fake_values, pii_profile
 from tabtwin.pipeline.columns.samples import Head
+from tabtwin.pipeline.errors import EncodingError
 
 ID_SAMPLE = 1000
 MAX_ID_PREFIX = 1000  # characters of a regenerated id's prefix
@@ -40,6 +41,7 @@ class Identifier:
     locale: str | None = None
     masks: list = field(default_factory=list)
     shares: list = field(default_factory=list)
+    null_share: float = 0.0  # of a personal-data column's rows, blank in the fakes as in the real rows
 
 
 class IdentifierStatistics(ColumnStatistics):
@@ -54,7 +56,7 @@ class IdentifierStatistics(ColumnStatistics):
     def _update(self, series: pd.Series, row_offset: int) -> None:
         self.integer = self.integer and pd.api.types.is_integer_dtype(series)
         self.nulls += int(series.isna().sum())
-        self.largest = max(self.largest, _largest_number(series))
+        self.largest = max(self.largest, largest_number(series))
         if len(self.head.rows) < self.head.size:
             present = series.dropna().head(self.head.size)
             self.head.update(row_offset + present.index.to_numpy(), present.astype(str).to_numpy(dtype=object))
@@ -67,16 +69,21 @@ class IdentifierStatistics(ColumnStatistics):
     def finalise(self) -> Identifier:
         sample = pd.Series(self.head.values, dtype=object)
         integer = self.integer
+        pii = getattr(self.spec, "pii", None)
+        if pii:  # nothing of the real values is kept but what `personal.pii_profile` keeps
+            locale, masks, shares = pii_profile(pii, sample.tolist())
+            return Identifier(name=self.name, dtype=self.spec.dtype, integer=False, prefix="", width=1, start=0,
+                              pii=pii, locale=locale, masks=masks, shares=shares,
+                              null_share=self.nulls / self.rows if self.rows else 0.0)
         prefix = "" if integer else _common_prefix(sample.tolist()).rstrip("0123456789")[:MAX_ID_PREFIX] or "id_"
         width = int(sample.str.len().max() - len(prefix)) if len(sample) and not integer else 0
         width = width if 0 < width <= MAX_ID_WIDTH else 1
-        pii = getattr(self.spec, "pii", None)
-        locale, masks, shares = pii_profile(pii, sample.tolist()) if pii else (None, [], [])
+        start = max(self.largest + 1, getattr(self.spec, "id_start", 0))  # past the whole table's, holdout too
         return Identifier(name=self.name, dtype=self.spec.dtype, integer=integer, prefix=prefix, width=width,
-                          start=self.largest + 1, pii=pii, locale=locale, masks=masks, shares=shares)
+                          start=start)
 
 
-def _largest_number(series: pd.Series) -> int:
+def largest_number(series: pd.Series) -> int:
     """The largest integer id, or number a text id ends with (up to MAX_ID_DIGITS digits); -1 for none."""
     present = series.dropna()
     if not len(present):
@@ -102,8 +109,17 @@ def generate_ids(state: Identifier, n: int, offset: int, rng: np.random.Generato
     the encoder was fitted on. A personal-data column's are fakes drawn with `rng` (`personal.fake_values`)."""
     if state.pii:
         rng = rng if rng is not None else np.random.default_rng(offset)
-        return fake_values(state.pii, state.locale, state.masks, state.shares, n, offset, rng)
+        values = fake_values(state.pii, state.locale, state.masks, state.shares, n, offset, rng)
+        return values.mask(rng.random(n) < state.null_share) if state.null_share else values
     numbers = np.arange(state.start + offset, state.start + offset + n)
+    if state.integer and len(numbers) and numbers[-1] > _largest_of(state.dtype):
+        raise EncodingError(f"column {state.name!r}: ids from {numbers[0]} to {numbers[-1]} do not fit its dtype "
+                            f"{state.dtype}; declare the column Int64 in the metadata or sample fewer rows")
     if state.integer:
         return pd.Series(numbers).astype(state.dtype)
     return pd.Series([f"{state.prefix}{i:0{state.width}d}" for i in numbers], dtype=object)
+
+
+def _largest_of(dtype: str) -> int:
+    kind = pd.api.types.pandas_dtype(dtype)
+    return int(np.iinfo(getattr(kind, "numpy_dtype", kind)).max)

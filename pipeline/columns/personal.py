@@ -5,15 +5,17 @@ from Faker (https://faker.readthedocs.io), in the locale the real values suggest
 formats.
 
 - Detection (`detect_pii`, text columns): by values, when at least `SHARE` of up to `SAMPLE` non-null values
-  match a kind's pattern (e-mail, IPv4, URL, IBAN, card numbers passing the Luhn check; phone numbers and US
-  social security numbers also need the column's name to say so, as their patterns fit other codes), or by the
-  column's name with values that look the part (person names, street addresses). SDV's PII sdtypes declared in the
+  match a kind's pattern (e-mail, IPv4, URL, IBAN, card numbers passing the Luhn check, international phone
+  numbers written with their +country code; other phone numbers and US social security numbers also need the
+  column's name to say so, as their patterns fit other codes), or by the column's name with values that look the
+  part (person names, street addresses). Text and categorical columns are checked; numbers are not. SDV's PII sdtypes declared in the
   metadata (`email`, `phone_number`, `name`, ...; `PII_SDTYPES`) are honoured, and any other sdtype declared for a
   column overrides detection.
 - What is learned (`pii_profile`, from the id statistics' first values): the locale (from the phone numbers'
   country codes or the e-mail addresses' country domains; en_US otherwise) and, for phone, national id and card
   numbers, up to `MAX_MASKS` formats with the digits masked (`+41 ## ### ## ##`): no real digit is kept except a
-  phone number's country code.
+  phone number's country code, and only formats of digits and punctuation that at least `MIN_MASK_ROWS` values
+  share (a note written beside one number is no format); without one, Faker's own numbers.
 - Fakes (`fake_values`): seeded by the decode's generator. E-mail addresses are at `example.com`, `.org` or
   `.net` (reserved by RFC 2606: never a real mailbox), numbered so that each is unique, and built from the same
   row's fake name when the table has a name column (`link_names`). Numbers are random digits in a real format, so
@@ -24,15 +26,17 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 
-SAMPLE, SHARE, MAX_MASKS = 1000, 0.9, 5
+SAMPLE, SHARE, MAX_MASKS, MIN_MASK_ROWS = 1000, 0.9, 5, 5
 PII_SDTYPES = ("email", "phone_number", "name", "first_name", "last_name", "address", "street_address", "ssn",
                "iban", "credit_card_number", "ipv4_address", "url")
 MASKED = ("phone_number", "ssn", "credit_card_number")  # faked as random digits in the real values' formats
 
+_FORMAT = re.compile(r"(\+\d{1,3})?[#\s().\-/]+")  # a mask of digits and punctuation only
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}")
 _IPV4 = re.compile(r"((25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(25[0-5]|2[0-4]\d|1?\d?\d)")
 _URL = re.compile(r"https?://[^\s]+", re.IGNORECASE)
@@ -73,6 +77,8 @@ def _share(values: pd.Series, test) -> float:
 
 def detect_pii(series: pd.Series) -> str | None:
     """The PII sdtype (one of PII_SDTYPES) of a text column, or None (see the module docstring)."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        series = series.astype(object)
     if not (pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)):
         return None
     values = series.dropna().astype(str).str.strip().head(SAMPLE)
@@ -128,7 +134,8 @@ def pii_profile(kind: str, values: list[str]) -> tuple[str, list[str], list[floa
         locale = DOMAINS[known[0]] if known else locale
     if kind not in MASKED or not values:
         return locale, [], []
-    counts = Counter(m for m in (mask(v, kind) for v in values) if len(m) <= MAX_MASK).most_common(MAX_MASKS)
+    shared = Counter(m for m in (mask(v, kind) for v in values) if len(m) <= MAX_MASK and _FORMAT.fullmatch(m))
+    counts = [(m, n) for m, n in shared.most_common(MAX_MASKS) if n >= MIN_MASK_ROWS]
     if not counts:
         return locale, [], []
     total = sum(n for _, n in counts)
@@ -136,11 +143,16 @@ def pii_profile(kind: str, values: list[str]) -> tuple[str, list[str], list[floa
 
 
 def _faker(locale: str, rng: np.random.Generator):
+    fake = _fakers(locale)
+    fake.seed_instance(int(rng.integers(2**63)))  # reseeded at each use: the fakes depend on `rng` alone
+    return fake
+
+
+@lru_cache(maxsize=None)
+def _fakers(locale: str):
     from faker import Faker
 
-    fake = Faker(locale)
-    fake.seed_instance(int(rng.integers(2**63)))
-    return fake
+    return Faker(locale)
 
 
 def fake_values(kind: str, locale: str, masks: list[str], shares: list[float], n: int, offset: int,
@@ -173,15 +185,21 @@ def link_names(decoded: dict, kinds: dict[str, str], offset: int) -> None:
     lasts = [c for c, k in kinds.items() if k == "last_name"]
     for column in (c for c, k in kinds.items() if k == "email"):
         if names:
-            people = pd.Series(decoded[names[0]], dtype=object).astype(str)
+            people = _text(decoded[names[0]])
         elif firsts and lasts:
-            people = pd.Series(decoded[firsts[0]], dtype=object).astype(str) + " " + pd.Series(decoded[lasts[0]], dtype=object).astype(str)
+            people = _text(decoded[firsts[0]]) + " " + _text(decoded[lasts[0]])
         else:
             continue
-        domains = pd.Series(decoded[column], dtype=object).astype(str).str.rsplit("@", n=1).str[-1]
-        local = people.map(_local_part)
+        emails = pd.Series(decoded[column], dtype=object).reset_index(drop=True)
+        domains = emails.astype(str).str.rsplit("@", n=1).str[-1]
         numbers = pd.Series(np.arange(offset, offset + len(people)).astype(str))
-        decoded[column] = (local + "." + numbers + "@" + domains).astype(object)
+        linked = people.reset_index(drop=True).map(_local_part) + "." + numbers + "@" + domains
+        decoded[column] = linked.where(emails.notna()).astype(object)  # a blank e-mail stays blank
+
+
+def _text(values) -> pd.Series:
+    """Values as text, a blank one as "" (its e-mail's local part is then "user")."""
+    return pd.Series(values, dtype=object).reset_index(drop=True).fillna("").astype(str)
 
 
 def _local_part(name: str) -> str:
