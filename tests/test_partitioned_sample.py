@@ -44,7 +44,7 @@ def test_parts_make_one_dataset_with_a_manifest_and_ids_that_never_repeat(model_
     assert len(lines) == 3 and lines[-1].startswith("part ")
     table = dataset(out)
     assert len(table) == 250 and list(table.columns) == ["customer_id", "group", "amount", "active"]
-    assert table["customer_id"].is_unique and sorted(table["customer_id"]) == list(range(250))
+    assert table["customer_id"].is_unique and sorted(table["customer_id"]) == list(range(400, 650))  # past the real 0..399
     # Each part is its own seed stream, not a copy of the first part's.
     first, second = (pd.read_parquet(out / p["file"]) for p in manifest["parts_written"][:2])
     assert not first.drop(columns="customer_id").equals(second.drop(columns="customer_id"))
